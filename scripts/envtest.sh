@@ -391,11 +391,12 @@ port_clash_in() { grep -qiE 'address already in use|bind: address' "$1" 2>/dev/n
 start_once() { # start_once DIR ASSETS DEADLINE
     local dir="$1" assets="$2" deadline="$3" pki="$1/pki"
     local etcd_port peer_port api_port url
-    etcd_port="$(free_port)"
-    peer_port="$(free_port)"
-    while [[ "$peer_port" == "$etcd_port" ]]; do peer_port="$(free_port)"; done
+    # Called in an `||` context, where errexit is off: check explicitly.
+    etcd_port="$(free_port)" || return 1
+    peer_port="$(free_port)" || return 1
+    while [[ "$peer_port" == "$etcd_port" ]]; do peer_port="$(free_port)" || return 1; done
     rm -rf "${dir}/etcd-data"
-    mkdir -p "${dir}/etcd-data"
+    mkdir -p "${dir}/etcd-data" || return 1
     log "starting etcd on 127.0.0.1:${etcd_port}"
     setsid "${assets}/etcd" \
         --name default \
@@ -427,10 +428,10 @@ start_once() { # start_once DIR ASSETS DEADLINE
         return 2
     fi
 
-    api_port="$(free_port)"
-    while [[ "$api_port" == "$etcd_port" || "$api_port" == "$peer_port" ]]; do api_port="$(free_port)"; done
+    api_port="$(free_port)" || return 1
+    while [[ "$api_port" == "$etcd_port" || "$api_port" == "$peer_port" ]]; do api_port="$(free_port)" || return 1; done
     url="https://127.0.0.1:${api_port}"
-    mkdir -p "${dir}/apiserver-certs"
+    mkdir -p "${dir}/apiserver-certs" || return 1
     log "starting kube-apiserver on ${url}"
     setsid "${assets}/kube-apiserver" \
         --etcd-servers="http://127.0.0.1:${etcd_port}" \
@@ -471,14 +472,14 @@ start_once() { # start_once DIR ASSETS DEADLINE
         sleep 0.3
     done
 
-    write_kubeconfig "$dir" "$url"
+    write_kubeconfig "$dir" "$url" || return 1
     {
         printf 'KUBECONFIG=%s\n' "${dir}/kubeconfig"
         printf 'APISERVER_URL=%s\n' "$url"
         printf 'ETCD_URL=%s\n' "http://127.0.0.1:${etcd_port}"
         printf 'KUBEBUILDER_ASSETS=%s\n' "$assets"
         printf 'KUBECTL=%s\n' "${assets}/kubectl"
-    } >"${dir}/env"
+    } >"${dir}/env" || return 1
     return 0
 }
 
@@ -576,4 +577,4 @@ main() {
     esac
 }
 
-main "$@"
+main "$@"; exit $?  # one line: bash must not read on if this file changes meanwhile
