@@ -169,16 +169,3 @@ fn invalid_corpus_is_refused_naming_the_field() {
         }
     }
 }
-
-#[test]
-#[ignore = "prints every invalid sample's error, for reading"]
-fn print_invalid_corpus_errors() {
-    for s in corpus("invalid") {
-        let err = api::binding_from_value(s.document).err();
-        println!(
-            "{}: {:?}",
-            s.path.file_name().unwrap().to_string_lossy(),
-            err.map(|e| e.to_string())
-        );
-    }
-}
