@@ -1,0 +1,7 @@
+//! binauthz-operator: keeps Google Cloud Run services, jobs and worker pools under Binary
+//! Authorization, declared by `BinAuthzBinding` custom resources.
+#![forbid(unsafe_code)]
+
+pub mod api;
+pub mod policy;
+pub mod resource;

@@ -1,0 +1,96 @@
+//! Plain-data view of a Cloud Run resource: what the planner reads and the client fills in.
+//!
+//! This module is the meeting point of the Cloud Run client (which produces
+//! [`ObservedResource`]s from the Admin API) and the planner (which decides over them); it
+//! knows neither HTTP nor Kubernetes.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+pub use crate::api::ResourceKind;
+use crate::policy::{DesiredPolicy, ObservedPolicy};
+
+/// Identifies one Cloud Run resource. Orders by kind, project, location, name.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ResourceId {
+    /// Service, Job or WorkerPool.
+    pub kind: ResourceKind,
+    /// Project id or number, as the binding names it.
+    pub project: String,
+    /// Cloud Run region.
+    pub location: String,
+    /// Resource id (the last segment of its name).
+    pub name: String,
+}
+
+impl ResourceId {
+    /// The v2 resource name, `projects/{p}/locations/{l}/{services|jobs|workerPools}/{id}`.
+    pub fn resource_name(&self) -> String {
+        format!(
+            "projects/{}/locations/{}/{}/{}",
+            self.project,
+            self.location,
+            self.kind.collection(),
+            self.name
+        )
+    }
+}
+
+impl fmt::Display for ResourceId {
+    /// `Service us-central1/checkout (project acme-prod)`: how people see a resource.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} {}/{} (project {})",
+            self.kind, self.location, self.name, self.project
+        )
+    }
+}
+
+/// What the operator knows about one live Cloud Run resource.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObservedResource {
+    /// Which resource.
+    pub id: ResourceId,
+    /// Its Cloud Run labels.
+    pub labels: BTreeMap<String, String>,
+    /// True for a resource listed with `showDeleted` that is being deleted; never matched.
+    pub deleted: bool,
+    /// The Binary Authorization setting it carries.
+    pub policy: ObservedPolicy,
+    /// The breakglass justification it carries, if any.
+    pub breakglass: Option<String>,
+    /// Cloud Run's message when its latest deploy was refused by Binary Authorization
+    /// (condition reason `CONTAINER_IMAGE_UNAUTHORIZED` or
+    /// `CONTAINER_IMAGE_AUTHORIZATION_CHECK_FAILED`); it keeps serving the previous revision.
+    pub deploy_blocked: Option<String>,
+}
+
+/// What to do with a breakglass justification when writing the policy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum BreakglassChange {
+    /// Leave the justification exactly as it is.
+    Keep,
+    /// Remove it.
+    Clear,
+}
+
+/// The one write the operator ever makes to a Cloud Run resource: set its Binary
+/// Authorization policy (and possibly clear a breakglass justification). Nothing here can
+/// disable Binary Authorization.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Remediation {
+    /// The policy to set.
+    pub desired: DesiredPolicy,
+    /// What to do with a breakglass justification.
+    pub breakglass: BreakglassChange,
+}
+
+impl Remediation {
+    /// Whether a resource in this observed state already needs nothing from this write
+    /// (used to re-decide after a concurrent change).
+    pub fn is_satisfied_by(&self, resource: &ObservedResource) -> bool {
+        self.desired.is_satisfied_by(&resource.policy)
+            && (self.breakglass == BreakglassChange::Keep || resource.breakglass.is_none())
+    }
+}
