@@ -63,7 +63,7 @@ find_go() {
 
 # Never let the go command fetch another toolchain: offline, the local one must do.
 go_env() {
-    env GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS="-mod=readonly -buildvcs=false" "$@"
+    env GOTOOLCHAIN=local GOWORK=off CGO_ENABLED=0 GOFLAGS="-mod=readonly -buildvcs=false" "$@"
 }
 
 check_go_version() { # check_go_version GO
@@ -115,10 +115,10 @@ build_into() { # build_into GO OUTDIR
     log "building kube-apiserver and kubectl $(kube_version) (first time: several minutes, ~1 GB of modules)"
     (cd "$KUBE_MOD_DIR" && go_env "$go" build -trimpath -tags selinux,notest,grpcnotrace \
         -ldflags "$(kube_ldflags)" -o "$out/" \
-        k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kubectl) >&2
+        k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kubectl) >&2 || return 1
     log "building etcd $(etcd_version)"
     (cd "$ETCD_MOD_DIR" && go_env "$go" build -trimpath -ldflags "-s -w" -o "$out/etcd" \
-        go.etcd.io/etcd/server/v3) >&2
+        go.etcd.io/etcd/server/v3) >&2 || return 1
     t1=$(date +%s)
     log "built in $((t1 - t0)) s"
 }
@@ -148,6 +148,7 @@ built_assets() {
         printf '%s\n' "$bin"
         return
     fi
+    rm -rf "${dir}"/bin.tmp.* # left by an interrupted build; we hold the lock
     tmp="$(mktemp -d "${dir}/bin.tmp.XXXXXX")"
     if ! build_into "$go" "$tmp"; then
         rm -rf "$tmp"
@@ -229,7 +230,7 @@ cmd_pin_kube() {
     rm -f "${KUBE_MOD_DIR}/go.sum"
     : >"${KUBE_MOD_DIR}/go.sum"
     log "resolving go.sum (downloads the modules)"
-    (cd "$KUBE_MOD_DIR" && GOTOOLCHAIN=local GOFLAGS="-mod=mod -buildvcs=false" "$go" list -deps -tags selinux,notest,grpcnotrace \
+    (cd "$KUBE_MOD_DIR" && GOTOOLCHAIN=local GOWORK=off GOFLAGS="-mod=mod -buildvcs=false" "$go" list -deps -tags selinux,notest,grpcnotrace \
         k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kubectl >/dev/null)
     log "wrote ${KUBE_MOD_DIR}/go.mod and go.sum for ${version}"
 }
