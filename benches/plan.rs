@@ -229,7 +229,10 @@ fn bench_case(
 ) {
     let inputs: Vec<BindingInput<'_>> = bindings
         .iter()
-        .map(|(key, spec)| BindingInput { key, spec })
+        .map(|(key, spec)| BindingInput {
+            key: key.clone(),
+            spec,
+        })
         .collect();
     assert_eq!(bindings.len(), 100);
     assert_eq!(resources.len(), 10_000);

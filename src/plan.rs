@@ -86,10 +86,10 @@ impl fmt::Display for BindingKey {
 }
 
 /// One binding handed to the planner.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct BindingInput<'s> {
     /// Its namespace/name; must be unique among the bindings of one [`plan`] call.
-    pub key: &'s BindingKey,
+    pub key: BindingKey,
     /// Its spec, valid or not (an invalid spec is reported, not planned).
     pub spec: &'s BinAuthzBindingSpec,
 }
@@ -247,7 +247,7 @@ where
     I: IntoIterator<Item = &'r ObservedResource>,
 {
     let mut sorted: Vec<&BindingInput<'_>> = bindings.iter().collect();
-    sorted.sort_unstable_by(|a, b| a.key.cmp(b.key));
+    sorted.sort_unstable_by(|a, b| a.key.cmp(&b.key));
     if let Some(pair) = sorted.windows(2).find(|w| w[0].key == w[1].key) {
         return Err(PlanError::DuplicateBinding {
             key: pair[0].key.clone(),
@@ -1310,7 +1310,7 @@ where
     I: IntoIterator<Item = &'r ObservedResource>,
 {
     let inventory = Inventory::new(resources);
-    let new = bindings.iter().find(|b| b.key == changed).map(|b| b.spec);
+    let new = bindings.iter().find(|b| &b.key == changed).map(|b| b.spec);
     let mut touched = vec![false; inventory.resources().len()];
     for spec in old.into_iter().chain(new) {
         for r in inventory.matching(&BindingMatcher::new(spec)) {
@@ -1319,7 +1319,7 @@ where
     }
     bindings
         .iter()
-        .filter(|b| b.key != changed)
+        .filter(|b| &b.key != changed)
         .filter(|b| matches!(Activity::of(b.spec), Activity::Active(_)))
         .filter(|b| {
             inventory
@@ -1456,7 +1456,7 @@ mod tests {
         }
         pub fn input(&self) -> BindingInput<'_> {
             BindingInput {
-                key: &self.key,
+                key: self.key.clone(),
                 spec: &self.spec,
             }
         }
