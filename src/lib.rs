@@ -3,5 +3,7 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod matching;
+pub mod plan;
 pub mod policy;
 pub mod resource;
