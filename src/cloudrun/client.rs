@@ -473,7 +473,7 @@ impl CloudRunClient {
                     None => self.get(id).await?,
                 };
                 if live.observed.deleted {
-                    return Err(Error::NotFound(ApiError::local(
+                    return Err(Error::from_api(ApiError::local(
                         format!("{} {}", ApiMethod::update(id.kind), id.resource_name()),
                         Code::NotFound,
                         "the resource is being deleted",
@@ -510,7 +510,7 @@ impl CloudRunClient {
 
     async fn write_slot(&self, id: &ResourceId) -> Result<OwnedSemaphorePermit> {
         let (permit, waited) = self.inner.limits.write_slot().await.ok_or_else(|| {
-            Error::Internal(ApiError::local(
+            Error::from_api(ApiError::local(
                 format!("{} {}", ApiMethod::update(id.kind), id.resource_name()),
                 Code::Internal,
                 "the client's write slots are closed",
@@ -563,7 +563,7 @@ impl CloudRunClient {
             let target = format!("{} {}", ApiMethod::update(id.kind), id.resource_name());
             return Err(Error::OperationFailed {
                 operation: operation.name.clone(),
-                error: ApiError::from_operation_status(target, error),
+                error: Box::new(ApiError::from_operation_status(target, error)),
             });
         }
         if validate_only {
