@@ -34,6 +34,7 @@ use std::time::{Duration, Instant};
 use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
 use reqwest::header::{AUTHORIZATION, RETRY_AFTER};
 use serde::de::DeserializeOwned;
+use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::sync::OwnedSemaphorePermit;
 use tracing::{debug, field, info, info_span, warn, Instrument};
@@ -126,6 +127,8 @@ struct Call<'a> {
     /// The resource or collection acted on, for spans and errors.
     resource: String,
     timeout: Duration,
+    /// Overall budget of all attempts, when tighter than the retry policy's.
+    deadline: Option<Duration>,
 }
 
 impl Call<'_> {
@@ -255,6 +258,7 @@ impl CloudRunClient {
             location,
             resource: parent,
             timeout: self.inner.config.request_timeout,
+            deadline: None,
         };
         let target = call.target();
         let page: ListPage = self.execute(call).await?;
@@ -262,16 +266,15 @@ impl CloudRunClient {
             .items
             .into_iter()
             .map(|item| {
-                let resource: Resource =
-                    serde_json::from_value(item.clone()).map_err(|err| Error::Decode {
-                        target: target.clone(),
-                        detail: format!(
-                            "resource {} is malformed: {err}",
-                            item.get("name")
-                                .and_then(Value::as_str)
-                                .unwrap_or("(unnamed)")
-                        ),
-                    })?;
+                let resource = Resource::deserialize(&item).map_err(|err| Error::Decode {
+                    target: target.clone(),
+                    detail: format!(
+                        "resource {} is malformed: {err}",
+                        item.get("name")
+                            .and_then(Value::as_str)
+                            .unwrap_or("(unnamed)")
+                    ),
+                })?;
                 let id = match resource.name_parts() {
                     Some(parts) if parts.kind == kind => ResourceId {
                         kind,
@@ -313,6 +316,7 @@ impl CloudRunClient {
                 location: &id.location,
                 resource: name,
                 timeout: self.inner.config.request_timeout,
+                deadline: None,
             })
             .await?;
         Ok(LiveResource {
@@ -353,6 +357,7 @@ impl CloudRunClient {
                     location: "global",
                     resource: parent.clone(),
                     timeout: self.inner.config.request_timeout,
+                    deadline: None,
                 })
                 .await?;
             regions.extend(
@@ -399,6 +404,7 @@ impl CloudRunClient {
                 location: "global",
                 resource: policy.as_str().to_owned(),
                 timeout: self.inner.config.request_timeout,
+                deadline: None,
             })
             .await;
         let exists = match result {
@@ -544,6 +550,7 @@ impl CloudRunClient {
             location: &id.location,
             resource: name,
             timeout: self.inner.config.request_timeout,
+            deadline: None,
         })
         .await
     }
@@ -598,7 +605,10 @@ impl CloudRunClient {
 
         let wait = policy.wait_timeout.min(remaining());
         if !wait.is_zero() {
-            match self.wait_operation(id, &operation.name, wait).await {
+            match self
+                .wait_operation(id, &operation.name, wait, remaining())
+                .await
+            {
                 Ok(waited) if waited.done => return Ok(waited),
                 Ok(waited) => operation = waited,
                 // `:wait` is best effort; polling decides.
@@ -612,7 +622,7 @@ impl CloudRunClient {
                 return Ok(operation);
             }
             tokio::time::sleep(interval.min(left)).await;
-            match self.get_operation(id, &operation.name).await {
+            match self.get_operation(id, &operation.name, remaining()).await {
                 Ok(polled) if polled.done => return Ok(polled),
                 Ok(polled) => operation = polled,
                 // The write was accepted; losing track of it is not a failure of the write.
@@ -631,6 +641,7 @@ impl CloudRunClient {
         id: &ResourceId,
         name: &str,
         wait: Duration,
+        deadline: Duration,
     ) -> Result<Operation> {
         let body = json!({ "timeout": proto_duration(wait) });
         self.execute(Call {
@@ -644,11 +655,17 @@ impl CloudRunClient {
             location: &id.location,
             resource: name.to_owned(),
             timeout: self.inner.config.request_timeout + wait,
+            deadline: Some(deadline),
         })
         .await
     }
 
-    async fn get_operation(&self, id: &ResourceId, name: &str) -> Result<Operation> {
+    async fn get_operation(
+        &self,
+        id: &ResourceId,
+        name: &str,
+        deadline: Duration,
+    ) -> Result<Operation> {
         self.execute(Call {
             method: ApiMethod::GetOperation,
             verb: reqwest::Method::GET,
@@ -660,6 +677,7 @@ impl CloudRunClient {
             location: &id.location,
             resource: name.to_owned(),
             timeout: self.inner.config.request_timeout,
+            deadline: Some(deadline),
         })
         .await
     }
@@ -678,7 +696,11 @@ impl CloudRunClient {
         );
         let observer = &self.inner.observer;
         async {
-            let mut retrier = self.inner.config.retry.start();
+            let mut policy = self.inner.config.retry;
+            if let Some(deadline) = call.deadline {
+                policy.deadline = policy.deadline.min(deadline);
+            }
+            let mut retrier = policy.start();
             loop {
                 if let Some(budget) = call.budget {
                     let waited = self
