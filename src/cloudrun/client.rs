@@ -239,6 +239,10 @@ impl CloudRunClient {
         token: &str,
     ) -> Result<(Vec<LiveResource>, Option<String>)> {
         let parent = format!("projects/{project}/locations/{location}");
+        check_segments(
+            || format!("{} {parent}", ApiMethod::list(kind)),
+            &[("project", project), ("location", location)],
+        )?;
         let mut query = vec![("pageSize", self.inner.config.page_size.to_string())];
         if !token.is_empty() {
             query.push(("pageToken", token.to_owned()));
@@ -304,6 +308,7 @@ impl CloudRunClient {
     /// Reads one resource. A missing one is [`Error::NotFound`].
     pub async fn get(&self, id: &ResourceId) -> Result<LiveResource> {
         let name = id.resource_name();
+        check_id(ApiMethod::get(id.kind), id)?;
         let resource: Resource = self
             .execute(Call {
                 method: ApiMethod::get(id.kind),
@@ -335,6 +340,10 @@ impl CloudRunClient {
             }
         }
         let parent = format!("projects/{project}");
+        check_segments(
+            || format!("{} {parent}", ApiMethod::ListLocations),
+            &[("project", project)],
+        )?;
         let mut regions = BTreeSet::new();
         let mut token = String::new();
         loop {
@@ -471,6 +480,7 @@ impl CloudRunClient {
             validate_only,
         );
         async move {
+            check_id(ApiMethod::update(id.kind), id)?;
             let mut conflicts = 0;
             let mut slot: Option<OwnedSemaphorePermit> = None;
             loop {
@@ -807,6 +817,36 @@ fn proto_duration(d: Duration) -> String {
     }
 }
 
+/// Refuses a project, location or resource id that cannot be a path segment of a Google
+/// resource name (project ids may be domain-scoped: `example.com:proj`).
+fn check_segments(target: impl Fn() -> String, segments: &[(&str, &str)]) -> Result<()> {
+    for (what, value) in segments {
+        let valid = !value.bytes().all(|b| b == b'.')
+            && value
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'));
+        if !valid {
+            return Err(Error::from_api(ApiError::local(
+                target(),
+                Code::InvalidArgument,
+                format!("{what} {value:?} is not a valid Google resource id"),
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn check_id(method: ApiMethod, id: &ResourceId) -> Result<()> {
+    check_segments(
+        || format!("{method} {}", id.resource_name()),
+        &[
+            ("project", &id.project),
+            ("location", &id.location),
+            ("resource", &id.name),
+        ],
+    )
+}
+
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
@@ -814,6 +854,20 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ids_that_would_break_the_url_are_refused() {
+        let target = || "GetService x".to_owned();
+        assert!(check_segments(target, &[("project", "example.com:acme-prod")]).is_ok());
+        assert!(check_segments(target, &[("project", "123456789")]).is_ok());
+        for bad in ["", ".", "..", "a/b", "a?b", "a b", "..%2f"] {
+            let err = check_segments(target, &[("resource", bad)]).unwrap_err();
+            assert_eq!(err.reason(), "InvalidArgument", "{bad:?}");
+            assert!(err
+                .to_string()
+                .contains("is not a valid Google resource id"));
+        }
+    }
 
     #[test]
     fn wait_timeouts_are_protobuf_durations() {
