@@ -701,3 +701,61 @@ async fn an_operation_still_running_at_the_deadline_is_pending() {
         }
     );
 }
+
+#[tokio::test]
+async fn a_job_is_written_back_whole_with_only_binary_authorization_changed() {
+    let job = json!({
+        "name": "projects/acme-prod/locations/us-central1/jobs/nightly-export",
+        "uid": "5d0c",
+        "generation": "12",
+        "observedGeneration": "12",
+        "etag": "\"job-12\"",
+        "labels": {"tier": "batch"},
+        "annotations": {"owner": "data"},
+        "createTime": "2026-01-02T03:04:05.123456789Z",
+        "launchStage": "GA",
+        "binaryAuthorization": {"useDefault": false},
+        "template": {"taskCount": 4, "template": {
+            "containers": [{"image": "us-docker.pkg.dev/acme/jobs/export:2.3.1", "env": [{"name": "A", "value": "1"}]}],
+            "maxRetries": 3, "timeout": "600s"}},
+        "terminalCondition": {"type": "Ready", "state": "CONDITION_SUCCEEDED", "lastTransitionTime": "2026-11-27T02:10:00Z"},
+        "executionCount": 41,
+        "latestCreatedExecution": {"name": "nightly-export-abcde", "completionTime": "2026-11-27T02:10:00Z"},
+        "aFieldFromTheFuture": {"x": [1, 2.5, null]}
+    });
+    let server = ScriptedServer::start({
+        let job = job.clone();
+        move |_, request| match request.method.as_str() {
+            "GET" => axum::Json(job.clone()).into_response(),
+            _ => axum::Json(json!({"name": "projects/acme-prod/locations/us-central1/operations/op-j", "done": true,
+                "response": {"name": job["name"], "binaryAuthorization": {"useDefault": true}}})).into_response(),
+        }
+    })
+    .await;
+    let (client, _) = client(fast_config(&server.url())).await;
+    let id = ResourceId {
+        kind: ResourceKind::Job,
+        name: "nightly-export".into(),
+        ..checkout()
+    };
+    let outcome = client
+        .remediate(
+            &id,
+            &default_policy(binauthz_operator::resource::BreakglassChange::Keep),
+        )
+        .await
+        .unwrap();
+    assert!(matches!(
+        outcome,
+        binauthz_operator::cloudrun::RemediationOutcome::Applied { .. }
+    ));
+    let patch = server
+        .requests()
+        .into_iter()
+        .find(|r| r.method == Method::PATCH)
+        .unwrap();
+    assert_eq!(patch.uri.query(), None, "jobs take no updateMask");
+    let mut want = job.clone();
+    want["binaryAuthorization"] = json!({"useDefault": true});
+    assert_eq!(body_of(&patch), want);
+}
