@@ -583,7 +583,13 @@ fn build_body(
             _ => state::set_conditions(&mut body, kind, None, &time),
         }
     }
-    Ok((body, created))
+    // `name` first, as Cloud Run answers it.
+    let mut ordered = Map::with_capacity(body.len());
+    if let Some(name) = body.remove("name") {
+        ordered.insert("name".into(), name);
+    }
+    ordered.extend(body);
+    Ok((ordered, created))
 }
 
 /// A stable uid for a resource name (the same seed always yields the same uids).

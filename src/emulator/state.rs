@@ -1037,17 +1037,18 @@ pub fn validate_binary_authorization(
             ))
         }
     };
-    let breakglass =
-        match object.get("breakglassJustification") {
-            None | Some(Value::Null) => None,
-            Some(Value::String(s)) => Some(s.as_str()),
-            Some(other) => return Err(ApiError::invalid_field(
+    let breakglass = match object.get("breakglassJustification") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.as_str()),
+        Some(other) => {
+            return Err(ApiError::invalid_field(
                 &format!("{field}.breakglassJustification"),
                 format!(
                     "Invalid value at '{field}.breakglass_justification' (TYPE_STRING), {other}"
                 ),
-            )),
-        };
+            ))
+        }
+    };
     if use_default.is_some() && policy.is_some() {
         return Err(ApiError::invalid_field(
             field,
