@@ -3,5 +3,6 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod manifests;
 pub mod policy;
 pub mod resource;
