@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod check;
 pub mod cloudrun;
 pub mod manifests;
 pub mod matching;

@@ -718,6 +718,9 @@ pub struct StatusReport<'r> {
     /// Every target's state now (complete, unlike `status.targets`): keep it for the next
     /// pass's [`StatusInput::history`].
     pub history: TargetHistory,
+    /// Every target entry, in the order of `status.targets` but not cut at
+    /// [`MAX_STATUS_TARGETS`] (reports such as `check` list them all).
+    pub all_targets: Vec<TargetStatus>,
 }
 
 /// One target whose state changed in this pass.
@@ -793,6 +796,7 @@ impl<'r> BindingPlan<'r> {
                 status.observed_generation = input.generation;
                 status.conditions = conditions(input, &now, reason, &message, 0);
                 return StatusReport {
+                    all_targets: status.targets.clone(),
                     status,
                     ready: reason,
                     transitions: Vec::new(),
@@ -860,11 +864,8 @@ impl<'r> BindingPlan<'r> {
         // each rank.
         entries.sort_by_key(|(rank, _)| *rank);
         let truncated = entries.len() > MAX_STATUS_TARGETS;
-        let targets = entries
-            .into_iter()
-            .take(MAX_STATUS_TARGETS)
-            .map(|(_, t)| t)
-            .collect();
+        let all_targets: Vec<TargetStatus> = entries.into_iter().map(|(_, t)| t).collect();
+        let targets = all_targets.iter().take(MAX_STATUS_TARGETS).cloned().collect();
 
         StatusReport {
             status: BinAuthzBindingStatus {
@@ -879,6 +880,7 @@ impl<'r> BindingPlan<'r> {
             ready: reason,
             transitions,
             history: TargetHistory(records),
+            all_targets,
         }
     }
 }
