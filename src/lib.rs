@@ -5,6 +5,7 @@
 pub mod api;
 pub mod check;
 pub mod cloudrun;
+pub mod emulator;
 pub mod manifests;
 pub mod matching;
 pub mod plan;
