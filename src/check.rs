@@ -89,7 +89,7 @@ pub enum CheckError {
         count: usize,
     },
     /// The Cloud Run client could not be set up.
-    #[error("{0}")]
+    #[error(transparent)]
     Client(#[from] cloudrun::Error),
     /// The embedded emulator could not start.
     #[error("cannot start the embedded emulator from {seed}: {detail}")]
@@ -198,7 +198,9 @@ pub async fn check(args: CheckArgs) -> Result<Verdict, CheckError> {
     Ok(report.verdict)
 }
 
-async fn start_emulator(seed: &std::path::Path) -> Result<crate::emulator::EmulatorHandle, CheckError> {
+async fn start_emulator(
+    seed: &std::path::Path,
+) -> Result<crate::emulator::EmulatorHandle, CheckError> {
     let error = |detail: String| CheckError::Emulator {
         seed: seed.display().to_string(),
         detail,
@@ -261,8 +263,7 @@ impl Checker {
         }
 
         // Which lists each binding needs.
-        let mut scopes: BTreeMap<(String, String, ResourceKind), Vec<BindingKey>> =
-            BTreeMap::new();
+        let mut scopes: BTreeMap<(String, String, ResourceKind), Vec<BindingKey>> = BTreeMap::new();
         for b in self.active() {
             let key = Self::key(b);
             let spec = &b.binding.spec;
@@ -472,9 +473,11 @@ impl Change {
     ) -> Self {
         let id = live.observed.id.clone();
         let (result, outcome, message) = match result {
-            Ok(RemediationOutcome::Applied { .. }) | Ok(RemediationOutcome::Validated) => {
-                (ChangeResult::Applied, WriteOutcome::Succeeded, String::new())
-            }
+            Ok(RemediationOutcome::Applied { .. }) | Ok(RemediationOutcome::Validated) => (
+                ChangeResult::Applied,
+                WriteOutcome::Succeeded,
+                String::new(),
+            ),
             Ok(RemediationOutcome::AlreadySatisfied) => (
                 ChangeResult::AlreadySatisfied,
                 WriteOutcome::Succeeded,
@@ -642,14 +645,18 @@ impl Report {
                     .map(|c| c.message.clone())
                     .unwrap_or_default();
                 if !fix && ready == ReadyReason::Drifted && spec.mode == Mode::Enforce {
-                    message = message.replace("(fixes in progress)", "(run with --fix to fix them)");
+                    message =
+                        message.replace("(fixes in progress)", "(run with --fix to fix them)");
                 }
                 verdict = verdict.max_with(match ready {
                     ReadyReason::Compliant | ReadyReason::Suspended => Verdict::Compliant,
                     ReadyReason::Drifted | ReadyReason::Conflict => Verdict::DriftRemains,
                     _ => Verdict::Error,
                 });
-                let desired = spec.desired_policy().map(|d| d.to_string()).unwrap_or_default();
+                let desired = spec
+                    .desired_policy()
+                    .map(|d| d.to_string())
+                    .unwrap_or_default();
                 let targets = status
                     .all_targets
                     .iter()
@@ -664,10 +671,7 @@ impl Report {
                             && t.state == TargetState::Drifted
                             && spec.mode == Mode::Enforce
                         {
-                            format!(
-                                "carries {}, should carry {}; --fix sets it",
-                                t.observed, t.desired
-                            )
+                            "--fix sets it".to_owned()
                         } else {
                             t.message.clone()
                         },
@@ -690,7 +694,9 @@ impl Report {
             }
         }
         bindings.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
-        let summary = bindings.iter().fold(Summary::default(), |acc, b| add(acc, &b.summary));
+        let summary = bindings
+            .iter()
+            .fold(Summary::default(), |acc, b| add(acc, &b.summary));
         Self {
             api_version: "binauthz.dev/check-report/v1",
             fix,
@@ -822,11 +828,13 @@ fn table(
             b.reason,
             b.message
         )?;
-        let rows: Vec<&TargetRow> = b
-            .targets
-            .iter()
-            .filter(|t| wide || t.state != TargetState::Compliant || t.deploy_blocked)
-            .collect();
+        // By default the table lists what needs attention or changed: not the compliant
+        // targets, nor those another binding owns.
+        let listed = |t: &TargetRow| {
+            wide || t.deploy_blocked
+                || !matches!(t.state, TargetState::Compliant | TargetState::Superseded)
+        };
+        let rows: Vec<&TargetRow> = b.targets.iter().filter(|t| listed(t)).collect();
         if !rows.is_empty() {
             let cells: Vec<[String; 6]> = rows
                 .iter()
@@ -845,7 +853,14 @@ fn table(
                     ]
                 })
                 .collect();
-            let header = ["KIND", "LOCATION", "NAME", "STATE", "OBSERVED -> DESIRED", "MESSAGE"];
+            let header = [
+                "KIND",
+                "LOCATION",
+                "NAME",
+                "STATE",
+                "OBSERVED -> DESIRED",
+                "MESSAGE",
+            ];
             let mut widths = header.map(str::len);
             for row in &cells {
                 for (w, cell) in widths.iter_mut().zip(row) {
@@ -871,10 +886,30 @@ fn table(
         }
         let hidden = b.targets.len() - rows.len();
         if hidden > 0 {
-            writeln!(out, "  ({hidden} compliant target(s) not listed; --wide lists them)")?;
+            let superseded = b
+                .targets
+                .iter()
+                .filter(|t| !listed(t) && t.state == TargetState::Superseded)
+                .count();
+            let what = match (hidden - superseded, superseded) {
+                (c, 0) => format!("{c} compliant"),
+                (0, s) => format!("{s} superseded"),
+                (c, s) => format!("{c} compliant and {s} superseded"),
+            };
+            writeln!(out, "  ({what} target(s) not listed; --wide lists them)")?;
         }
     }
     let s = &report.summary;
+    let fixed = report.changes.as_deref().map_or(0, |c| {
+        c.iter()
+            .filter(|c| c.result == ChangeResult::Applied)
+            .count()
+    });
+    let fixed = if report.fix {
+        format!(", {fixed} fixed by --fix")
+    } else {
+        String::new()
+    };
     let verdict = match report.verdict {
         Verdict::Compliant => style.paint("32", "all targets comply"),
         Verdict::DriftRemains => style.paint("33", "drift remains"),
@@ -882,7 +917,7 @@ fn table(
     };
     writeln!(
         out,
-        "{} binding(s), {} target(s): {} compliant, {} remediated, {} drifted, {} breakglass, {} superseded, {} conflicted, {} failed, {} deploy(s) blocked — {verdict} (exit {})",
+        "{} binding(s), {} target(s): {} compliant, {} remediated, {} drifted, {} breakglass, {} superseded, {} conflicted, {} failed, {} deploy(s) blocked{fixed} — {verdict} (exit {})",
         report.bindings.len(),
         s.matched,
         s.compliant,

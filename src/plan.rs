@@ -865,7 +865,11 @@ impl<'r> BindingPlan<'r> {
         entries.sort_by_key(|(rank, _)| *rank);
         let truncated = entries.len() > MAX_STATUS_TARGETS;
         let all_targets: Vec<TargetStatus> = entries.into_iter().map(|(_, t)| t).collect();
-        let targets = all_targets.iter().take(MAX_STATUS_TARGETS).cloned().collect();
+        let targets = all_targets
+            .iter()
+            .take(MAX_STATUS_TARGETS)
+            .cloned()
+            .collect();
 
         StatusReport {
             status: BinAuthzBindingStatus {
