@@ -29,5 +29,9 @@ hadolint:
 unit: ## All Rust tests
 	$(CARGO) test --locked --all-targets
 
+demo: ## Check-and-fix examples/ against the embedded Cloud Run emulator (no credentials, no network)
+	$(CARGO) build --locked -q
+	$(BIN) check -f examples/ --fix --emulator examples/cloudrun-seed.yaml
+
 crds: ## Regenerate crds/ from the Rust types
 	$(CARGO) run --locked -q -- crd > $(CRD)
