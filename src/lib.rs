@@ -4,5 +4,7 @@
 
 pub mod api;
 pub mod emulator;
+pub mod matching;
+pub mod plan;
 pub mod policy;
 pub mod resource;
