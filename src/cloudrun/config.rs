@@ -189,6 +189,19 @@ pub struct CloudRunConfig {
     pub max_conflict_retries: u32,
     /// `pageSize` of list calls.
     pub page_size: u32,
+    /// Most pages one list follows (Cloud Run holds at most 1,000 resources of a kind per
+    /// project and region: 10 pages of 100). A server that keeps answering new page
+    /// tokens gets a [`Error::Decode`] instead of an endless list.
+    pub max_list_pages: u32,
+    /// Largest response body read, in bytes; a larger answer is refused (a successful one
+    /// as [`Error::Decode`]; an error answer is classified from its HTTP status alone).
+    /// A page of 100 resources is typically 0.1–0.5 MB.
+    pub max_response_bytes: usize,
+    /// Most JSON values (objects, arrays, strings, numbers, ...) one response may hold,
+    /// checked before it is decoded: decoded JSON takes up to ~40 times its size in
+    /// memory, so this bounds what a pathological body (`[0,0,0,...]`) can cost. A page of
+    /// 100 real resources holds some 10–30 thousand.
+    pub max_response_values: usize,
     /// How long the regions of a project are cached.
     pub regions_ttl: Duration,
     /// How long a policy-existence answer is cached (both "exists" and "missing").
@@ -224,6 +237,9 @@ impl Default for CloudRunConfig {
             operation: OperationPolicy::default(),
             max_conflict_retries: 3,
             page_size: 100,
+            max_list_pages: 1_000,
+            max_response_bytes: 16 * 1024 * 1024,
+            max_response_values: 1_000_000,
             regions_ttl: Duration::from_secs(3600),
             policy_ttl: Duration::from_secs(300),
         }
