@@ -5,3 +5,4 @@
 pub mod api;
 pub mod policy;
 pub mod resource;
+pub mod telemetry;
