@@ -3,6 +3,8 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod matching;
+pub mod plan;
 pub mod policy;
 pub mod resource;
 pub mod telemetry;
