@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod cloudrun;
 pub mod matching;
 pub mod plan;
 pub mod policy;
