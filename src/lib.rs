@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod cloudrun;
+pub mod controller;
 pub mod matching;
 pub mod plan;
 pub mod policy;

@@ -18,12 +18,15 @@ struct Cli {
 enum Command {
     /// Print the BinAuthzBinding CustomResourceDefinition as YAML (pipe it to `kubectl apply -f -`).
     Crd,
+    /// Run the operator: reconcile BinAuthzBindings against live Cloud Run.
+    Controller(binauthz_operator::controller::ControllerArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Crd => print_crd(),
+        Command::Controller(args) => run_controller(args),
     };
     match result {
         Ok(code) => code,
@@ -39,5 +42,11 @@ fn print_crd() -> anyhow::Result<ExitCode> {
     let mut out = std::io::stdout().lock();
     out.write_all(yaml.as_bytes())?;
     out.flush()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_controller(args: binauthz_operator::controller::ControllerArgs) -> anyhow::Result<ExitCode> {
+    binauthz_operator::telemetry::init_tracing(args.log_format)?;
+    tokio::runtime::Runtime::new()?.block_on(binauthz_operator::controller::run(args))?;
     Ok(ExitCode::SUCCESS)
 }

@@ -35,6 +35,7 @@ use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::EnvFilter;
 
 use crate::api::{ResourceKind, Summary, TargetState};
+use crate::cloudrun::{ApiMethod, CallObserver, CallStatus, Throttle};
 
 /// A pass in flight that made no progress (no Cloud Run call finished, no step done) for
 /// this long counts as stuck, and `/healthz` fails.
@@ -64,17 +65,17 @@ pub enum TelemetryError {
     #[error(
         "RUST_LOG is not a valid log filter: {0} (e.g. RUST_LOG=info,binauthz_operator=debug)"
     )]
-    Filter(#[from] tracing_subscriber::filter::ParseError),
+    Filter(String),
     /// A global subscriber was already installed.
     #[error("logging was already initialised: {0}")]
-    AlreadyInitialised(#[from] tracing_subscriber::util::TryInitError),
+    AlreadyInitialised(String),
     /// The metrics address cannot be bound.
-    #[error("cannot listen on {addr} for /metrics, /healthz and /readyz: {source} (choose another --metrics-addr)")]
+    #[error("cannot listen on {addr} for /metrics, /healthz and /readyz: {error} (choose another --metrics-addr)")]
     Bind {
         /// The address.
         addr: SocketAddr,
         /// Why.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The server failed while running.
     #[error("the metrics server stopped: {0}")]
@@ -88,7 +89,9 @@ pub enum TelemetryError {
 /// An invalid `RUST_LOG`, or a subscriber already installed.
 pub fn init_tracing(format: LogFormat) -> Result<(), TelemetryError> {
     let filter = match std::env::var(EnvFilter::DEFAULT_ENV) {
-        Ok(value) if !value.trim().is_empty() => EnvFilter::try_new(value)?,
+        Ok(value) if !value.trim().is_empty() => {
+            EnvFilter::try_new(value).map_err(|e| TelemetryError::Filter(e.to_string()))?
+        }
         _ => EnvFilter::new("info"),
     };
     let registry = tracing_subscriber::registry().with(filter);
@@ -96,10 +99,10 @@ pub fn init_tracing(format: LogFormat) -> Result<(), TelemetryError> {
     match format {
         LogFormat::Json => registry
             .with(fmt.json().flatten_event(true).with_current_span(true))
-            .try_init()?,
-        LogFormat::Text => registry.with(fmt).try_init()?,
+            .try_init(),
+        LogFormat::Text => registry.with(fmt).try_init(),
     }
-    Ok(())
+    .map_err(|e| TelemetryError::AlreadyInitialised(e.to_string()))
 }
 
 /// How a pass ended, as the `result` label of `binauthz_passes_total`.
@@ -178,7 +181,18 @@ struct RemediationLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CallLabels {
     method: &'static str,
-    code: String,
+    code: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RetryLabels {
+    method: &'static str,
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabels {
+    kind: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -247,7 +261,8 @@ pub struct Metrics {
     drift_correction: Histogram,
     cloud_run_calls: Family<CallLabels, Counter>,
     cloud_run_latency: HistogramFamily<MethodLabels>,
-    cloud_run_retries: Family<MethodLabels, Counter>,
+    cloud_run_retries: Family<RetryLabels, Counter>,
+    cloud_run_conflicts: Family<KindLabels, Counter>,
     throttle_wait: HistogramFamily<ThrottleLabels>,
     events: Family<ResultLabels, Counter>,
     status_writes: Counter,
@@ -315,7 +330,7 @@ impl Metrics {
         let cloud_run_calls = Family::<CallLabels, Counter>::default();
         registry.register(
             "binauthz_cloudrun_requests",
-            "HTTP requests to the Cloud Run and Binary Authorization APIs (each attempt), by method and HTTP status code (0: no answer)",
+            "HTTP requests to the Cloud Run and Binary Authorization APIs (each attempt), by method and status code",
             cloud_run_calls.clone(),
         );
         let cloud_run_latency: HistogramFamily<MethodLabels> =
@@ -325,11 +340,17 @@ impl Metrics {
             "Latency of one HTTP request to the Cloud Run and Binary Authorization APIs, by method",
             cloud_run_latency.clone(),
         );
-        let cloud_run_retries = Family::<MethodLabels, Counter>::default();
+        let cloud_run_retries = Family::<RetryLabels, Counter>::default();
         registry.register(
             "binauthz_cloudrun_retries",
-            "Cloud Run requests retried after a retryable error, by method",
+            "Cloud Run requests retried after a retryable error, by method and error reason",
             cloud_run_retries.clone(),
+        );
+        let cloud_run_conflicts = Family::<KindLabels, Counter>::default();
+        registry.register(
+            "binauthz_cloudrun_conflicts",
+            "Remediation writes that lost an etag race (a concurrent change) and re-read the resource, by kind",
+            cloud_run_conflicts.clone(),
         );
         let throttle_wait: HistogramFamily<ThrottleLabels> =
             Family::new_with_constructor(seconds_histogram);
@@ -368,6 +389,7 @@ impl Metrics {
             cloud_run_calls,
             cloud_run_latency,
             cloud_run_retries,
+            cloud_run_conflicts,
             throttle_wait,
             events,
             status_writes,
@@ -459,35 +481,6 @@ impl Metrics {
         self.drift_correction.observe(after.as_secs_f64());
     }
 
-    /// Records one HTTP request to Google: its method (e.g. `ListServices`), the HTTP status
-    /// (0 when no answer came back) and its latency.
-    pub fn cloud_run_request(&self, method: &'static str, http_status: u16, elapsed: Duration) {
-        self.cloud_run_calls
-            .get_or_create(&CallLabels {
-                method,
-                code: http_status.to_string(),
-            })
-            .inc();
-        self.cloud_run_latency
-            .get_or_create(&MethodLabels { method })
-            .observe(elapsed.as_secs_f64());
-    }
-
-    /// Records one retry of a Cloud Run request.
-    pub fn cloud_run_retry(&self, method: &'static str) {
-        self.cloud_run_retries
-            .get_or_create(&MethodLabels { method })
-            .inc();
-    }
-
-    /// Records a wait for the client-side throttle (`read_rate`, `write_rate`,
-    /// `write_concurrency`).
-    pub fn throttled(&self, throttle: &'static str, waited: Duration) {
-        self.throttle_wait
-            .get_or_create(&ThrottleLabels { throttle })
-            .observe(waited.as_secs_f64());
-    }
-
     /// Records one event publication.
     pub fn event(&self, published: bool) {
         let result = if published { "published" } else { "failed" };
@@ -502,6 +495,46 @@ impl Metrics {
     /// Sets the leader gauge.
     pub fn set_leader(&self, leader: bool) {
         self.leader.set(i64::from(leader));
+    }
+}
+
+impl CallObserver for Metrics {
+    fn call(&self, method: ApiMethod, status: CallStatus, latency: Duration) {
+        let method = method.as_str();
+        self.cloud_run_calls
+            .get_or_create(&CallLabels {
+                method,
+                code: status.as_str(),
+            })
+            .inc();
+        self.cloud_run_latency
+            .get_or_create(&MethodLabels { method })
+            .observe(latency.as_secs_f64());
+    }
+
+    fn retry(&self, method: ApiMethod, reason: &'static str, _delay: Duration) {
+        self.cloud_run_retries
+            .get_or_create(&RetryLabels {
+                method: method.as_str(),
+                reason,
+            })
+            .inc();
+    }
+
+    fn throttled(&self, throttle: Throttle, waited: Duration) {
+        self.throttle_wait
+            .get_or_create(&ThrottleLabels {
+                throttle: throttle.as_str(),
+            })
+            .observe(waited.as_secs_f64());
+    }
+
+    fn conflict(&self, kind: ResourceKind) {
+        self.cloud_run_conflicts
+            .get_or_create(&KindLabels {
+                kind: kind_label(kind),
+            })
+            .inc();
     }
 }
 
@@ -711,6 +744,28 @@ pub struct Telemetry {
     pub health: Health,
 }
 
+/// The Cloud Run client reports to the metrics, and each finished call counts as progress
+/// of the passes in flight (for `/healthz`).
+impl CallObserver for Telemetry {
+    fn call(&self, method: ApiMethod, status: CallStatus, latency: Duration) {
+        self.health.progress();
+        self.metrics.call(method, status, latency);
+    }
+
+    fn retry(&self, method: ApiMethod, reason: &'static str, delay: Duration) {
+        self.metrics.retry(method, reason, delay);
+    }
+
+    fn throttled(&self, throttle: Throttle, waited: Duration) {
+        self.health.progress();
+        self.metrics.throttled(throttle, waited);
+    }
+
+    fn conflict(&self, kind: ResourceKind) {
+        self.metrics.conflict(kind);
+    }
+}
+
 /// The `/metrics`, `/healthz` and `/readyz` routes.
 pub fn router(telemetry: Telemetry) -> Router {
     Router::new()
@@ -756,7 +811,7 @@ async fn readyz_handler(State(t): State<Telemetry>) -> Response {
 pub async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, TelemetryError> {
     tokio::net::TcpListener::bind(addr)
         .await
-        .map_err(|source| TelemetryError::Bind { addr, source })
+        .map_err(|error| TelemetryError::Bind { addr, error })
 }
 
 /// Serves the telemetry routes until `shutdown` resolves.
@@ -777,6 +832,7 @@ pub async fn serve(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cloudrun::Code;
     use std::collections::{BTreeMap, BTreeSet};
 
     /// Touches every metric so each family has a sample with its labels.
@@ -786,9 +842,18 @@ mod tests {
         m.set_targets("ns/b", &Summary::default(), 0);
         m.remediation(ResourceKind::Service, RemediationResult::Succeeded);
         m.drift_corrected(Duration::from_secs(3));
-        m.cloud_run_request("ListServices", 200, Duration::from_millis(3));
-        m.cloud_run_retry("ListServices");
-        m.throttled("write_rate", Duration::from_millis(2));
+        m.call(
+            ApiMethod::ListServices,
+            CallStatus::Code(Code::Ok),
+            Duration::from_millis(3),
+        );
+        m.retry(
+            ApiMethod::ListServices,
+            "Unavailable",
+            Duration::from_secs(1),
+        );
+        m.throttled(Throttle::WriteRate, Duration::from_millis(2));
+        m.conflict(ResourceKind::Job);
         m.event(true);
         m.status_written();
         m.set_leader(true);

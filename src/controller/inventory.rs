@@ -1,0 +1,212 @@
+//! Shares Cloud Run reads between bindings: one list per (project, location, kind) per short window, single-flight.
+//!
+//! # Guarantees
+//! - Within `ttl` of a list starting, every pass asking for the same (project, location,
+//!   kind) gets that list's result: concurrent callers wait for the one request in flight
+//!   instead of issuing their own (single flight), so N bindings over one project cost one
+//!   set of lists per window, not N.
+//! - A failed list is shared by the callers that waited for it, then forgotten: the next
+//!   caller lists again.
+//! - A remediation's result is written through ([`SharedInventory::record`]), so a pass
+//!   planned right after another binding's write sees the resource as it now is. The
+//!   wire object (etag) kept beside it may then be stale; the client re-reads on a stale
+//!   etag, so that costs one read, never a lost update.
+//! - The last successful list of each scope is kept after it goes stale, only to decide
+//!   which bindings overlap ([`SharedInventory::last_known`]); passes never plan on it.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use futures::future::{BoxFuture, FutureExt, Shared};
+
+use crate::api::ResourceKind;
+use crate::cloudrun::{CloudRunClient, Error as CloudRunError, LiveResource};
+use crate::resource::{ObservedResource, ResourceId};
+
+/// What is listed together: one collection of one project and region.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Scope {
+    /// Project id or number, as bindings name it.
+    pub project: String,
+    /// Cloud Run region.
+    pub location: String,
+    /// Services, jobs or worker pools.
+    pub kind: ResourceKind,
+}
+
+type ListResult = Result<Arc<Vec<LiveResource>>, Arc<CloudRunError>>;
+
+struct Entry {
+    /// Distinguishes successive lists of one scope; a completing list only lands in the
+    /// entry when the generation is still its own.
+    generation: u64,
+    started: Instant,
+    state: EntryState,
+    /// The last successful list, fresh or not (for `last_known`).
+    last_ok: Option<Arc<Vec<LiveResource>>>,
+}
+
+enum EntryState {
+    Loading(Shared<BoxFuture<'static, ListResult>>),
+    Ready(Arc<Vec<LiveResource>>),
+    /// Failed, or invalidated: the next caller lists again.
+    Expired,
+}
+
+/// The inventory shared by every pass of the controller.
+pub struct SharedInventory {
+    client: CloudRunClient,
+    ttl: Duration,
+    entries: Mutex<HashMap<Scope, Entry>>,
+    next_generation: AtomicU64,
+}
+
+impl std::fmt::Debug for SharedInventory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedInventory")
+            .field("ttl", &self.ttl)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SharedInventory {
+    /// An empty inventory reading through `client`; a list is fresh for `ttl` after it
+    /// started.
+    pub fn new(client: CloudRunClient, ttl: Duration) -> Self {
+        Self {
+            client,
+            ttl,
+            entries: Mutex::new(HashMap::new()),
+            next_generation: AtomicU64::new(0),
+        }
+    }
+
+    /// The Cloud Run client the inventory reads through.
+    pub fn client(&self) -> &CloudRunClient {
+        &self.client
+    }
+
+    fn entries(&self) -> MutexGuard<'_, HashMap<Scope, Entry>> {
+        self.entries.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn generation(&self) -> u64 {
+        self.next_generation.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// The resources of one scope: a fresh shared list, the one in flight, or a new one.
+    ///
+    /// # Errors
+    /// The client's error for the list (shared with every caller that waited for it).
+    pub async fn list(&self, scope: &Scope) -> ListResult {
+        let (generation, future) = {
+            let mut entries = self.entries();
+            let fresh = entries
+                .get(scope)
+                .filter(|e| e.started.elapsed() < self.ttl);
+            match fresh.map(|e| (&e.state, e.generation)) {
+                Some((EntryState::Ready(items), _)) => return Ok(Arc::clone(items)),
+                Some((EntryState::Loading(future), generation)) => (generation, future.clone()),
+                _ => {
+                    let generation = self.generation();
+                    let client = self.client.clone();
+                    let s = scope.clone();
+                    let future = async move {
+                        client
+                            .list_all(&s.project, &s.location, s.kind)
+                            .await
+                            .map(Arc::new)
+                            .map_err(Arc::new)
+                    }
+                    .boxed()
+                    .shared();
+                    let last_ok = entries.remove(scope).and_then(|e| e.last_ok);
+                    entries.insert(
+                        scope.clone(),
+                        Entry {
+                            generation,
+                            started: Instant::now(),
+                            state: EntryState::Loading(future.clone()),
+                            last_ok,
+                        },
+                    );
+                    (generation, future)
+                }
+            }
+        };
+        let result = future.await;
+        if let Some(entry) = self.entries().get_mut(scope) {
+            if entry.generation == generation {
+                match &result {
+                    Ok(items) => {
+                        entry.state = EntryState::Ready(Arc::clone(items));
+                        entry.last_ok = Some(Arc::clone(items));
+                    }
+                    Err(_) => entry.state = EntryState::Expired,
+                }
+            }
+        }
+        result
+    }
+
+    /// Writes a resource's new state through to the list that holds it. A list in flight
+    /// may have read the old state: it is expired, so the next caller lists again.
+    pub fn record(&self, resource: &ObservedResource) {
+        let scope = Scope::of(&resource.id);
+        let generation = self.generation();
+        let mut entries = self.entries();
+        let Some(entry) = entries.get_mut(&scope) else {
+            return;
+        };
+        match &mut entry.state {
+            EntryState::Ready(items) => {
+                if let Some(i) = items.iter().position(|r| r.observed.id == resource.id) {
+                    let mut updated = Vec::clone(items);
+                    updated[i].observed = resource.clone();
+                    let updated = Arc::new(updated);
+                    *items = Arc::clone(&updated);
+                    entry.last_ok = Some(updated);
+                }
+            }
+            EntryState::Loading(_) => {
+                entry.generation = generation;
+                entry.state = EntryState::Expired;
+            }
+            EntryState::Expired => {}
+        }
+    }
+
+    /// Expires the list of a resource's scope (e.g. after a write whose result is
+    /// unknown), so the next caller lists again.
+    pub fn invalidate(&self, id: &ResourceId) {
+        let generation = self.generation();
+        if let Some(entry) = self.entries().get_mut(&Scope::of(id)) {
+            entry.generation = generation;
+            entry.state = EntryState::Expired;
+        }
+    }
+
+    /// Every resource of `project` from the last successful lists, fresh or not — only to
+    /// decide which bindings overlap; never planned on.
+    pub fn last_known(&self, project: &str) -> Vec<ObservedResource> {
+        self.entries()
+            .iter()
+            .filter(|(scope, _)| scope.project == project)
+            .filter_map(|(_, entry)| entry.last_ok.as_ref())
+            .flat_map(|items| items.iter().map(|r| r.observed.clone()))
+            .collect()
+    }
+}
+
+impl Scope {
+    /// The scope a resource is listed in.
+    pub fn of(id: &ResourceId) -> Self {
+        Self {
+            project: id.project.clone(),
+            location: id.location.clone(),
+            kind: id.kind,
+        }
+    }
+}
