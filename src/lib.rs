@@ -5,6 +5,7 @@
 pub mod api;
 pub mod cloudrun;
 pub mod controller;
+pub mod emulator;
 pub mod matching;
 pub mod plan;
 pub mod policy;

@@ -20,13 +20,20 @@ enum Command {
     Crd,
     /// Run the operator: reconcile BinAuthzBindings against live Cloud Run.
     Controller(binauthz_operator::controller::ControllerArgs),
+    /// Serve a local Cloud Run Admin API emulator (seeded from YAML, with fault injection).
+    Emulator(Box<binauthz_operator::emulator::EmulatorArgs>),
 }
 
-fn main() -> ExitCode {
+#[tokio::main]
+async fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Crd => print_crd(),
-        Command::Controller(args) => run_controller(args),
+        Command::Controller(args) => run_controller(args).await,
+        Command::Emulator(args) => binauthz_operator::emulator::run(*args)
+            .await
+            .map(|()| ExitCode::SUCCESS)
+            .map_err(Into::into),
     };
     match result {
         Ok(code) => code,
@@ -45,8 +52,10 @@ fn print_crd() -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn run_controller(args: binauthz_operator::controller::ControllerArgs) -> anyhow::Result<ExitCode> {
+async fn run_controller(
+    args: binauthz_operator::controller::ControllerArgs,
+) -> anyhow::Result<ExitCode> {
     binauthz_operator::telemetry::init_tracing(args.log_format)?;
-    tokio::runtime::Runtime::new()?.block_on(binauthz_operator::controller::run(args))?;
+    binauthz_operator::controller::run(args).await?;
     Ok(ExitCode::SUCCESS)
 }
