@@ -689,3 +689,6 @@ pub async fn run(args: ControllerArgs) -> Result<(), Error> {
     info!("stopped");
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;

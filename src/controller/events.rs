@@ -162,7 +162,11 @@ pub fn pass_events(pass: &PassSummary<'_, '_>) -> Vec<PassEvent> {
         ));
     }
 
-    let failed = entering(TargetState::Failed);
+    // With the policy missing nothing was attempted: the PolicyNotFound event says it all.
+    let failed = match pass.ready.0 {
+        ReadyReason::PolicyNotFound => Vec::new(),
+        _ => entering(TargetState::Failed),
+    };
     if !failed.is_empty() {
         let head = format!(
             "Could not set Binary Authorization policy {desired} on {} resource(s): ",

@@ -74,6 +74,17 @@ impl LeaderGate {
         }
     }
 
+    /// A gate fixed open or closed, for tests.
+    #[cfg(test)]
+    pub(crate) fn fixed(open: bool) -> Self {
+        let (tx, rx) = watch::channel(open);
+        Self {
+            open: rx,
+            valid_until: None,
+            _always: Some(Arc::new(tx)),
+        }
+    }
+
     /// Whether this replica may write now.
     pub fn is_leader(&self) -> bool {
         if !*self.open.borrow() {
