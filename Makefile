@@ -5,7 +5,7 @@ CARGO ?= cargo
 BIN := target/debug/binauthz-operator
 CRD := crds/binauthzbindings.binauthz.dev.yaml
 
-.PHONY: help test lint fmt-check clippy hadolint unit crds demo bench bench-quick build
+.PHONY: help test lint fmt-check clippy hadolint lint-deploy unit crds demo bench bench-quick build
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -15,7 +15,7 @@ build: ## Build the binary (debug)
 
 test: lint unit ## Every check and every test (what CI runs)
 
-lint: fmt-check clippy hadolint ## Formatting, clippy, Dockerfile lint
+lint: fmt-check clippy hadolint lint-deploy ## Formatting, clippy, Dockerfile lint, deploy/ scan (checkov, Argo CD health tests)
 
 fmt-check:
 	$(CARGO) fmt --all -- --check
@@ -26,8 +26,12 @@ clippy:
 hadolint:
 	"$$(scripts/tools.sh)/hadolint" Dockerfile
 
+lint-deploy:
+	scripts/lint-deploy.sh
+
 unit: ## All Rust tests
 	$(CARGO) test --locked --all-targets
 
 crds: ## Regenerate crds/ from the Rust types
 	$(CARGO) run --locked -q -- crd > $(CRD)
+	cp $(CRD) deploy/crds/

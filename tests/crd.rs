@@ -25,6 +25,17 @@ fn committed_crd_matches_the_code() {
 }
 
 #[test]
+fn deploy_base_carries_the_same_crd() {
+    // kustomize refuses files outside deploy/, so the base holds a copy.
+    let copy = std::fs::read_to_string(repo().join("deploy").join(CRD_PATH)).unwrap_or_default();
+    let committed = std::fs::read_to_string(repo().join(CRD_PATH)).unwrap_or_default();
+    assert!(
+        copy == committed,
+        "deploy/{CRD_PATH} differs from {CRD_PATH}; run `make crds` and commit the result"
+    );
+}
+
+#[test]
 fn every_schema_property_has_a_description() {
     let crd = serde_json::to_value(api::crd()).expect("CRD serializes");
     let schema = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"];
