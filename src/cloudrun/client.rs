@@ -34,6 +34,7 @@ use std::time::{Duration, Instant};
 use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
 use reqwest::header::{AUTHORIZATION, RETRY_AFTER};
 use serde::de::DeserializeOwned;
+use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::sync::OwnedSemaphorePermit;
 use tracing::{debug, field, info, info_span, warn, Instrument};
@@ -126,6 +127,8 @@ struct Call<'a> {
     /// The resource or collection acted on, for spans and errors.
     resource: String,
     timeout: Duration,
+    /// Overall budget of all attempts, when tighter than the retry policy's.
+    deadline: Option<Duration>,
 }
 
 impl Call<'_> {
@@ -236,6 +239,10 @@ impl CloudRunClient {
         token: &str,
     ) -> Result<(Vec<LiveResource>, Option<String>)> {
         let parent = format!("projects/{project}/locations/{location}");
+        check_segments(
+            || format!("{} {parent}", ApiMethod::list(kind)),
+            &[("project", project), ("location", location)],
+        )?;
         let mut query = vec![("pageSize", self.inner.config.page_size.to_string())];
         if !token.is_empty() {
             query.push(("pageToken", token.to_owned()));
@@ -255,6 +262,7 @@ impl CloudRunClient {
             location,
             resource: parent,
             timeout: self.inner.config.request_timeout,
+            deadline: None,
         };
         let target = call.target();
         let page: ListPage = self.execute(call).await?;
@@ -262,16 +270,15 @@ impl CloudRunClient {
             .items
             .into_iter()
             .map(|item| {
-                let resource: Resource =
-                    serde_json::from_value(item.clone()).map_err(|err| Error::Decode {
-                        target: target.clone(),
-                        detail: format!(
-                            "resource {} is malformed: {err}",
-                            item.get("name")
-                                .and_then(Value::as_str)
-                                .unwrap_or("(unnamed)")
-                        ),
-                    })?;
+                let resource = Resource::deserialize(&item).map_err(|err| Error::Decode {
+                    target: target.clone(),
+                    detail: format!(
+                        "resource {} is malformed: {err}",
+                        item.get("name")
+                            .and_then(Value::as_str)
+                            .unwrap_or("(unnamed)")
+                    ),
+                })?;
                 let id = match resource.name_parts() {
                     Some(parts) if parts.kind == kind => ResourceId {
                         kind,
@@ -301,6 +308,7 @@ impl CloudRunClient {
     /// Reads one resource. A missing one is [`Error::NotFound`].
     pub async fn get(&self, id: &ResourceId) -> Result<LiveResource> {
         let name = id.resource_name();
+        check_id(ApiMethod::get(id.kind), id)?;
         let resource: Resource = self
             .execute(Call {
                 method: ApiMethod::get(id.kind),
@@ -313,6 +321,7 @@ impl CloudRunClient {
                 location: &id.location,
                 resource: name,
                 timeout: self.inner.config.request_timeout,
+                deadline: None,
             })
             .await?;
         Ok(LiveResource {
@@ -331,6 +340,10 @@ impl CloudRunClient {
             }
         }
         let parent = format!("projects/{project}");
+        check_segments(
+            || format!("{} {parent}", ApiMethod::ListLocations),
+            &[("project", project)],
+        )?;
         let mut regions = BTreeSet::new();
         let mut token = String::new();
         loop {
@@ -353,6 +366,7 @@ impl CloudRunClient {
                     location: "global",
                     resource: parent.clone(),
                     timeout: self.inner.config.request_timeout,
+                    deadline: None,
                 })
                 .await?;
             regions.extend(
@@ -399,6 +413,7 @@ impl CloudRunClient {
                 location: "global",
                 resource: policy.as_str().to_owned(),
                 timeout: self.inner.config.request_timeout,
+                deadline: None,
             })
             .await;
         let exists = match result {
@@ -465,6 +480,7 @@ impl CloudRunClient {
             validate_only,
         );
         async move {
+            check_id(ApiMethod::update(id.kind), id)?;
             let mut conflicts = 0;
             let mut slot: Option<OwnedSemaphorePermit> = None;
             loop {
@@ -473,7 +489,7 @@ impl CloudRunClient {
                     None => self.get(id).await?,
                 };
                 if live.observed.deleted {
-                    return Err(Error::NotFound(ApiError::local(
+                    return Err(Error::from_api(ApiError::local(
                         format!("{} {}", ApiMethod::update(id.kind), id.resource_name()),
                         Code::NotFound,
                         "the resource is being deleted",
@@ -510,7 +526,7 @@ impl CloudRunClient {
 
     async fn write_slot(&self, id: &ResourceId) -> Result<OwnedSemaphorePermit> {
         let (permit, waited) = self.inner.limits.write_slot().await.ok_or_else(|| {
-            Error::Internal(ApiError::local(
+            Error::from_api(ApiError::local(
                 format!("{} {}", ApiMethod::update(id.kind), id.resource_name()),
                 Code::Internal,
                 "the client's write slots are closed",
@@ -544,6 +560,7 @@ impl CloudRunClient {
             location: &id.location,
             resource: name,
             timeout: self.inner.config.request_timeout,
+            deadline: None,
         })
         .await
     }
@@ -563,7 +580,7 @@ impl CloudRunClient {
             let target = format!("{} {}", ApiMethod::update(id.kind), id.resource_name());
             return Err(Error::OperationFailed {
                 operation: operation.name.clone(),
-                error: ApiError::from_operation_status(target, error),
+                error: Box::new(ApiError::from_operation_status(target, error)),
             });
         }
         if validate_only {
@@ -598,7 +615,10 @@ impl CloudRunClient {
 
         let wait = policy.wait_timeout.min(remaining());
         if !wait.is_zero() {
-            match self.wait_operation(id, &operation.name, wait).await {
+            match self
+                .wait_operation(id, &operation.name, wait, remaining())
+                .await
+            {
                 Ok(waited) if waited.done => return Ok(waited),
                 Ok(waited) => operation = waited,
                 // `:wait` is best effort; polling decides.
@@ -612,7 +632,7 @@ impl CloudRunClient {
                 return Ok(operation);
             }
             tokio::time::sleep(interval.min(left)).await;
-            match self.get_operation(id, &operation.name).await {
+            match self.get_operation(id, &operation.name, remaining()).await {
                 Ok(polled) if polled.done => return Ok(polled),
                 Ok(polled) => operation = polled,
                 // The write was accepted; losing track of it is not a failure of the write.
@@ -631,6 +651,7 @@ impl CloudRunClient {
         id: &ResourceId,
         name: &str,
         wait: Duration,
+        deadline: Duration,
     ) -> Result<Operation> {
         let body = json!({ "timeout": proto_duration(wait) });
         self.execute(Call {
@@ -644,11 +665,17 @@ impl CloudRunClient {
             location: &id.location,
             resource: name.to_owned(),
             timeout: self.inner.config.request_timeout + wait,
+            deadline: Some(deadline),
         })
         .await
     }
 
-    async fn get_operation(&self, id: &ResourceId, name: &str) -> Result<Operation> {
+    async fn get_operation(
+        &self,
+        id: &ResourceId,
+        name: &str,
+        deadline: Duration,
+    ) -> Result<Operation> {
         self.execute(Call {
             method: ApiMethod::GetOperation,
             verb: reqwest::Method::GET,
@@ -660,6 +687,7 @@ impl CloudRunClient {
             location: &id.location,
             resource: name.to_owned(),
             timeout: self.inner.config.request_timeout,
+            deadline: Some(deadline),
         })
         .await
     }
@@ -678,7 +706,11 @@ impl CloudRunClient {
         );
         let observer = &self.inner.observer;
         async {
-            let mut retrier = self.inner.config.retry.start();
+            let mut policy = self.inner.config.retry;
+            if let Some(deadline) = call.deadline {
+                policy.deadline = policy.deadline.min(deadline);
+            }
+            let mut retrier = policy.start();
             loop {
                 if let Some(budget) = call.budget {
                     let waited = self
@@ -785,6 +817,36 @@ fn proto_duration(d: Duration) -> String {
     }
 }
 
+/// Refuses a project, location or resource id that cannot be a path segment of a Google
+/// resource name (project ids may be domain-scoped: `example.com:proj`).
+fn check_segments(target: impl Fn() -> String, segments: &[(&str, &str)]) -> Result<()> {
+    for (what, value) in segments {
+        let valid = !value.bytes().all(|b| b == b'.')
+            && value
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'));
+        if !valid {
+            return Err(Error::from_api(ApiError::local(
+                target(),
+                Code::InvalidArgument,
+                format!("{what} {value:?} is not a valid Google resource id"),
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn check_id(method: ApiMethod, id: &ResourceId) -> Result<()> {
+    check_segments(
+        || format!("{method} {}", id.resource_name()),
+        &[
+            ("project", &id.project),
+            ("location", &id.location),
+            ("resource", &id.name),
+        ],
+    )
+}
+
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
@@ -792,6 +854,20 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ids_that_would_break_the_url_are_refused() {
+        let target = || "GetService x".to_owned();
+        assert!(check_segments(target, &[("project", "example.com:acme-prod")]).is_ok());
+        assert!(check_segments(target, &[("project", "123456789")]).is_ok());
+        for bad in ["", ".", "..", "a/b", "a?b", "a b", "..%2f"] {
+            let err = check_segments(target, &[("resource", bad)]).unwrap_err();
+            assert_eq!(err.reason(), "InvalidArgument", "{bad:?}");
+            assert!(err
+                .to_string()
+                .contains("is not a valid Google resource id"));
+        }
+    }
 
     #[test]
     fn wait_timeouts_are_protobuf_durations() {

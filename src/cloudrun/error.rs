@@ -402,42 +402,42 @@ impl fmt::Display for ApiError {
 pub enum Error {
     /// The resource (or project, or location) does not exist.
     #[error("{0}")]
-    NotFound(ApiError),
+    NotFound(Box<ApiError>),
     /// The operator's Google identity lacks a permission. Never retried.
     #[error("{0} (grant the operator's Google service account the IAM permissions listed in docs/cloudrun-client.md)")]
-    PermissionDenied(ApiError),
+    PermissionDenied(Box<ApiError>),
     /// The request was refused as invalid (e.g. a policy that does not exist). Never retried.
     #[error("{0}")]
-    InvalidArgument(ApiError),
+    InvalidArgument(Box<ApiError>),
     /// The resource is not in a state that allows the call.
     #[error("{0}")]
-    FailedPrecondition(ApiError),
+    FailedPrecondition(Box<ApiError>),
     /// A concurrent change won (stale etag, HTTP 409 ABORTED or ALREADY_EXISTS).
     #[error("{0}")]
-    Conflict(ApiError),
+    Conflict(Box<ApiError>),
     /// Quota or rate limit exhausted (HTTP 429); `retry_after` is the server's hint.
     #[error("{error} (lower --write-rate/--read-rate or raise the Cloud Run quota)")]
     QuotaExceeded {
         /// What Google answered.
-        error: ApiError,
+        error: Box<ApiError>,
         /// How long the server asked us to wait, from `RetryInfo` or `Retry-After`.
         retry_after: Option<Duration>,
     },
     /// Cloud Run is temporarily unavailable (HTTP 503).
     #[error("{0}")]
-    Unavailable(ApiError),
+    Unavailable(Box<ApiError>),
     /// The server's deadline expired (HTTP 504).
     #[error("{0}")]
-    DeadlineExceeded(ApiError),
+    DeadlineExceeded(Box<ApiError>),
     /// A server-side internal or unknown error (HTTP 500).
     #[error("{0}")]
-    Internal(ApiError),
+    Internal(Box<ApiError>),
     /// The credentials were refused (HTTP 401).
     #[error("{0} (check the operator's Google credentials)")]
-    Unauthenticated(ApiError),
+    Unauthenticated(Box<ApiError>),
     /// Any other Google status (UNIMPLEMENTED, CANCELLED, ...).
     #[error("{0}")]
-    Api(ApiError),
+    Api(Box<ApiError>),
     /// The request did not reach Cloud Run or no complete answer came back.
     #[error("{target}: cannot reach the API: {detail}")]
     Transport {
@@ -468,7 +468,7 @@ pub enum Error {
         /// The operation's name.
         operation: String,
         /// Its error, as Google reported it.
-        error: ApiError,
+        error: Box<ApiError>,
     },
     /// No Google credentials could be found.
     #[error("no Google credentials found: set GOOGLE_APPLICATION_CREDENTIALS, run `gcloud auth application-default login`, or point --cloud-run-endpoint at an emulator ({detail})")]
@@ -503,6 +503,7 @@ fn humanize(d: Duration) -> String {
 impl Error {
     /// Classifies an [`ApiError`] into its variant.
     pub fn from_api(error: ApiError) -> Self {
+        let error = Box::new(error);
         match error.code {
             Code::NotFound => Self::NotFound(error),
             Code::PermissionDenied => Self::PermissionDenied(error),
@@ -582,7 +583,7 @@ impl Error {
             | Self::Unauthenticated(e)
             | Self::Api(e)
             | Self::QuotaExceeded { error: e, .. }
-            | Self::OperationFailed { error: e, .. } => Some(e),
+            | Self::OperationFailed { error: e, .. } => Some(e.as_ref()),
             Self::Transport { .. }
             | Self::Timeout { .. }
             | Self::Decode { .. }
