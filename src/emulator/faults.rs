@@ -164,13 +164,16 @@ impl Faults {
             if target == id || target == number {
                 return true;
             }
+            // A resource name may carry the project id or number, on either side.
+            let within = |name: &str| {
+                let by_id = format!("projects/{id}/");
+                let by_number = format!("projects/{number}/");
+                name.strip_prefix(&by_id)
+                    .or_else(|| name.strip_prefix(&by_number))
+                    .map(str::to_string)
+            };
             resource.is_some_and(|name| {
-                target == name
-                    || target
-                        .strip_prefix(&format!("projects/{number}/"))
-                        .is_some_and(|rest| {
-                            name.strip_prefix(&format!("projects/{id}/")) == Some(rest)
-                        })
+                target == name || within(target).is_some_and(|rest| within(name) == Some(rest))
             })
         })
     }
@@ -379,6 +382,10 @@ mod tests {
         assert!(faults.is_forbidden(Access::Write, ("acme-staging", "234"), None));
         let name = "projects/acme-sec/locations/us-central1/services/a";
         assert!(faults.is_forbidden(Access::Read, ("acme-sec", "345"), Some(name)));
+        let by_number = "projects/345/locations/us-central1/services/a";
+        assert!(faults.is_forbidden(Access::Read, ("acme-sec", "345"), Some(by_number)));
+        let other = "projects/acme-sec/locations/us-central1/services/b";
+        assert!(!faults.is_forbidden(Access::Read, ("acme-sec", "345"), Some(other)));
         assert!(!faults.is_forbidden(Access::Read, ("acme-sec", "345"), None));
     }
 }

@@ -70,10 +70,10 @@ pub enum EmulatorError {
     },
     /// The seed given in the configuration is invalid.
     #[error("invalid seed: {0}")]
-    InvalidSeed(#[from] SeedError),
+    InvalidSeed(SeedError),
     /// A fault setting is invalid.
     #[error("invalid fault setting: {0}")]
-    Faults(#[from] FaultsError),
+    Faults(FaultsError),
     /// The listen address cannot be bound.
     #[error("cannot listen on {addr} (is another process using it? use port 0 for a free one)")]
     Bind {
@@ -86,6 +86,20 @@ pub enum EmulatorError {
     /// Waiting for a shutdown signal failed.
     #[error("cannot wait for a shutdown signal")]
     Signal(#[source] std::io::Error),
+}
+
+// Not `#[from]`: that would also make them the error's source, and a report of the chain
+// would print their message twice.
+impl From<SeedError> for EmulatorError {
+    fn from(err: SeedError) -> Self {
+        EmulatorError::InvalidSeed(err)
+    }
+}
+
+impl From<FaultsError> for EmulatorError {
+    fn from(err: FaultsError) -> Self {
+        EmulatorError::Faults(err)
+    }
 }
 
 impl EmulatorError {
