@@ -19,7 +19,7 @@ enum Command {
     /// Print the BinAuthzBinding CustomResourceDefinition as YAML (pipe it to `kubectl apply -f -`).
     Crd,
     /// Run the operator: reconcile BinAuthzBindings against live Cloud Run.
-    Controller(binauthz_operator::controller::ControllerArgs),
+    Controller(Box<binauthz_operator::controller::ControllerArgs>),
     /// Serve a local Cloud Run Admin API emulator (seeded from YAML, with fault injection).
     Emulator(Box<binauthz_operator::emulator::EmulatorArgs>),
 }
@@ -29,7 +29,7 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Crd => print_crd(),
-        Command::Controller(args) => run_controller(args).await,
+        Command::Controller(args) => run_controller(*args).await,
         Command::Emulator(args) => binauthz_operator::emulator::run(*args)
             .await
             .map(|()| ExitCode::SUCCESS)
