@@ -12,7 +12,7 @@ use std::fmt::Write as _;
 
 use kube::runtime::events::EventType;
 
-use crate::api::{Mode, TargetState};
+use crate::api::{Mode, ResourceKind, TargetState};
 use crate::plan::{ReadyReason, TargetTransition};
 use crate::policy::DesiredPolicy;
 
@@ -142,7 +142,7 @@ pub fn pass_events(pass: &PassSummary<'_, '_>) -> Vec<PassEvent> {
         let (head, tail) = match pass.mode {
             Some(Mode::Audit) => (
                 format!("{} resource(s) do not carry Binary Authorization policy {desired} (Audit mode: reported, not fixed): ", drifted.len()),
-                format!(". Fix them (e.g. gcloud run services update NAME --region REGION {}) or set spec.mode: Enforce to let the operator fix them.", gcloud_flag(pass.desired)),
+                format!(". Fix them (e.g. {}) or set spec.mode: Enforce to let the operator fix them.", gcloud_fix(&drifted, pass.desired)),
             ),
             _ => (
                 format!("{} resource(s) do not carry Binary Authorization policy {desired}; a fix is in progress: ", drifted.len()),
@@ -280,11 +280,25 @@ fn short(t: &TargetTransition<'_>) -> String {
     format!("{} {}/{}", id.kind, id.location, id.name)
 }
 
-fn gcloud_flag(desired: Option<&DesiredPolicy>) -> String {
-    match desired {
+/// The gcloud command that fixes one of `targets` by hand.
+fn gcloud_fix(targets: &[&TargetTransition<'_>], desired: Option<&DesiredPolicy>) -> String {
+    let flag = match desired {
         Some(DesiredPolicy::Named(name)) => format!("--binary-authorization={name}"),
         _ => "--binary-authorization=default".to_owned(),
-    }
+    };
+    let Some(first) = targets.first() else {
+        return String::new();
+    };
+    let id = &first.resource.id;
+    let group = match id.kind {
+        ResourceKind::Service => "run services",
+        ResourceKind::Job => "run jobs",
+        ResourceKind::WorkerPool => "beta run worker-pools",
+    };
+    format!(
+        "gcloud {group} update {} --region {} --project {} {flag}",
+        id.name, id.location, id.project
+    )
 }
 
 /// An event whose note is `head`, the items joined by "; " (as many as fit), and `tail`.
@@ -340,7 +354,6 @@ fn bounded(mut note: String) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::ResourceKind;
     use crate::policy::ObservedPolicy;
     use crate::resource::{ObservedResource, ResourceId};
 
@@ -441,7 +454,7 @@ mod tests {
         assert_eq!(events[0].reason, EventReason::DriftDetected);
         assert_eq!(
             events[0].note,
-            "1 resource(s) do not carry Binary Authorization policy default (Audit mode: reported, not fixed): Service us-central1/checkout (carries none). Fix them (e.g. gcloud run services update NAME --region REGION --binary-authorization=default) or set spec.mode: Enforce to let the operator fix them."
+            "1 resource(s) do not carry Binary Authorization policy default (Audit mode: reported, not fixed): Service us-central1/checkout (carries none). Fix them (e.g. gcloud run services update checkout --region us-central1 --project acme-prod --binary-authorization=default) or set spec.mode: Enforce to let the operator fix them."
         );
     }
 }

@@ -40,7 +40,7 @@ use crate::api::{BinAuthzBinding, BinAuthzBindingStatus, Mode, ResourceKind};
 use crate::cloudrun::{Error as CloudRunError, LiveResource, RemediationOutcome};
 use crate::plan::{
     self, Activity, BindingInput, BindingKey, BindingPlan, Decision, PassFailure,
-    PassFailureReason, StatusInput, WriteFailure, WriteFailureReason, WriteOutcome,
+    PassFailureReason, StatusInput, TargetHistory, WriteFailure, WriteFailureReason, WriteOutcome,
 };
 use crate::policy::DesiredPolicy;
 use crate::resource::{BreakglassChange, ObservedResource, Remediation, ResourceId};
@@ -265,6 +265,15 @@ async fn active_pass(
         .ok_or_else(|| Error::Plan(format!("binding {key} is missing from its plan")))?;
 
     let mut memory = ctx.take_memory(key);
+    // Transitions (events, lastTransitionTime) are relative to the state before this
+    // pass, also after the interim Reconciling status below has been written.
+    let history = memory.history.clone().unwrap_or_else(|| {
+        binding
+            .status
+            .as_ref()
+            .map(TargetHistory::from_status)
+            .unwrap_or_default()
+    });
     let seen_at = Instant::now();
     let mut outcomes: BTreeMap<ResourceId, WriteOutcome> = BTreeMap::new();
     let mut current = binding.status.clone();
@@ -303,7 +312,7 @@ async fn active_pass(
                     pass_failure: None,
                     outcomes: &outcomes,
                     previous: current.as_ref(),
-                    history: memory.history.as_ref(),
+                    history: Some(&history),
                 });
                 if write_status(binding, key, ctx, current.as_ref(), &interim.status).await? {
                     current = Some(interim.status);
@@ -329,7 +338,7 @@ async fn active_pass(
         pass_failure: pass_failure.as_ref(),
         outcomes: &outcomes,
         previous: current.as_ref(),
-        history: memory.history.as_ref(),
+        history: Some(&history),
     });
     let listing_failed = failure.as_ref().is_some_and(|(_, _, no_data)| *no_data);
     if listing_failed {
@@ -480,7 +489,6 @@ fn outcome_of(
     match result {
         Ok(RemediationOutcome::Applied { resource: after }) => {
             metrics.remediation(kind, RemediationResult::Succeeded);
-            info!(resource = %resource.id, desired = %remediation.desired, "remediated");
             match after {
                 Some(after) => ctx.inventory.record(&after),
                 None => ctx.inventory.record(&satisfied(resource, remediation)),

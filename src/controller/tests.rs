@@ -164,8 +164,17 @@ struct Harness {
 }
 
 async fn harness(faults: Faults, bindings: &[BinAuthzBinding], gate: LeaderGate) -> Harness {
+    harness_with(SEED, faults, bindings, gate).await
+}
+
+async fn harness_with(
+    seed: &str,
+    faults: Faults,
+    bindings: &[BinAuthzBinding],
+    gate: LeaderGate,
+) -> Harness {
     let emulator = emulator::start(EmulatorConfig {
-        seed: Seed::from_yaml_str(SEED).unwrap(),
+        seed: Seed::from_yaml_str(seed).unwrap(),
         faults,
         ..EmulatorConfig::default()
     })
@@ -490,7 +499,7 @@ async fn audit_mode_reports_drift_and_never_writes() {
     );
     assert_eq!(
         calls[1],
-        event("Warning", "DriftDetected", "Check", "1 resource(s) do not carry Binary Authorization policy default (Audit mode: reported, not fixed): Service us-central1/search (carries none). Fix them (e.g. gcloud run services update NAME --region REGION --binary-authorization=default) or set spec.mode: Enforce to let the operator fix them.")
+        event("Warning", "DriftDetected", "Check", "1 resource(s) do not carry Binary Authorization policy default (Audit mode: reported, not fixed): Service us-central1/search (carries none). Fix them (e.g. gcloud run services update search --region us-central1 --project acme-prod --binary-authorization=default) or set spec.mode: Enforce to let the operator fix them.")
     );
     assert_eq!(counters.writes, 0, "Audit never writes");
     assert_eq!(binauthz_of(&state, "search"), Value::Null);
@@ -706,4 +715,75 @@ async fn bindings_over_one_project_share_one_list() {
         .map(|c| c.count)
         .sum();
     assert_eq!(lists, 1, "{counters:?}");
+}
+
+#[tokio::test]
+async fn breakglass_and_blocked_deploys_are_reported_in_the_pass_that_fixes_drift() {
+    let seed = r#"
+projects:
+  acme-prod:
+    projectNumber: 123456789012
+    regions:
+      us-central1:
+        services:
+          - name: hotfix
+            image: us-docker.pkg.dev/acme-prod/shop/hotfix:1
+            binaryAuthorization: {useDefault: true, breakglassJustification: "INC-4711: outage"}
+          - name: recs
+            image: us-docker.pkg.dev/acme-prod/search/recs:1
+            binaryAuthorization: {useDefault: true}
+            deployBlocked: {image: us-docker.pkg.dev/acme-prod/search/recs:2-unsigned}
+          - name: search
+            image: us-docker.pkg.dev/acme-prod/search/frontend:5.1.0
+"#;
+    let prod = binding("prod", json!({}));
+    let h = harness_with(
+        seed,
+        Faults::default(),
+        std::slice::from_ref(&prod),
+        LeaderGate::always(),
+    )
+    .await;
+    h.pass(&prod).await.unwrap();
+    let metrics = h.metrics.encode();
+    let (calls, counters, _) = h.finish().await;
+    assert_eq!(counters.writes, 1);
+    assert_eq!(
+        calls.len(),
+        5,
+        "interim and final status, then three events: {calls:#?}"
+    );
+    let reasons: Vec<&str> = calls[2..]
+        .iter()
+        .map(|c| match c {
+            Call::Event { reason, .. } => reason.as_str(),
+            other => panic!("expected an event, got {other:?}"),
+        })
+        .collect();
+    assert_eq!(reasons, ["Remediated", "Breakglass", "DeployBlocked"]);
+    assert_eq!(
+        calls[3],
+        event("Warning", "Breakglass", "Check", "1 resource(s) carry a breakglass justification (their policy is still enforced): Service us-central1/hotfix: \"INC-4711: outage\". Review the justification; once the emergency is over, redeploy normally or set spec.breakglass: Clear to have the operator remove it.")
+    );
+    let Call::Event { note, type_, .. } = &calls[4] else {
+        unreachable!()
+    };
+    assert_eq!(type_, "Warning");
+    assert!(note.starts_with("The latest deploy of 1 resource(s) was refused by Binary Authorization; they keep serving their previous revision: Service us-central1/recs: "), "{note}");
+    assert!(note.contains("recs:2-unsigned"), "{note}");
+    let status = status_of(&calls[1]);
+    assert_eq!(
+        status["summary"],
+        summary(
+            json!({"matched": 3, "compliant": 3, "remediated": 1, "breakglass": 1, "deployBlocked": 1})
+        )
+    );
+    assert!(
+        metrics.contains(r#"binauthz_breakglass{binding="team/prod"} 1"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"binauthz_deploy_blocked{binding="team/prod"} 1"#),
+        "{metrics}"
+    );
 }
