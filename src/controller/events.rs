@@ -12,7 +12,7 @@ use std::fmt::Write as _;
 
 use kube::runtime::events::EventType;
 
-use crate::api::{Mode, ResourceKind, TargetState};
+use crate::api::{BreakglassMode, Mode, ResourceKind, TargetState};
 use crate::plan::{ReadyReason, TargetTransition};
 use crate::policy::DesiredPolicy;
 
@@ -100,6 +100,9 @@ pub struct PassSummary<'a, 'r> {
     pub previous_ready: Option<&'a str>,
     /// Enforce or Audit (`None` for suspended or invalid bindings).
     pub mode: Option<Mode>,
+    /// What the binding does with breakglass justifications (`None` for suspended or
+    /// invalid bindings).
+    pub breakglass: Option<BreakglassMode>,
     /// The desired policy (`None` for invalid bindings).
     pub desired: Option<&'a DesiredPolicy>,
 }
@@ -204,7 +207,17 @@ pub fn pass_events(pass: &PassSummary<'_, '_>) -> Vec<PassEvent> {
         ));
     }
 
-    let breakglass = entering(TargetState::Breakglass);
+    // Newly reported under breakglass: entering Breakglass, or remediated with the
+    // justification left in place (`breakglass: Allow`).
+    let mut breakglass = entering(TargetState::Breakglass);
+    if pass.breakglass == Some(BreakglassMode::Allow) {
+        breakglass.extend(
+            remediated
+                .iter()
+                .filter(|t| t.resource.breakglass.is_some()),
+        );
+        breakglass.sort_by(|a, b| a.resource.id.cmp(&b.resource.id));
+    }
     if !breakglass.is_empty() {
         let head = format!(
             "{} resource(s) carry a breakglass justification (their policy is still enforced): ",
@@ -393,6 +406,7 @@ mod tests {
             ready: (ReadyReason::Compliant, "ok"),
             previous_ready: Some("Compliant"),
             mode: Some(mode),
+            breakglass: Some(BreakglassMode::Allow),
             desired: Some(&DesiredPolicy::ProjectDefault),
         }
     }
@@ -455,6 +469,31 @@ mod tests {
         assert_eq!(
             events[0].note,
             "1 resource(s) do not carry Binary Authorization policy default (Audit mode: reported, not fixed): Service us-central1/checkout (carries none). Fix them (e.g. gcloud run services update checkout --region us-central1 --project acme-prod --binary-authorization=default) or set spec.mode: Enforce to let the operator fix them."
+        );
+    }
+
+    #[test]
+    fn a_remediated_resource_that_keeps_its_justification_is_reported_under_breakglass() {
+        let mut r = resource("hotfix");
+        r.breakglass = Some("INC-1".into());
+        let transitions = [transition(
+            &r,
+            Some(TargetState::Compliant),
+            TargetState::Remediated,
+        )];
+        let mut s = summary(&transitions, Mode::Enforce);
+        let reasons = |s: &PassSummary<'_, '_>| -> Vec<EventReason> {
+            pass_events(s).into_iter().map(|e| e.reason).collect()
+        };
+        assert_eq!(
+            reasons(&s),
+            [EventReason::Remediated, EventReason::Breakglass]
+        );
+        s.breakglass = Some(BreakglassMode::Clear);
+        assert_eq!(
+            reasons(&s),
+            [EventReason::Remediated],
+            "cleared by the write"
         );
     }
 }

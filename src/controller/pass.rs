@@ -95,6 +95,7 @@ pub(crate) async fn pass(binding: &BinAuthzBinding, ctx: &Context) -> Result<Pas
                 ready: (report.ready, ready_message(&report.status)),
                 previous_ready: previous_ready(binding),
                 mode: None,
+                breakglass: None,
                 desired: None,
             };
             publish(binding, ctx, &summary).await;
@@ -371,6 +372,7 @@ async fn active_pass(
         ready: (report.ready, ready_message(&report.status)),
         previous_ready: previous_ready(binding),
         mode: Some(spec.mode),
+        breakglass: Some(spec.breakglass),
         desired: Some(&desired),
     };
     publish(binding, ctx, &summary).await;

@@ -731,7 +731,6 @@ projects:
             binaryAuthorization: {useDefault: true, breakglassJustification: "INC-4711: outage"}
           - name: recs
             image: us-docker.pkg.dev/acme-prod/search/recs:1
-            binaryAuthorization: {useDefault: true}
             deployBlocked: {image: us-docker.pkg.dev/acme-prod/search/recs:2-unsigned}
           - name: search
             image: us-docker.pkg.dev/acme-prod/search/frontend:5.1.0
@@ -747,7 +746,7 @@ projects:
     h.pass(&prod).await.unwrap();
     let metrics = h.metrics.encode();
     let (calls, counters, _) = h.finish().await;
-    assert_eq!(counters.writes, 1);
+    assert_eq!(counters.writes, 2);
     assert_eq!(
         calls.len(),
         5,
@@ -775,7 +774,7 @@ projects:
     assert_eq!(
         status["summary"],
         summary(
-            json!({"matched": 3, "compliant": 3, "remediated": 1, "breakglass": 1, "deployBlocked": 1})
+            json!({"matched": 3, "compliant": 3, "remediated": 2, "breakglass": 1, "deployBlocked": 1})
         )
     );
     assert!(
