@@ -207,9 +207,13 @@ pub fn pass_events(pass: &PassSummary<'_, '_>) -> Vec<PassEvent> {
         ));
     }
 
-    // Newly reported under breakglass: entering Breakglass, or remediated with the
-    // justification left in place (`breakglass: Allow`).
-    let mut breakglass = entering(TargetState::Breakglass);
+    // Newly reported under breakglass: entering Breakglass (except right after a
+    // remediation, which reported it already), or remediated with the justification left
+    // in place (`breakglass: Allow`).
+    let mut breakglass: Vec<&TargetTransition<'_>> = entering(TargetState::Breakglass)
+        .into_iter()
+        .filter(|t| t.from != Some(TargetState::Remediated))
+        .collect();
     if pass.breakglass == Some(BreakglassMode::Allow) {
         breakglass.extend(
             remediated

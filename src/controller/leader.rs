@@ -25,7 +25,7 @@ use futures::{Stream, StreamExt};
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, Client};
-use kube_lease_manager::LeaseManagerBuilder;
+use kube_lease_manager::{LeaseManager, LeaseManagerBuilder};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
@@ -153,19 +153,13 @@ pub async fn start(
     if config.duration < Duration::from_secs(3) {
         return Err(LeaderError::Duration(config.duration));
     }
-    let manager = LeaseManagerBuilder::new(client.clone(), &config.lease_name)
-        .with_namespace(&config.lease_namespace)
-        .with_identity(&config.identity)
-        .with_duration(config.duration.as_secs())
-        .with_grace(config.grace_secs())
-        .build()
+    let manager = build_manager(client.clone(), &config)
         .await
         .map_err(|error| LeaderError::Lease {
             namespace: config.lease_namespace.clone(),
             name: config.lease_name.clone(),
             error,
         })?;
-    let (manager_rx, manager_task) = manager.watch().await;
     let (gate_tx, gate_rx) = watch::channel(false);
     let valid_until = Arc::new(Mutex::new(None));
     let (stop, stop_rx) = watch::channel(false);
@@ -174,11 +168,8 @@ pub async fn start(
     let task = tokio::spawn(combine(
         client,
         config,
-        Sources {
-            manager_rx,
-            manager_task,
-            stop_rx,
-        },
+        manager,
+        stop_rx,
         gate_tx,
         Arc::clone(&valid_until),
         health,
@@ -204,12 +195,6 @@ impl LeaderElection {
     }
 }
 
-struct Sources {
-    manager_rx: watch::Receiver<bool>,
-    manager_task: JoinHandle<kube_lease_manager::Result<kube_lease_manager::LeaseManager>>,
-    stop_rx: watch::Receiver<bool>,
-}
-
 /// Until when a Lease renewed in our name keeps the gate open, as a local instant.
 fn renewal_deadline(lease: &Lease, config: &LeaderConfig) -> Option<Instant> {
     let spec = lease.spec.as_ref()?;
@@ -228,21 +213,43 @@ fn renewal_deadline(lease: &Lease, config: &LeaderConfig) -> Option<Instant> {
     Some(Instant::now() + left)
 }
 
+/// A lease manager for `config` (creates the Lease when missing).
+async fn build_manager(
+    client: Client,
+    config: &LeaderConfig,
+) -> kube_lease_manager::Result<LeaseManager> {
+    LeaseManagerBuilder::new(client, &config.lease_name)
+        .with_namespace(&config.lease_namespace)
+        .with_identity(&config.identity)
+        .with_duration(config.duration.as_secs())
+        .with_grace(config.grace_secs())
+        .build()
+        .await
+}
+
+/// Shortest and longest pause after a failed lease operation.
+const RETRY_MIN: Duration = Duration::from_secs(1);
+const RETRY_MAX: Duration = Duration::from_secs(30);
+
+/// Drives the lease manager and opens or closes the gate.
+///
+/// `LeaseManager::changed` acquires a free lease, renews a held one, and otherwise sleeps
+/// until the holder's lease expires — trusting its own copy of the Lease until then. So
+/// that a lease released by a leader shutting down is taken over at once rather than at
+/// that expiry, a standby that sees the Lease released (through its own watch) starts
+/// over with a fresh manager, which reads the Lease first.
 #[allow(clippy::too_many_arguments)]
 async fn combine(
     client: Client,
     config: LeaderConfig,
-    sources: Sources,
+    mut manager: LeaseManager,
+    mut stop_rx: watch::Receiver<bool>,
     gate: watch::Sender<bool>,
     valid_until: Arc<Mutex<Option<Instant>>>,
     health: Health,
     metrics: Arc<Metrics>,
 ) {
-    let Sources {
-        mut manager_rx,
-        manager_task,
-        mut stop_rx,
-    } = sources;
+    let leases_client = client.clone();
     let leases: Api<Lease> = Api::namespaced(client, &config.lease_namespace);
     let selector = format!("metadata.name={}", config.lease_name);
     let mut lease_events = std::pin::pin!(watcher(
@@ -251,12 +258,24 @@ async fn combine(
     )
     .default_backoff()
     .applied_objects());
-    let mut holder = *manager_rx.borrow_and_update();
+    let mut holder = false;
     let mut watch_ok = true;
+    let mut manager_ok = true;
+    let mut retry = RETRY_MIN;
+    let mut paused_until: Option<Instant> = None;
     let set_deadline = |deadline: Option<Instant>| {
         *valid_until.lock().unwrap_or_else(PoisonError::into_inner) = deadline;
     };
+    let mut released = false;
     loop {
+        if std::mem::take(&mut released) && !holder {
+            match build_manager(leases_client.clone(), &config).await {
+                Ok(fresh) => manager = fresh,
+                Err(err) => {
+                    warn!(error = %err, "cannot re-read the released lease; taking over when it expires")
+                }
+            }
+        }
         let deadline = *valid_until.lock().unwrap_or_else(PoisonError::into_inner);
         let open = holder && deadline.is_some_and(|t| Instant::now() < t);
         if *gate.borrow() != open {
@@ -268,7 +287,7 @@ async fn combine(
             let _ = gate.send(open);
             metrics.set_leader(open);
         }
-        health.set_lease(match (watch_ok, open) {
+        health.set_lease(match (watch_ok && manager_ok, open) {
             (false, _) => LeaseState::Failing,
             (true, true) => LeaseState::Leader,
             (true, false) => LeaseState::Standby,
@@ -279,21 +298,38 @@ async fn combine(
                 _ => std::future::pending().await,
             }
         };
+        let pause = async {
+            match paused_until {
+                Some(t) => tokio::time::sleep_until(t.into()).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
-            changed = manager_rx.changed() => match changed {
-                Ok(()) => holder = *manager_rx.borrow_and_update(),
-                Err(_) => {
-                    warn!("the lease manager stopped; this replica no longer writes");
-                    holder = false;
-                    watch_ok = false;
+            result = manager.changed(), if paused_until.is_none() => match result {
+                Ok(is_holder) => {
+                    holder = is_holder;
+                    manager_ok = true;
+                    retry = RETRY_MIN;
+                }
+                Err(err) => {
+                    warn!(error = %err, retry_in_secs = retry.as_secs(), "leader election failed; retrying");
+                    manager_ok = false;
+                    paused_until = Some(Instant::now() + retry);
+                    retry = (retry * 2).min(RETRY_MAX);
                 }
             },
+            () = pause => paused_until = None,
             event = lease_events.next() => match event {
                 Some(Ok(lease)) => {
                     watch_ok = true;
                     if let Some(deadline) = renewal_deadline(&lease, &config) {
                         set_deadline(Some(deadline));
                     }
+                    released = lease
+                        .spec
+                        .as_ref()
+                        .and_then(|s| s.holder_identity.as_deref())
+                        .is_none_or(str::is_empty);
                 }
                 Some(Err(err)) => {
                     warn!(error = %err, "watching the lease failed; retrying");
@@ -310,14 +346,11 @@ async fn combine(
     let _ = gate.send(false);
     metrics.set_leader(false);
     set_deadline(None);
-    // Dropping the receiver makes the lease manager release the lease and end.
-    drop(manager_rx);
-    match manager_task.await {
-        Ok(Ok(_)) => info!(lease = %config.lease_name, "released the lease"),
-        Ok(Err(err)) => {
+    match manager.release().await {
+        Ok(()) => info!(lease = %config.lease_name, "released the lease"),
+        Err(err) => {
             warn!(error = %err, "releasing the lease failed; a standby takes over when it expires")
         }
-        Err(err) => warn!(error = %err, "the lease manager task failed"),
     }
 }
 
