@@ -53,8 +53,10 @@ use leader::{LeaderConfig, LeaderError, LeaderGate};
 const GROUP_VERSION: &str = "binauthz.dev/v1alpha1";
 /// The plural of bindings.
 const PLURAL: &str = "binauthzbindings";
-/// How often the CRD is checked to still be served (for `/readyz`).
-const CRD_CHECK_EVERY: Duration = Duration::from_secs(30);
+/// How often the API server is checked to answer and serve the CRD (for `/readyz`).
+const API_CHECK_EVERY: Duration = Duration::from_secs(10);
+/// How long that check may take before the API server counts as unreachable.
+const API_CHECK_TIMEOUT: Duration = Duration::from_secs(5);
 /// First retry delay after a failed pass; doubles per failure.
 const BACKOFF_BASE: Duration = Duration::from_secs(5);
 /// Longest retry delay after failed passes (also never more than the binding's interval).
@@ -603,14 +605,24 @@ pub async fn run(args: ControllerArgs) -> Result<(), Error> {
         let kube = kube.clone();
         let health = telemetry.health.clone();
         async move {
-            let mut tick = tokio::time::interval(CRD_CHECK_EVERY);
+            let mut tick = tokio::time::interval(API_CHECK_EVERY);
             loop {
                 tick.tick().await;
-                match crd_served(&kube).await {
-                    Ok(served) => health.set_crd_served(served),
-                    Err(err) => {
+                match tokio::time::timeout(API_CHECK_TIMEOUT, crd_served(&kube)).await {
+                    Ok(Ok(served)) => {
+                        health.set_api_reachable(true);
+                        health.set_crd_served(served);
+                    }
+                    Ok(Err(err)) => {
                         warn!(error = %err, "cannot check the CRD");
-                        health.set_crd_served(false);
+                        health.set_api_reachable(false);
+                    }
+                    Err(_) => {
+                        warn!(
+                            timeout_secs = API_CHECK_TIMEOUT.as_secs(),
+                            "the API server did not answer in time"
+                        );
+                        health.set_api_reachable(false);
                     }
                 }
             }

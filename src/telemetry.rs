@@ -7,10 +7,10 @@
 //! - `/metrics` answers in the OpenMetrics text format.
 //! - `/healthz` answers 200 while the process works: the controller loop is running and
 //!   no pass has been stuck without progress for [`STUCK_AFTER`]. 503 otherwise.
-//! - `/readyz` answers 200 only when the CRD is served, the bindings watch has synced, the
-//!   watch has not failed within [`WATCH_ERROR_GRACE`], and — with leader election — the
-//!   replica is either leader or a healthy standby. 503 otherwise, with one line per
-//!   failing check.
+//! - `/readyz` answers 200 only when the API server answered the last periodic check and
+//!   serves the CRD, the bindings watch has synced and has not failed within
+//!   [`WATCH_ERROR_GRACE`], and — with leader election — the replica is either leader or
+//!   a healthy standby. 503 otherwise, with one line per failing check.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -574,6 +574,7 @@ struct HealthInner {
     epoch: Instant,
     controller_running: AtomicBool,
     crd_served: AtomicBool,
+    api_reachable: AtomicBool,
     synced: AtomicBool,
     /// Milliseconds since `epoch` of the last watch error, plus one (0: never).
     last_watch_error: AtomicU64,
@@ -614,6 +615,7 @@ impl Health {
                 epoch: Instant::now(),
                 controller_running: AtomicBool::new(false),
                 crd_served: AtomicBool::new(false),
+                api_reachable: AtomicBool::new(true),
                 synced: AtomicBool::new(false),
                 last_watch_error: AtomicU64::new(0),
                 lease: AtomicU8::new(LeaseState::Disabled as u8),
@@ -638,6 +640,11 @@ impl Health {
     /// Whether the API server serves the BinAuthzBinding CRD, as last checked.
     pub fn set_crd_served(&self, served: bool) {
         self.inner.crd_served.store(served, Ordering::Release);
+    }
+
+    /// Whether the API server answered the last periodic check in time.
+    pub fn set_api_reachable(&self, reachable: bool) {
+        self.inner.api_reachable.store(reachable, Ordering::Release);
     }
 
     /// The bindings watch finished its initial list.
@@ -712,7 +719,9 @@ impl Health {
     /// Why the replica is not ready, if it is not.
     pub fn readiness_problems(&self) -> Vec<String> {
         let mut problems = Vec::new();
-        if !self.inner.crd_served.load(Ordering::Acquire) {
+        if !self.inner.api_reachable.load(Ordering::Acquire) {
+            problems.push("the Kubernetes API server did not answer the last check".to_owned());
+        } else if !self.inner.crd_served.load(Ordering::Acquire) {
             problems.push("the BinAuthzBinding CRD is not served by the API server".to_owned());
         }
         if !self.inner.synced.load(Ordering::Acquire) {
@@ -986,6 +995,12 @@ mod tests {
         assert!(h.readiness_problems().is_empty(), "a standby is ready");
         h.set_lease(LeaseState::Failing);
         assert_eq!(h.readiness_problems().len(), 1);
+        h.set_lease(LeaseState::Leader);
+        h.set_api_reachable(false);
+        assert_eq!(
+            h.readiness_problems(),
+            ["the Kubernetes API server did not answer the last check"]
+        );
     }
 
     #[test]
