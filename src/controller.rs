@@ -667,11 +667,14 @@ pub async fn run(args: ControllerArgs) -> Result<(), Error> {
         .graceful_shutdown_on(signal.clone())
         .run(reconcile, error_policy, Arc::clone(&ctx))
         .for_each(|result| async move {
-            if let Err(err) = result {
-                match err {
-                    kube::runtime::controller::Error::ReconcilerFailed(..) => {}
-                    other => warn!(error = %other, "controller"),
+            use kube::runtime::controller::Error as RunError;
+            match result {
+                // Failed passes are logged by `error_policy`, watch errors by the tap.
+                Ok(_) | Err(RunError::ReconcilerFailed(..) | RunError::QueueError(_)) => {}
+                Err(RunError::ObjectNotFound(object)) => {
+                    tracing::debug!(binding = %object, "binding deleted before its pass")
                 }
+                Err(other) => error!(error = %other, "the controller failed"),
             }
         });
     telemetry.health.set_controller_running(true);
