@@ -210,3 +210,113 @@ impl Scope {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cloudrun::{CloudRunConfig, RetryPolicy};
+    use crate::emulator::{self, EmulatorConfig, EmulatorHandle, Faults, Seed};
+    use crate::policy::ObservedPolicy;
+
+    const SEED: &str = r#"
+projects:
+  acme-prod:
+    projectNumber: 123456789012
+    regions:
+      us-central1:
+        services:
+          - {name: checkout, image: us-docker.pkg.dev/p/i:1}
+"#;
+
+    async fn setup(ttl: Duration) -> (EmulatorHandle, SharedInventory) {
+        let emulator = emulator::start(EmulatorConfig {
+            seed: Seed::from_yaml_str(SEED).unwrap(),
+            ..EmulatorConfig::default()
+        })
+        .await
+        .unwrap();
+        let mut config = CloudRunConfig::emulator(&emulator.url());
+        config.retry = RetryPolicy {
+            initial_backoff: Duration::from_millis(1),
+            max_backoff: Duration::from_millis(2),
+            max_attempts: 1,
+            deadline: Duration::from_secs(5),
+        };
+        let client = CloudRunClient::new(config).await.unwrap();
+        (emulator, SharedInventory::new(client, ttl))
+    }
+
+    fn scope() -> Scope {
+        Scope {
+            project: "acme-prod".into(),
+            location: "us-central1".into(),
+            kind: ResourceKind::Service,
+        }
+    }
+
+    fn lists(emulator: &EmulatorHandle) -> u64 {
+        emulator
+            .counters(None)
+            .calls
+            .iter()
+            .filter(|c| c.method == "services.list")
+            .map(|c| c.count)
+            .sum()
+    }
+
+    #[tokio::test]
+    async fn a_fresh_list_is_shared_and_writes_go_through_it() {
+        let (emulator, inventory) = setup(Duration::from_secs(3600)).await;
+        let s = scope();
+        let (a, b) = tokio::join!(inventory.list(&s), inventory.list(&s));
+        assert_eq!(a.unwrap().len(), 1);
+        assert_eq!(b.unwrap().len(), 1);
+        assert_eq!(lists(&emulator), 1, "single flight");
+
+        let mut fixed = inventory.list(&scope()).await.unwrap()[0].observed.clone();
+        assert_eq!(fixed.policy, ObservedPolicy::None);
+        fixed.policy = ObservedPolicy::ProjectDefault;
+        inventory.record(&fixed);
+        let again = inventory.list(&scope()).await.unwrap();
+        assert_eq!(again[0].observed.policy, ObservedPolicy::ProjectDefault);
+        assert_eq!(lists(&emulator), 1, "served from the shared list");
+
+        inventory.invalidate(&fixed.id);
+        let relisted = inventory.list(&scope()).await.unwrap();
+        assert_eq!(
+            relisted[0].observed.policy,
+            ObservedPolicy::None,
+            "read again"
+        );
+        assert_eq!(lists(&emulator), 2);
+        emulator.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn stale_lists_are_read_again_but_kept_for_overlap_decisions() {
+        let (emulator, inventory) = setup(Duration::ZERO).await;
+        inventory.list(&scope()).await.unwrap();
+        inventory.list(&scope()).await.unwrap();
+        assert_eq!(lists(&emulator), 2);
+        assert_eq!(inventory.last_known("acme-prod").len(), 1);
+        assert!(inventory.last_known("other").is_empty());
+        emulator.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn a_failed_list_is_not_kept() {
+        let (emulator, inventory) = setup(Duration::from_secs(3600)).await;
+        emulator
+            .set_faults(Faults {
+                forbidden: vec!["acme-prod".into()],
+                ..Faults::default()
+            })
+            .unwrap();
+        let err = inventory.list(&scope()).await.unwrap_err();
+        assert!(err.is_permission_denied(), "{err}");
+        emulator.set_faults(Faults::default()).unwrap();
+        assert_eq!(inventory.list(&scope()).await.unwrap().len(), 1);
+        assert_eq!(lists(&emulator), 2);
+        emulator.shutdown().await;
+    }
+}
