@@ -455,12 +455,13 @@ impl Tap {
             return;
         }
         let all = self.ctx.bindings.state();
-        let keys: Vec<BindingKey> = all.iter().map(|b| key_of(b)).collect();
-        let inputs: Vec<BindingInput<'_>> = keys
+        let inputs: Vec<BindingInput<'_>> = all
             .iter()
-            .zip(&all)
-            .filter(|(_, b)| projects.contains(b.spec.project.as_str()))
-            .map(|(key, b)| BindingInput { key, spec: &b.spec })
+            .filter(|b| projects.contains(b.spec.project.as_str()))
+            .map(|b| BindingInput {
+                key: key_of(b),
+                spec: &b.spec,
+            })
             .collect();
         for other in affected_bindings(changed, old, &inputs, resources.iter()) {
             info!(changed = %changed, recheck = %other, "an overlapping binding changed; re-checking");

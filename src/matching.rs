@@ -38,17 +38,38 @@ pub struct Glob {
     pattern: String,
     /// Length of the literal text before the first wildcard.
     prefix_len: usize,
-    has_wildcard: bool,
+    /// Length of the literal text after the last wildcard (0 for a plain name).
+    suffix_len: usize,
+    shape: GlobShape,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum GlobShape {
+    /// No wildcard: equality.
+    Literal,
+    /// Only `*`s: matches every name.
+    Everything,
+    /// Literal prefix, wildcards and literals, literal suffix.
+    Pattern,
 }
 
 impl Glob {
     /// Compiles a glob. Every string is a valid glob.
     pub fn new(pattern: &str) -> Self {
-        let prefix_len = pattern.find(['*', '?']).unwrap_or(pattern.len());
+        let is_wildcard = |c: char| c == '*' || c == '?';
+        let (prefix_len, suffix_len, shape) = match pattern.find(is_wildcard) {
+            None => (pattern.len(), 0, GlobShape::Literal),
+            Some(_) if pattern.bytes().all(|c| c == b'*') => (0, 0, GlobShape::Everything),
+            Some(first) => {
+                let last = pattern.rfind(is_wildcard).unwrap_or(first);
+                (first, pattern.len() - last - 1, GlobShape::Pattern)
+            }
+        };
         Self {
             pattern: pattern.to_owned(),
             prefix_len,
-            has_wildcard: prefix_len < pattern.len(),
+            suffix_len,
+            shape,
         }
     }
 
@@ -64,19 +85,25 @@ impl Glob {
 
     /// Whether the glob is a plain name (no `*` or `?`).
     pub fn is_literal(&self) -> bool {
-        !self.has_wildcard
+        self.shape == GlobShape::Literal
     }
 
     /// Whether `name` matches the whole glob.
     pub fn matches(&self, name: &str) -> bool {
-        if !self.has_wildcard {
-            return self.pattern == name;
+        match self.shape {
+            GlobShape::Literal => self.pattern == name,
+            GlobShape::Everything => true,
+            GlobShape::Pattern => {
+                // prefix + middle + suffix, where the middle starts and ends with a
+                // wildcard: the literal ends are anchored, only the middle needs search.
+                let (p, n) = (self.pattern.as_bytes(), name.as_bytes());
+                let (pre, suf) = (self.prefix_len, self.suffix_len);
+                n.len() >= pre + suf
+                    && n[..pre] == p[..pre]
+                    && n[n.len() - suf..] == p[p.len() - suf..]
+                    && wildcard_match(&p[pre..p.len() - suf], &n[pre..n.len() - suf])
+            }
         }
-        name.starts_with(self.literal_prefix())
-            && wildcard_match(
-                &self.pattern.as_bytes()[self.prefix_len..],
-                &name.as_bytes()[self.prefix_len..],
-            )
     }
 }
 
@@ -699,5 +726,35 @@ mod tests {
         assert_eq!(one.resources().len(), 1);
         assert_eq!(one.resources()[0], two.resources()[0]);
         assert_eq!(one.position(&a.id), Some(0));
+    }
+}
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// The definition, written recursively: slow and obviously right.
+    fn reference(pattern: &[u8], name: &[u8]) -> bool {
+        match (pattern.first(), name.first()) {
+            (None, _) => name.is_empty(),
+            (Some(b'*'), _) => {
+                reference(&pattern[1..], name)
+                    || (!name.is_empty() && reference(pattern, &name[1..]))
+            }
+            (Some(_), None) => false,
+            (Some(&p), Some(&n)) => (p == b'?' || p == n) && reference(&pattern[1..], &name[1..]),
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn globs_agree_with_the_definition(pattern in "[ab*?-]{0,8}", name in "[ab-]{0,10}") {
+            prop_assert_eq!(
+                Glob::new(&pattern).matches(&name),
+                reference(pattern.as_bytes(), name.as_bytes()),
+                "{} vs {}", pattern, name
+            );
+        }
     }
 }

@@ -41,7 +41,8 @@
 //!   breakglass justification, so once the writes of a plan are applied, planning again
 //!   asks for no write.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::sync::Arc;
 
@@ -85,10 +86,10 @@ impl fmt::Display for BindingKey {
 }
 
 /// One binding handed to the planner.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct BindingInput<'s> {
     /// Its namespace/name; must be unique among the bindings of one [`plan`] call.
-    pub key: &'s BindingKey,
+    pub key: BindingKey,
     /// Its spec, valid or not (an invalid spec is reported, not planned).
     pub spec: &'s BinAuthzBindingSpec,
 }
@@ -223,11 +224,14 @@ pub struct Write<'r> {
 
 /// Who owns one resource, computed once per resource.
 struct Ownership {
+    /// The highest priority among the claimants.
     priority: i32,
-    /// Indices (into the sorted bindings) of the highest-priority claimants, ascending.
-    top: Vec<usize>,
+    /// How many claimants have it (they come first in the resource's claim list).
+    top_len: usize,
+    /// Whether those disagree on the policy.
     conflicted: bool,
-    top_keys: Arc<[BindingKey]>,
+    /// Their keys, when some lower-priority claimant needs them for `Superseded`.
+    top_keys: Option<Arc<[BindingKey]>>,
 }
 
 /// Plans every binding over the observed resources.
@@ -243,7 +247,7 @@ where
     I: IntoIterator<Item = &'r ObservedResource>,
 {
     let mut sorted: Vec<&BindingInput<'_>> = bindings.iter().collect();
-    sorted.sort_unstable_by(|a, b| a.key.cmp(b.key));
+    sorted.sort_unstable_by(|a, b| a.key.cmp(&b.key));
     if let Some(pair) = sorted.windows(2).find(|w| w[0].key == w[1].key) {
         return Err(PlanError::DuplicateBinding {
             key: pair[0].key.clone(),
@@ -252,11 +256,19 @@ where
     let inventory = Inventory::new(resources);
     let activities: Vec<Activity> = sorted.iter().map(|b| Activity::of(b.spec)).collect();
 
-    // Which participating bindings claim each resource, in key order.
+    let active: Vec<Option<&ActiveBinding>> = activities
+        .iter()
+        .map(|a| match a {
+            Activity::Active(a) => Some(a),
+            _ => None,
+        })
+        .collect();
+
+    // Which participating bindings claim each resource (indices into `sorted`).
     let mut matched: Vec<Vec<usize>> = vec![Vec::new(); sorted.len()];
     let mut claims: Vec<Vec<usize>> = vec![Vec::new(); inventory.resources().len()];
     for (b, input) in sorted.iter().enumerate() {
-        if matches!(activities[b], Activity::Active(_)) {
+        if active[b].is_some() {
             let found = inventory.matching(&BindingMatcher::new(input.spec));
             for &r in &found {
                 claims[r].push(b);
@@ -264,29 +276,42 @@ where
             matched[b] = found;
         }
     }
-    let active = |b: usize| match &activities[b] {
-        Activity::Active(a) => Some(a),
-        _ => None,
-    };
+
+    let priority = |b: usize| active[b].map_or(i32::MIN, |a| a.priority);
+    let desired = |b: usize| active[b].map(|a| &a.desired);
+    // Owner sets repeat across resources; share one list of keys per set.
+    let mut key_sets: HashMap<Vec<usize>, Arc<[BindingKey]>> = HashMap::new();
     let ownership: Vec<Option<Ownership>> = claims
-        .iter()
+        .iter_mut()
         .map(|claimants| {
-            let priority = claimants
+            let &first = claimants.first()?;
+            if claimants.len() == 1 {
+                return Some(Ownership {
+                    priority: priority(first),
+                    top_len: 1,
+                    conflicted: false,
+                    top_keys: None,
+                });
+            }
+            // Highest priority first; a stable sort keeps key order among equals.
+            claimants.sort_by_key(|&b| Reverse(priority(b)));
+            let top_priority = priority(claimants[0]);
+            let top_len = claimants
                 .iter()
-                .filter_map(|&b| active(b))
-                .map(|a| a.priority)
-                .max()?;
-            let top: Vec<usize> = claimants
-                .iter()
-                .copied()
-                .filter(|&b| active(b).is_some_and(|a| a.priority == priority))
-                .collect();
-            let first = active(top[0]).map(|a| &a.desired);
-            let conflicted = top.iter().any(|&b| active(b).map(|a| &a.desired) != first);
-            let top_keys = top.iter().map(|&b| sorted[b].key.clone()).collect();
+                .take_while(|&&b| priority(b) == top_priority)
+                .count();
+            let top = &claimants[..top_len];
+            let conflicted = top.iter().any(|&b| desired(b) != desired(top[0]));
+            let top_keys = (top_len < claimants.len()).then(|| {
+                Arc::clone(
+                    key_sets
+                        .entry(top.to_vec())
+                        .or_insert_with(|| top.iter().map(|&b| sorted[b].key.clone()).collect()),
+                )
+            });
             Some(Ownership {
-                priority,
-                top,
+                priority: top_priority,
+                top_len,
                 conflicted,
                 top_keys,
             })
@@ -295,33 +320,31 @@ where
 
     let mut plans = BTreeMap::new();
     for (b, (input, activity)) in sorted.iter().zip(&activities).enumerate() {
-        let targets = match activity {
-            Activity::Active(me) => matched[b]
-                .iter()
-                .filter_map(|&r| {
-                    let owner = ownership[r].as_ref()?;
-                    let resource = inventory.resources()[r];
-                    let decision = if me.priority < owner.priority {
-                        Decision::Superseded {
-                            by: Arc::clone(&owner.top_keys),
-                            priority: owner.priority,
-                        }
-                    } else if owner.conflicted {
-                        let with = owner
-                            .top
+        let mut targets = Vec::new();
+        if let Some(me) = active[b] {
+            targets.reserve_exact(matched[b].len());
+            for &r in &matched[b] {
+                let Some(owner) = &ownership[r] else {
+                    continue;
+                };
+                let resource = inventory.resources()[r];
+                let decision = match &owner.top_keys {
+                    Some(by) if me.priority < owner.priority => Decision::Superseded {
+                        by: Arc::clone(by),
+                        priority: owner.priority,
+                    },
+                    _ if owner.conflicted => Decision::Conflicted {
+                        with: claims[r][..owner.top_len]
                             .iter()
-                            .filter(|&&o| active(o).is_some_and(|a| a.desired != me.desired))
+                            .filter(|&&o| desired(o) != Some(&me.desired))
                             .map(|&o| sorted[o].key.clone())
-                            .collect();
-                        Decision::Conflicted { with }
-                    } else {
-                        decide(me, resource)
-                    };
-                    Some(PlannedTarget { resource, decision })
-                })
-                .collect(),
-            _ => Vec::new(),
-        };
+                            .collect(),
+                    },
+                    _ => decide(me, resource),
+                };
+                targets.push(PlannedTarget { resource, decision });
+            }
+        }
         plans.insert(
             input.key.clone(),
             BindingPlan {
@@ -625,14 +648,14 @@ impl From<&ResourceId> for TargetKey {
 }
 
 /// What was last reported about one target.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TargetRecord {
     /// Its state.
     pub state: TargetState,
     /// Whether its latest deploy was blocked.
     pub deploy_blocked: bool,
-    /// Since when (RFC 3339) it has been in `state`.
-    pub since: String,
+    /// Since when it has been in `state`.
+    pub since: Timestamp,
 }
 
 /// The previous state of a binding's targets, for `lastTransitionTime` and for telling
@@ -641,36 +664,48 @@ pub struct TargetRecord {
 /// Built from the previous status ([`TargetHistory::from_status`], which lists at most 100
 /// targets) or kept in memory from the last [`StatusReport::history`] (complete).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct TargetHistory(BTreeMap<TargetKey, TargetRecord>);
+pub struct TargetHistory(
+    /// Sorted by key, unique keys.
+    Vec<(TargetKey, TargetRecord)>,
+);
 
 impl TargetHistory {
-    /// The targets listed in a status (entries without `lastTransitionTime` are skipped).
+    /// The targets listed in a status (entries without a parsable `lastTransitionTime` are
+    /// skipped).
     pub fn from_status(status: &BinAuthzBindingStatus) -> Self {
-        Self(
-            status
-                .targets
-                .iter()
-                .filter_map(|t| {
-                    let since = t.last_transition_time.clone()?;
-                    let key = TargetKey {
-                        kind: t.kind,
-                        location: t.location.clone(),
-                        name: t.name.clone(),
-                    };
-                    let record = TargetRecord {
-                        state: t.state,
-                        deploy_blocked: t.deploy_blocked,
-                        since,
-                    };
-                    Some((key, record))
-                })
-                .collect(),
-        )
+        let mut records: Vec<(TargetKey, TargetRecord)> = status
+            .targets
+            .iter()
+            .filter_map(|t| {
+                let since = t.last_transition_time.as_deref()?.parse().ok()?;
+                let key = TargetKey {
+                    kind: t.kind,
+                    location: t.location.clone(),
+                    name: t.name.clone(),
+                };
+                let record = TargetRecord {
+                    state: t.state,
+                    deploy_blocked: t.deploy_blocked,
+                    since,
+                };
+                Some((key, record))
+            })
+            .collect();
+        records.sort_by(|a, b| a.0.cmp(&b.0));
+        records.dedup_by(|later, earlier| later.0 == earlier.0);
+        Self(records)
     }
 
     /// The record of one target.
     pub fn get(&self, key: &TargetKey) -> Option<&TargetRecord> {
-        self.0.get(key)
+        self.lookup(key.kind, &key.location, &key.name)
+    }
+
+    fn lookup(&self, kind: ResourceKind, location: &str, name: &str) -> Option<&TargetRecord> {
+        self.0
+            .binary_search_by(|(k, _)| key_cmp(k, kind, location, name))
+            .ok()
+            .map(|i| &self.0[i].1)
     }
 
     /// How many targets are recorded.
@@ -681,6 +716,29 @@ impl TargetHistory {
     /// Whether nothing is recorded.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
+    }
+}
+
+fn key_cmp(key: &TargetKey, kind: ResourceKind, location: &str, name: &str) -> std::cmp::Ordering {
+    (key.kind, key.location.as_str(), key.name.as_str()).cmp(&(kind, location, name))
+}
+
+/// Looks up records for keys asked in ascending order, in one linear walk.
+struct HistoryWalk<'h> {
+    rest: &'h [(TargetKey, TargetRecord)],
+}
+
+impl<'h> HistoryWalk<'h> {
+    fn seek(&mut self, kind: ResourceKind, location: &str, name: &str) -> Option<&'h TargetRecord> {
+        use std::cmp::Ordering::{Equal, Less};
+        while let Some(((key, record), tail)) = self.rest.split_first() {
+            match key_cmp(key, kind, location, name) {
+                Less => self.rest = tail,
+                Equal => return Some(record),
+                _ => return None,
+            }
+        }
+        None
     }
 }
 
@@ -764,6 +822,16 @@ impl<'r> BindingPlan<'r> {
     /// - Suspended and invalid bindings keep the previous summary, targets, policy and
     ///   `lastSyncTime` (they describe the last pass) and get no transitions.
     pub fn status(&self, input: &StatusInput<'_>) -> StatusReport<'r> {
+        self.status_listing(input, MAX_STATUS_TARGETS)
+    }
+
+    /// Like [`BindingPlan::status`], but `status.targets` lists every target (same order,
+    /// no cut): for reports such as `check`, never for the CRD status, whose list is bounded.
+    pub fn full_report(&self, input: &StatusInput<'_>) -> StatusReport<'r> {
+        self.status_listing(input, usize::MAX)
+    }
+
+    fn status_listing(&self, input: &StatusInput<'_>, limit: usize) -> StatusReport<'r> {
         let now = format_time(input.now);
         let derived;
         let history = match input.history {
@@ -810,71 +878,76 @@ impl<'r> BindingPlan<'r> {
         let (reason, message) = ready(me, &summary, &resolved, input.pass_failure);
         let pending = resolved.iter().filter(|r| r.pending).count();
 
-        let mut entries: Vec<(u8, TargetStatus)> = Vec::with_capacity(resolved.len());
+        // One pass over every target for history and transitions; the (allocating) status
+        // entries are built only for the listed ones.
+        let mut since = Vec::with_capacity(resolved.len());
         let mut transitions = Vec::new();
-        let mut records = BTreeMap::new();
+        let mut records = Vec::with_capacity(resolved.len());
+        // Targets are sorted by id and share the binding's project: ascending by key.
+        let mut walk = HistoryWalk { rest: &history.0 };
         for r in &resolved {
             let id = &r.target.resource.id;
-            let key = TargetKey::from(id);
-            let before = history.get(&key);
-            let since = match before {
-                Some(b) if b.state == r.state => b.since.clone(),
-                _ => now.clone(),
-            };
-            let message = target_message(me, r);
+            let before = walk.seek(id.kind, &id.location, &id.name);
             let newly_blocked = r.deploy_blocked && !before.is_some_and(|b| b.deploy_blocked);
-            if before.map(|b| b.state) != Some(r.state) || newly_blocked {
+            let changed = before.map(|b| b.state) != Some(r.state);
+            if changed || newly_blocked {
                 transitions.push(TargetTransition {
                     resource: r.target.resource,
                     from: before.map(|b| b.state),
                     to: r.state,
                     newly_deploy_blocked: newly_blocked,
-                    message: message.clone(),
+                    message: target_message(me, r),
                 });
             }
-            records.insert(
-                key,
-                TargetRecord {
-                    state: r.state,
-                    deploy_blocked: r.deploy_blocked,
-                    since: since.clone(),
+            let record = TargetRecord {
+                state: r.state,
+                deploy_blocked: r.deploy_blocked,
+                since: match before {
+                    Some(b) if !changed => b.since,
+                    _ => input.now,
                 },
-            );
-            entries.push((
-                attention_rank(r),
+            };
+            since.push(record.since);
+            records.push((TargetKey::from(id), record));
+        }
+        // Targets arrive sorted by id (kind, project, location, name) and share the
+        // binding's project, so they are in (kind, location, name) order already, and a
+        // stable sort by rank keeps that order within each rank.
+        if !records.is_sorted_by(|a, b| a.0 <= b.0) {
+            records.sort_by(|a, b| a.0.cmp(&b.0));
+        }
+        let mut order: Vec<usize> = (0..resolved.len()).collect();
+        order.sort_by_key(|&i| attention_rank(&resolved[i]));
+        let desired = me.desired.to_string();
+        let targets = order
+            .iter()
+            .take(limit)
+            .map(|&i| {
+                let r = &resolved[i];
+                let id = &r.target.resource.id;
                 TargetStatus {
                     kind: id.kind,
                     location: id.location.clone(),
                     name: id.name.clone(),
                     state: r.state,
                     observed: r.target.resource.policy.to_string(),
-                    desired: me.desired.to_string(),
-                    message,
+                    desired: desired.clone(),
+                    message: target_message(me, r),
                     deploy_blocked: r.deploy_blocked,
-                    last_transition_time: Some(since),
-                },
-            ));
-        }
-        // Targets arrive sorted by id (kind, project, location, name) and the project is
-        // the binding's, so a stable sort by rank keeps kind/location/name order within
-        // each rank.
-        entries.sort_by_key(|(rank, _)| *rank);
-        let truncated = entries.len() > MAX_STATUS_TARGETS;
-        let targets = entries
-            .into_iter()
-            .take(MAX_STATUS_TARGETS)
-            .map(|(_, t)| t)
+                    last_transition_time: Some(format_time(since[i])),
+                }
+            })
             .collect();
 
         StatusReport {
             status: BinAuthzBindingStatus {
                 observed_generation: input.generation,
                 last_sync_time: Some(now.clone()),
-                policy: Some(me.desired.to_string()),
+                policy: Some(desired),
                 conditions: conditions(input, &now, reason, &message, pending),
                 summary: Some(summary),
                 targets,
-                targets_truncated: truncated,
+                targets_truncated: resolved.len() > limit,
             },
             ready: reason,
             transitions,
@@ -1018,13 +1091,12 @@ fn ready(
             })
             .flatten()
             .collect();
-        let others: Vec<String> = others.iter().map(ToString::to_string).collect();
         return (
             ReadyReason::Conflict,
             format!(
                 "{} of {owned} targets are also claimed with a different policy by equal-priority binding(s) {} and are left untouched; align the policies or give one binding a higher spec.priority",
                 s.conflicted,
-                others.join(", ")
+                join(others)
             ),
         );
     }
@@ -1162,10 +1234,10 @@ fn target_message(me: &ActiveBinding, r: &Resolved<'_, '_>) -> String {
         ),
         (Decision::Conflicted { with }, _) => format!(
             "equal-priority binding(s) {} want a different policy; left untouched",
-            join(with)
+            join(with.iter())
         ),
         (Decision::Superseded { by, priority }, _) => {
-            format!("owned by {} (priority {priority})", join(by))
+            format!("owned by {} (priority {priority})", join(by.iter()))
         }
         (Decision::Remediate(rem), state) => {
             let mut m = match state {
@@ -1203,11 +1275,18 @@ fn target_message(me: &ActiveBinding, r: &Resolved<'_, '_>) -> String {
     bounded(message)
 }
 
-fn join(keys: &[BindingKey]) -> String {
-    keys.iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join(", ")
+/// `ns/a, ns/b`: binding keys for people.
+fn join<'k>(keys: impl IntoIterator<Item = &'k BindingKey>) -> String {
+    let mut out = String::new();
+    for key in keys {
+        if !out.is_empty() {
+            out.push_str(", ");
+        }
+        out.push_str(&key.namespace);
+        out.push('/');
+        out.push_str(&key.name);
+    }
+    out
 }
 
 /// Cuts a message to the CRD's limit (in characters), marking the cut with `…`.
@@ -1241,7 +1320,7 @@ where
     I: IntoIterator<Item = &'r ObservedResource>,
 {
     let inventory = Inventory::new(resources);
-    let new = bindings.iter().find(|b| b.key == changed).map(|b| b.spec);
+    let new = bindings.iter().find(|b| &b.key == changed).map(|b| b.spec);
     let mut touched = vec![false; inventory.resources().len()];
     for spec in old.into_iter().chain(new) {
         for r in inventory.matching(&BindingMatcher::new(spec)) {
@@ -1250,7 +1329,7 @@ where
     }
     bindings
         .iter()
-        .filter(|b| b.key != changed)
+        .filter(|b| &b.key != changed)
         .filter(|b| matches!(Activity::of(b.spec), Activity::Active(_)))
         .filter(|b| {
             inventory
@@ -1387,7 +1466,7 @@ mod tests {
         }
         pub fn input(&self) -> BindingInput<'_> {
             BindingInput {
-                key: &self.key,
+                key: self.key.clone(),
                 spec: &self.spec,
             }
         }
@@ -2253,5 +2332,422 @@ mod tests {
         // A deleted binding: only its old spec counts.
         let gone = binding("gone").names(["web-1"]).spec;
         assert_eq!(affected("gone", Some(&gone)), ["web"]);
+    }
+}
+
+#[cfg(test)]
+mod properties {
+    use super::tests::{binding, policy_name, TestBinding, PROJECT};
+    use super::*;
+    use crate::api::{
+        LabelOperator, LabelSelector, LabelSelectorRequirement, PolicyRef, TargetSelector,
+    };
+    use crate::policy::ObservedPolicy;
+    use proptest::prelude::*;
+    use proptest::sample::{select, subsequence};
+
+    const NAMES: [&str; 7] = ["pay-1", "pay-2", "pay-eu", "web", "web-1", "api", "batch-9"];
+    const GLOBS: [&str; 8] = [
+        "*", "pay-*", "pay-?", "web", "web-*", "api", "*-1", "b?tch-*",
+    ];
+    const LOCATIONS: [&str; 3] = ["us-central1", "europe-west1", "asia-east1"];
+    const PROJECTS: [&str; 2] = [PROJECT, "acme-dev"];
+
+    fn observed_policy() -> impl Strategy<Value = ObservedPolicy> {
+        prop_oneof![
+            Just(ObservedPolicy::None),
+            Just(ObservedPolicy::ProjectDefault),
+            Just(ObservedPolicy::Named(policy_name("strict"))),
+            Just(ObservedPolicy::Named(policy_name("lax"))),
+        ]
+    }
+
+    fn label_pairs() -> impl Strategy<Value = BTreeMap<String, String>> {
+        (
+            proptest::option::of(select(vec!["prod", "dev"])),
+            proptest::option::of(select(vec!["critical", "web"])),
+        )
+            .prop_map(|(env, tier)| {
+                let mut labels = BTreeMap::new();
+                if let Some(env) = env {
+                    labels.insert("env".to_owned(), env.to_owned());
+                }
+                if let Some(tier) = tier {
+                    labels.insert("tier".to_owned(), tier.to_owned());
+                }
+                labels
+            })
+    }
+
+    fn resource() -> impl Strategy<Value = ObservedResource> {
+        (
+            select(ResourceKind::ALL.to_vec()),
+            select(PROJECTS.to_vec()),
+            select(LOCATIONS.to_vec()),
+            select(NAMES.to_vec()),
+            label_pairs(),
+            prop::bool::weighted(0.1),
+            observed_policy(),
+            proptest::option::weighted(0.3, Just("incident 42".to_owned())),
+            proptest::option::weighted(0.2, Just("image not authorized".to_owned())),
+        )
+            .prop_map(
+                |(kind, project, location, name, labels, deleted, policy, breakglass, blocked)| {
+                    ObservedResource {
+                        id: ResourceId {
+                            kind,
+                            project: project.into(),
+                            location: location.into(),
+                            name: name.into(),
+                        },
+                        labels,
+                        deleted,
+                        policy,
+                        breakglass,
+                        deploy_blocked: blocked,
+                    }
+                },
+            )
+    }
+
+    fn label_selector() -> impl Strategy<Value = LabelSelector> {
+        prop_oneof![
+            Just(LabelSelector {
+                match_labels: BTreeMap::from([("env".to_owned(), "prod".to_owned())]),
+                match_expressions: Vec::new(),
+            }),
+            (
+                select(vec![
+                    LabelOperator::In,
+                    LabelOperator::NotIn,
+                    LabelOperator::Exists,
+                    LabelOperator::DoesNotExist
+                ]),
+                select(vec!["env", "tier"]),
+            )
+                .prop_map(|(operator, key)| LabelSelector {
+                    match_labels: BTreeMap::new(),
+                    match_expressions: vec![LabelSelectorRequirement {
+                        key: key.to_owned(),
+                        operator,
+                        values: match operator {
+                            LabelOperator::In | LabelOperator::NotIn => {
+                                vec!["prod".to_owned(), "critical".to_owned()]
+                            }
+                            _ => Vec::new(),
+                        },
+                    }],
+                }),
+        ]
+    }
+
+    fn selector() -> impl Strategy<Value = TargetSelector> {
+        (
+            proptest::option::of(subsequence(GLOBS.to_vec(), 1..=3)),
+            proptest::option::weighted(0.3, label_selector()),
+            subsequence(GLOBS[1..].to_vec(), 0..=1),
+        )
+            .prop_map(|(names, labels, exclude)| {
+                let to_strings = |v: Vec<&str>| v.into_iter().map(str::to_owned).collect();
+                let names: Option<Vec<String>> = names.map(to_strings);
+                TargetSelector {
+                    names: if names.is_none() && labels.is_none() {
+                        Some(vec!["*".to_owned()])
+                    } else {
+                        names
+                    },
+                    label_selector: labels,
+                    exclude: to_strings(exclude),
+                }
+            })
+    }
+
+    fn spec() -> impl Strategy<Value = BinAuthzBindingSpec> {
+        (
+            select(PROJECTS.to_vec()),
+            prop_oneof![
+                1 => Just(vec!["*"]),
+                3 => subsequence(LOCATIONS.to_vec(), 1..=2),
+            ],
+            (
+                proptest::option::of(selector()),
+                proptest::option::of(selector()),
+                proptest::option::weighted(0.3, selector()),
+            ),
+            select(vec![None, Some("strict"), Some("lax")]),
+            (
+                prop::bool::weighted(0.3),
+                prop::bool::weighted(0.3),
+                -1i32..=1,
+                prop::bool::weighted(0.1),
+                prop::bool::weighted(0.05),
+            ),
+        )
+            .prop_map(
+                |(
+                    project,
+                    locations,
+                    (services, jobs, pools),
+                    policy,
+                    (audit, clear, priority, suspend, invalid),
+                )| {
+                    let mut spec = binding("x").spec;
+                    spec.project = project.into();
+                    spec.locations = locations.into_iter().map(str::to_owned).collect();
+                    spec.targets.services = services;
+                    spec.targets.jobs = jobs;
+                    spec.targets.worker_pools = pools;
+                    if spec.targets.services.is_none()
+                        && spec.targets.jobs.is_none()
+                        && spec.targets.worker_pools.is_none()
+                    {
+                        spec.targets.jobs = Some(TargetSelector {
+                            names: Some(vec!["*".into()]),
+                            ..TargetSelector::default()
+                        });
+                    }
+                    if let Some(id) = policy {
+                        spec.policy = PolicyRef {
+                            use_default: None,
+                            name: Some(policy_name(id)),
+                        };
+                    }
+                    spec.mode = if audit { Mode::Audit } else { Mode::Enforce };
+                    spec.breakglass = if clear {
+                        BreakglassMode::Clear
+                    } else {
+                        BreakglassMode::Allow
+                    };
+                    spec.priority = priority;
+                    spec.suspend = suspend;
+                    if invalid {
+                        spec.locations.clear();
+                    }
+                    spec
+                },
+            )
+    }
+
+    fn bindings() -> impl Strategy<Value = Vec<TestBinding>> {
+        prop::collection::vec(spec(), 0..6).prop_map(|specs| {
+            specs
+                .into_iter()
+                .enumerate()
+                .map(|(i, spec)| TestBinding {
+                    key: BindingKey::new(
+                        if i % 2 == 0 { "team-a" } else { "team-b" },
+                        format!("b{i}"),
+                    ),
+                    spec,
+                })
+                .collect()
+        })
+    }
+
+    fn estate() -> impl Strategy<Value = Vec<ObservedResource>> {
+        prop::collection::vec(resource(), 0..40)
+    }
+
+    /// The estate as the planner sees it: live resources, and of two listings of one id
+    /// the one that sorts first by (policy, justification, blocked deploy, labels).
+    fn canonical(estate: &[ObservedResource]) -> BTreeMap<&ResourceId, &ObservedResource> {
+        let mut seen: BTreeMap<&ResourceId, &ObservedResource> = BTreeMap::new();
+        for r in estate.iter().filter(|r| !r.deleted) {
+            let key = |r: &ObservedResource| {
+                (
+                    r.policy.clone(),
+                    r.breakglass.clone(),
+                    r.deploy_blocked.clone(),
+                    r.labels.clone(),
+                )
+            };
+            let kept = seen.entry(&r.id).or_insert(r);
+            if key(r) < key(kept) {
+                *kept = r;
+            }
+        }
+        seen
+    }
+
+    fn inputs(bindings: &[TestBinding]) -> Vec<BindingInput<'_>> {
+        bindings.iter().map(TestBinding::input).collect()
+    }
+
+    /// What Cloud Run holds after a write (every listed copy of the resource).
+    fn apply(resources: &mut [ObservedResource], id: &ResourceId, remediation: &Remediation) {
+        for r in resources.iter_mut().filter(|r| &r.id == id) {
+            r.policy = ObservedPolicy::from(&remediation.desired);
+            if remediation.breakglass == BreakglassChange::Clear {
+                r.breakglass = None;
+            }
+        }
+    }
+
+    fn owned_writes(plan: &Plan<'_>) -> Vec<(ResourceId, Remediation)> {
+        plan.writes()
+            .into_iter()
+            .map(|w| (w.resource.id.clone(), w.remediation))
+            .collect()
+    }
+
+    fn any_remediation(plan: &Plan<'_>) -> bool {
+        plan.bindings().any(|b| b.remediations().next().is_some())
+    }
+
+    proptest! {
+        #[test]
+        fn targets_are_exactly_what_the_bindings_match(bindings in bindings(), estate in estate()) {
+            let plan = plan(&inputs(&bindings), &estate).unwrap();
+            for b in &bindings {
+                let planned: Vec<&ResourceId> = plan.binding(&b.key).unwrap().targets().iter().map(|t| &t.resource.id).collect();
+                let want: Vec<&ResourceId> = if matches!(Activity::of(&b.spec), Activity::Active(_)) {
+                    let m = BindingMatcher::new(&b.spec);
+                    canonical(&estate).into_values().filter(|r| m.matches(r)).map(|r| &r.id).collect()
+                } else {
+                    Vec::new()
+                };
+                prop_assert_eq!(planned, want, "binding {}", b.key);
+            }
+        }
+
+        #[test]
+        fn no_write_touches_a_resource_no_binding_matches(bindings in bindings(), estate in estate()) {
+            let plan = plan(&inputs(&bindings), &estate).unwrap();
+            for write in plan.writes() {
+                prop_assert!(!write.resource.deleted);
+                prop_assert!(!write.bindings.is_empty());
+                for key in &write.bindings {
+                    let b = bindings.iter().find(|b| &b.key == key).unwrap();
+                    prop_assert!(!b.spec.suspend && b.spec.mode == Mode::Enforce);
+                    prop_assert!(BindingMatcher::new(&b.spec).matches(write.resource));
+                    prop_assert_eq!(Some(write.remediation.desired.clone()), b.spec.desired_policy());
+                }
+            }
+        }
+
+        #[test]
+        fn writes_never_weaken(bindings in bindings(), mut estate in estate()) {
+            let before = estate.clone();
+            let plan = plan(&inputs(&bindings), &before).unwrap();
+            for (id, remediation) in owned_writes(&plan) {
+                prop_assert_ne!(ObservedPolicy::from(&remediation.desired), ObservedPolicy::None);
+                apply(&mut estate, &id, &remediation);
+            }
+            for (old, new) in before.iter().zip(&estate) {
+                if old.policy != ObservedPolicy::None {
+                    prop_assert_ne!(&new.policy, &ObservedPolicy::None, "{} lost its policy", old.id);
+                }
+                if old.breakglass.is_none() {
+                    prop_assert!(new.breakglass.is_none(), "a justification appeared on {}", old.id);
+                }
+            }
+        }
+
+        #[test]
+        fn planning_again_after_the_writes_asks_for_nothing(bindings in bindings(), mut estate in estate()) {
+            let first = plan(&inputs(&bindings), &estate).unwrap();
+            let writes = owned_writes(&first);
+            drop(first);
+            for (id, remediation) in &writes {
+                apply(&mut estate, id, remediation);
+            }
+            let second = plan(&inputs(&bindings), &estate).unwrap();
+            prop_assert!(!any_remediation(&second), "{:?}", owned_writes(&second));
+        }
+
+        #[test]
+        fn bindings_passing_one_by_one_never_write_in_a_cycle(
+            bindings in bindings(),
+            mut estate in estate(),
+            order in Just((0..6).collect::<Vec<usize>>()).prop_shuffle(),
+        ) {
+            // As the controller runs it: each binding's pass re-plans everything and applies
+            // only its own remediations, in some order; after one full round nothing is left.
+            let order: Vec<&TestBinding> = order.iter().filter_map(|&i| bindings.get(i)).collect();
+            for round in 0..2 {
+                for b in &order {
+                    let plan = plan(&inputs(&bindings), &estate).unwrap();
+                    let mine: Vec<(ResourceId, Remediation)> = plan
+                        .binding(&b.key)
+                        .unwrap()
+                        .remediations()
+                        .map(|(r, rem)| (r.id.clone(), rem.clone()))
+                        .collect();
+                    drop(plan);
+                    prop_assert!(round == 0 || mine.is_empty(), "round {round}: {} still writes {mine:?}", b.key);
+                    for (id, remediation) in &mine {
+                        apply(&mut estate, id, remediation);
+                    }
+                }
+            }
+        }
+
+        #[test]
+        fn the_outcome_does_not_depend_on_input_order(
+            (bindings, shuffled_bindings) in bindings().prop_flat_map(|b| (Just(b.clone()), Just(b).prop_shuffle())),
+            (estate, shuffled_estate) in estate().prop_flat_map(|e| (Just(e.clone()), Just(e).prop_shuffle())),
+        ) {
+            let one = plan(&inputs(&bindings), &estate).unwrap();
+            let two = plan(&inputs(&shuffled_bindings), &shuffled_estate).unwrap();
+            prop_assert_eq!(&one, &two);
+            let input = StatusInput {
+                generation: Some(1),
+                now: Timestamp::UNIX_EPOCH,
+                pass_failure: None,
+                outcomes: &BTreeMap::new(),
+                previous: None,
+                history: None,
+            };
+            for (a, b) in one.bindings().zip(two.bindings()) {
+                prop_assert_eq!(a.status(&input), b.status(&input));
+            }
+            let affected_one: Vec<_> = bindings.iter().map(|b| affected_bindings(&b.key, None, &inputs(&bindings), &estate)).collect();
+            let affected_two: Vec<_> = bindings.iter().map(|b| affected_bindings(&b.key, None, &inputs(&shuffled_bindings), &shuffled_estate)).collect();
+            prop_assert_eq!(affected_one, affected_two);
+        }
+
+        #[test]
+        fn summaries_add_up_whatever_the_outcomes(
+            bindings in bindings(),
+            estate in estate(),
+            outcomes in prop::collection::vec(0u8..4, 40),
+        ) {
+            let plan = plan(&inputs(&bindings), &estate).unwrap();
+            let outcomes: BTreeMap<ResourceId, WriteOutcome> = estate
+                .iter()
+                .zip(outcomes)
+                .map(|(r, o)| {
+                    let outcome = match o {
+                        0 => WriteOutcome::Succeeded,
+                        1 => WriteOutcome::Pending,
+                        2 => WriteOutcome::Gone,
+                        _ => WriteOutcome::Failed(WriteFailure {
+                            reason: WriteFailureReason::Rejected,
+                            message: "no".into(),
+                        }),
+                    };
+                    (r.id.clone(), outcome)
+                })
+                .collect();
+            for b in plan.bindings() {
+                let report = b.status(&StatusInput {
+                    generation: Some(1),
+                    now: Timestamp::UNIX_EPOCH,
+                    pass_failure: None,
+                    outcomes: &outcomes,
+                    previous: None,
+                    history: None,
+                });
+                let Some(s) = report.status.summary else {
+                    prop_assert!(!matches!(b.activity(), Activity::Active(_)));
+                    continue;
+                };
+                prop_assert_eq!(s.matched, s.compliant + s.drifted + s.superseded + s.conflicted + s.failed);
+                // A remediated resource may keep its justification: both, not disjoint.
+                prop_assert!(s.remediated <= s.compliant && s.breakglass <= s.compliant);
+                prop_assert_eq!(s.matched as usize, report.status.targets.len());
+                prop_assert_eq!(report.ready == ReadyReason::Compliant, s.drifted + s.conflicted + s.failed == 0);
+            }
+        }
     }
 }

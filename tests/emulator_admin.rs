@@ -340,6 +340,27 @@ async fn counters_and_the_request_log_tell_callers_apart() {
     emu.admin(Method::GET, "/requests?colour=red", None)
         .await
         .assert_error(400, "INVALID_ARGUMENT");
+    let typo = emu.admin(Method::GET, "/counter", None).await;
+    typo.assert_error(404, "NOT_FOUND");
+    assert!(typo.body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("/_emulator/counter"));
+    let unknown_api = emu.get("/v2/projects/acme-prod/services").await;
+    unknown_api.assert_error(404, "NOT_FOUND");
+    let counted = emu.handle.counters(Some("tests"));
+    assert_eq!(
+        counted.calls,
+        [binauthz_operator::emulator::CallCount {
+            method: "unknown".into(),
+            code: 404,
+            count: 1
+        }]
+    );
+    assert_eq!(
+        counted.reads, 0,
+        "a path the API does not serve is neither a read nor a write"
+    );
 }
 
 #[tokio::test]

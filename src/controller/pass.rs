@@ -35,7 +35,7 @@ use tracing::{debug, info, warn};
 
 use super::events::{pass_events, PassSummary};
 use super::inventory::Scope;
-use super::{status, BindingMemory, Context, Error};
+use super::{key_of, status, BindingMemory, Context, Error};
 use crate::api::{BinAuthzBinding, BinAuthzBindingStatus, Mode, ResourceKind};
 use crate::cloudrun::{Error as CloudRunError, LiveResource, RemediationOutcome};
 use crate::plan::{
@@ -73,7 +73,10 @@ pub(crate) async fn pass(binding: &BinAuthzBinding, ctx: &Context) -> Result<Pas
     match Activity::of(spec) {
         Activity::Active(_) => active_pass(binding, &key, ctx).await,
         Activity::Suspended | Activity::Invalid(_) => {
-            let input = BindingInput { key: &key, spec };
+            let input = BindingInput {
+                key: key.clone(),
+                spec,
+            };
             let plan =
                 plan::plan(&[input], std::iter::empty()).map_err(|e| Error::Plan(e.to_string()))?;
             let bp = plan
@@ -222,25 +225,19 @@ async fn active_pass(
 
     // Every binding of the project takes part in ownership; the watch cache has them all.
     let all = ctx.bindings.state();
-    let mut keyed: Vec<(BindingKey, Arc<BinAuthzBinding>)> = all
+    let mut inputs: Vec<BindingInput<'_>> = all
         .iter()
         .filter(|b| b.spec.project == spec.project)
-        .map(|b| {
-            (
-                BindingKey::new(b.namespace().unwrap_or_default(), b.name_any()),
-                Arc::clone(b),
-            )
-        })
-        .filter(|(k, _)| k != key)
-        .collect();
-    keyed.push((key.clone(), Arc::new(binding.clone())));
-    let inputs: Vec<BindingInput<'_>> = keyed
-        .iter()
-        .map(|(k, b)| BindingInput {
-            key: k,
+        .map(|b| BindingInput {
+            key: key_of(b),
             spec: &b.spec,
         })
+        .filter(|input| input.key != *key)
         .collect();
+    inputs.push(BindingInput {
+        key: key.clone(),
+        spec,
+    });
 
     let (lists, mut failure) = match read(binding, ctx).await {
         Reads::Listed(lists) => (lists, None),

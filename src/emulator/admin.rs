@@ -41,6 +41,17 @@ pub fn router() -> Router<Arc<Shared>> {
         .route("/requests", get(requests))
         .route("/audit", get(audit))
         .route("/generate", post(grow))
+        .fallback(unknown_route)
+}
+
+/// Any other `/_emulator/...` path: 404, not counted as an API call.
+async fn unknown_route(uri: axum::http::Uri) -> Response {
+    use axum::response::IntoResponse as _;
+    ApiError::not_found(format!(
+        "No admin route /_emulator{}: see docs/emulator.md for the routes under /_emulator/.",
+        uri.path()
+    ))
+    .into_response()
 }
 
 type AdminResult = Result<Response, ApiError>;

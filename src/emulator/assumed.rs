@@ -1,7 +1,15 @@
 //! Every emulator behaviour that no source settles (marked **(assumed)** in cloudrun-api.md), in one place.
 //!
 //! The real Cloud Run Admin API does not document these. They are implemented as written
-//! here; change them here and nowhere else.
+//! here; change them here and nowhere else. Besides the items below:
+//! - resource, operation and policy names in responses carry the project **id**, also when
+//!   the request addressed the project by number;
+//! - a write that changes nothing at all bumps nothing (no new generation or etag) and is
+//!   not in the audit log;
+//! - a write whose operation fails (the `operationFailureRate` fault) leaves the resource
+//!   unchanged;
+//! - an etag is `"<base64 version>/<base64 name>"`, the version being `updateTime` in
+//!   microseconds; the ABORTED message quotes those versions.
 
 use std::time::Duration;
 
@@ -31,8 +39,7 @@ pub fn etag_checked(body_etag: Option<&str>) -> bool {
 }
 
 /// A PATCH that changes only `binaryAuthorization` (no template change) bumps `generation`,
-/// `etag` and `updateTime` but creates no revision **(assumed)**. A write that changes
-/// nothing at all bumps nothing **(assumed)**.
+/// `etag` and `updateTime` but creates no revision **(assumed)**.
 pub fn creates_revision(template_changed: bool, force_new_revision: bool) -> bool {
     template_changed || force_new_revision
 }
@@ -40,10 +47,6 @@ pub fn creates_revision(template_changed: bool, force_new_revision: bool) -> boo
 /// A PATCH of a service or worker pool without an `updateMask` replaces the whole resource
 /// (server-managed output fields are kept), like a job PATCH **(assumed)**.
 pub const MISSING_UPDATE_MASK_REPLACES_WHOLE_RESOURCE: bool = true;
-
-/// Resource, operation and policy names in responses carry the project **id**, also when
-/// the request addressed the project by number **(assumed)**.
-pub const NAMES_USE_PROJECT_ID: bool = true;
 
 /// Listing a region that the project does not have answers 404 NOT_FOUND **(assumed)**;
 /// a region it has but with no resources answers an empty list (`{}`).

@@ -253,12 +253,13 @@ impl PatchRequest {
         let value: Value = serde_json::from_slice(body).map_err(|err| {
             ApiError::invalid_payload(format!("Invalid JSON payload received. {err}"))
         })?;
-        let Value::Object(body) = value else {
+        let Value::Object(mut body) = value else {
             return Err(ApiError::invalid_payload(format!(
                 "Invalid JSON payload received. Expected a {} object.",
                 kind.singular()
             )));
         };
+        normalize_binary_authorization(&mut body, kind)?;
         let change = match &params.update_mask {
             None if assumed::MISSING_UPDATE_MASK_REPLACES_WHOLE_RESOURCE => Change::Replace,
             None => Change::Masked,
@@ -285,6 +286,44 @@ impl PatchRequest {
             force_new_revision: params.force_new_revision,
         })
     }
+}
+
+/// Google's JSON parser accepts a field by its JSON name or its proto name: rename the
+/// proto spellings of `binaryAuthorization` and its fields, so a client sending either is
+/// understood as the real API would understand it. Both spellings at once is 400.
+fn normalize_binary_authorization(
+    body: &mut Map<String, Value>,
+    kind: Kind,
+) -> Result<(), ApiError> {
+    fn rename(
+        object: &mut Map<String, Value>,
+        proto: &str,
+        json: &str,
+        at: &str,
+    ) -> Result<(), ApiError> {
+        if let Some(value) = object.remove(proto) {
+            if object.contains_key(json) {
+                return Err(ApiError::invalid_payload(format!(
+                    "Invalid JSON payload received. Field '{at}{json}' is given twice (as '{json}' and '{proto}')."
+                )));
+            }
+            object.insert(json.to_string(), value);
+        }
+        Ok(())
+    }
+    let at = format!("{}.", kind.singular());
+    rename(body, "binary_authorization", "binaryAuthorization", &at)?;
+    if let Some(Value::Object(inner)) = body.get_mut("binaryAuthorization") {
+        let at = format!("{at}binaryAuthorization.");
+        rename(inner, "use_default", "useDefault", &at)?;
+        rename(
+            inner,
+            "breakglass_justification",
+            "breakglassJustification",
+            &at,
+        )?;
+    }
+    Ok(())
 }
 
 /// Applies a PATCH and returns its operation.
@@ -427,6 +466,25 @@ fn patch(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn proto_field_names_mean_the_same_field() {
+        let mut body =
+            json!({"binary_authorization": {"use_default": true, "breakglass_justification": "x"}})
+                .as_object()
+                .cloned()
+                .unwrap();
+        normalize_binary_authorization(&mut body, Kind::Service).unwrap();
+        assert_eq!(
+            Value::Object(body),
+            json!({"binaryAuthorization": {"useDefault": true, "breakglassJustification": "x"}})
+        );
+        let mut twice = json!({"binary_authorization": {}, "binaryAuthorization": {}})
+            .as_object()
+            .cloned()
+            .unwrap();
+        assert!(normalize_binary_authorization(&mut twice, Kind::Job).is_err());
+    }
 
     #[test]
     fn wait_timeouts_are_protobuf_durations() {

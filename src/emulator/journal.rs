@@ -60,7 +60,7 @@ pub struct Journal {
     log: VecDeque<RequestRecord>,
     limit: usize,
     next_seq: u64,
-    counts: BTreeMap<(String, String, u16), (Access, u64)>,
+    counts: BTreeMap<(String, String, u16), (Option<Access>, u64)>,
 }
 
 impl Journal {
@@ -74,8 +74,8 @@ impl Journal {
         }
     }
 
-    /// Records one call.
-    pub fn record(&mut self, mut record: RequestRecord, access: Access) {
+    /// Records one call; `access` is `None` for a path the API does not serve.
+    pub fn record(&mut self, mut record: RequestRecord, access: Option<Access>) {
         self.next_seq += 1;
         record.seq = self.next_seq;
         let key = (record.method.clone(), record.client.clone(), record.code);
@@ -114,8 +114,9 @@ impl Journal {
             }
             *calls.entry((method.clone(), *code)).or_default() += count;
             match access {
-                Access::Read => reads += count,
-                Access::Write => writes += count,
+                Some(Access::Read) => reads += count,
+                Some(Access::Write) => writes += count,
+                None => {}
             }
         }
         Counters {

@@ -638,7 +638,7 @@ pub async fn api(State(shared): State<Arc<Shared>>, request: Request) -> Respons
         code: 0,
         client: caller.tag.clone(),
     };
-    let access = route.as_ref().map_or(Access::Read, Route::access);
+    let access = route.as_ref().ok().map(Route::access);
     let faults = shared.faults();
 
     let latency = faults.latency();
@@ -661,6 +661,13 @@ pub async fn api(State(shared): State<Arc<Shared>>, request: Request) -> Respons
         Err(error) => error.into_response(),
     };
     record.code = response.status().as_u16();
+    tracing::debug!(
+        method = %record.method,
+        path = %record.path,
+        code = record.code,
+        client = %record.client,
+        "emulator: API call"
+    );
     lock(&shared.journal).record(record, access);
     response
 }

@@ -385,6 +385,7 @@ impl Resource {
         let mut next = self.with_output_fields(next);
         let fields = changed_fields(self.kind, &self.body, &next);
         let template_changed = self.body.get("template") != next.get("template");
+        // A write that changes nothing bumps nothing (see `assumed`).
         if fields.is_empty() && !options.force_new_revision && !options.refused {
             return None;
         }
