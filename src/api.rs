@@ -567,6 +567,96 @@ impl BinAuthzBinding {
     }
 }
 
+/// The `apiVersion` of bindings.
+pub const API_VERSION: &str = "binauthz.dev/v1alpha1";
+/// The `kind` of bindings.
+pub const KIND: &str = "BinAuthzBinding";
+
+/// Reads one binding from a parsed manifest and checks every CRD rule, reporting problems
+/// the way the API server names them (`spec.locations[1]: Duplicate value: ...`).
+///
+/// Type errors, unknown fields and missing required fields are found while reading (the
+/// first one stops reading, as it does in the API server's decoder); rule violations are all
+/// reported together.
+pub fn binding_from_value(value: serde_json::Value) -> Result<BinAuthzBinding, ValidationErrors> {
+    let api_version = value.get("apiVersion").and_then(|v| v.as_str());
+    if api_version != Some(API_VERSION) {
+        return Err(ValidationErrors(vec![FieldError {
+            field: "apiVersion".into(),
+            message: format!(
+                "Unsupported value: {:?}: a {KIND} must have apiVersion {API_VERSION}",
+                api_version.unwrap_or("")
+            ),
+        }]));
+    }
+    let binding: BinAuthzBinding = serde_path_to_error::deserialize(value)
+        .map_err(|err| ValidationErrors(vec![serde_field_error(&err)]))?;
+    binding.validate()?;
+    Ok(binding)
+}
+
+/// Turns a serde error at a path into the API server's wording where one exists.
+fn serde_field_error(err: &serde_path_to_error::Error<serde_json::Error>) -> FieldError {
+    let path = err.path().to_string();
+    let at = |leaf: &str| {
+        if path == "." {
+            leaf.to_owned()
+        } else {
+            format!("{path}.{leaf}")
+        }
+    };
+    let inner = err.inner().to_string();
+    // serde's messages are stable: "missing field `x`", "unknown field `x`, expected ...",
+    // "unknown variant `x`, expected ...", "invalid type: ...".
+    let quoted = |text: &str| text.split('`').nth(1).unwrap_or("").to_owned();
+    if let Some(rest) = inner.strip_prefix("missing field ") {
+        return FieldError {
+            field: at(&quoted(rest)),
+            message: "Required value".into(),
+        };
+    }
+    if inner.starts_with("unknown field ") {
+        return FieldError {
+            field: path,
+            message: "field not declared in schema; check the spelling against `kubectl explain binauthzbinding.spec`".into(),
+        };
+    }
+    if let Some(rest) = inner.strip_prefix("unknown variant ") {
+        let supported: Vec<String> = rest
+            .split('`')
+            .skip(3)
+            .step_by(2)
+            .map(|v| format!("{v:?}"))
+            .collect();
+        return FieldError {
+            field: path,
+            message: format!(
+                "Unsupported value: {:?}: supported values: {}",
+                quoted(rest),
+                supported.join(", ")
+            ),
+        };
+    }
+    let message = inner.split(" at line ").next().unwrap_or(&inner);
+    let message = match message
+        .strip_prefix("invalid type: ")
+        .and_then(|m| m.split_once(", expected "))
+    {
+        Some((got, want)) => {
+            let want = match want {
+                "i32" | "i64" | "u32" | "u64" => "an integer",
+                other => other,
+            };
+            format!("Invalid value: {got}: must be {want}")
+        }
+        None => format!("Invalid value: {message}"),
+    };
+    FieldError {
+        field: path,
+        message,
+    }
+}
+
 fn parse_interval(text: &str) -> Option<Duration> {
     let parsed = kube::core::Duration::from_str(text).ok()?;
     if parsed.is_negative() {

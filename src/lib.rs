@@ -3,6 +3,10 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod check;
+pub mod cloudrun;
+pub mod emulator;
+pub mod manifests;
 pub mod matching;
 pub mod plan;
 pub mod policy;

@@ -823,6 +823,16 @@ impl<'r> BindingPlan<'r> {
     /// - Suspended and invalid bindings keep the previous summary, targets, policy and
     ///   `lastSyncTime` (they describe the last pass) and get no transitions.
     pub fn status(&self, input: &StatusInput<'_>) -> StatusReport<'r> {
+        self.status_listing(input, MAX_STATUS_TARGETS)
+    }
+
+    /// Like [`BindingPlan::status`], but `status.targets` lists every target (same order,
+    /// no cut): for reports such as `check`, never for the CRD status, whose list is bounded.
+    pub fn full_report(&self, input: &StatusInput<'_>) -> StatusReport<'r> {
+        self.status_listing(input, usize::MAX)
+    }
+
+    fn status_listing(&self, input: &StatusInput<'_>, limit: usize) -> StatusReport<'r> {
         let now = format_time(input.now);
         let derived;
         let history = match input.history {
@@ -912,7 +922,7 @@ impl<'r> BindingPlan<'r> {
         let desired = me.desired.to_string();
         let targets = order
             .iter()
-            .take(MAX_STATUS_TARGETS)
+            .take(limit)
             .map(|&i| {
                 let r = &resolved[i];
                 let id = &r.target.resource.id;
@@ -938,7 +948,7 @@ impl<'r> BindingPlan<'r> {
                 conditions: conditions(input, &now, reason, &message, pending),
                 summary: Some(summary),
                 targets,
-                targets_truncated: resolved.len() > MAX_STATUS_TARGETS,
+                targets_truncated: resolved.len() > limit,
             },
             ready: reason,
             transitions,

@@ -1,0 +1,41 @@
+# binauthz-operator — developer entry points. `make help` lists them.
+SHELL := bash
+.SHELLFLAGS := -euo pipefail -c
+CARGO ?= cargo
+BIN := target/debug/binauthz-operator
+CRD := crds/binauthzbindings.binauthz.dev.yaml
+
+.PHONY: help test lint fmt-check clippy hadolint lint-deploy unit crds demo bench bench-quick build
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+build: ## Build the binary (debug)
+	$(CARGO) build --locked
+
+test: lint unit ## Every check and every test (what CI runs)
+
+lint: fmt-check clippy hadolint lint-deploy ## Formatting, clippy, Dockerfile lint, deploy/ scan (checkov, Argo CD health tests)
+
+fmt-check:
+	$(CARGO) fmt --all -- --check
+
+clippy:
+	$(CARGO) clippy --locked --all-targets -- -D warnings
+
+hadolint:
+	"$$(scripts/tools.sh)/hadolint" Dockerfile
+
+lint-deploy:
+	scripts/lint-deploy.sh
+
+unit: ## All Rust tests
+	$(CARGO) test --locked --all-targets
+
+demo: ## Check-and-fix examples/ against the embedded Cloud Run emulator (no credentials, no network)
+	$(CARGO) build --locked -q
+	$(BIN) check -f examples/ --fix --emulator examples/cloudrun-seed.yaml
+
+crds: ## Regenerate crds/ from the Rust types
+	$(CARGO) run --locked -q -- crd > $(CRD)
+	cp $(CRD) deploy/crds/
