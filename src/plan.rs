@@ -2311,6 +2311,17 @@ mod tests {
             ]
         );
         assert_eq!(report.history.len(), 154, "the history is complete");
+        let full = plan.binding(&key("x")).unwrap().full_report(&StatusInput {
+            generation: Some(3),
+            now: at(0),
+            pass_failure: None,
+            outcomes: &BTreeMap::new(),
+            previous: None,
+            history: None,
+        });
+        assert_eq!(full.status.targets.len(), 154);
+        assert!(!full.status.targets_truncated);
+        assert_eq!(full.status.targets[..MAX_STATUS_TARGETS], s.targets[..]);
     }
 
     #[test]
