@@ -578,7 +578,11 @@ async fn permission_denied_stalls_the_binding_and_says_what_to_grant() {
         ),
         "{message}"
     );
-    assert!(message.ends_with("; grant the operator's Google service account permission to read and update Cloud Run resources in the project (e.g. roles/run.developer)"), "{message}");
+    // The advice is the planner's wording; what matters here is that there is one.
+    assert!(
+        message.contains("; grant the operator's Google service account permission to "),
+        "{message}"
+    );
     for c in status["conditions"].as_array_mut().unwrap() {
         if c["message"] == json!(message) {
             c["message"] = json!("<message>");
