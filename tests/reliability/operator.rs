@@ -2,6 +2,7 @@
 //! suites put in front of it: one that tags its Cloud Run calls for the emulator's request
 //! log, one that can cut it off from the kube-apiserver.
 
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -258,6 +259,8 @@ pub struct TagProxy {
     pub forwarded: Arc<AtomicU64>,
     /// Milliseconds added before forwarding each request.
     pub delay_ms: Arc<AtomicU64>,
+    /// Every distinct `Authorization` header forwarded.
+    pub authorizations: Arc<Mutex<BTreeSet<String>>>,
     task: JoinHandle<()>,
 }
 
@@ -268,7 +271,9 @@ impl TagProxy {
         let http = reqwest::Client::new();
         let forwarded = Arc::new(AtomicU64::new(0));
         let delay_ms = Arc::new(AtomicU64::new(0));
+        let authorizations: Arc<Mutex<BTreeSet<String>>> = Arc::default();
         let (count, delay) = (Arc::clone(&forwarded), Arc::clone(&delay_ms));
+        let seen = Arc::clone(&authorizations);
         let app = axum::Router::new().fallback(
             move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
                 let url = format!(
@@ -278,6 +283,9 @@ impl TagProxy {
                 let http = http.clone();
                 let tag = tag.clone();
                 count.fetch_add(1, Ordering::SeqCst);
+                if let Some(value) = headers.get("authorization").and_then(|v| v.to_str().ok()) {
+                    seen.lock().unwrap().insert(value.to_owned());
+                }
                 let delay = Duration::from_millis(delay.load(Ordering::SeqCst));
                 async move {
                     tokio::time::sleep(delay).await;
@@ -314,6 +322,7 @@ impl TagProxy {
             addr,
             forwarded,
             delay_ms,
+            authorizations,
             task,
         }
     }
