@@ -481,8 +481,8 @@ async fn leader_election_hands_over_on_kill_and_fences_a_partitioned_leader() {
 /// 500 bindings (`BINAUTHZ_FLOOD_BINDINGS`; 150 in `make test`) applied at once, lowest
 /// priorities first, over one project's services,
 /// jobs and worker pools: services end under the priority-10 owner's policy, worker pools
-/// under the policy 97 equal-priority bindings agree on, jobs untouched because two
-/// equal-priority bindings disagree. No write cycle: no resource is written more often
+/// under the policy 97 equal-priority bindings agree on, jobs frozen (conflicted) once two
+/// equal-priority bindings that disagree are both known. No write cycle: no resource is written more often
 /// than its desired policy changed as the bindings arrived.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_of_overlapping_bindings_makes_no_write_cycle() {
@@ -580,18 +580,25 @@ async fn a_flood_of_overlapping_bindings_makes_no_write_cycle() {
         } else if name.contains("/workerPools/") {
             Some(json!({"policy": policy("strict")}))
         } else {
-            None // jobs: conflicted, left as they are
+            None // jobs: conflicted once both job bindings are known
         }
     };
-    let off_target = || {
+    let off_target_list = || {
         estate(&handle)
-            .iter()
+            .into_iter()
             .filter(|(name, held)| match want(name) {
                 Some(ba) => held.binary_authorization != ba,
-                None => held.binary_authorization != start[*name].binary_authorization,
+                // Jobs: as they were, or as `jobs-strict` set them in the moment before
+                // `jobs-relaxed` arrived (then the conflict freezes them).
+                None => {
+                    held.binary_authorization != start[name].binary_authorization
+                        && held.binary_authorization != json!({"policy": policy("strict")})
+                }
             })
-            .count()
+            .map(|(name, held)| format!("{name}: {}", held.binary_authorization))
+            .collect::<Vec<_>>()
     };
+    let off_target = || off_target_list().len();
     let waiting = Instant::now();
     let mut progress = Vec::new();
     while off_target() > 0 {
@@ -608,7 +615,10 @@ async fn a_flood_of_overlapping_bindings_makes_no_write_cycle() {
         }
         assert!(
             waiting.elapsed() < Duration::from_secs(240),
-            "the flood did not converge within 240 s: {progress:#?}"
+            "the flood did not converge within 240 s (a pass planned before a higher-priority \
+             binding arrived may have written its policy after the owner's; nothing corrects \
+             it before the interval): {:#?}\n{progress:#?}",
+            off_target_list()
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
@@ -711,7 +721,6 @@ async fn a_flood_of_overlapping_bindings_makes_no_write_cycle() {
         }),
     );
     assert!(cycles.is_empty(), "write cycles: {cycles:#?}");
-    assert_eq!(job_writes, 0, "a conflicted job was written");
     assert_eq!(changes.len(), changes_then, "writes after convergence");
 }
 
