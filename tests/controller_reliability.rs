@@ -478,7 +478,7 @@ async fn leader_election_hands_over_on_kill_and_fences_a_partitioned_leader() {
 
 // ---------------------------------------------------------------------------------------
 
-/// 500 bindings (`BINAUTHZ_FLOOD_BINDINGS`; 150 in `make test`) applied at once, lowest
+/// 500 bindings (`BINAUTHZ_FLOOD_BINDINGS`; 120 in `make test`) applied at once, lowest
 /// priorities first, over one project's services,
 /// jobs and worker pools: services end under the priority-10 owner's policy, worker pools
 /// under the policy 97 equal-priority bindings agree on, jobs frozen (conflicted) once two
@@ -513,7 +513,7 @@ async fn a_flood_of_overlapping_bindings_makes_no_write_cycle() {
         )
     };
     // 500 in `make soak`; `make test` floods fewer (the cost grows with the square).
-    let total = env_usize("BINAUTHZ_FLOOD_BINDINGS", 150).max(101);
+    let total = env_usize("BINAUTHZ_FLOOD_BINDINGS", 120).max(101);
     let fillers_count = total - 100;
     let mut yaml = String::new();
     let fillers = [
