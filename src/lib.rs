@@ -3,5 +3,9 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod cloudrun;
+pub mod emulator;
+pub mod matching;
+pub mod plan;
 pub mod policy;
 pub mod resource;

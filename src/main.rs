@@ -18,12 +18,19 @@ struct Cli {
 enum Command {
     /// Print the BinAuthzBinding CustomResourceDefinition as YAML (pipe it to `kubectl apply -f -`).
     Crd,
+    /// Serve a local Cloud Run Admin API emulator (seeded from YAML, with fault injection).
+    Emulator(Box<binauthz_operator::emulator::EmulatorArgs>),
 }
 
-fn main() -> ExitCode {
+#[tokio::main]
+async fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Crd => print_crd(),
+        Command::Emulator(args) => binauthz_operator::emulator::run(*args)
+            .await
+            .map(|()| ExitCode::SUCCESS)
+            .map_err(Into::into),
     };
     match result {
         Ok(code) => code,

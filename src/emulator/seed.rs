@@ -1,0 +1,763 @@
+//! The seed format (YAML or JSON): projects → regions → services, jobs and worker pools.
+//!
+//! ```yaml
+//! projects:
+//!   acme-prod:
+//!     projectNumber: 123456789012
+//!     policies:                      # Binary Authorization platform policies (id → JSON)
+//!       legacy: {description: "pre-2024 policy"}
+//!     regions:
+//!       us-central1:
+//!         services:
+//!           - name: checkout
+//!             image: us-docker.pkg.dev/acme-prod/shop/checkout:1.4.2
+//!             labels: {env: prod, team: payments}
+//!             binaryAuthorization: {useDefault: true}
+//!         jobs: [...]
+//!         workerPools: [...]
+//! generate: {count: 1000, seed: 7, driftRatio: 0.2}   # optional, see GenerateSpec
+//! ```
+//!
+//! Each resource has a `name` (the id), an `image` (first container) and optionally
+//! `deployBlocked: {image}` (its latest deploy was refused by Binary Authorization) and
+//! `deleted: true`. Every other key is a Cloud Run v2 field and is served verbatim
+//! (`labels`, `binaryAuthorization`, `template`, `annotations`, `conditions`, ...); the
+//! server-managed fields (`uid`, `generation`, `createTime`, `etag`, revisions, conditions,
+//! `uri`, ...) are filled in when absent. A dump of the state (`/_emulator/state`) is a seed.
+
+use std::collections::hash_map::DefaultHasher;
+use std::collections::BTreeMap;
+use std::hash::{Hash, Hasher};
+use std::path::Path;
+
+use jiff::{SignedDuration, Timestamp};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::{json, Map, Value};
+
+use super::generate::{self, GenerateSpec};
+use super::state::{self, validate_binary_authorization, Kind, Project, Resource, Store};
+use super::EmulatorError;
+
+/// A whole estate to load: projects and, optionally, generated resources.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Seed {
+    /// Projects by id.
+    #[serde(default)]
+    pub projects: BTreeMap<String, ProjectSeed>,
+    /// Resources to generate on top of the projects above.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generate: Option<GenerateSpec>,
+}
+
+/// One project of a seed.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ProjectSeed {
+    /// The project number (digits; a YAML number or string). Addresses the same project as
+    /// its id.
+    #[serde(deserialize_with = "project_number")]
+    pub project_number: String,
+    /// Binary Authorization platform policies of this project, by id; each value is served
+    /// verbatim (plus its `name`) by `GET v1/projects/{p}/platforms/cloudRun/policies/{id}`.
+    #[serde(default)]
+    pub policies: BTreeMap<String, Option<Map<String, Value>>>,
+    /// Cloud Run regions of the project and what runs in each.
+    #[serde(default)]
+    pub regions: BTreeMap<String, Option<RegionSeed>>,
+}
+
+/// What runs in one region.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RegionSeed {
+    /// Services, oldest first unless `createTime` says otherwise.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub services: Vec<ResourceSeed>,
+    /// Jobs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub jobs: Vec<ResourceSeed>,
+    /// Worker pools.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub worker_pools: Vec<ResourceSeed>,
+}
+
+impl RegionSeed {
+    fn of_kind(&self, kind: Kind) -> &[ResourceSeed] {
+        match kind {
+            Kind::Service => &self.services,
+            Kind::Job => &self.jobs,
+            Kind::WorkerPool => &self.worker_pools,
+        }
+    }
+
+    /// The resources of one kind, for building a seed.
+    pub fn of_kind_mut(&mut self, kind: Kind) -> &mut Vec<ResourceSeed> {
+        match kind {
+            Kind::Service => &mut self.services,
+            Kind::Job => &mut self.jobs,
+            Kind::WorkerPool => &mut self.worker_pools,
+        }
+    }
+}
+
+/// One service, job or worker pool.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ResourceSeed {
+    /// The resource id (last segment of its name).
+    pub name: String,
+    /// Image of the first container (`template.containers[0].image`, or
+    /// `template.template.containers[0].image` for a job).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// The latest deploy, of this image, was refused by Binary Authorization: the previous
+    /// revision keeps serving and the conditions carry `CONTAINER_IMAGE_UNAUTHORIZED`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deploy_blocked: Option<DeployBlocked>,
+    /// The resource is being deleted (listed only with `showDeleted`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub deleted: bool,
+    /// Every other Cloud Run field, served verbatim.
+    #[serde(flatten)]
+    pub fields: Map<String, Value>,
+}
+
+/// A deploy refused by Binary Authorization.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DeployBlocked {
+    /// The unattested image of the refused deploy.
+    pub image: String,
+}
+
+fn project_number<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Number {
+        Int(u64),
+        Text(String),
+    }
+    Ok(match Number::deserialize(deserializer)? {
+        Number::Int(n) => n.to_string(),
+        Number::Text(s) => s,
+    })
+}
+
+impl Seed {
+    /// Parses a seed from YAML (JSON is YAML too).
+    pub fn from_yaml_str(text: &str) -> Result<Seed, serde_yaml_ng::Error> {
+        serde_yaml_ng::from_str(text)
+    }
+
+    /// Reads and parses a seed file; the error names the file and the offending field.
+    pub fn from_file(path: &Path) -> Result<Seed, EmulatorError> {
+        let text = std::fs::read_to_string(path).map_err(|err| EmulatorError::Seed {
+            path: path.display().to_string(),
+            message: format!("cannot read it: {err}"),
+        })?;
+        let seed = Seed::from_yaml_str(&text).map_err(|err| EmulatorError::Seed {
+            path: path.display().to_string(),
+            message: err.to_string(),
+        })?;
+        // Load it once so every mistake is reported now, with the file's name.
+        load(&seed).map_err(|err| EmulatorError::Seed {
+            path: path.display().to_string(),
+            message: err.to_string(),
+        })?;
+        Ok(seed)
+    }
+
+    /// Adds `other`'s projects, policies, regions and resources to this seed.
+    pub fn merge(&mut self, other: Seed) {
+        for (id, project) in other.projects {
+            match self.projects.get_mut(&id) {
+                None => {
+                    self.projects.insert(id, project);
+                }
+                Some(mine) => {
+                    for (policy, body) in project.policies {
+                        mine.policies.entry(policy).or_insert(body);
+                    }
+                    for (region, content) in project.regions {
+                        let entry = mine.regions.entry(region).or_insert(None);
+                        let Some(content) = content else { continue };
+                        let mine = entry.get_or_insert_with(RegionSeed::default);
+                        for kind in Kind::ALL {
+                            mine.of_kind_mut(kind)
+                                .extend(content.of_kind(kind).iter().cloned());
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A seed that cannot be loaded: where, and what is wrong.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+#[error("{location}: {message}")]
+pub struct SeedError {
+    /// `projects.acme-prod.regions.us-central1.services[2] (checkout)`.
+    pub location: String,
+    /// What is wrong and what to do.
+    pub message: String,
+}
+
+fn seed_error(location: impl Into<String>, message: impl Into<String>) -> SeedError {
+    SeedError {
+        location: location.into(),
+        message: message.into(),
+    }
+}
+
+/// A store holding exactly `seed` (and its `generate` section).
+pub fn load(seed: &Seed) -> Result<Store, SeedError> {
+    let mut store = Store::default();
+    add(&mut store, seed)?;
+    Ok(store)
+}
+
+/// Adds `seed` (and its `generate` section) to `store`. On error the store is unchanged.
+pub fn add(store: &mut Store, seed: &Seed) -> Result<(), SeedError> {
+    let mut seed = seed.clone();
+    if let Some(spec) = seed.generate.take() {
+        let known: BTreeMap<String, String> = store
+            .projects()
+            .map(|p| (p.id.clone(), p.number.clone()))
+            .chain(
+                seed.projects
+                    .iter()
+                    .map(|(id, p)| (id.clone(), p.project_number.clone())),
+            )
+            .collect();
+        let generated = generate::estate(&spec, &known).map_err(|m| seed_error("generate", m))?;
+        seed.merge(generated);
+    }
+    let mut next = store.clone();
+    add_projects(&mut next, &seed)?;
+    add_resources(&mut next, &seed)?;
+    next.reorder();
+    *store = next;
+    Ok(())
+}
+
+fn add_projects(store: &mut Store, seed: &Seed) -> Result<(), SeedError> {
+    for (id, project) in &seed.projects {
+        let at = format!("projects.{id}");
+        if !is_project_id(id) {
+            return Err(seed_error(
+                at,
+                "a project id is 6 to 30 lowercase letters, digits or hyphens, starting with a letter",
+            ));
+        }
+        let number = &project.project_number;
+        if number.is_empty() || number.len() > 20 || !number.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(seed_error(
+                format!("{at}.projectNumber"),
+                format!("'{number}' is not a project number (digits only)"),
+            ));
+        }
+        if let Some(other) = store.project(number) {
+            if other.id != *id {
+                return Err(seed_error(
+                    format!("{at}.projectNumber"),
+                    format!("number {number} already belongs to project '{}'", other.id),
+                ));
+            }
+        }
+        let mut policies = BTreeMap::new();
+        for (policy, body) in &project.policies {
+            if !is_policy_id(policy) {
+                return Err(seed_error(
+                    format!("{at}.policies.{policy}"),
+                    "a policy id is letters, digits, '-' or '_'",
+                ));
+            }
+            policies.insert(policy.clone(), body.clone().unwrap_or_default());
+        }
+        let mut regions = Vec::new();
+        for region in project.regions.keys() {
+            if !is_region(region) {
+                return Err(seed_error(
+                    format!("{at}.regions.{region}"),
+                    "not a Cloud Run region name (like us-central1)",
+                ));
+            }
+            regions.push(region.clone());
+        }
+        match store.project_mut(id) {
+            Some(existing) => {
+                if existing.number != *number {
+                    return Err(seed_error(
+                        format!("{at}.projectNumber"),
+                        format!("project '{id}' already has number {}", existing.number),
+                    ));
+                }
+                for region in regions {
+                    if !existing.regions.contains(&region) {
+                        existing.regions.push(region);
+                    }
+                }
+                existing.policies.extend(policies);
+            }
+            None => store.add_project(Project {
+                id: id.clone(),
+                number: number.clone(),
+                regions,
+                policies,
+            }),
+        }
+    }
+    Ok(())
+}
+
+fn add_resources(store: &mut Store, seed: &Seed) -> Result<(), SeedError> {
+    // Default creation times: after everything already stored, one minute apart in file
+    // order, so the first resource of a seed is the oldest.
+    let mut clock = store
+        .projects()
+        .flat_map(|p| {
+            p.regions
+                .iter()
+                .flat_map(move |r| Kind::ALL.map(|k| (p.id.clone(), r.clone(), k)))
+        })
+        .filter_map(|(p, r, k)| {
+            store
+                .collection(&p, &r, k)
+                .and_then(|c| c.items().last())
+                .map(|x| x.created)
+        })
+        .max()
+        .map_or(default_epoch(), |latest| {
+            latest + SignedDuration::from_mins(1)
+        });
+    for (project_id, project) in &seed.projects {
+        let number = project.project_number.clone();
+        for (region, content) in &project.regions {
+            let Some(content) = content else { continue };
+            for kind in Kind::ALL {
+                for (index, entry) in content.of_kind(kind).iter().enumerate() {
+                    let at = format!(
+                        "projects.{project_id}.regions.{region}.{}[{index}] ({})",
+                        kind.collection(),
+                        entry.name
+                    );
+                    let (body, created) =
+                        build_body(kind, project_id, &number, region, entry, clock)
+                            .map_err(|m| seed_error(&at, m))?;
+                    validate_binary_authorization(
+                        body.get("binaryAuthorization"),
+                        store,
+                        "binaryAuthorization",
+                    )
+                    .map_err(|e| seed_error(&at, e.message))?;
+                    let resource =
+                        Resource::new(kind, project_id, region, &entry.name, created, body);
+                    store.insert(resource).map_err(|_| {
+                        seed_error(
+                            &at,
+                            format!(
+                                "a {} named '{}' already exists in {region}",
+                                kind.singular(),
+                                entry.name
+                            ),
+                        )
+                    })?;
+                    clock += SignedDuration::from_mins(1);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// 2025-01-01T00:00:00Z: where default creation times start.
+fn default_epoch() -> Timestamp {
+    Timestamp::from_second(1_735_689_600).unwrap_or(Timestamp::UNIX_EPOCH)
+}
+
+/// Fields whose misspelling (snake_case, wrong case) would otherwise pass through silently.
+const CHECKED_FIELDS: &[&str] = &[
+    "binaryAuthorization",
+    "labels",
+    "annotations",
+    "template",
+    "createTime",
+    "updateTime",
+    "deleteTime",
+    "terminalCondition",
+    "conditions",
+    "generation",
+    "observedGeneration",
+    "launchStage",
+    "latestReadyRevision",
+    "latestCreatedRevision",
+];
+
+fn normalized(key: &str) -> String {
+    key.chars()
+        .filter(|c| *c != '_' && *c != '-')
+        .flat_map(char::to_lowercase)
+        .collect()
+}
+
+/// The resource JSON of a seed entry, with every server-managed field filled in when
+/// absent, and its creation time.
+fn build_body(
+    kind: Kind,
+    project: &str,
+    number: &str,
+    region: &str,
+    entry: &ResourceSeed,
+    default_created: Timestamp,
+) -> Result<(Map<String, Value>, Timestamp), String> {
+    let id = &entry.name;
+    if !is_resource_id(id) {
+        return Err(format!(
+            "'{id}' is not a valid name: lowercase letters, digits and hyphens, starting with a \
+             letter, not ending with a hyphen, at most 63 characters"
+        ));
+    }
+    let mut body = entry.fields.clone();
+    for key in body.keys() {
+        if let Some(known) = CHECKED_FIELDS
+            .iter()
+            .find(|k| normalized(k) == normalized(key))
+        {
+            if key != known {
+                return Err(format!(
+                    "unknown field '{key}': Cloud Run spells it '{known}'"
+                ));
+            }
+        }
+    }
+    if let Some(image) = &entry.image {
+        kind.set_image(&mut body, image);
+    }
+    if let Some(blocked) = &entry.deploy_blocked {
+        if body.contains_key("conditions") || body.contains_key("terminalCondition") {
+            return Err(
+                "give either deployBlocked or conditions/terminalCondition, not both".into(),
+            );
+        }
+        kind.set_image(&mut body, &blocked.image);
+    }
+    if kind.image(&body).is_none() {
+        return Err(format!(
+            "needs an `image` (or a template with the image of its first container at {})",
+            match kind {
+                Kind::Job => "template.template.containers[0].image",
+                _ => "template.containers[0].image",
+            }
+        ));
+    }
+    let name = format!(
+        "projects/{project}/locations/{region}/{}/{id}",
+        kind.collection()
+    );
+    body.insert("name".into(), Value::String(name.clone()));
+
+    let time_field =
+        |body: &Map<String, Value>, field: &str| -> Result<Option<Timestamp>, String> {
+            match body.get(field) {
+                None | Some(Value::Null) => Ok(None),
+                Some(Value::String(s)) => s
+                    .parse::<Timestamp>()
+                    .map(Some)
+                    .map_err(|e| format!("{field} '{s}' is not an RFC 3339 time: {e}")),
+                Some(other) => Err(format!("{field} must be an RFC 3339 string, got {other}")),
+            }
+        };
+    let created = time_field(&body, "createTime")?.unwrap_or(default_created);
+    let updated = time_field(&body, "updateTime")?.unwrap_or(created);
+    body.insert("createTime".into(), Value::String(created.to_string()));
+    body.insert("updateTime".into(), Value::String(updated.to_string()));
+
+    let int_field = |body: &Map<String, Value>, field: &str| -> Result<Option<i64>, String> {
+        match body.get(field) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => s
+                .parse()
+                .map(Some)
+                .map_err(|_| format!("{field} '{s}' is not an integer")),
+            Some(Value::Number(n)) => n
+                .as_i64()
+                .map(Some)
+                .ok_or_else(|| format!("{field} {n} is not an integer")),
+            Some(other) => Err(format!("{field} must be an integer, got {other}")),
+        }
+    };
+    let generation = int_field(&body, "generation")?.unwrap_or(if entry.deploy_blocked.is_some() {
+        2
+    } else {
+        1
+    });
+    if generation < 1 {
+        return Err(format!("generation must be at least 1, got {generation}"));
+    }
+    let observed = int_field(&body, "observedGeneration")?.unwrap_or(generation);
+    body.insert("generation".into(), Value::String(generation.to_string()));
+    body.insert(
+        "observedGeneration".into(),
+        Value::String(observed.to_string()),
+    );
+
+    let defaults = [
+        ("uid", Value::String(deterministic_uid(&name))),
+        ("creator", Value::String("deployer@example.com".into())),
+        ("launchStage", Value::String("GA".into())),
+    ];
+    for (field, value) in defaults {
+        body.entry(field).or_insert(value);
+    }
+    let creator = body.get("creator").cloned().unwrap_or(Value::Null);
+    body.entry("lastModifier").or_insert(creator);
+    if entry.deleted {
+        let deleted = body
+            .entry("deleteTime")
+            .or_insert_with(|| Value::String(updated.to_string()))
+            .clone();
+        let expire = deleted
+            .as_str()
+            .and_then(|s| s.parse::<Timestamp>().ok())
+            .unwrap_or(updated)
+            + SignedDuration::from_hours(30 * 24);
+        body.entry("expireTime")
+            .or_insert(Value::String(expire.to_string()));
+    }
+
+    let time = updated.to_string();
+    let blocked_image = entry.deploy_blocked.as_ref().map(|b| b.image.clone());
+    match kind {
+        Kind::Service | Kind::WorkerPool => {
+            let latest = state::revision_name(id, generation);
+            let ready = if blocked_image.is_some() {
+                state::revision_name(id, (generation - 1).max(1))
+            } else {
+                latest.clone()
+            };
+            body.entry("latestCreatedRevision")
+                .or_insert(Value::String(latest));
+            body.entry("latestReadyRevision")
+                .or_insert(Value::String(ready));
+            if kind == Kind::Service {
+                let uri = format!("https://{id}-{number}.{region}.run.app");
+                body.entry("uri").or_insert(Value::String(uri.clone()));
+                body.entry("urls").or_insert(json!([uri]));
+                let latest =
+                    json!([{"type": "TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST", "percent": 100}]);
+                body.entry("traffic").or_insert(latest.clone());
+                body.entry("trafficStatuses").or_insert(latest);
+            }
+        }
+        Kind::Job => {
+            if blocked_image.is_some() && !body.contains_key("latestCreatedExecution") {
+                let execution = state::execution_name(id, generation);
+                body.insert(
+                    "latestCreatedExecution".into(),
+                    json!({"name": execution, "createTime": time, "completionStatus": "EXECUTION_FAILED"}),
+                );
+                body.entry("executionCount").or_insert(json!(1));
+            }
+        }
+    }
+    if !body.contains_key("terminalCondition") && !body.contains_key("conditions") {
+        let blocked_revision = match kind {
+            Kind::Job => body
+                .get("latestCreatedExecution")
+                .and_then(|e| e.get("name"))
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            _ => body
+                .get("latestCreatedRevision")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+        };
+        match (&blocked_image, blocked_revision) {
+            (Some(image), Some(revision)) => {
+                state::set_conditions(&mut body, kind, Some((&revision, image)), &time)
+            }
+            _ => state::set_conditions(&mut body, kind, None, &time),
+        }
+    }
+    // `name` first, as Cloud Run answers it.
+    let mut ordered = Map::with_capacity(body.len());
+    if let Some(name) = body.remove("name") {
+        ordered.insert("name".into(), name);
+    }
+    ordered.extend(body);
+    Ok((ordered, created))
+}
+
+/// A stable uid for a resource name (the same seed always yields the same uids).
+fn deterministic_uid(name: &str) -> String {
+    let mut hasher = DefaultHasher::new();
+    name.hash(&mut hasher);
+    let mut rng = StdRng::seed_from_u64(hasher.finish());
+    uuid::Builder::from_random_bytes(rng.random())
+        .into_uuid()
+        .to_string()
+}
+
+/// The estate as a seed: loading it yields the same resources (a dump round-trips).
+pub fn dump(store: &Store) -> Seed {
+    let mut projects = BTreeMap::new();
+    for project in store.projects() {
+        let mut regions = BTreeMap::new();
+        for region in &project.regions {
+            let mut content = RegionSeed::default();
+            for kind in Kind::ALL {
+                let Some(collection) = store.collection(&project.id, region, kind) else {
+                    continue;
+                };
+                for resource in collection.items() {
+                    let mut fields = resource.body().clone();
+                    fields.remove("name");
+                    content.of_kind_mut(kind).push(ResourceSeed {
+                        name: resource.id.clone(),
+                        image: None,
+                        deploy_blocked: None,
+                        deleted: false,
+                        fields,
+                    });
+                }
+            }
+            regions.insert(region.clone(), Some(content));
+        }
+        projects.insert(
+            project.id.clone(),
+            ProjectSeed {
+                project_number: project.number.clone(),
+                policies: project
+                    .policies
+                    .iter()
+                    .map(|(id, body)| (id.clone(), Some(body.clone())))
+                    .collect(),
+                regions,
+            },
+        );
+    }
+    Seed {
+        projects,
+        generate: None,
+    }
+}
+
+fn is_project_id(id: &str) -> bool {
+    let bytes = id.as_bytes();
+    (6..=30).contains(&bytes.len())
+        && bytes[0].is_ascii_lowercase()
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+        && bytes.last().is_some_and(|b| *b != b'-')
+}
+
+fn is_region(region: &str) -> bool {
+    let mut parts = region.splitn(2, '-');
+    let (Some(area), Some(rest)) = (parts.next(), parts.next()) else {
+        return false;
+    };
+    let letters = rest.trim_end_matches(|c: char| c.is_ascii_digit());
+    !area.is_empty()
+        && area.bytes().all(|b| b.is_ascii_lowercase())
+        && !letters.is_empty()
+        && letters.len() < rest.len()
+        && letters.bytes().all(|b| b.is_ascii_lowercase())
+}
+
+fn is_policy_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 63
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+fn is_resource_id(id: &str) -> bool {
+    let bytes = id.as_bytes();
+    !bytes.is_empty()
+        && bytes.len() <= 63
+        && bytes[0].is_ascii_lowercase()
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+        && bytes.last().is_some_and(|b| *b != b'-')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SMALL: &str = r#"
+projects:
+  acme-prod:
+    projectNumber: 123456789012
+    policies: {strict: {description: "strict"}}
+    regions:
+      us-central1:
+        services:
+          - name: checkout
+            image: img:1
+            labels: {env: prod}
+            binaryAuthorization: {policy: projects/acme-prod/platforms/cloudRun/policies/strict}
+            customField: {kept: true}
+        jobs:
+          - name: nightly
+            image: job:1
+"#;
+
+    #[test]
+    fn a_seed_loads_and_a_dump_round_trips() {
+        let seed = Seed::from_yaml_str(SMALL).unwrap();
+        let store = load(&seed).unwrap();
+        let dumped = dump(&store);
+        let reloaded = dump(&load(&dumped).unwrap());
+        assert_eq!(dumped, reloaded);
+        let checkout = &dumped.projects["acme-prod"].regions["us-central1"]
+            .as_ref()
+            .unwrap()
+            .services[0];
+        assert_eq!(checkout.fields["customField"], json!({"kept": true}));
+        assert_eq!(checkout.fields["generation"], json!("1"));
+    }
+
+    #[test]
+    fn seed_mistakes_name_the_resource() {
+        let typo = SMALL.replace(
+            "binaryAuthorization: {policy",
+            "binary_authorization: {policy",
+        );
+        let err = load(&Seed::from_yaml_str(&typo).unwrap()).unwrap_err();
+        assert_eq!(
+            err.location,
+            "projects.acme-prod.regions.us-central1.services[0] (checkout)"
+        );
+        assert!(
+            err.message.contains("binaryAuthorization"),
+            "{}",
+            err.message
+        );
+
+        let unknown = SMALL.replace("policies/strict}", "policies/nope}");
+        let err = load(&Seed::from_yaml_str(&unknown).unwrap()).unwrap_err();
+        assert!(err.message.contains("policies/nope"), "{}", err.message);
+
+        let no_image = SMALL.replace("image: job:1", "labels: {}");
+        let err = load(&Seed::from_yaml_str(&no_image).unwrap()).unwrap_err();
+        assert!(
+            err.location.contains("jobs[0] (nightly)"),
+            "{}",
+            err.location
+        );
+    }
+
+    #[test]
+    fn region_and_project_names_are_checked() {
+        assert!(is_region("us-central1") && is_region("europe-west1") && !is_region("us-central"));
+        assert!(is_project_id("acme-prod") && !is_project_id("Acme") && !is_project_id("ab"));
+    }
+}

@@ -1,0 +1,761 @@
+//! The Cloud Run client over loopback HTTP: scripted fault sequences against a tiny local
+//! server (exact call counts), and the full behaviour against the Cloud Run emulator.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use binauthz_operator::cloudrun::{
+    ApiMethod, CallObserver, CallStatus, CloudRunClient, CloudRunConfig, Code, Error, RetryPolicy,
+    Throttle,
+};
+use binauthz_operator::resource::{ResourceId, ResourceKind};
+use serde_json::{json, Value};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+// ---------------------------------------------------------------------------------------
+// Scripted server: answers each request with the next scripted response and records it.
+
+#[derive(Clone, Debug)]
+struct Recorded {
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+    at: Instant,
+}
+
+/// A response extension asking the scripted server to answer only after this long.
+#[derive(Clone, Copy)]
+struct Delay(Duration);
+
+type Script = Arc<dyn Fn(usize, &Recorded) -> Response + Send + Sync>;
+
+struct ScriptedServer {
+    addr: SocketAddr,
+    requests: Arc<Mutex<Vec<Recorded>>>,
+    task: JoinHandle<()>,
+}
+
+impl ScriptedServer {
+    async fn start(script: impl Fn(usize, &Recorded) -> Response + Send + Sync + 'static) -> Self {
+        let script: Script = Arc::new(script);
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let counter = Arc::new(AtomicUsize::new(0));
+        let app = axum::Router::new().fallback({
+            let requests = Arc::clone(&requests);
+            move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
+                let script = Arc::clone(&script);
+                let requests = Arc::clone(&requests);
+                let counter = Arc::clone(&counter);
+                async move {
+                    let recorded = Recorded {
+                        method,
+                        uri,
+                        headers,
+                        body,
+                        at: Instant::now(),
+                    };
+                    let n = counter.fetch_add(1, Ordering::SeqCst);
+                    requests.lock().unwrap().push(recorded.clone());
+                    let mut response = script(n, &recorded);
+                    if let Some(Delay(delay)) = response.extensions_mut().remove::<Delay>() {
+                        tokio::time::sleep(delay).await;
+                    }
+                    response
+                }
+            }
+        });
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        Self {
+            addr,
+            requests,
+            task,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn requests(&self) -> Vec<Recorded> {
+        self.requests.lock().unwrap().clone()
+    }
+}
+
+impl Drop for ScriptedServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn google_error(status: StatusCode, code: &str, message: &str, details: Value) -> Response {
+    (
+        status,
+        axum::Json(json!({"error": {"code": status.as_u16(), "message": message, "status": code, "details": details}})),
+    )
+        .into_response()
+}
+
+fn service(name: &str) -> Value {
+    json!({
+        "name": format!("projects/acme-prod/locations/us-central1/services/{name}"),
+        "generation": "1",
+        "etag": "\"e1\"",
+        "template": {"containers": [{"image": "us-docker.pkg.dev/acme/app:1"}]}
+    })
+}
+
+// ---------------------------------------------------------------------------------------
+// A recording observer.
+
+#[derive(Default)]
+struct Recorder {
+    calls: Mutex<Vec<(ApiMethod, CallStatus)>>,
+    retries: Mutex<Vec<(ApiMethod, &'static str, Duration)>>,
+    throttled: Mutex<Vec<(Throttle, Duration)>>,
+    conflicts: AtomicUsize,
+}
+
+impl CallObserver for Recorder {
+    fn call(&self, method: ApiMethod, status: CallStatus, _latency: Duration) {
+        self.calls.lock().unwrap().push((method, status));
+    }
+    fn retry(&self, method: ApiMethod, reason: &'static str, delay: Duration) {
+        self.retries.lock().unwrap().push((method, reason, delay));
+    }
+    fn throttled(&self, throttle: Throttle, waited: Duration) {
+        self.throttled.lock().unwrap().push((throttle, waited));
+    }
+    fn conflict(&self, _kind: ResourceKind) {
+        self.conflicts.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+fn fast_config(url: &str) -> CloudRunConfig {
+    let mut config = CloudRunConfig::emulator(url);
+    config.retry = RetryPolicy {
+        initial_backoff: Duration::from_millis(1),
+        max_backoff: Duration::from_millis(20),
+        max_attempts: 8,
+        deadline: Duration::from_secs(30),
+    };
+    config.request_timeout = Duration::from_secs(10);
+    config.operation.poll_interval = Duration::from_millis(10);
+    config
+}
+
+async fn client(config: CloudRunConfig) -> (CloudRunClient, Arc<Recorder>) {
+    let recorder = Arc::new(Recorder::default());
+    let client = CloudRunClient::with_observer(config, recorder.clone())
+        .await
+        .unwrap();
+    (client, recorder)
+}
+
+fn checkout() -> ResourceId {
+    ResourceId {
+        kind: ResourceKind::Service,
+        project: "acme-prod".into(),
+        location: "us-central1".into(),
+        name: "checkout".into(),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Scripted tests.
+
+#[tokio::test]
+async fn a_503_storm_is_retried_until_it_passes() {
+    let server = ScriptedServer::start(|n, _| {
+        if n < 4 {
+            google_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "UNAVAILABLE",
+                "The service is currently unavailable.",
+                json!([]),
+            )
+        } else {
+            axum::Json(service("checkout")).into_response()
+        }
+    })
+    .await;
+    let (client, recorder) = client(fast_config(&server.url())).await;
+    let live = client.get(&checkout()).await.unwrap();
+    assert_eq!(live.observed.id, checkout());
+    assert_eq!(server.requests().len(), 5);
+    let retries = recorder.retries.lock().unwrap().clone();
+    assert_eq!(retries.len(), 4);
+    assert!(retries
+        .iter()
+        .all(|(m, reason, _)| *m == ApiMethod::GetService && *reason == "Unavailable"));
+    let calls = recorder.calls.lock().unwrap().clone();
+    assert_eq!(calls.len(), 5);
+    assert_eq!(calls[0].1.as_str(), "UNAVAILABLE");
+    assert_eq!(calls[4].1.as_str(), "OK");
+}
+
+#[tokio::test]
+async fn an_endless_storm_ends_with_the_last_error_after_max_attempts() {
+    let server = ScriptedServer::start(|_, _| {
+        google_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "INTERNAL",
+            "Internal error encountered.",
+            json!([]),
+        )
+    })
+    .await;
+    let mut config = fast_config(&server.url());
+    config.retry.max_attempts = 3;
+    let (client, _) = client(config).await;
+    let err = client.get(&checkout()).await.unwrap_err();
+    assert_eq!(err.reason(), "Internal");
+    assert!(
+        err.to_string().contains("Internal error encountered."),
+        "{err}"
+    );
+    assert_eq!(server.requests().len(), 3);
+}
+
+#[tokio::test]
+async fn permission_denied_is_surfaced_at_once() {
+    let server = ScriptedServer::start(|_, _| {
+        google_error(
+            StatusCode::FORBIDDEN,
+            "PERMISSION_DENIED",
+            "Permission 'run.services.get' denied on resource 'projects/acme-prod/locations/us-central1/services/checkout' (or it may not exist).",
+            json!([]),
+        )
+    })
+    .await;
+    let (client, recorder) = client(fast_config(&server.url())).await;
+    let err = client.get(&checkout()).await.unwrap_err();
+    assert!(err.is_permission_denied(), "{err:?}");
+    assert_eq!(err.code(), Some(Code::PermissionDenied));
+    assert!(err.to_string().contains("run.services.get"));
+    assert_eq!(server.requests().len(), 1, "a 403 must never be retried");
+    assert!(recorder.retries.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn quota_exhaustion_waits_at_least_what_retry_info_asks() {
+    let server = ScriptedServer::start(|n, _| {
+        if n == 0 {
+            google_error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "RESOURCE_EXHAUSTED",
+                "Quota exceeded for quota metric 'Read requests' and limit 'Read requests per minute per region' of service 'run.googleapis.com'.",
+                json!([
+                    {"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "RATE_LIMIT_EXCEEDED", "domain": "googleapis.com",
+                     "metadata": {"quota_metric": "run.googleapis.com/read_requests"}},
+                    {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "0.300s"}
+                ]),
+            )
+        } else {
+            axum::Json(service("checkout")).into_response()
+        }
+    })
+    .await;
+    let (client, recorder) = client(fast_config(&server.url())).await;
+    client.get(&checkout()).await.unwrap();
+    let requests = server.requests();
+    assert_eq!(requests.len(), 2);
+    // The retry came no sooner than the server asked (a lower bound: a slow machine only
+    // makes the gap longer).
+    assert!(requests[1].at - requests[0].at >= Duration::from_millis(300));
+    let retries = recorder.retries.lock().unwrap().clone();
+    assert_eq!(retries.len(), 1);
+    assert_eq!(retries[0].1, "QuotaExceeded");
+    assert!(retries[0].2 >= Duration::from_millis(300));
+}
+
+#[tokio::test]
+async fn retry_after_headers_are_honoured() {
+    let server = ScriptedServer::start(|n, _| {
+        if n == 0 {
+            let mut response = google_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "UNAVAILABLE",
+                "try later",
+                json!([]),
+            );
+            response
+                .headers_mut()
+                .insert("retry-after", "1".parse().unwrap());
+            response
+        } else {
+            axum::Json(service("checkout")).into_response()
+        }
+    })
+    .await;
+    let (client, recorder) = client(fast_config(&server.url())).await;
+    client.get(&checkout()).await.unwrap();
+    let requests = server.requests();
+    assert!(requests[1].at - requests[0].at >= Duration::from_secs(1));
+    assert!(recorder.retries.lock().unwrap()[0].2 >= Duration::from_secs(1));
+}
+
+#[tokio::test]
+async fn a_server_delay_beyond_the_deadline_is_returned_not_slept() {
+    let server = ScriptedServer::start(|_, _| {
+        google_error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "RESOURCE_EXHAUSTED",
+            "Quota exceeded",
+            json!([{"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "3600s"}]),
+        )
+    })
+    .await;
+    let (client, _) = client(fast_config(&server.url())).await;
+    let err = client.get(&checkout()).await.unwrap_err();
+    match &err {
+        Error::QuotaExceeded { retry_after, .. } => {
+            assert_eq!(*retry_after, Some(Duration::from_secs(3600)))
+        }
+        other => panic!("expected QuotaExceeded, got {other:?}"),
+    }
+    assert_eq!(server.requests().len(), 1);
+}
+
+#[tokio::test]
+async fn requests_carry_the_user_agent_and_a_bearer_token_that_never_leaks() {
+    let server = ScriptedServer::start(|_, _| {
+        google_error(StatusCode::NOT_FOUND, "NOT_FOUND", "Resource 'checkout' of kind 'SERVICE' in region 'us-central1' in project 'acme-prod' does not exist.", json!([]))
+    })
+    .await;
+    let (client, _) = client(fast_config(&server.url())).await;
+    let err = client.get(&checkout()).await.unwrap_err();
+    assert!(err.is_not_found());
+    assert!(!err.is_retryable());
+    let request = &server.requests()[0];
+    assert_eq!(request.method, Method::GET);
+    assert_eq!(
+        request.uri.path(),
+        "/v2/projects/acme-prod/locations/us-central1/services/checkout"
+    );
+    let auth = request.headers["authorization"].to_str().unwrap();
+    let token = auth.strip_prefix("Bearer ").expect("a bearer token");
+    assert!(!token.is_empty());
+    assert_eq!(
+        request.headers["user-agent"].to_str().unwrap(),
+        format!("binauthz-operator/{}", env!("CARGO_PKG_VERSION"))
+    );
+    for text in [err.to_string(), format!("{err:?}"), format!("{client:?}")] {
+        assert!(!text.contains(token), "token leaked into {text}");
+    }
+}
+
+#[tokio::test]
+async fn slow_answers_time_out_and_are_retried() {
+    let server = ScriptedServer::start(|n, _| {
+        let mut response = axum::Json(service("checkout")).into_response();
+        if n == 0 {
+            response
+                .extensions_mut()
+                .insert(Delay(Duration::from_secs(5)));
+        }
+        response
+    })
+    .await;
+    let mut config = fast_config(&server.url());
+    config.request_timeout = Duration::from_millis(200);
+    let (client, recorder) = client(config).await;
+    client.get(&checkout()).await.unwrap();
+    let calls = recorder.calls.lock().unwrap().clone();
+    assert_eq!(calls[0].1, CallStatus::Timeout);
+    assert_eq!(calls.last().unwrap().1.as_str(), "OK");
+}
+
+#[tokio::test]
+async fn an_unreachable_endpoint_is_a_transport_error() {
+    // Bind then drop a listener: nothing listens on that port any more.
+    let addr = TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let mut config = fast_config(&format!("http://{addr}"));
+    config.retry.max_attempts = 2;
+    let (client, recorder) = client(config).await;
+    let err = client.get(&checkout()).await.unwrap_err();
+    assert_eq!(err.reason(), "Transport", "{err}");
+    assert!(err.is_retryable());
+    assert_eq!(recorder.calls.lock().unwrap().len(), 2);
+    assert!(!err.to_string().contains('\n'));
+}
+
+#[tokio::test]
+async fn lists_follow_page_tokens_and_send_page_size() {
+    let server = ScriptedServer::start(|_, request| {
+        let query = request.uri.query().unwrap_or("");
+        let page: usize = query
+            .split('&')
+            .find_map(|kv| kv.strip_prefix("pageToken="))
+            .map_or(0, |t| t.trim_start_matches("p").parse().unwrap());
+        let items: Vec<Value> = (0..3).map(|i| service(&format!("s-{page}-{i}"))).collect();
+        let mut body = json!({"services": items});
+        if page < 2 {
+            body["nextPageToken"] = json!(format!("p{}", page + 1));
+        }
+        axum::Json(body).into_response()
+    })
+    .await;
+    let (client, _) = client(fast_config(&server.url())).await;
+    let all = client
+        .list_all("acme-prod", "us-central1", ResourceKind::Service)
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 9);
+    assert_eq!(all[8].observed.id.name, "s-2-2");
+    let requests = server.requests();
+    assert_eq!(requests.len(), 3);
+    assert!(requests[0].uri.query().unwrap().contains("pageSize=100"));
+    assert!(!requests[0].uri.query().unwrap().contains("pageToken"));
+    assert!(requests[2].uri.query().unwrap().contains("pageToken=p2"));
+}
+
+#[tokio::test]
+async fn a_repeated_page_token_ends_the_list_with_an_error() {
+    let server = ScriptedServer::start(|_, _| {
+        axum::Json(json!({"services": [service("a")], "nextPageToken": "same"})).into_response()
+    })
+    .await;
+    let (client, _) = client(fast_config(&server.url())).await;
+    let err = client
+        .list_all("acme-prod", "us-central1", ResourceKind::Service)
+        .await
+        .unwrap_err();
+    assert_eq!(err.reason(), "Decode");
+    assert!(err.to_string().contains("same page token"), "{err}");
+    assert_eq!(server.requests().len(), 2);
+}
+
+#[tokio::test]
+async fn regions_and_policy_answers_are_cached() {
+    let server = ScriptedServer::start(|_, request| {
+        let path = request.uri.path();
+        if path == "/v1/projects/acme-prod/locations" {
+            axum::Json(json!({"locations": [
+                {"name": "projects/acme-prod/locations/us-central1", "locationId": "us-central1"},
+                {"name": "projects/acme-prod/locations/europe-west1", "locationId": "europe-west1"}
+            ]}))
+            .into_response()
+        } else if path.ends_with("/policies/strict") {
+            axum::Json(json!({"name": path.trim_start_matches("/v1/"), "cloudRunPolicy": {}}))
+                .into_response()
+        } else {
+            google_error(
+                StatusCode::NOT_FOUND,
+                "NOT_FOUND",
+                "policy not found",
+                json!([]),
+            )
+        }
+    })
+    .await;
+    let (client, _) = client(fast_config(&server.url())).await;
+    for _ in 0..3 {
+        assert_eq!(
+            client.regions("acme-prod").await.unwrap(),
+            ["europe-west1", "us-central1"]
+        );
+    }
+    let strict = binauthz_operator::policy::PolicyName::parse(
+        "projects/acme-sec/platforms/cloudRun/policies/strict",
+    )
+    .unwrap();
+    let missing = binauthz_operator::policy::PolicyName::parse(
+        "projects/acme-sec/platforms/cloudRun/policies/missing",
+    )
+    .unwrap();
+    for _ in 0..3 {
+        assert!(client.policy_exists(&strict).await.unwrap());
+        assert!(!client.policy_exists(&missing).await.unwrap());
+    }
+    let paths: Vec<String> = server
+        .requests()
+        .iter()
+        .map(|r| r.uri.path().to_owned())
+        .collect();
+    assert_eq!(
+        paths,
+        [
+            "/v1/projects/acme-prod/locations",
+            "/v1/projects/acme-sec/platforms/cloudRun/policies/strict",
+            "/v1/projects/acme-sec/platforms/cloudRun/policies/missing",
+        ]
+    );
+}
+
+#[tokio::test]
+async fn the_write_rate_throttles_and_reports_its_waits() {
+    // 60 writes/min with a burst of 6: the 7th write in a row waits for the limiter.
+    let server = ScriptedServer::start(|_, request| {
+        if request.method == Method::PATCH {
+            google_error(
+                StatusCode::BAD_REQUEST,
+                "INVALID_ARGUMENT",
+                "rejected",
+                json!([]),
+            )
+        } else {
+            axum::Json(service("checkout")).into_response()
+        }
+    })
+    .await;
+    let mut config = fast_config(&server.url());
+    config.rate_limits.writes_per_minute = std::num::NonZeroU32::new(60).unwrap();
+    let (client, recorder) = client(config).await;
+    let remediation = binauthz_operator::resource::Remediation {
+        desired: binauthz_operator::policy::DesiredPolicy::ProjectDefault,
+        breakglass: binauthz_operator::resource::BreakglassChange::Keep,
+    };
+    for _ in 0..7 {
+        let err = client
+            .remediate(&checkout(), &remediation)
+            .await
+            .unwrap_err();
+        assert_eq!(err.reason(), "InvalidArgument");
+    }
+    let throttled = recorder.throttled.lock().unwrap().clone();
+    assert!(
+        throttled
+            .iter()
+            .any(|(t, waited)| *t == Throttle::WriteRate && !waited.is_zero()),
+        "{throttled:?}"
+    );
+    assert!(throttled.iter().all(|(t, _)| *t != Throttle::ReadRate));
+}
+
+fn default_policy(
+    breakglass: binauthz_operator::resource::BreakglassChange,
+) -> binauthz_operator::resource::Remediation {
+    binauthz_operator::resource::Remediation {
+        desired: binauthz_operator::policy::DesiredPolicy::ProjectDefault,
+        breakglass,
+    }
+}
+
+fn body_of(request: &Recorded) -> Value {
+    serde_json::from_slice(&request.body).unwrap()
+}
+
+#[tokio::test]
+async fn a_stale_etag_is_re_read_and_the_write_retried_with_the_new_etag() {
+    // GET (etag e1) → PATCH 409 → GET (etag e2: someone deployed meanwhile) → PATCH →
+    // operation not done → :wait → done.
+    let patches = Arc::new(AtomicUsize::new(0));
+    let server = ScriptedServer::start({
+        let patches = Arc::clone(&patches);
+        move |_, request| {
+            let path = request.uri.path();
+            match (request.method.as_str(), path) {
+                ("GET", "/v2/projects/acme-prod/locations/us-central1/services/checkout") => {
+                    let mut s = service("checkout");
+                    s["binaryAuthorization"] = json!({"useDefault": false, "breakglassJustification": "INC-7"});
+                    if patches.load(Ordering::SeqCst) > 0 {
+                        s["etag"] = json!("\"e2\"");
+                        s["template"]["containers"][0]["image"] = json!("us-docker.pkg.dev/acme/app:2");
+                    }
+                    axum::Json(s).into_response()
+                }
+                ("PATCH", _) => {
+                    patches.fetch_add(1, Ordering::SeqCst);
+                    if body_of(request)["etag"] == json!("\"e1\"") {
+                        google_error(StatusCode::CONFLICT, "ABORTED", "Conflict for resource 'checkout': version '1' was specified but current version is '2'.", json!([]))
+                    } else {
+                        axum::Json(json!({"name": "projects/acme-prod/locations/us-central1/operations/op-1", "done": false})).into_response()
+                    }
+                }
+                ("POST", "/v2/projects/acme-prod/locations/us-central1/operations/op-1:wait") => {
+                    let mut s = service("checkout");
+                    s["binaryAuthorization"] = json!({"useDefault": true, "breakglassJustification": "INC-7"});
+                    axum::Json(json!({"name": "projects/acme-prod/locations/us-central1/operations/op-1", "done": true,
+                        "response": s})).into_response()
+                }
+                _ => StatusCode::IM_A_TEAPOT.into_response(),
+            }
+        }
+    })
+    .await;
+    let (client, recorder) = client(fast_config(&server.url())).await;
+    let outcome = client
+        .remediate(
+            &checkout(),
+            &default_policy(binauthz_operator::resource::BreakglassChange::Keep),
+        )
+        .await
+        .unwrap();
+    match outcome {
+        binauthz_operator::cloudrun::RemediationOutcome::Applied {
+            resource: Some(after),
+        } => {
+            assert_eq!(
+                after.policy,
+                binauthz_operator::policy::ObservedPolicy::ProjectDefault
+            );
+            assert_eq!(after.breakglass.as_deref(), Some("INC-7"));
+        }
+        other => panic!("expected Applied, got {other:?}"),
+    }
+    assert_eq!(recorder.conflicts.load(Ordering::SeqCst), 1);
+    let requests = server.requests();
+    let summary: Vec<String> = requests
+        .iter()
+        .map(|r| format!("{} {}", r.method, r.uri.path()))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            "GET /v2/projects/acme-prod/locations/us-central1/services/checkout",
+            "PATCH /v2/projects/acme-prod/locations/us-central1/services/checkout",
+            "GET /v2/projects/acme-prod/locations/us-central1/services/checkout",
+            "PATCH /v2/projects/acme-prod/locations/us-central1/services/checkout",
+            "POST /v2/projects/acme-prod/locations/us-central1/operations/op-1:wait",
+        ]
+    );
+    let second_patch = &requests[3];
+    assert_eq!(
+        second_patch.uri.query(),
+        Some("updateMask=binaryAuthorization")
+    );
+    assert_eq!(
+        body_of(second_patch),
+        json!({"binaryAuthorization": {"useDefault": true, "breakglassJustification": "INC-7"}, "etag": "\"e2\""})
+    );
+    assert_eq!(body_of(&requests[4]), json!({"timeout": "10s"}));
+}
+
+#[tokio::test]
+async fn a_failed_operation_is_reported_with_googles_message() {
+    // :wait is not implemented here: the client falls back to polling GET.
+    let server = ScriptedServer::start(|n, request| match request.method.as_str() {
+        "GET" if request.uri.path().contains("/services/") => axum::Json(service("checkout")).into_response(),
+        "PATCH" => axum::Json(json!({"name": "projects/acme-prod/locations/us-central1/operations/op-9", "done": false})).into_response(),
+        "POST" => google_error(StatusCode::NOT_IMPLEMENTED, "UNIMPLEMENTED", "wait is not supported", json!([])),
+        "GET" if n < 5 => axum::Json(json!({"name": "projects/acme-prod/locations/us-central1/operations/op-9", "done": false})).into_response(),
+        "GET" => axum::Json(json!({"name": "projects/acme-prod/locations/us-central1/operations/op-9", "done": true,
+            "error": {"code": 9, "message": "Revision checkout-00002 is not ready and cannot serve traffic.", "details": []}})).into_response(),
+        _ => StatusCode::IM_A_TEAPOT.into_response(),
+    })
+    .await;
+    let (client, _) = client(fast_config(&server.url())).await;
+    let err = client
+        .remediate(
+            &checkout(),
+            &default_policy(binauthz_operator::resource::BreakglassChange::Clear),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.reason(), "OperationFailed");
+    assert_eq!(err.code(), Some(Code::FailedPrecondition));
+    let text = err.to_string();
+    assert!(
+        text.contains("op-9") && text.contains("is not ready and cannot serve traffic"),
+        "{text}"
+    );
+    // Service writes carry only binaryAuthorization (and the etag read).
+    let patch = server
+        .requests()
+        .into_iter()
+        .find(|r| r.method == Method::PATCH)
+        .unwrap();
+    assert_eq!(
+        body_of(&patch),
+        json!({"binaryAuthorization": {"useDefault": true}, "etag": "\"e1\""})
+    );
+}
+
+#[tokio::test]
+async fn an_operation_still_running_at_the_deadline_is_pending() {
+    let server = ScriptedServer::start(|_, request| match request.method.as_str() {
+        "GET" if request.uri.path().contains("/services/") => axum::Json(service("checkout")).into_response(),
+        _ => axum::Json(json!({"name": "projects/acme-prod/locations/us-central1/operations/op-slow", "done": false})).into_response(),
+    })
+    .await;
+    let mut config = fast_config(&server.url());
+    config.operation.wait_timeout = Duration::from_millis(50);
+    config.operation.deadline = Duration::from_millis(300);
+    let (client, _) = client(config).await;
+    let outcome = client
+        .remediate(
+            &checkout(),
+            &default_policy(binauthz_operator::resource::BreakglassChange::Keep),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        outcome,
+        binauthz_operator::cloudrun::RemediationOutcome::Pending {
+            operation: "projects/acme-prod/locations/us-central1/operations/op-slow".into()
+        }
+    );
+}
+
+#[tokio::test]
+async fn a_job_is_written_back_whole_with_only_binary_authorization_changed() {
+    let job = json!({
+        "name": "projects/acme-prod/locations/us-central1/jobs/nightly-export",
+        "uid": "5d0c",
+        "generation": "12",
+        "observedGeneration": "12",
+        "etag": "\"job-12\"",
+        "labels": {"tier": "batch"},
+        "annotations": {"owner": "data"},
+        "createTime": "2026-01-02T03:04:05.123456789Z",
+        "launchStage": "GA",
+        "binaryAuthorization": {"useDefault": false},
+        "template": {"taskCount": 4, "template": {
+            "containers": [{"image": "us-docker.pkg.dev/acme/jobs/export:2.3.1", "env": [{"name": "A", "value": "1"}]}],
+            "maxRetries": 3, "timeout": "600s"}},
+        "terminalCondition": {"type": "Ready", "state": "CONDITION_SUCCEEDED", "lastTransitionTime": "2026-11-27T02:10:00Z"},
+        "executionCount": 41,
+        "latestCreatedExecution": {"name": "nightly-export-abcde", "completionTime": "2026-11-27T02:10:00Z"},
+        "aFieldFromTheFuture": {"x": [1, 2.5, null]}
+    });
+    let server = ScriptedServer::start({
+        let job = job.clone();
+        move |_, request| match request.method.as_str() {
+            "GET" => axum::Json(job.clone()).into_response(),
+            _ => axum::Json(json!({"name": "projects/acme-prod/locations/us-central1/operations/op-j", "done": true,
+                "response": {"name": job["name"], "binaryAuthorization": {"useDefault": true}}})).into_response(),
+        }
+    })
+    .await;
+    let (client, _) = client(fast_config(&server.url())).await;
+    let id = ResourceId {
+        kind: ResourceKind::Job,
+        name: "nightly-export".into(),
+        ..checkout()
+    };
+    let outcome = client
+        .remediate(
+            &id,
+            &default_policy(binauthz_operator::resource::BreakglassChange::Keep),
+        )
+        .await
+        .unwrap();
+    assert!(matches!(
+        outcome,
+        binauthz_operator::cloudrun::RemediationOutcome::Applied { .. }
+    ));
+    let patch = server
+        .requests()
+        .into_iter()
+        .find(|r| r.method == Method::PATCH)
+        .unwrap();
+    assert_eq!(patch.uri.query(), None, "jobs take no updateMask");
+    let mut want = job.clone();
+    want["binaryAuthorization"] = json!({"useDefault": true});
+    assert_eq!(body_of(&patch), want);
+}
