@@ -32,6 +32,10 @@ lint-deploy:
 unit: ## All Rust tests
 	$(CARGO) test --locked --all-targets
 
+demo: ## Check-and-fix examples/ against the embedded Cloud Run emulator (no credentials, no network)
+	$(CARGO) build --locked -q
+	$(BIN) check -f examples/ --fix --emulator examples/cloudrun-seed.yaml
+
 crds: ## Regenerate crds/ from the Rust types
 	$(CARGO) run --locked -q -- crd > $(CRD)
 	cp $(CRD) deploy/crds/

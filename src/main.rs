@@ -18,6 +18,11 @@ struct Cli {
 enum Command {
     /// Print the BinAuthzBinding CustomResourceDefinition as YAML (pipe it to `kubectl apply -f -`).
     Crd,
+    /// Run the operator: reconcile BinAuthzBindings against live Cloud Run.
+    Controller(Box<binauthz_operator::controller::ControllerArgs>),
+    /// Check Cloud Run against binding manifests without a cluster; --fix remediates.
+    /// Exit 0: all comply; 2: drift remains; 1: error.
+    Check(Box<binauthz_operator::check::CheckArgs>),
     /// Serve a local Cloud Run Admin API emulator (seeded from YAML, with fault injection).
     Emulator(Box<binauthz_operator::emulator::EmulatorArgs>),
 }
@@ -27,6 +32,14 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Crd => print_crd(),
+        Command::Controller(args) => run_controller(*args).await,
+        Command::Check(args) => {
+            init_stderr_logs();
+            binauthz_operator::check::check(*args)
+                .await
+                .map(|verdict| ExitCode::from(verdict.exit_code()))
+                .map_err(Into::into)
+        }
         Command::Emulator(args) => binauthz_operator::emulator::run(*args)
             .await
             .map(|()| ExitCode::SUCCESS)
@@ -47,4 +60,23 @@ fn print_crd() -> anyhow::Result<ExitCode> {
     out.write_all(yaml.as_bytes())?;
     out.flush()?;
     Ok(ExitCode::SUCCESS)
+}
+
+async fn run_controller(
+    args: binauthz_operator::controller::ControllerArgs,
+) -> anyhow::Result<ExitCode> {
+    binauthz_operator::telemetry::init_tracing(args.log_format)?;
+    binauthz_operator::controller::run(args).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Errors on stderr (RUST_LOG overrides, e.g. `RUST_LOG=info` shows retries), keeping
+/// stdout for the report: the report itself says what failed.
+fn init_stderr_logs() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }

@@ -1,0 +1,462 @@
+//! Reads `BinAuthzBinding` manifests from files, directories and stdin, and validates them.
+//!
+//! Files may hold several YAML documents (`---`) and `kind: List` wrappers; documents of
+//! other kinds are skipped (a GitOps directory holds Deployments and ConfigMaps too). Each
+//! binding is checked with the same rules as the CRD ([`crate::api::binding_from_value`]),
+//! and every problem is reported with its file, document number, line where known, field
+//! and rule — all of them, not just the first.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use crate::api::{self, BinAuthzBinding, FieldError};
+
+/// Where a binding came from, for messages: `bindings/prod.yaml` document 2, line 14.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Source {
+    /// The file (`-` for stdin).
+    pub file: String,
+    /// 1-based document number within the file.
+    pub document: usize,
+    /// 1-based line, when known.
+    pub line: Option<usize>,
+    /// 1-based column, when known.
+    pub column: Option<usize>,
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.file)?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+            if let Some(column) = self.column {
+                write!(f, ":{column}")?;
+            }
+        }
+        write!(f, " (document {})", self.document)
+    }
+}
+
+/// One problem found in the input.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ManifestError {
+    /// Where.
+    pub source: Source,
+    /// The binding's `namespace/name`, when it could be read.
+    pub binding: Option<String>,
+    /// What is wrong: a field and rule, or a YAML/IO problem.
+    pub problem: Problem,
+}
+
+/// What is wrong with an input.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Problem {
+    /// The file or directory could not be read.
+    Io(String),
+    /// The text is not YAML.
+    Yaml(String),
+    /// A binding breaks a CRD rule.
+    Field(FieldError),
+    /// Two documents declare the same binding.
+    Duplicate {
+        /// Where the binding was first declared.
+        first: String,
+    },
+    /// No binding was found in any input.
+    NoBindings,
+}
+
+impl fmt::Display for ManifestError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: ", self.source)?;
+        if let Some(binding) = &self.binding {
+            write!(f, "binding {binding}: ")?;
+        }
+        match &self.problem {
+            Problem::Io(e) => write!(f, "cannot read: {e}"),
+            Problem::Yaml(e) => write!(f, "not valid YAML: {e}"),
+            Problem::Field(e) => write!(f, "{e}"),
+            Problem::Duplicate { first } => write!(
+                f,
+                "declared twice (first at {first}); give each binding its own namespace/name"
+            ),
+            Problem::NoBindings => write!(
+                f,
+                "no BinAuthzBinding found (apiVersion {}, kind {}); pass the files or directories that hold your bindings",
+                api::API_VERSION,
+                api::KIND
+            ),
+        }
+    }
+}
+
+/// A binding read from the input, with its origin.
+#[derive(Clone, Debug)]
+pub struct LoadedBinding {
+    /// The binding (validated).
+    pub binding: BinAuthzBinding,
+    /// `namespace/name` (namespace `default` when the manifest names none, as kubectl does).
+    pub key: String,
+    /// Where it was read.
+    pub source: Source,
+}
+
+/// The result of reading every input: the valid bindings and every problem found.
+#[derive(Debug, Default)]
+pub struct Loaded {
+    /// Valid bindings, in input order.
+    pub bindings: Vec<LoadedBinding>,
+    /// Every problem, in input order.
+    pub errors: Vec<ManifestError>,
+    /// Documents of other kinds that were skipped.
+    pub skipped: usize,
+}
+
+/// Reads every input: files, directories (recursively, `*.yaml`/`*.yml`, in name order)
+/// and `-` for stdin.
+pub fn load(inputs: &[PathBuf]) -> Loaded {
+    let mut loaded = Loaded::default();
+    for input in inputs {
+        if input.as_os_str() == "-" {
+            let mut text = String::new();
+            match std::io::stdin().read_to_string(&mut text) {
+                Ok(_) => load_text("-", &text, &mut loaded),
+                Err(e) => loaded.errors.push(io_error("-", &e)),
+            }
+            continue;
+        }
+        let mut files = Vec::new();
+        if let Err(e) = collect_files(input, &mut files, true) {
+            loaded
+                .errors
+                .push(io_error(&input.display().to_string(), &e));
+            continue;
+        }
+        for file in files {
+            let name = file.display().to_string();
+            match std::fs::read_to_string(&file) {
+                Ok(text) => load_text(&name, &text, &mut loaded),
+                Err(e) => loaded.errors.push(io_error(&name, &e)),
+            }
+        }
+    }
+    check_duplicates(&mut loaded);
+    if loaded.bindings.is_empty() && loaded.errors.is_empty() {
+        loaded.errors.push(ManifestError {
+            source: Source {
+                file: inputs
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                document: 0,
+                line: None,
+                column: None,
+            },
+            binding: None,
+            problem: Problem::NoBindings,
+        });
+    }
+    loaded
+}
+
+fn io_error(file: &str, e: &std::io::Error) -> ManifestError {
+    ManifestError {
+        source: Source {
+            file: file.to_owned(),
+            document: 0,
+            line: None,
+            column: None,
+        },
+        binding: None,
+        problem: Problem::Io(e.to_string()),
+    }
+}
+
+fn collect_files(path: &Path, out: &mut Vec<PathBuf>, explicit: bool) -> std::io::Result<()> {
+    let meta = std::fs::metadata(path)?;
+    if meta.is_dir() {
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(path)?
+            .map(|e| e.map(|e| e.path()))
+            .collect::<Result<_, _>>()?;
+        entries.sort();
+        for entry in entries {
+            collect_files(&entry, out, false)?;
+        }
+    } else if explicit || path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
+        out.push(path.to_owned());
+    }
+    Ok(())
+}
+
+/// Splits a YAML stream into documents, remembering the line each one starts on.
+fn documents(text: &str) -> Vec<(usize, String)> {
+    let mut docs = Vec::new();
+    let mut start = 1;
+    let mut current = String::new();
+    for (i, line) in text.lines().enumerate() {
+        let is_separator = line == "---" || line.starts_with("--- ") || line.starts_with("---\t");
+        if is_separator {
+            docs.push((start, std::mem::take(&mut current)));
+            start = i + 2;
+            // `--- {inline: document}` keeps its content on the separator line.
+            let rest = line[3..].trim_start();
+            if !rest.is_empty() && !rest.starts_with('#') {
+                current.push_str(rest);
+                current.push('\n');
+                start = i + 1;
+            }
+        } else if line == "..." {
+            docs.push((start, std::mem::take(&mut current)));
+            start = i + 2;
+        } else {
+            current.push_str(line);
+            current.push('\n');
+        }
+    }
+    docs.push((start, current));
+    docs
+}
+
+fn load_text(file: &str, text: &str, loaded: &mut Loaded) {
+    let mut number = 0;
+    for (start_line, doc) in documents(text) {
+        let value: serde_json::Value = match serde_yaml_ng::from_str(&doc) {
+            Ok(v) => v,
+            Err(e) => {
+                number += 1;
+                let location = e.location();
+                loaded.errors.push(ManifestError {
+                    source: Source {
+                        file: file.to_owned(),
+                        document: number,
+                        line: location.as_ref().map(|l| start_line + l.line() - 1),
+                        column: location.as_ref().map(|l| l.column()),
+                    },
+                    binding: None,
+                    problem: Problem::Yaml(
+                        e.to_string()
+                            .split(" at line ")
+                            .next()
+                            .unwrap_or_default()
+                            .to_owned(),
+                    ),
+                });
+                continue;
+            }
+        };
+        if value.is_null() {
+            continue; // empty document (comments only, or a trailing separator)
+        }
+        number += 1;
+        let items = if value.get("kind").and_then(|k| k.as_str()) == Some("List") {
+            value
+                .get("items")
+                .and_then(|i| i.as_array())
+                .cloned()
+                .unwrap_or_default()
+        } else {
+            vec![value]
+        };
+        for item in items {
+            load_document(file, number, start_line, &doc, item, loaded);
+        }
+    }
+}
+
+fn load_document(
+    file: &str,
+    number: usize,
+    start_line: usize,
+    doc: &str,
+    value: serde_json::Value,
+    loaded: &mut Loaded,
+) {
+    let is_binding = value.get("kind").and_then(|k| k.as_str()) == Some(api::KIND)
+        && value
+            .get("apiVersion")
+            .and_then(|v| v.as_str())
+            .is_some_and(|v| v.starts_with("binauthz.dev/"));
+    if !is_binding {
+        loaded.skipped += 1;
+        return;
+    }
+    let key = binding_key(&value);
+    match api::binding_from_value(value) {
+        Ok(binding) => loaded.bindings.push(LoadedBinding {
+            binding,
+            key: key.unwrap_or_default(),
+            source: Source {
+                file: file.to_owned(),
+                document: number,
+                line: Some(start_line),
+                column: None,
+            },
+        }),
+        Err(errors) => {
+            for error in errors.0 {
+                let line = field_line(doc, &error.field).map(|l| start_line + l - 1);
+                loaded.errors.push(ManifestError {
+                    source: Source {
+                        file: file.to_owned(),
+                        document: number,
+                        line,
+                        column: None,
+                    },
+                    binding: key.clone(),
+                    problem: Problem::Field(error),
+                });
+            }
+        }
+    }
+}
+
+/// `namespace/name` of a manifest, `default` namespace when none is given.
+fn binding_key(value: &serde_json::Value) -> Option<String> {
+    let metadata = value.get("metadata")?;
+    let name = metadata.get("name")?.as_str()?;
+    let namespace = metadata
+        .get("namespace")
+        .and_then(|n| n.as_str())
+        .unwrap_or("default");
+    Some(format!("{namespace}/{name}"))
+}
+
+/// Best-effort line of a field inside a document: the line declaring its last key, searched
+/// after the lines declaring the keys before it. `None` when the key is not spelled out
+/// (e.g. a missing required field).
+fn field_line(doc: &str, field: &str) -> Option<usize> {
+    let keys: Vec<&str> = field
+        .split('.')
+        .map(|k| k.split('[').next().unwrap_or(k))
+        .filter(|k| !k.is_empty())
+        .collect();
+    let lines: Vec<&str> = doc.lines().collect();
+    let mut from = 0;
+    let mut found = None;
+    for key in keys {
+        let hit = lines[from..].iter().position(|l| declares(l, key))?;
+        from += hit;
+        found = Some(from + 1);
+    }
+    found
+}
+
+fn declares(line: &str, key: &str) -> bool {
+    let trimmed = line.trim_start().trim_start_matches("- ");
+    [
+        format!("{key}:"),
+        format!("\"{key}\":"),
+        format!("'{key}':"),
+    ]
+    .iter()
+    .any(|k| trimmed.starts_with(k.as_str()))
+        || line.contains(&format!("{{{key}:"))
+        || line.contains(&format!(", {key}:"))
+        || line.contains(&format!("\"{key}\":"))
+}
+
+fn check_duplicates(loaded: &mut Loaded) {
+    let mut first: BTreeMap<&str, &Source> = BTreeMap::new();
+    let mut duplicates = Vec::new();
+    for b in &loaded.bindings {
+        match first.get(b.key.as_str()) {
+            Some(src) => duplicates.push(ManifestError {
+                source: b.source.clone(),
+                binding: Some(b.key.clone()),
+                problem: Problem::Duplicate {
+                    first: src.to_string(),
+                },
+            }),
+            None => {
+                first.insert(&b.key, &b.source);
+            }
+        }
+    }
+    loaded.errors.extend(duplicates);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = "apiVersion: binauthz.dev/v1alpha1
+kind: BinAuthzBinding
+metadata:
+  name: prod
+  namespace: platform
+spec:
+  project: acme-prod
+  locations: [us-central1]
+  targets:
+    services:
+      names: ['*']
+  policy:
+    useDefault: true
+";
+
+    fn load_str(text: &str) -> Loaded {
+        let mut loaded = Loaded::default();
+        load_text("bindings.yaml", text, &mut loaded);
+        check_duplicates(&mut loaded);
+        loaded
+    }
+
+    #[test]
+    fn reads_multi_document_streams_and_skips_other_kinds() {
+        let text = format!(
+            "# leading comment\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: x}}\n---\n{GOOD}---\n"
+        );
+        let loaded = load_str(&text);
+        assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
+        assert_eq!(loaded.bindings.len(), 1);
+        assert_eq!(loaded.skipped, 1);
+        assert_eq!(loaded.bindings[0].key, "platform/prod");
+        assert_eq!(loaded.bindings[0].source.document, 2);
+        assert_eq!(loaded.bindings[0].source.line, Some(7));
+    }
+
+    #[test]
+    fn reports_the_file_document_line_and_field_of_each_problem() {
+        let bad = GOOD
+            .replace("useDefault: true", "useDefault: false")
+            .replace("name: prod", "name: bad");
+        let text = format!("{GOOD}---\n{bad}");
+        let loaded = load_str(&text);
+        assert_eq!(loaded.bindings.len(), 1);
+        assert_eq!(loaded.errors.len(), 1);
+        let message = loaded.errors[0].to_string();
+        assert_eq!(
+            message,
+            "bindings.yaml:27 (document 2): binding platform/bad: spec.policy.useDefault: \
+             useDefault: false would disable Binary Authorization; set useDefault: true or name a policy"
+        );
+    }
+
+    #[test]
+    fn yaml_errors_carry_line_and_column() {
+        let loaded = load_str(&format!("{GOOD}---\nkind: [unclosed\n"));
+        assert_eq!(loaded.errors.len(), 1);
+        let e = &loaded.errors[0];
+        assert_eq!(e.source.document, 2);
+        assert_eq!(e.source.line, Some(16));
+        assert!(matches!(e.problem, Problem::Yaml(_)));
+    }
+
+    #[test]
+    fn duplicate_bindings_are_refused() {
+        let loaded = load_str(&format!("{GOOD}---\n{GOOD}"));
+        assert_eq!(loaded.errors.len(), 1);
+        assert!(loaded.errors[0].to_string().contains("declared twice"));
+    }
+
+    #[test]
+    fn list_wrappers_are_unwrapped() {
+        let item: serde_json::Value = serde_yaml_ng::from_str(GOOD).unwrap();
+        let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": [item]});
+        let loaded = load_str(&serde_yaml_ng::to_string(&list).unwrap());
+        assert_eq!(loaded.bindings.len(), 1);
+    }
+}

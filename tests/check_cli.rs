@@ -1,0 +1,462 @@
+//! `binauthz-operator check`, run as a subprocess against the emulator (also a subprocess,
+//! or embedded with `--emulator`), the way a CI job or a person runs it.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_binauthz-operator");
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn seed() -> PathBuf {
+    repo().join("examples/cloudrun-seed.yaml")
+}
+
+fn bindings() -> PathBuf {
+    repo().join("examples/bindings")
+}
+
+/// An emulator subprocess on a free loopback port, killed on drop.
+struct Emulator {
+    child: Child,
+    url: String,
+}
+
+impl Emulator {
+    fn start(extra: &[&str]) -> Self {
+        let mut child = Command::new(BIN)
+            .args(["emulator", "--listen", "127.0.0.1:0", "--seed"])
+            .arg(seed())
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the emulator");
+        let stdout = child.stdout.take().expect("emulator stdout");
+        let mut first = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut first)
+            .expect("read the emulator's first line");
+        let url = first
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {first:?}"))
+            .to_owned();
+        Self { child, url }
+    }
+
+    fn admin(&self, path: &str) -> Value {
+        reqwest::blocking::get(format!("{}/_emulator/{path}", self.url))
+            .and_then(|r| r.error_for_status())
+            .and_then(|r| r.json())
+            .unwrap_or_else(|e| panic!("GET /_emulator/{path}: {e}"))
+    }
+
+    /// The API calls the emulator has served (admin calls excluded).
+    fn api_calls(&self) -> u64 {
+        let counters = self.admin("counters");
+        counters["calls"]
+            .as_array()
+            .expect("calls")
+            .iter()
+            .map(|c| c["count"].as_u64().unwrap_or(0))
+            .sum()
+    }
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn check(args: &[&str]) -> Output {
+    check_with_stdin(args, None)
+}
+
+fn check_with_stdin(args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = Command::new(BIN)
+        .arg("check")
+        .args(args)
+        .env("NO_COLOR", "1")
+        .env_remove("CLOUD_RUN_EMULATOR_HOST")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run check");
+    if let Some(text) = stdin {
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(text.as_bytes())
+            .expect("write stdin");
+    } else {
+        drop(child.stdin.take());
+    }
+    child.wait_with_output().expect("check finishes")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+fn json_report(out: &Output) -> Value {
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", text(&out.stdout)))
+}
+
+#[test]
+fn drift_is_reported_with_exit_2_and_every_drifted_resource_listed() {
+    let out = check(&["-f", path(&bindings()), "--emulator", path(&seed())]);
+    let stdout = text(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{stdout}\n{}",
+        text(&out.stderr)
+    );
+    for name in [
+        "inventory",
+        "search-frontend",
+        "db-migrate",
+        "email-sender",
+        "fraud-scorer",
+        "order-events",
+        "api-gateway",
+        "seed-data",
+        "queue-worker",
+    ] {
+        assert!(
+            stdout
+                .lines()
+                .any(|l| l.contains(name) && l.contains("Drifted")),
+            "{name} should be listed as Drifted:\n{stdout}"
+        );
+    }
+    assert!(stdout.contains("drift remains (exit 2)"), "{stdout}");
+}
+
+#[test]
+fn fix_then_recheck_is_clean_and_only_binary_authorization_changed() {
+    let emulator = Emulator::start(&[]);
+    let endpoint = ["--cloud-run-endpoint", emulator.url.as_str()];
+    let before = emulator.admin("state");
+
+    let out = check(&[&["-f", path(&bindings()), "--fix"][..], &endpoint[..]].concat());
+    let stdout = text(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        text(&out.stderr)
+    );
+    assert!(stdout.contains("== Drift found"), "{stdout}");
+    assert!(stdout.contains("== Fixed"), "{stdout}");
+    assert!(stdout.contains("10 fixed by --fix"), "{stdout}");
+
+    // A second run, a new process: nothing left to do.
+    let again = check(&[&["-f", path(&bindings()), "-o", "json"][..], &endpoint[..]].concat());
+    assert_eq!(again.status.code(), Some(0), "{}", text(&again.stderr));
+    let report = json_report(&again);
+    assert_eq!(report["verdict"], "Compliant");
+    assert_eq!(report["summary"]["drifted"], 0);
+
+    // Every change the emulator recorded touched binaryAuthorization only.
+    let changes = emulator.admin("audit");
+    let changes = changes["changes"].as_array().expect("changes list");
+    assert_eq!(changes.len(), 10, "{changes:?}");
+    for change in changes {
+        let fields: Vec<&str> = change["fields"]
+            .as_array()
+            .expect("fields")
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        assert!(
+            fields.iter().all(|f| f.starts_with("binaryAuthorization")),
+            "a fix changed more than binaryAuthorization: {change}"
+        );
+    }
+    let after = emulator.admin("state");
+    assert_ne!(before, after);
+}
+
+#[test]
+fn json_report_has_the_documented_shape() {
+    let out = check(&[
+        "-f",
+        path(&bindings()),
+        "--emulator",
+        path(&seed()),
+        "-o",
+        "json",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let report = json_report(&out);
+    assert_eq!(report["apiVersion"], "binauthz.dev/check-report/v1");
+    assert_eq!(report["fix"], false);
+    assert_eq!(report["verdict"], "DriftRemains");
+    assert_eq!(report["exitCode"], 2);
+    let listed = report["bindings"].as_array().expect("bindings");
+    let names: Vec<&str> = listed.iter().filter_map(|b| b["name"].as_str()).collect();
+    assert_eq!(names, ["prod-baseline", "prod-critical", "staging"]);
+    let critical = &listed[1];
+    assert_eq!(critical["namespace"], "platform");
+    assert_eq!(critical["project"], "acme-prod");
+    assert_eq!(critical["mode"], "Enforce");
+    assert_eq!(
+        critical["policy"],
+        "projects/acme-sec/platforms/cloudRun/policies/strict"
+    );
+    assert_eq!(critical["ready"], "False");
+    assert_eq!(critical["reason"], "Drifted");
+    assert_eq!(critical["summary"]["matched"], 6);
+    assert_eq!(critical["summary"]["drifted"], 2);
+    let fraud = critical["targets"]
+        .as_array()
+        .expect("targets")
+        .iter()
+        .find(|t| t["name"] == "fraud-scorer")
+        .expect("fraud-scorer listed");
+    assert_eq!(fraud["kind"], "WorkerPool");
+    assert_eq!(fraud["location"], "europe-west1");
+    assert_eq!(fraud["state"], "Drifted");
+    assert_eq!(fraud["observed"], "none");
+    let baseline = &listed[0];
+    let blocked = baseline["targets"]
+        .as_array()
+        .expect("targets")
+        .iter()
+        .find(|t| t["name"] == "recommendations")
+        .expect("recommendations listed");
+    assert_eq!(blocked["deployBlocked"], true);
+    assert!(blocked["message"]
+        .as_str()
+        .is_some_and(|m| m.contains("is not authorized by policy")));
+    assert_eq!(report["summary"]["deployBlocked"], 1);
+    assert_eq!(report["summary"]["breakglass"], 1);
+
+    let yaml = check(&[
+        "-f",
+        path(&bindings()),
+        "--emulator",
+        path(&seed()),
+        "-o",
+        "yaml",
+    ]);
+    assert_eq!(yaml.status.code(), Some(2));
+    let from_yaml: Value = serde_yaml_ng::from_slice(&yaml.stdout).expect("YAML report");
+    assert_eq!(
+        from_yaml["bindings"], report["bindings"],
+        "YAML and JSON say the same"
+    );
+}
+
+#[test]
+fn compliant_estate_exits_0() {
+    let binding = "apiVersion: binauthz.dev/v1alpha1
+kind: BinAuthzBinding
+metadata: {name: payments, namespace: platform}
+spec:
+  project: acme-prod
+  locations: [us-central1]
+  targets:
+    services: {names: [checkout, payments-api]}
+  policy: {name: projects/acme-sec/platforms/cloudRun/policies/strict}
+";
+    let out = check_with_stdin(&["-f", "-", "--emulator", path(&seed())], Some(binding));
+    let stdout = text(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        text(&out.stderr)
+    );
+    assert!(
+        stdout.contains("Ready=True (Compliant): 2/2 targets comply"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("all targets comply (exit 0)"), "{stdout}");
+}
+
+#[test]
+fn audit_bindings_are_reported_not_fixed() {
+    let binding = "apiVersion: binauthz.dev/v1alpha1
+kind: BinAuthzBinding
+metadata: {name: staging-audit}
+spec:
+  project: acme-staging
+  locations: [us-central1]
+  targets: {services: {names: ['*']}}
+  policy: {useDefault: true}
+  mode: Audit
+";
+    let emulator = Emulator::start(&[]);
+    let out = check_with_stdin(
+        &["-f", "-", "--fix", "--cloud-run-endpoint", &emulator.url],
+        Some(binding),
+    );
+    let stdout = text(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{stdout}\n{}",
+        text(&out.stderr)
+    );
+    assert!(stdout.contains("Audit mode"), "{stdout}");
+    let counters = emulator.admin("counters");
+    assert_eq!(counters["writes"], 0, "Audit must never write: {counters}");
+}
+
+#[test]
+fn invalid_manifests_exit_1_naming_file_and_field_without_calling_cloud_run() {
+    let emulator = Emulator::start(&[]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "apiVersion: binauthz.dev/v1alpha1
+kind: BinAuthzBinding
+metadata: {name: ok}
+spec:
+  project: acme-prod
+  locations: [us-central1]
+  targets: {services: {names: ['*']}}
+  policy: {useDefault: true}
+---
+apiVersion: binauthz.dev/v1alpha1
+kind: BinAuthzBinding
+metadata: {name: disabled}
+spec:
+  project: acme-prod
+  locations: [us-central1, '*']
+  targets: {services: {names: ['*']}}
+  policy:
+    useDefault: false
+",
+    )
+    .expect("write");
+    let out = check(&["-f", path(&bad), "--cloud-run-endpoint", &emulator.url]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(out.stdout.is_empty());
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert!(
+        lines.iter().any(|l| l.contains("bad.yaml:15 (document 2)")
+            && l.contains("spec.locations")
+            && l.contains("'*' (every region) must be the only entry")),
+        "{stderr}"
+    );
+    assert!(
+        lines.iter().any(|l| l.contains("bad.yaml:18 (document 2)")
+            && l.contains("binding default/disabled")
+            && l.contains("spec.policy.useDefault")),
+        "{stderr}"
+    );
+    assert!(stderr.contains("no Cloud Run call was made"), "{stderr}");
+    assert_eq!(
+        emulator.api_calls(),
+        0,
+        "check called Cloud Run despite invalid input"
+    );
+}
+
+#[test]
+fn every_invalid_corpus_sample_is_refused_by_check() {
+    let dir = repo().join("tests/fixtures/bindings/invalid");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .expect("corpus")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    files.sort();
+    assert!(files.len() >= 30);
+    for file in files {
+        let expect: Vec<String> = std::fs::read_to_string(&file)
+            .expect("read")
+            .lines()
+            .filter_map(|l| l.strip_prefix("# expect: ").map(str::to_owned))
+            .collect();
+        // No endpoint and no credentials: reaching Cloud Run would fail differently.
+        let out = check(&["-f", path(&file)]);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{}: {stderr}", file.display());
+        let name = file.file_name().and_then(|n| n.to_str()).expect("name");
+        assert!(stderr.contains(name), "{name}: {stderr}");
+        for fragment in &expect {
+            assert!(
+                stderr.contains(fragment.as_str()),
+                "{name}: {stderr} lacks {fragment}"
+            );
+        }
+        assert!(!stderr.contains("panicked"), "{name}: {stderr}");
+    }
+}
+
+#[test]
+fn permission_denied_exits_1_with_the_reason() {
+    let emulator = Emulator::start(&["--forbid", "acme-staging"]);
+    let out = check(&[
+        "-f",
+        path(&bindings()),
+        "--cloud-run-endpoint",
+        &emulator.url,
+        "-o",
+        "json",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let report = json_report(&out);
+    let staging = report["bindings"]
+        .as_array()
+        .expect("bindings")
+        .iter()
+        .find(|b| b["name"] == "staging")
+        .expect("staging");
+    assert_eq!(staging["reason"], "PermissionDenied");
+    assert_eq!(staging["ready"], "False");
+    assert_eq!(report["verdict"], "Error");
+}
+
+#[test]
+fn no_bindings_and_unreadable_paths_are_errors() {
+    let out = check(&["-f", "/nonexistent/bindings"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("/nonexistent/bindings") && stderr.contains("cannot read"),
+        "{stderr}"
+    );
+
+    let empty = tempfile::tempdir().expect("tempdir");
+    let out = check(&["-f", path(empty.path())]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("no BinAuthzBinding found"));
+}
+
+#[test]
+fn missing_credentials_are_one_clear_line() {
+    let out = Command::new(BIN)
+        .args(["check", "-f"])
+        .arg(bindings())
+        .env_remove("CLOUD_RUN_EMULATOR_HOST")
+        .env("GOOGLE_APPLICATION_CREDENTIALS", "/nonexistent/key.json")
+        .env("HOME", "/nonexistent")
+        .output()
+        .expect("run");
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.starts_with("error: "), "{stderr}");
+    assert!(!stderr.contains("panicked"));
+}
