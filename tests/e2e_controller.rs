@@ -491,9 +491,20 @@ async fn suspend_stops_cloud_run_calls() {
         &after[calls.min(after.len())..]
     );
     assert_eq!(s.emulator.binary_authorization(cart).await, Value::Null);
-    assert!(
-        s.operator.log().contains("paused"),
-        "the controller saw the binding"
+
+    // Resumed, it fixes what drifted meanwhile.
+    s.api
+        .patch(
+            "paused",
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "spec": { "suspend": false } })),
+        )
+        .await
+        .expect("resuming");
+    wait_reason(&s.api, "paused", "Compliant").await;
+    assert_eq!(
+        s.emulator.binary_authorization(cart).await,
+        json!({ "policy": STRICT })
     );
     drop(s.operator);
 }
@@ -657,7 +668,7 @@ async fn leader_election_one_replica_writes_and_the_other_takes_over() {
     .await;
     eventually("the new leader reports itself leader", || async {
         match survivor.metric_sum("binauthz_leader", "").await {
-            v if v == 1.0 => Ok(()),
+            1.0 => Ok(()),
             v => Err(format!("binauthz_leader {v}")),
         }
     })
