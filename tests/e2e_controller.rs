@@ -147,6 +147,71 @@ fn live_services(state: &Value, project: &str, region: &str) -> Vec<Value> {
         .collect()
 }
 
+/// Set to 1 to rewrite the controller's samples in tests/fixtures/argocd/ from this run.
+const UPDATE_SAMPLES_ENV: &str = "BINAUTHZ_UPDATE_ARGOCD_SAMPLES";
+/// What stands for the per-run values in a sample.
+const SAMPLE_NAMESPACE: &str = "platform";
+const SAMPLE_TIME: &str = "2026-01-05T10:00:00Z";
+
+/// The binding as the controller left it, with what differs from run to run replaced by
+/// fixed values: uid, resourceVersion, timestamps, the namespace (also inside messages).
+fn as_sample(mut object: Value, ns: &str) -> Value {
+    fn walk(value: &mut Value, ns: &str) {
+        match value {
+            Value::Object(map) => {
+                for (key, inner) in map.iter_mut() {
+                    if matches!(
+                        key.as_str(),
+                        "lastTransitionTime" | "lastSyncTime" | "creationTimestamp"
+                    ) {
+                        *inner = json!(SAMPLE_TIME);
+                    } else {
+                        walk(inner, ns);
+                    }
+                }
+            }
+            Value::Array(items) => items.iter_mut().for_each(|v| walk(v, ns)),
+            Value::String(text) if text.contains(ns) => {
+                *text = text.replace(ns, SAMPLE_NAMESPACE);
+            }
+            _ => {}
+        }
+    }
+    if let Some(metadata) = object["metadata"].as_object_mut() {
+        metadata.remove("managedFields");
+        metadata.insert("uid".into(), json!("00000000-0000-4000-8000-000000000000"));
+        metadata.insert("resourceVersion".into(), json!("1"));
+    }
+    walk(&mut object, ns);
+    object
+}
+
+/// Checks that tests/fixtures/argocd/`file` is this binding as the controller wrote it
+/// (deploy/argocd/health.lua is tested on the samples by scripts/lint-deploy.sh). With
+/// BINAUTHZ_UPDATE_ARGOCD_SAMPLES=1 the sample is rewritten instead.
+fn argocd_sample(cp: &envtest::ControlPlane, ns: &str, name: &str, file: &str) {
+    let json = cp.kubectl_ok(["get", "bab", name, "-n", ns, "-o", "json"]);
+    let served = as_sample(serde_json::from_str(&json).expect("binding JSON"), ns);
+    let path = repo().join("tests/fixtures/argocd").join(file);
+    if std::env::var(UPDATE_SAMPLES_ENV).is_ok_and(|v| v == "1") {
+        let mut text = serde_json::to_string_pretty(&served).expect("JSON");
+        text.push('\n');
+        std::fs::write(&path, text).unwrap_or_else(|e| panic!("writing {file}: {e}"));
+        return;
+    }
+    let committed: Value = std::fs::read_to_string(&path)
+        .ok()
+        .and_then(|text| serde_json::from_str(&text).ok())
+        .unwrap_or(Value::Null);
+    assert!(
+        committed == served,
+        "tests/fixtures/argocd/{file} is not what the controller writes now; rewrite it with \
+         `{UPDATE_SAMPLES_ENV}=1 cargo test --test e2e_controller`, review the diff and \
+         tests/fixtures/argocd/expected.txt, and run scripts/lint-deploy.sh.\nnow:\n{}",
+        serde_json::to_string_pretty(&served).unwrap_or_default()
+    );
+}
+
 /// One namespace, one emulator and one controller watching only that namespace.
 struct Scenario {
     cp: &'static envtest::ControlPlane,
@@ -246,6 +311,12 @@ async fn binding_becomes_ready_fixes_the_seeded_drift_and_records_events() {
     assert_eq!(summary.matched as usize, services.len(), "{}", describe(&b));
     assert_eq!(summary.compliant, summary.matched, "{}", describe(&b));
     assert_eq!(status.policy.as_deref(), Some(STRICT));
+    argocd_sample(
+        s.cp,
+        &s.ns,
+        "prod-services",
+        "controller-healthy-remediated.json",
+    );
 
     // Cloud Run now carries the policy everywhere the binding covers ...
     let after = s.emulator.state().await;
@@ -337,6 +408,7 @@ async fn audit_mode_reports_drift_without_writing() {
     assert_eq!(summary.remediated, 0, "{}", describe(&b));
     let ready = condition(&b, "Ready").expect("Ready");
     assert_eq!(ready.status, "False");
+    argocd_sample(s.cp, &s.ns, "audit", "controller-degraded-audit-drift.json");
     let counters = s.emulator.counters().await;
     assert!(counters["reads"].as_u64() > Some(0), "{counters}");
     assert_eq!(
@@ -400,6 +472,7 @@ async fn a_conflict_between_two_bindings_shows_on_both() {
             Some("True")
         );
     }
+    argocd_sample(s.cp, &s.ns, "team-a", "controller-degraded-conflict.json");
     // The contested service is left as it was.
     assert_eq!(s.emulator.binary_authorization(checkout).await, before);
     assert_eq!(s.emulator.counters().await["writes"], 0);
@@ -475,6 +548,7 @@ async fn suspend_stops_cloud_run_calls() {
         condition(&b, "Ready").map(|c| c.status.as_str()),
         Some("Unknown")
     );
+    argocd_sample(s.cp, &s.ns, "paused", "controller-suspended.json");
 
     // Someone turns Binary Authorization off; a running binding would fix it within its
     // 30 s interval. Suspended, the operator must not call Cloud Run at all: watch the
