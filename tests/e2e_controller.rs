@@ -771,3 +771,43 @@ async fn leader_election_one_replica_writes_and_the_other_takes_over() {
     wait_reason(&api, "ha", "Compliant").await;
     drop(dead);
 }
+
+#[tokio::test]
+async fn remediations_in_flight_show_as_reconciling() {
+    // Cloud Run takes ten minutes to finish each write: the fixes stay in flight.
+    let Some(s) = scenario_with(&["--operation-delay-ms=600000"]).await else {
+        return;
+    };
+    s.api
+        .create(
+            &PostParams::default(),
+            &binding(
+                "in-flight",
+                prod_services(json!({ "name": STRICT }), json!({})),
+            ),
+        )
+        .await
+        .expect("creating the binding");
+    let b = eventually("the binding reports Reconciling=True", || async {
+        let b = s.api.get("in-flight").await.map_err(|e| e.to_string())?;
+        match condition(&b, "Reconciling") {
+            Some(c) if c.status == "True" => Ok(b),
+            _ => Err(describe(&b)),
+        }
+    })
+    .await;
+    let ready = condition(&b, "Ready").expect("Ready");
+    assert_eq!(
+        (ready.status.as_str(), ready.reason.as_str()),
+        ("False", "Drifted"),
+        "{}",
+        describe(&b)
+    );
+    argocd_sample(
+        s.cp,
+        &s.ns,
+        "in-flight",
+        "controller-progressing-reconciling.json",
+    );
+    drop(s.operator);
+}
