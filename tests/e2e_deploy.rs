@@ -45,6 +45,10 @@ async fn deployed() -> Option<(&'static envtest::ControlPlane, &'static Deployed
             "-f".as_ref(),
             deploy.join("namespace.yaml").as_os_str(),
         ]);
+        // (With USE_EXISTING_CLUSTER the CRD may be installed already.)
+        let crd_before = cp
+            .kubectl(["get", "customresourcedefinitions", "-o", "name"])
+            .stdout;
         let dry_run = cp.kubectl([
             "apply".as_ref(),
             "--dry-run=server".as_ref(),
@@ -57,11 +61,13 @@ async fn deployed() -> Option<(&'static envtest::ControlPlane, &'static Deployed
             String::from_utf8_lossy(&dry_run.stdout),
             String::from_utf8_lossy(&dry_run.stderr)
         );
-        let out = cp.kubectl(["get", "customresourcedefinitions", "-o", "name"]);
-        assert!(
-            String::from_utf8_lossy(&out.stdout).trim().is_empty(),
-            "the dry run stored a CRD: {}",
-            String::from_utf8_lossy(&out.stdout)
+        let crd_after = cp
+            .kubectl(["get", "customresourcedefinitions", "-o", "name"])
+            .stdout;
+        assert_eq!(
+            String::from_utf8_lossy(&crd_after),
+            String::from_utf8_lossy(&crd_before),
+            "the dry run stored a CRD"
         );
         let apply = cp.kubectl(["apply".as_ref(), "-k".as_ref(), deploy.as_os_str()]);
         assert!(
