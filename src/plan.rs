@@ -931,7 +931,13 @@ impl<'r> BindingPlan<'r> {
                     location: id.location.clone(),
                     name: id.name.clone(),
                     state: r.state,
-                    observed: r.target.resource.policy.to_string(),
+                    // A remediated target carries the desired policy now; the message
+                    // says what it carried before ("set policy X (was Y)").
+                    observed: if r.state == TargetState::Remediated {
+                        desired.clone()
+                    } else {
+                        r.target.resource.policy.to_string()
+                    },
                     desired: desired.clone(),
                     message: target_message(me, r),
                     deploy_blocked: r.deploy_blocked,
@@ -1893,10 +1899,12 @@ mod tests {
         );
         let b = &s.targets[0];
         assert_eq!((b.name.as_str(), b.state), ("b", TargetState::Remediated));
+        // Fixed: it carries the desired policy now; the message keeps what it had.
         assert_eq!(
             (b.observed.as_str(), b.desired.as_str()),
-            ("none", "default")
+            ("default", "default")
         );
+        assert!(b.message.contains("(was none)"), "{}", b.message);
         assert_eq!(b.message, "set policy default (was none)");
         assert_eq!(s.targets[1].state, TargetState::Compliant);
     }
