@@ -2623,6 +2623,13 @@ mod properties {
         seen
     }
 
+    /// The estate as Cloud Run lists it: each resource once (the copy the planner keeps).
+    /// Properties about applying writes use it: with two differing copies of one id, a
+    /// write changes which copy is canonical, which no real listing can produce.
+    fn listed_once(estate: &[ObservedResource]) -> Vec<ObservedResource> {
+        canonical(estate).into_values().cloned().collect()
+    }
+
     fn inputs(bindings: &[TestBinding]) -> Vec<BindingInput<'_>> {
         bindings.iter().map(TestBinding::input).collect()
     }
@@ -2698,7 +2705,8 @@ mod properties {
         }
 
         #[test]
-        fn planning_again_after_the_writes_asks_for_nothing(bindings in bindings(), mut estate in estate()) {
+        fn planning_again_after_the_writes_asks_for_nothing(bindings in bindings(), estate in estate()) {
+            let mut estate = listed_once(&estate);
             let first = plan(&inputs(&bindings), &estate).unwrap();
             let writes = owned_writes(&first);
             drop(first);
@@ -2712,11 +2720,12 @@ mod properties {
         #[test]
         fn bindings_passing_one_by_one_never_write_in_a_cycle(
             bindings in bindings(),
-            mut estate in estate(),
+            estate in estate(),
             order in Just((0..6).collect::<Vec<usize>>()).prop_shuffle(),
         ) {
             // As the controller runs it: each binding's pass re-plans everything and applies
             // only its own remediations, in some order; after one full round nothing is left.
+            let mut estate = listed_once(&estate);
             let order: Vec<&TestBinding> = order.iter().filter_map(|&i| bindings.get(i)).collect();
             for round in 0..2 {
                 for b in &order {
