@@ -5,7 +5,7 @@ CARGO ?= cargo
 BIN := target/debug/binauthz-operator
 CRD := crds/binauthzbindings.binauthz.dev.yaml
 
-.PHONY: help test lint fmt-check clippy hadolint lint-deploy unit crds demo bench bench-quick build
+.PHONY: help test lint fmt-check clippy hadolint lint-deploy unit crds demo dev bench bench-quick build
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -35,6 +35,9 @@ unit: ## All Rust tests
 demo: ## Check-and-fix examples/ against the embedded Cloud Run emulator (no credentials, no network)
 	$(CARGO) build --locked -q
 	$(BIN) check -f examples/ --fix --emulator examples/cloudrun-seed.yaml
+
+dev: build ## Local playground: kube-apiserver, Cloud Run emulator, controller, examples/bindings/ (Ctrl-C stops it)
+	BINAUTHZ_BIN=$(BIN) scripts/dev.sh
 
 crds: ## Regenerate crds/ from the Rust types
 	$(CARGO) run --locked -q -- crd > $(CRD)

@@ -70,12 +70,7 @@ async fn deployed() -> Option<(&'static envtest::ControlPlane, &'static Deployed
             String::from_utf8_lossy(&apply.stdout),
             String::from_utf8_lossy(&apply.stderr)
         );
-        cp.kubectl_ok([
-            "wait",
-            "--for=condition=Established",
-            "--timeout=30s",
-            "customresourcedefinition/binauthzbindings.binauthz.dev",
-        ]);
+        cp.wait_crd_established("binauthzbindings.binauthz.dev");
         Deployed {
             dry_run_stderr: String::from_utf8_lossy(&dry_run.stderr).into_owned(),
             apply_stderr: String::from_utf8_lossy(&apply.stderr).into_owned(),
