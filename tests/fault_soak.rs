@@ -138,12 +138,17 @@ async fn check_fix_converges_under_every_fault_with_concurrent_user_deploys() {
     );
     verdict.assert_all();
     assert!(converged_after.is_some_and(|p| p <= 3));
-    // The faults did happen.
-    for code in [503, 429, 409, 0] {
-        assert!(
-            codes.get(&code).copied().unwrap_or(0) > 0 || count < 100,
-            "no {code} answers were injected: {codes:?}"
-        );
+    // The faults did happen. A short run (make test: ~160 calls) is only sure to see some
+    // of them (a 1% reset rate leaves a 20% chance of none); the soak sees every kind.
+    let seen = |code: u16| codes.get(&code).copied().unwrap_or(0);
+    assert!(
+        seen(503) + seen(429) + seen(0) > 0,
+        "no fault was injected: {codes:?}"
+    );
+    if count >= 1000 {
+        for code in [503, 429, 409, 0] {
+            assert!(seen(code) > 0, "no {code} answers were injected: {codes:?}");
+        }
     }
 }
 
