@@ -26,8 +26,9 @@
 //! next pass verifies. Enforcement is not retroactive: Cloud Run checks the policy at the
 //! next deploy.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fmt;
+use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -41,8 +42,8 @@ use tracing::{debug, field, info, info_span, warn, Instrument};
 
 use super::auth::Auth;
 use super::config::CloudRunConfig;
-use super::error::{ApiError, Code, Error, Result};
-use super::model::{ListPage, LocationsPage, Operation, Resource};
+use super::error::{clip, ApiError, Code, Error, Result};
+use super::model::{json_values_at_most, ListPage, LocationsPage, Operation, Resource};
 use super::observe::{ApiMethod, CallObserver, CallStatus, NoopObserver};
 use super::ratelimit::{Budget, RateLimits, Throttle};
 use crate::policy::PolicyName;
@@ -53,6 +54,12 @@ pub const USER_AGENT: &str = concat!("binauthz-operator/", env!("CARGO_PKG_VERSI
 
 /// Longest interval between two polls of an operation.
 const MAX_POLL_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Longest server-provided resource name quoted in an error.
+const MAX_NAME_IN_ERROR: usize = 200;
+
+/// Longest decoder message kept in an error (serde quotes offending values).
+const MAX_DETAIL: usize = 300;
 
 /// A resource as just read: the planner's view and the wire object it came from (whose
 /// etag — and, for jobs, whole body — a remediation writes back).
@@ -192,7 +199,8 @@ impl CloudRunClient {
     ) -> BoxStream<'static, Result<Vec<LiveResource>>> {
         let client = self.clone();
         let scope = Arc::new((project.to_owned(), location.to_owned()));
-        stream::try_unfold(Some(String::new()), move |token| {
+        let tokens = PageTokens::new(self.inner.config.max_list_pages);
+        stream::try_unfold((Some(String::new()), tokens), move |(token, mut tokens)| {
             let client = client.clone();
             let scope = Arc::clone(&scope);
             async move {
@@ -201,19 +209,14 @@ impl CloudRunClient {
                 };
                 let (project, location) = &*scope;
                 let (items, next) = client.list_page(project, location, kind, &token).await?;
-                let next = match next.filter(|t| !t.is_empty()) {
-                    Some(next) if next == token => {
-                        return Err(Error::Decode {
-                            target: format!(
-                                "{} projects/{project}/locations/{location}",
-                                ApiMethod::list(kind)
-                            ),
-                            detail: "the server returned the same page token twice".into(),
-                        })
-                    }
-                    next => next,
-                };
-                Ok(Some((items, next)))
+                let next = tokens.follow(next).map_err(|detail| Error::Decode {
+                    target: format!(
+                        "{} projects/{project}/locations/{location}",
+                        ApiMethod::list(kind)
+                    ),
+                    detail,
+                })?;
+                Ok(Some((items, (next, tokens))))
             }
         })
         .boxed()
@@ -273,10 +276,14 @@ impl CloudRunClient {
                 let resource = Resource::deserialize(&item).map_err(|err| Error::Decode {
                     target: target.clone(),
                     detail: format!(
-                        "resource {} is malformed: {err}",
-                        item.get("name")
-                            .and_then(Value::as_str)
-                            .unwrap_or("(unnamed)")
+                        "resource {} is malformed: {}",
+                        clip(
+                            item.get("name")
+                                .and_then(Value::as_str)
+                                .unwrap_or("(unnamed)"),
+                            MAX_NAME_IN_ERROR
+                        ),
+                        clip(&err.to_string(), MAX_DETAIL)
                     ),
                 })?;
                 let id = match resource.name_parts() {
@@ -291,7 +298,7 @@ impl CloudRunClient {
                             target: target.clone(),
                             detail: format!(
                                 "listed resource name {:?} is not a {kind} name",
-                                resource.name
+                                clip(&resource.name, MAX_NAME_IN_ERROR)
                             ),
                         })
                     }
@@ -346,6 +353,7 @@ impl CloudRunClient {
         )?;
         let mut regions = BTreeSet::new();
         let mut token = String::new();
+        let mut tokens = PageTokens::new(self.inner.config.max_list_pages);
         loop {
             let mut query = vec![("pageSize", "100".to_owned())];
             if !token.is_empty() {
@@ -375,10 +383,13 @@ impl CloudRunClient {
                     .filter_map(|l| l.region())
                     .map(str::to_owned),
             );
-            match page
-                .next_page_token
-                .filter(|t| !t.is_empty() && *t != token)
-            {
+            let next = tokens
+                .follow(page.next_page_token)
+                .map_err(|detail| Error::Decode {
+                    target: format!("{} {parent}", ApiMethod::ListLocations),
+                    detail,
+                })?;
+            match next {
                 Some(next) => token = next,
                 None => break,
             }
@@ -784,27 +795,113 @@ impl CloudRunClient {
                 Error::transport(call.target(), &err)
             }
         };
-        let response = request.send().await.map_err(failed)?;
+        let mut response = request.send().await.map_err(failed)?;
         let status = response.status();
         let retry_after = response
             .headers()
             .get(RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
-        let bytes = response.bytes().await.map_err(failed)?;
+        let limits = &self.inner.config;
+        let too_large = |what: String| Error::Decode {
+            target: call.target(),
+            detail: what,
+        };
+        // Read at most `max_response_bytes`: a successful answer beyond is refused, an
+        // error answer is classified from the part read (its status decides anyway).
+        let max = limits.max_response_bytes;
+        let mut bytes = Vec::new();
+        let mut truncated = response
+            .content_length()
+            .is_some_and(|len| len > max as u64);
+        while !truncated {
+            let Some(chunk) = response.chunk().await.map_err(failed)? else {
+                break;
+            };
+            if bytes.len() + chunk.len() > max {
+                let room = max - bytes.len();
+                bytes.extend_from_slice(&chunk[..room]);
+                truncated = true;
+            } else {
+                bytes.extend_from_slice(&chunk);
+            }
+        }
         if status.is_success() {
+            if truncated {
+                return Err(too_large(format!(
+                    "the answer is larger than {max} bytes; refusing it"
+                )));
+            }
+            if !json_values_at_most(&bytes, limits.max_response_values) {
+                return Err(too_large(format!(
+                    "the answer holds more than {} JSON values; refusing it",
+                    limits.max_response_values
+                )));
+            }
             serde_json::from_slice(&bytes).map_err(|err| Error::Decode {
                 target: call.target(),
-                detail: err.to_string(),
+                detail: clip(&err.to_string(), MAX_DETAIL),
             })
         } else {
+            // An envelope too big to decode safely is read as text: its start and the
+            // HTTP status classify it.
+            let body: &[u8] = if truncated && bytes.is_empty() {
+                b"(the error body is larger than the client reads)"
+            } else if truncated || !json_values_at_most(&bytes, limits.max_response_values) {
+                &bytes[..bytes.len().min(1024)]
+            } else {
+                &bytes
+            };
             Err(Error::from_api(ApiError::from_http(
                 call.target(),
                 status.as_u16(),
                 retry_after.as_deref(),
-                &bytes,
+                body,
             )))
         }
+    }
+}
+
+/// The page tokens one list has followed.
+struct PageTokens {
+    /// Hashes of the tokens returned so far (a hostile token can be large).
+    seen: HashSet<u64>,
+    pages: u32,
+    max_pages: u32,
+}
+
+impl PageTokens {
+    fn new(max_pages: u32) -> Self {
+        Self {
+            seen: HashSet::new(),
+            pages: 0,
+            max_pages,
+        }
+    }
+
+    /// After a page answered `next`: the token of the page to read next, `None` at the end,
+    /// or why the list cannot go on — the server returned a token it had returned before
+    /// (the list would loop forever) or more pages than any Cloud Run list has.
+    fn follow(&mut self, next: Option<String>) -> std::result::Result<Option<String>, String> {
+        self.pages += 1;
+        let Some(next) = next.filter(|t| !t.is_empty()) else {
+            return Ok(None);
+        };
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        next.hash(&mut hasher);
+        if !self.seen.insert(hasher.finish()) {
+            return Err(
+                "the server returned the same page token twice (the list would loop forever)"
+                    .into(),
+            );
+        }
+        if self.pages >= self.max_pages {
+            return Err(format!(
+                "the list goes on beyond {} pages; refusing to follow more",
+                self.max_pages
+            ));
+        }
+        Ok(Some(next))
     }
 }
 

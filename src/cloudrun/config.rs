@@ -47,6 +47,12 @@ pub struct CloudRunArgs {
     #[arg(long, env = "CLOUD_RUN_MAX_CONCURRENT_WRITES", value_name = "N", default_value_t = RateLimitConfig::default().max_concurrent_writes)]
     pub max_concurrent_writes: NonZeroUsize,
 
+    /// Authenticate with Google Application Default Credentials even though
+    /// --cloud-run-endpoint is set: for a Private Service Connect endpoint of Google's
+    /// APIs (e.g. `https://run-myendpoint.p.googleapis.com`) rather than an emulator.
+    #[arg(long, env = "CLOUD_RUN_GOOGLE_CREDENTIALS")]
+    pub google_credentials: bool,
+
     /// Timeout of one HTTP request to Cloud Run (e.g. `30s`, `1m`).
     #[arg(long, env = "CLOUD_RUN_REQUEST_TIMEOUT", value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
     pub request_timeout: Duration,
@@ -61,6 +67,7 @@ impl Default for CloudRunArgs {
             read_rate: rates.reads_per_minute,
             write_rate: rates.writes_per_minute,
             max_concurrent_writes: rates.max_concurrent_writes,
+            google_credentials: false,
             request_timeout: CloudRunConfig::DEFAULT_REQUEST_TIMEOUT,
         }
     }
@@ -76,6 +83,7 @@ impl CloudRunArgs {
             read_rate,
             write_rate,
             max_concurrent_writes,
+            google_credentials,
             request_timeout,
         } = self;
         let mut config = match non_empty(cloud_run_endpoint) {
@@ -84,6 +92,9 @@ impl CloudRunArgs {
         };
         if let Some(url) = non_empty(binauthz_endpoint) {
             config.binauthz_base_url = parse_endpoint("--binauthz-endpoint", url)?;
+        }
+        if *google_credentials {
+            config.google_credentials = true;
         }
         config.rate_limits = RateLimitConfig {
             reads_per_minute: *read_rate,
@@ -189,6 +200,19 @@ pub struct CloudRunConfig {
     pub max_conflict_retries: u32,
     /// `pageSize` of list calls.
     pub page_size: u32,
+    /// Most pages one list follows (Cloud Run holds at most 1,000 resources of a kind per
+    /// project and region: 10 pages of 100). A server that keeps answering new page
+    /// tokens gets a [`Error::Decode`] instead of an endless list.
+    pub max_list_pages: u32,
+    /// Largest response body read, in bytes; a larger answer is refused (a successful one
+    /// as [`Error::Decode`]; an error answer is classified from its HTTP status alone).
+    /// A page of 100 resources is typically 0.1–0.5 MB.
+    pub max_response_bytes: usize,
+    /// Most JSON values (objects, arrays, strings, numbers, ...) one response may hold,
+    /// checked before it is decoded: decoded JSON takes up to ~40 times its size in
+    /// memory, so this bounds what a pathological body (`[0,0,0,...]`) can cost. A page of
+    /// 100 real resources holds some 10–30 thousand.
+    pub max_response_values: usize,
     /// How long the regions of a project are cached.
     pub regions_ttl: Duration,
     /// How long a policy-existence answer is cached (both "exists" and "missing").
@@ -224,6 +248,9 @@ impl Default for CloudRunConfig {
             operation: OperationPolicy::default(),
             max_conflict_retries: 3,
             page_size: 100,
+            max_list_pages: 1_000,
+            max_response_bytes: 16 * 1024 * 1024,
+            max_response_values: 1_000_000,
             regions_ttl: Duration::from_secs(3600),
             policy_ttl: Duration::from_secs(300),
         }
@@ -286,6 +313,23 @@ mod tests {
             config.binauthz_base_url,
             "https://binauthz.internal.example"
         );
+    }
+
+    #[test]
+    fn a_private_endpoint_can_use_google_credentials() {
+        let cli = Cli::try_parse_from([
+            "x",
+            "--cloud-run-endpoint",
+            "https://run-psc.p.googleapis.com",
+            "--google-credentials",
+        ])
+        .unwrap();
+        let config = cli.cloud_run.config().unwrap();
+        assert_eq!(
+            config.cloud_run_base_url,
+            "https://run-psc.p.googleapis.com"
+        );
+        assert!(config.google_credentials);
     }
 
     #[test]

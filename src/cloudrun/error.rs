@@ -18,6 +18,33 @@ use super::retry::{parse_proto_duration, parse_retry_after};
 /// `Result` of the Cloud Run client.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// Longest Google message kept in an [`ApiError`], in bytes (Google's are a few hundred).
+pub const MAX_MESSAGE: usize = 1024;
+/// Longest start of a non-JSON error body kept as the message.
+const MAX_FALLBACK_MESSAGE: usize = 200;
+/// Most quota or field violations kept from one error.
+pub const MAX_VIOLATIONS: usize = 10;
+/// Longest text of one violation's field, subject or description.
+const MAX_VIOLATION_TEXT: usize = 256;
+
+/// Text from a server made fit for one log line, an event note or a status message: every
+/// control character (newlines included) becomes a space, and text longer than `max`
+/// bytes is cut at a character boundary and ends with `…`.
+///
+/// Guarantee: the result has no control characters and is at most `max + 3` bytes.
+pub fn clip(text: &str, max: usize) -> String {
+    let mut out = String::with_capacity(text.len().min(max + 3));
+    for c in text.chars() {
+        let c = if c.is_control() { ' ' } else { c };
+        if out.len() + c.len_utf8() > max {
+            out.push('…');
+            break;
+        }
+        out.push(c);
+    }
+    out
+}
+
 /// The canonical Google status codes (`google.rpc.Code`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Code {
@@ -157,7 +184,8 @@ pub struct FieldViolation {
 }
 
 /// The typed details of a Google error (`error.details[]`) this client understands; other
-/// detail types are ignored.
+/// detail types are ignored. At most [`MAX_VIOLATIONS`] violations of each kind are kept,
+/// their texts clipped like messages (see [`clip`]).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ErrorDetails {
     /// `RetryInfo.retryDelay`.
@@ -196,20 +224,28 @@ impl ErrorDetails {
                 }
                 "google.rpc.QuotaFailure" => {
                     if let Ok(failure) = RawQuotaFailure::deserialize(detail) {
+                        let room = MAX_VIOLATIONS.saturating_sub(out.quota_violations.len());
                         out.quota_violations
-                            .extend(failure.violations.into_iter().map(|v| QuotaViolation {
-                                subject: v.subject,
-                                description: v.description,
+                            .extend(failure.violations.into_iter().take(room).map(|v| {
+                                QuotaViolation {
+                                    subject: clip(&v.subject, MAX_VIOLATION_TEXT),
+                                    description: clip(&v.description, MAX_VIOLATION_TEXT),
+                                }
                             }));
                     }
                 }
                 "google.rpc.BadRequest" => {
                     if let Ok(bad) = RawBadRequest::deserialize(detail) {
-                        out.field_violations
-                            .extend(bad.field_violations.into_iter().map(|v| FieldViolation {
-                                field: v.field,
-                                description: v.description,
-                            }));
+                        let room = MAX_VIOLATIONS.saturating_sub(out.field_violations.len());
+                        out.field_violations.extend(
+                            bad.field_violations
+                                .into_iter()
+                                .take(room)
+                                .map(|v| FieldViolation {
+                                    field: clip(&v.field, MAX_VIOLATION_TEXT),
+                                    description: clip(&v.description, MAX_VIOLATION_TEXT),
+                                }),
+                        );
                     }
                 }
                 _ => {}
@@ -317,22 +353,17 @@ impl ApiError {
                     target: target.into(),
                     code,
                     http_status: Some(http_status),
-                    message: error.message,
+                    message: clip(&error.message, MAX_MESSAGE),
                     details,
                     retry_after,
                 }
             }
             Err(_) => {
-                let text = String::from_utf8_lossy(body);
-                let mut message: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
-                if message.len() > 200 {
-                    let cut = (0..=200)
-                        .rev()
-                        .find(|i| message.is_char_boundary(*i))
-                        .unwrap_or(0);
-                    message.truncate(cut);
-                    message.push('…');
-                }
+                // Only the start matters; never copy a huge body.
+                let start = &body[..body.len().min(4 * MAX_FALLBACK_MESSAGE)];
+                let text = String::from_utf8_lossy(start);
+                let text: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+                let mut message = clip(&text, MAX_FALLBACK_MESSAGE);
                 if message.is_empty() {
                     message = format!("HTTP {http_status} with no error body");
                 }
@@ -350,7 +381,7 @@ impl ApiError {
 
     /// Reads the `error` of a finished long-running operation (`code` is a number there).
     pub fn from_operation_status(target: impl Into<String>, status: &Value) -> Self {
-        let raw = RawStatus::deserialize(status).unwrap_or(RawStatus {
+        let raw = RawStatus::deserialize(status).unwrap_or_else(|_| RawStatus {
             code: 2,
             message: status.to_string(),
             status: None,
@@ -361,7 +392,7 @@ impl ApiError {
             target: target.into(),
             code: Code::from_number(raw.code),
             http_status: None,
-            message: raw.message,
+            message: clip(&raw.message, MAX_MESSAGE),
             retry_after: details.retry_delay,
             details,
         }
@@ -775,6 +806,24 @@ mod tests {
             assert_eq!(Code::from_name(name), Some(code));
             assert_eq!(code.as_str(), name);
         }
+    }
+
+    #[test]
+    fn server_text_is_clipped_to_one_bounded_line() {
+        assert_eq!(clip("a\nb\r\tc", 100), "a b  c");
+        assert_eq!(clip("ünïcode", 3), "ün…");
+        assert_eq!(clip("ünïcode", 2), "ü…");
+        assert_eq!(clip("abcdef", 6), "abcdef");
+        assert_eq!(clip("abcdefg", 6), "abcdef…");
+        let long = "x".repeat(10_000);
+        let err = http_error(
+            503,
+            None,
+            json!({"error": {"code": 503, "status": "UNAVAILABLE", "message": format!("{long}\ninjected")}}),
+        );
+        let text = err.to_string();
+        assert!(!text.contains('\n'));
+        assert!(text.len() < MAX_MESSAGE + 200, "{}", text.len());
     }
 
     #[test]

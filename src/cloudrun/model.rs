@@ -418,6 +418,91 @@ pub struct Operation {
     pub response: Option<Value>,
 }
 
+/// Whether the JSON text `bytes` holds at most `max` values (every object, array, key-less
+/// scalar and array element counts one; object keys do not), counted without building
+/// them. Text that is not JSON counts as within budget: the decoder reports it.
+///
+/// Decoded JSON takes up to ~40 times its text in memory (`[0,0,0,...]`: 2 bytes of text,
+/// 72 of `Value` each), so the client checks this before decoding a response.
+pub fn json_values_at_most(bytes: &[u8], max: usize) -> bool {
+    use std::cell::Cell;
+
+    use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+
+    struct Count<'a> {
+        seen: &'a Cell<usize>,
+        max: usize,
+    }
+
+    impl Count<'_> {
+        fn one<E: de::Error>(&self) -> Result<(), E> {
+            let seen = self.seen.get() + 1;
+            self.seen.set(seen);
+            if seen > self.max {
+                Err(E::custom("too many JSON values"))
+            } else {
+                Ok(())
+            }
+        }
+
+        fn nested(&self) -> Count<'_> {
+            Count {
+                seen: self.seen,
+                max: self.max,
+            }
+        }
+    }
+
+    impl<'de> DeserializeSeed<'de> for Count<'_> {
+        type Value = ();
+        fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+            deserializer.deserialize_any(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for Count<'_> {
+        type Value = ();
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("any JSON value")
+        }
+        fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
+            self.one()
+        }
+        fn visit_i64<E: de::Error>(self, _: i64) -> Result<(), E> {
+            self.one()
+        }
+        fn visit_u64<E: de::Error>(self, _: u64) -> Result<(), E> {
+            self.one()
+        }
+        fn visit_f64<E: de::Error>(self, _: f64) -> Result<(), E> {
+            self.one()
+        }
+        fn visit_str<E: de::Error>(self, _: &str) -> Result<(), E> {
+            self.one()
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+            self.one()
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+            self.one()?;
+            while seq.next_element_seed(self.nested())?.is_some() {}
+            Ok(())
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            self.one()?;
+            while map.next_key::<IgnoredAny>()?.is_some() {
+                map.next_value_seed(self.nested())?;
+            }
+            Ok(())
+        }
+    }
+
+    let seen = Cell::new(0);
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let counted = Count { seen: &seen, max }.deserialize(&mut deserializer);
+    counted.is_ok() || seen.get() <= max
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -737,6 +822,30 @@ mod tests {
         }
         let last: ListPage = serde_json::from_value(json!({})).unwrap();
         assert!(last.items.is_empty() && last.next_page_token.is_none());
+    }
+
+    #[test]
+    fn json_values_are_counted_without_decoding() {
+        let page = json!({"services": [service_json(), blocked_job_json()], "nextPageToken": "t"});
+        let text = page.to_string();
+        let values = |v: &Value| -> usize {
+            fn count(v: &Value) -> usize {
+                1 + match v {
+                    Value::Array(a) => a.iter().map(count).sum(),
+                    Value::Object(o) => o.values().map(count).sum(),
+                    _ => 0,
+                }
+            }
+            count(v)
+        };
+        let n = values(&page);
+        assert!(json_values_at_most(text.as_bytes(), n));
+        assert!(!json_values_at_most(text.as_bytes(), n - 1));
+        assert!(!json_values_at_most(b"[0,0,0,0,0]", 5));
+        assert!(json_values_at_most(b"[0,0,0,0,0]", 6));
+        // Not JSON, or truncated within budget: left to the decoder to report.
+        assert!(json_values_at_most(b"<html>", 1));
+        assert!(json_values_at_most(b"{\"services\": [1, 2", 10));
     }
 
     #[test]

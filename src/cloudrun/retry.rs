@@ -59,7 +59,8 @@ impl RetryPolicy {
         match server_hint {
             Some(hint) => {
                 let spread = (hint / 10).min(self.max_backoff);
-                hint + random_up_to(&mut rng, spread)
+                // The hint comes from the server: any value must not overflow.
+                hint.saturating_add(random_up_to(&mut rng, spread))
             }
             None => {
                 let cap = self.backoff_cap(retry);
@@ -201,6 +202,21 @@ mod tests {
                 "{d:?}"
             );
         }
+    }
+
+    #[test]
+    fn an_absurd_server_delay_neither_overflows_nor_is_scheduled() {
+        let p = RetryPolicy {
+            max_backoff: Duration::from_secs(30),
+            ..policy()
+        };
+        let absurd = Duration::new(u64::MAX, 999_999_999);
+        assert_eq!(p.delay(0, Some(absurd)), absurd);
+        let mut r = p.start();
+        assert_eq!(
+            r.next_delay(&api(Code::ResourceExhausted, Some(absurd))),
+            None
+        );
     }
 
     #[test]
