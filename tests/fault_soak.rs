@@ -113,7 +113,7 @@ async fn check_fix_converges_under_every_fault_with_concurrent_user_deploys() {
     let verdict = reliability::verify(
         &start,
         &end,
-        &users.all(),
+        &users,
         &handle.changes(),
         "binauthz-operator/",
     );
@@ -193,7 +193,7 @@ async fn the_verification_catches_a_lost_deploy() {
     let verdict = reliability::verify(
         &start,
         &estate(&handle),
-        &users.all(),
+        &users,
         &handle.changes(),
         "binauthz-operator/",
     );

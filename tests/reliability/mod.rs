@@ -180,6 +180,8 @@ pub struct Users {
     url: String,
     http: reqwest::Client,
     pub deploys: Arc<Mutex<Vec<UserDeploy>>>,
+    /// Resources whose Binary Authorization someone cleared (without deploying).
+    pub drifts: Arc<Mutex<Vec<String>>>,
 }
 
 impl Users {
@@ -188,7 +190,32 @@ impl Users {
             url: handle.url(),
             http: reqwest::Client::new(),
             deploys: Arc::new(Mutex::new(Vec::new())),
+            drifts: Arc::new(Mutex::new(Vec::new())),
         }
+    }
+
+    /// Someone clears the resource's Binary Authorization (`gcloud run services update
+    /// --clear-binary-authorization`).
+    pub async fn drift(&self, resource: &str) {
+        let answer: Value = self
+            .http
+            .post(format!("{}/_emulator/drift", self.url))
+            .json(&json!({"name": resource, "binaryAuthorization": null, "by": "dev@example.com"}))
+            .send()
+            .await
+            .expect("the admin API answers")
+            .json()
+            .await
+            .expect("a JSON answer");
+        assert!(
+            answer["resource"].is_object(),
+            "drift of {resource} failed: {answer}"
+        );
+        self.drifts.lock().unwrap().push(resource.to_owned());
+    }
+
+    pub fn drifted(&self) -> Vec<String> {
+        self.drifts.lock().unwrap().clone()
     }
 
     pub async fn deploy(&self, resource: &str, n: usize) {
@@ -292,15 +319,17 @@ impl Verdict {
     }
 }
 
-/// Checks the end state against the start, the user deploys and the audit log, counting
-/// only API changes made by callers whose tag starts with `operator_tag`.
+/// Checks the end state against the start, the users' deploys and drifts and the audit
+/// log, counting only API changes made by callers whose tag starts with `operator_tag`.
 pub fn verify(
     start: &BTreeMap<String, Held>,
     end: &BTreeMap<String, Held>,
-    deploys: &[UserDeploy],
+    users: &Users,
     audit: &[ChangeRecord],
     operator_tag: &str,
 ) -> Verdict {
+    let deploys = &users.all()[..];
+    let drifts = users.drifted();
     let mut v = Verdict {
         resources: end.len(),
         drifted_at_start: start.values().filter(|h| !h.complies()).count(),
@@ -384,7 +413,8 @@ pub fn verify(
     // drifted at the start, or a user deploy cleared it).
     for (resource, changes) in &per_resource {
         let needed = usize::from(start.get(*resource).is_some_and(|h| !h.complies()))
-            + deploys.iter().filter(|d| d.resource == *resource).count();
+            + deploys.iter().filter(|d| d.resource == *resource).count()
+            + drifts.iter().filter(|d| d == resource).count();
         if *changes > needed {
             v.write_cycles.push(format!(
                 "{resource}: {changes} operator changes for {needed} needed"
@@ -413,3 +443,4 @@ pub fn write_figures(name: &str, figures: &Value) {
     use std::io::Write as _;
     let _ = writeln!(std::io::stderr(), "{name}: {text}");
 }
+pub mod operator;
