@@ -224,6 +224,7 @@ fn catch_all_bindings() -> Vec<(BindingKey, BinAuthzBindingSpec)> {
 fn bench_case(
     c: &mut Criterion,
     name: &str,
+    sample_size: usize,
     bindings: &[(BindingKey, BinAuthzBindingSpec)],
     resources: &[ObservedResource],
 ) {
@@ -236,8 +237,10 @@ fn bench_case(
         .collect();
     assert_eq!(bindings.len(), 100);
     assert_eq!(resources.len(), 10_000);
+    let mut group = c.benchmark_group(name);
+    group.sample_size(sample_size);
     let outcomes = BTreeMap::new();
-    c.bench_function(&format!("{name}/plan"), |b| {
+    group.bench_function("plan", |b| {
         b.iter(|| plan(black_box(&inputs), black_box(resources)))
     });
     let status_input = |previous, history| StatusInput {
@@ -248,7 +251,7 @@ fn bench_case(
         previous,
         history,
     };
-    c.bench_function(&format!("{name}/plan+status-first-pass"), |b| {
+    group.bench_function("plan+status-first-pass", |b| {
         b.iter(|| {
             let p = plan(black_box(&inputs), black_box(resources))?;
             let statuses: Vec<_> = p
@@ -264,7 +267,7 @@ fn bench_case(
         .bindings()
         .map(|bp| bp.status(&status_input(None, None)))
         .collect();
-    c.bench_function(&format!("{name}/plan+status-steady"), |b| {
+    group.bench_function("plan+status-steady", |b| {
         b.iter(|| {
             let p = plan(black_box(&inputs), black_box(resources))?;
             let statuses: Vec<_> = p
@@ -278,6 +281,7 @@ fn bench_case(
             Ok::<_, PlanError>(statuses)
         })
     });
+    group.finish();
 }
 
 fn planner(c: &mut Criterion) {
@@ -285,6 +289,7 @@ fn planner(c: &mut Criterion) {
     bench_case(
         c,
         "10k-resources-100-bindings",
+        100,
         &realistic_bindings(),
         &resources,
     );
@@ -292,6 +297,7 @@ fn planner(c: &mut Criterion) {
     bench_case(
         c,
         "10k-resources-100-catch-alls",
+        10,
         &catch_all_bindings(),
         &one_project,
     );

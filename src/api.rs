@@ -317,7 +317,9 @@ pub struct BinAuthzBindingStatus {
     /// The `metadata.generation` this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// When the last pass over Cloud Run finished (RFC 3339).
+    /// When a pass over Cloud Run last confirmed this status (RFC 3339). The status is
+    /// written only when something changed, so this is refreshed at least hourly rather
+    /// than on every pass.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_sync_time: Option<String>,
     /// The desired policy as the operator understood it: `default` or the policy name.

@@ -5,9 +5,11 @@
 pub mod api;
 pub mod check;
 pub mod cloudrun;
+pub mod controller;
 pub mod emulator;
 pub mod manifests;
 pub mod matching;
 pub mod plan;
 pub mod policy;
 pub mod resource;
+pub mod telemetry;

@@ -18,6 +18,8 @@ struct Cli {
 enum Command {
     /// Print the BinAuthzBinding CustomResourceDefinition as YAML (pipe it to `kubectl apply -f -`).
     Crd,
+    /// Run the operator: reconcile BinAuthzBindings against live Cloud Run.
+    Controller(Box<binauthz_operator::controller::ControllerArgs>),
     /// Check Cloud Run against binding manifests without a cluster; --fix remediates.
     /// Exit 0: all comply; 2: drift remains; 1: error.
     Check(Box<binauthz_operator::check::CheckArgs>),
@@ -30,6 +32,7 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Crd => print_crd(),
+        Command::Controller(args) => run_controller(*args).await,
         Command::Check(args) => {
             init_stderr_logs();
             binauthz_operator::check::check(*args)
@@ -56,6 +59,14 @@ fn print_crd() -> anyhow::Result<ExitCode> {
     let mut out = std::io::stdout().lock();
     out.write_all(yaml.as_bytes())?;
     out.flush()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn run_controller(
+    args: binauthz_operator::controller::ControllerArgs,
+) -> anyhow::Result<ExitCode> {
+    binauthz_operator::telemetry::init_tracing(args.log_format)?;
+    binauthz_operator::controller::run(args).await?;
     Ok(ExitCode::SUCCESS)
 }
 

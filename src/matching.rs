@@ -334,6 +334,25 @@ impl BindingMatcher {
         }
     }
 
+    /// The project whose resources the binding covers.
+    pub fn project(&self) -> &str {
+        &self.project
+    }
+
+    /// The locations the binding covers.
+    pub fn locations(&self) -> &LocationFilter {
+        &self.locations
+    }
+
+    /// The kinds the binding has a selector for, in [`ResourceKind::ALL`] order: together
+    /// with [`BindingMatcher::project`] and [`BindingMatcher::locations`], the lists a pass
+    /// must read.
+    pub fn kinds(&self) -> impl Iterator<Item = ResourceKind> + '_ {
+        ResourceKind::ALL
+            .into_iter()
+            .filter(|&k| self.kinds[kind_index(k)].is_some())
+    }
+
     /// Whether the binding covers the resource (the reference semantics of this module).
     pub fn matches(&self, resource: &ObservedResource) -> bool {
         let id = &resource.id;
@@ -635,7 +654,15 @@ mod tests {
         deleted.deleted = true;
         assert!(!m.matches(&deleted), "deleted resources never match");
 
+        assert_eq!(m.project(), "acme-prod");
+        assert_eq!(m.kinds().collect::<Vec<_>>(), [ResourceKind::Service]);
+        assert_eq!(
+            m.locations(),
+            &LocationFilter::Only(vec!["us-central1".to_owned()])
+        );
+
         let everywhere = BindingMatcher::new(&spec(serde_json::json!({"locations": ["*"]})));
+        assert_eq!(everywhere.locations(), &LocationFilter::Any);
         assert!(everywhere.matches(&resource(
             ResourceKind::Service,
             "acme-prod",

@@ -813,8 +813,9 @@ impl<'r> BindingPlan<'r> {
     ///   location, name. `targetsTruncated` says whether some were left out.
     /// - `Ready` is True only when the pass succeeded and no owned target drifts, failed or
     ///   conflicts; Breakglass, Superseded and deploy-blocked targets do not spoil it.
-    ///   Precedence of reasons: Suspended, InvalidSpec, pass failure, write
-    ///   PermissionDenied, write PolicyNotFound, Conflict, RemediationFailed, Drifted.
+    ///   Precedence of reasons: Suspended, InvalidSpec, PermissionDenied (pass or write),
+    ///   PolicyNotFound (pass or write), CloudRunUnavailable (pass), Conflict,
+    ///   RemediationFailed, Drifted.
     /// - `Reconciling` is True while remediations are pending; `Stalled` is True for
     ///   PermissionDenied, PolicyNotFound, Conflict and InvalidSpec.
     /// - A condition keeps its `lastTransitionTime` while its status stays the same; a
@@ -930,7 +931,13 @@ impl<'r> BindingPlan<'r> {
                     location: id.location.clone(),
                     name: id.name.clone(),
                     state: r.state,
-                    observed: r.target.resource.policy.to_string(),
+                    // A remediated target carries the desired policy now; the message
+                    // says what it carried before ("set policy X (was Y)").
+                    observed: if r.state == TargetState::Remediated {
+                        desired.clone()
+                    } else {
+                        r.target.resource.policy.to_string()
+                    },
                     desired: desired.clone(),
                     message: target_message(me, r),
                     deploy_blocked: r.deploy_blocked,
@@ -1044,42 +1051,41 @@ fn ready(
     pass_failure: Option<&PassFailure>,
 ) -> (ReadyReason, String) {
     let owned = s.matched - s.superseded;
-    if let Some(f) = pass_failure {
-        return match f.reason {
-            PassFailureReason::PermissionDenied => (
-                ReadyReason::PermissionDenied,
-                format!("{}; grant the operator's Google service account permission to read and update Cloud Run resources in the project (e.g. roles/run.developer)", f.message),
-            ),
-            PassFailureReason::PolicyNotFound => (
-                ReadyReason::PolicyNotFound,
-                format!("{}; create policy {} or correct spec.policy.name", f.message, me.desired),
-            ),
-            PassFailureReason::CloudRunUnavailable => (
-                ReadyReason::CloudRunUnavailable,
-                format!("{}; the operator retries with backoff", f.message),
-            ),
-        };
-    }
-    let first_failure = |reason: Option<WriteFailureReason>| {
+    let pass = |reason: PassFailureReason| {
+        pass_failure
+            .filter(|f| f.reason == reason)
+            .map(|f| f.message.clone())
+    };
+    let write = |reason: WriteFailureReason| {
         resolved.iter().find_map(|r| {
-            let f = r.failure?;
-            (reason.is_none_or(|want| want == f.reason))
-                .then(|| format!("{}: {}", r.target.resource.id, f.message))
+            let f = r.failure.filter(|f| f.reason == reason)?;
+            Some(format!("{}: {}", r.target.resource.id, f.message))
         })
     };
-    if let Some(first) = first_failure(Some(WriteFailureReason::PermissionDenied)) {
+    // The most actionable cause first: access, then a missing policy, then an outage.
+    if let Some(what) = pass(PassFailureReason::PermissionDenied)
+        .or_else(|| write(WriteFailureReason::PermissionDenied))
+    {
         return (
             ReadyReason::PermissionDenied,
-            format!("{first}; grant the operator's Google service account permission to update Cloud Run resources in the project (e.g. roles/run.developer)"),
+            format!("{what}; grant the operator's Google service account permission to list and update Cloud Run resources in the project (e.g. roles/run.developer)"),
         );
     }
-    if let Some(first) = first_failure(Some(WriteFailureReason::PolicyNotFound)) {
+    if let Some(what) = pass(PassFailureReason::PolicyNotFound)
+        .or_else(|| write(WriteFailureReason::PolicyNotFound))
+    {
         return (
             ReadyReason::PolicyNotFound,
             format!(
-                "{first}; create policy {} or correct spec.policy.name",
+                "{what}; create policy {} or correct spec.policy.name",
                 me.desired
             ),
+        );
+    }
+    if let Some(what) = pass(PassFailureReason::CloudRunUnavailable) {
+        return (
+            ReadyReason::CloudRunUnavailable,
+            format!("{what}; the operator retries with backoff"),
         );
     }
     if s.conflicted > 0 {
@@ -1101,7 +1107,13 @@ fn ready(
         );
     }
     if s.failed > 0 {
-        let first = first_failure(None).unwrap_or_default();
+        let first = resolved
+            .iter()
+            .find_map(|r| {
+                let f = r.failure?;
+                Some(format!("{}: {}", r.target.resource.id, f.message))
+            })
+            .unwrap_or_default();
         return (
             ReadyReason::RemediationFailed,
             format!(
@@ -1887,10 +1899,12 @@ mod tests {
         );
         let b = &s.targets[0];
         assert_eq!((b.name.as_str(), b.state), ("b", TargetState::Remediated));
+        // Fixed: it carries the desired policy now; the message keeps what it had.
         assert_eq!(
             (b.observed.as_str(), b.desired.as_str()),
-            ("none", "default")
+            ("default", "default")
         );
+        assert!(b.message.contains("(was none)"), "{}", b.message);
         assert_eq!(b.message, "set policy default (was none)");
         assert_eq!(s.targets[1].state, TargetState::Compliant);
     }
@@ -2049,6 +2063,35 @@ mod tests {
             );
             assert_eq!(condition(&report.status, "Stalled").status, stalled);
         }
+    }
+
+    #[test]
+    fn access_problems_outrank_an_outage() {
+        let estate = [service("us-central1", "a").policy_none()];
+        let plan = run(&[binding("x")], &estate);
+        let outage = PassFailure {
+            reason: PassFailureReason::CloudRunUnavailable,
+            message: "listing jobs in us-central1 timed out".into(),
+        };
+        let outcomes = BTreeMap::from([outcome(
+            &estate[0],
+            failed(
+                WriteFailureReason::PermissionDenied,
+                "run.services.update denied",
+            ),
+        )]);
+        let report = plan.binding(&key("x")).unwrap().status(&StatusInput {
+            generation: Some(1),
+            now: at(0),
+            pass_failure: Some(&outage),
+            outcomes: &outcomes,
+            previous: None,
+            history: None,
+        });
+        assert_eq!(report.ready, ReadyReason::PermissionDenied);
+        assert!(condition(&report.status, "Ready").message.starts_with(
+            "Service us-central1/a (project acme-prod): run.services.update denied; grant"
+        ));
     }
 
     #[test]
@@ -2276,6 +2319,17 @@ mod tests {
             ]
         );
         assert_eq!(report.history.len(), 154, "the history is complete");
+        let full = plan.binding(&key("x")).unwrap().full_report(&StatusInput {
+            generation: Some(3),
+            now: at(0),
+            pass_failure: None,
+            outcomes: &BTreeMap::new(),
+            previous: None,
+            history: None,
+        });
+        assert_eq!(full.status.targets.len(), 154);
+        assert!(!full.status.targets_truncated);
+        assert_eq!(full.status.targets[..MAX_STATUS_TARGETS], s.targets[..]);
     }
 
     #[test]

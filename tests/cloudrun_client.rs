@@ -759,3 +759,593 @@ async fn a_job_is_written_back_whole_with_only_binary_authorization_changed() {
     want["binaryAuthorization"] = json!({"useDefault": true});
     assert_eq!(body_of(&patch), want);
 }
+
+// ---------------------------------------------------------------------------------------
+// Against the Cloud Run emulator (issue 3), started in-process on a free loopback port.
+
+mod against_the_emulator {
+    use super::*;
+    use binauthz_operator::cloudrun::{LiveResource, RemediationOutcome};
+    use binauthz_operator::emulator::{self, EmulatorConfig, EmulatorHandle, Faults, Seed};
+    use binauthz_operator::policy::{DesiredPolicy, ObservedPolicy, PolicyName};
+    use binauthz_operator::resource::{BreakglassChange, Remediation};
+
+    const STRICT: &str = "projects/acme-sec/platforms/cloudRun/policies/strict";
+
+    /// A small estate with rich resources (fields the client does not model included).
+    fn seed() -> Seed {
+        let estate = json!({"projects": {
+            "acme-sec": {"projectNumber": "200000000002", "policies": {"strict": {}, "lax": {}},
+                         "regions": {"us-central1": null}},
+            "acme-prod": {"projectNumber": "100000000001", "policies": {},
+              "regions": {
+                "us-central1": {
+                  "services": [{
+                    "name": "checkout",
+                    "image": "us-docker.pkg.dev/acme-prod/apps/checkout:1.4.2",
+                    "labels": {"env": "prod", "team": "payments"},
+                    "annotations": {"run.googleapis.com/launch-stage": "GA", "owner": "payments"},
+                    "description": "Checkout front end",
+                    "ingress": "INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER",
+                    "binaryAuthorization": {"useDefault": false},
+                    "traffic": [{"type": "TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST", "percent": 100}],
+                    "scaling": {"minInstanceCount": 2},
+                    "futureField": {"nested": [1, 2.5, "x", null]}
+                  }, {
+                    "name": "hotfix",
+                    "image": "us-docker.pkg.dev/acme-prod/apps/hotfix:3",
+                    "binaryAuthorization": {"useDefault": true, "breakglassJustification": "INC-9 emergency"}
+                  }, {
+                    "name": "compliant",
+                    "image": "us-docker.pkg.dev/acme-prod/apps/compliant:1",
+                    "binaryAuthorization": {"useDefault": true}
+                  }, {
+                    "name": "blocked",
+                    "image": "us-docker.pkg.dev/acme-prod/apps/blocked:1",
+                    "binaryAuthorization": {"useDefault": true},
+                    "deployBlocked": {"image": "us-docker.pkg.dev/acme-prod/apps/blocked:2-unsigned"}
+                  }],
+                  "jobs": [{
+                    "name": "nightly-export",
+                    "image": "us-docker.pkg.dev/acme-prod/jobs/export:2.3.1",
+                    "labels": {"tier": "batch"},
+                    "annotations": {"owner": "data"},
+                    "futureField": "kept"
+                  }],
+                  "workerPools": [{
+                    "name": "queue-consumer",
+                    "image": "us-docker.pkg.dev/acme-prod/pools/consumer:7",
+                    "labels": {"tier": "critical"},
+                    "binaryAuthorization": {"policy": "projects/acme-sec/platforms/cloudRun/policies/lax",
+                                            "breakglassJustification": "INC-4411: \"quoted\", ünïcode"},
+                    "futureField": 42
+                  }]
+                },
+                "europe-west1": null
+              }}
+        }});
+        Seed::from_yaml_str(&estate.to_string()).expect("valid seed")
+    }
+
+    async fn start(seed: Seed, faults: Faults) -> EmulatorHandle {
+        emulator::start(EmulatorConfig {
+            seed,
+            faults,
+            ..EmulatorConfig::default()
+        })
+        .await
+        .expect("emulator starts")
+    }
+
+    fn id(kind: ResourceKind, name: &str) -> ResourceId {
+        ResourceId {
+            kind,
+            project: "acme-prod".into(),
+            location: "us-central1".into(),
+            name: name.into(),
+        }
+    }
+
+    fn to(desired: DesiredPolicy, breakglass: BreakglassChange) -> Remediation {
+        Remediation {
+            desired,
+            breakglass,
+        }
+    }
+
+    fn strict() -> DesiredPolicy {
+        DesiredPolicy::Named(PolicyName::parse(STRICT).unwrap())
+    }
+
+    /// The resource's JSON exactly as the emulator serves it (not through the client).
+    async fn raw(emulator: &EmulatorHandle, id: &ResourceId) -> Value {
+        reqwest::Client::new()
+            .get(format!("{}/v2/{}", emulator.url(), id.resource_name()))
+            .bearer_auth("test")
+            .send()
+            .await
+            .unwrap()
+            .error_for_status()
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// Fields Cloud Run itself moves on any write.
+    const SERVER_MANAGED: [&str; 8] = [
+        "generation",
+        "observedGeneration",
+        "etag",
+        "updateTime",
+        "lastModifier",
+        "conditions",
+        "terminalCondition",
+        "reconciling",
+    ];
+
+    fn without(mut value: Value, fields: &[&str]) -> Value {
+        let object = value.as_object_mut().unwrap();
+        for field in fields {
+            object.remove(*field);
+        }
+        value
+    }
+
+    async fn emulator_client(emulator: &EmulatorHandle) -> (CloudRunClient, Arc<Recorder>) {
+        client(fast_config(&emulator.url())).await
+    }
+
+    fn count(emulator: &EmulatorHandle, method: &str, code: u16) -> u64 {
+        emulator
+            .counters(None)
+            .calls
+            .iter()
+            .filter(|c| c.method == method && c.code == code)
+            .map(|c| c.count)
+            .sum()
+    }
+
+    #[tokio::test]
+    async fn a_remediation_changes_nothing_but_binary_authorization() {
+        let emulator = start(seed(), Faults::default()).await;
+        let (client, _) = emulator_client(&emulator).await;
+        let cases = [
+            (
+                id(ResourceKind::Service, "checkout"),
+                to(DesiredPolicy::ProjectDefault, BreakglassChange::Keep),
+                json!({"useDefault": true}),
+            ),
+            (
+                id(ResourceKind::Service, "hotfix"),
+                to(DesiredPolicy::ProjectDefault, BreakglassChange::Clear),
+                json!({"useDefault": true}),
+            ),
+            (
+                id(ResourceKind::Job, "nightly-export"),
+                to(strict(), BreakglassChange::Keep),
+                json!({"policy": STRICT}),
+            ),
+            (
+                id(ResourceKind::WorkerPool, "queue-consumer"),
+                to(DesiredPolicy::ProjectDefault, BreakglassChange::Keep),
+                json!({"useDefault": true, "breakglassJustification": "INC-4411: \"quoted\", ünïcode"}),
+            ),
+        ];
+        for (id, remediation, written) in cases {
+            let before = raw(&emulator, &id).await;
+            let outcome = client.remediate(&id, &remediation).await.unwrap();
+            assert!(
+                matches!(outcome, RemediationOutcome::Applied { .. }),
+                "{id}: {outcome:?}"
+            );
+            let after = raw(&emulator, &id).await;
+            assert_eq!(after["binaryAuthorization"], written, "{id}");
+            // Everything else is exactly as before, but what Cloud Run manages itself.
+            let mut ignored = SERVER_MANAGED.to_vec();
+            ignored.push("binaryAuthorization");
+            assert_eq!(
+                without(after.clone(), &ignored),
+                without(before.clone(), &ignored),
+                "{id}"
+            );
+            assert_ne!(
+                after["etag"], before["etag"],
+                "{id}: a write bumps the etag"
+            );
+            // The emulator's audit log agrees: one change, of binaryAuthorization only.
+            let changes: Vec<_> = emulator
+                .changes()
+                .into_iter()
+                .filter(|c| c.resource == id.resource_name())
+                .collect();
+            assert_eq!(changes.len(), 1, "{id}");
+            let fields = &changes[0].fields;
+            assert!(!fields.is_empty(), "{id}");
+            assert!(
+                fields
+                    .iter()
+                    .all(|f| f == "binaryAuthorization" || f.starts_with("binaryAuthorization.")),
+                "{id}: {fields:?}"
+            );
+            // And a second remediation finds nothing to do.
+            assert_eq!(
+                client.remediate(&id, &remediation).await.unwrap(),
+                RemediationOutcome::AlreadySatisfied
+            );
+        }
+        assert_eq!(count(&emulator, "services.patch", 200), 2);
+        assert_eq!(count(&emulator, "jobs.patch", 200), 1);
+        assert_eq!(count(&emulator, "workerPools.patch", 200), 1);
+        emulator.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn lists_page_through_2500_resources() {
+        let mut region = json!({"services": [], "jobs": [], "workerPools": []});
+        for (kind, n) in [("services", 1000), ("jobs", 1000), ("workerPools", 500)] {
+            region[kind] = Value::Array(
+                (0..n)
+                    .map(|i| {
+                        json!({"name": format!("r-{i:04}"), "image": "us-docker.pkg.dev/p/a/b:1",
+                                    "labels": {"i": i.to_string()}})
+                    })
+                    .collect(),
+            );
+        }
+        let seed = Seed::from_yaml_str(
+            &json!({"projects": {"acme-prod": {"projectNumber": "100000000001", "regions": {"us-central1": region}}}}).to_string(),
+        )
+        .unwrap();
+        let emulator = start(seed, Faults::default()).await;
+        let (client, _) = emulator_client(&emulator).await;
+        let mut total = 0;
+        for (kind, n) in [
+            (ResourceKind::Service, 1000),
+            (ResourceKind::Job, 1000),
+            (ResourceKind::WorkerPool, 500),
+        ] {
+            let mut pages = client.list("acme-prod", "us-central1", kind);
+            let mut names = std::collections::BTreeSet::new();
+            let mut page_count = 0;
+            while let Some(page) = futures::StreamExt::next(&mut pages).await {
+                let page = page.unwrap();
+                assert!(page.len() <= 100);
+                page_count += 1;
+                for live in page {
+                    assert_eq!(live.observed.id.kind, kind);
+                    assert!(
+                        names.insert(live.observed.id.name.clone()),
+                        "{} listed twice",
+                        live.observed.id.name
+                    );
+                }
+            }
+            assert_eq!(names.len(), n, "{kind}");
+            assert_eq!(page_count, n / 100, "{kind}");
+            total += names.len();
+        }
+        assert_eq!(total, 2500);
+        assert_eq!(count(&emulator, "services.list", 200), 10);
+        assert_eq!(count(&emulator, "jobs.list", 200), 10);
+        assert_eq!(count(&emulator, "workerPools.list", 200), 5);
+        emulator.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn a_stale_etag_race_keeps_the_concurrent_deploy() {
+        let emulator = start(seed(), Faults::default()).await;
+        let (client, recorder) = emulator_client(&emulator).await;
+        let listed: Vec<LiveResource> = client
+            .list_all("acme-prod", "us-central1", ResourceKind::Service)
+            .await
+            .unwrap();
+        let checkout = listed
+            .iter()
+            .find(|l| l.observed.id.name == "checkout")
+            .unwrap()
+            .clone();
+        // A user deploys a new image between our list and our write.
+        let deployed = "us-docker.pkg.dev/acme-prod/apps/checkout:1.5.0";
+        let response = reqwest::Client::new()
+            .post(format!("{}/_emulator/deploy", emulator.url()))
+            .json(&json!({"name": checkout.resource.name, "image": deployed}))
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            response.status().is_success(),
+            "{}",
+            response.text().await.unwrap()
+        );
+        let outcome = client
+            .remediate_listed(
+                &checkout,
+                &to(DesiredPolicy::ProjectDefault, BreakglassChange::Keep),
+            )
+            .await
+            .unwrap();
+        assert!(
+            matches!(outcome, RemediationOutcome::Applied { .. }),
+            "{outcome:?}"
+        );
+        assert_eq!(recorder.conflicts.load(Ordering::SeqCst), 1);
+        assert_eq!(count(&emulator, "services.patch", 409), 1);
+        assert_eq!(count(&emulator, "services.patch", 200), 1);
+        let after = client.get(&checkout.observed.id).await.unwrap();
+        assert_eq!(
+            after.resource.images(),
+            [deployed],
+            "the user's deploy survives"
+        );
+        assert_eq!(after.observed.policy, ObservedPolicy::ProjectDefault);
+        emulator.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn a_concurrent_fix_means_no_write() {
+        let emulator = start(seed(), Faults::default()).await;
+        let (client, _) = emulator_client(&emulator).await;
+        let checkout = client
+            .get(&id(ResourceKind::Service, "checkout"))
+            .await
+            .unwrap();
+        // Someone else enables the default policy meanwhile.
+        reqwest::Client::new()
+            .post(format!("{}/_emulator/drift", emulator.url()))
+            .json(&json!({"name": checkout.resource.name, "binaryAuthorization": {"useDefault": true}}))
+            .send()
+            .await
+            .unwrap()
+            .error_for_status()
+            .unwrap();
+        let outcome = client
+            .remediate_listed(
+                &checkout,
+                &to(DesiredPolicy::ProjectDefault, BreakglassChange::Keep),
+            )
+            .await
+            .unwrap();
+        assert_eq!(outcome, RemediationOutcome::AlreadySatisfied);
+        assert_eq!(count(&emulator, "services.patch", 409), 1);
+        assert_eq!(count(&emulator, "services.patch", 200), 0);
+        emulator.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn slow_operations_are_followed_and_failed_ones_reported() {
+        let emulator = start(
+            seed(),
+            Faults {
+                operation_delay_ms: 300,
+                ..Faults::default()
+            },
+        )
+        .await;
+        let (client, _) = emulator_client(&emulator).await;
+        let outcome = client
+            .remediate(
+                &id(ResourceKind::Job, "nightly-export"),
+                &to(strict(), BreakglassChange::Keep),
+            )
+            .await
+            .unwrap();
+        match outcome {
+            RemediationOutcome::Applied {
+                resource: Some(after),
+            } => assert_eq!(after.policy, ObservedPolicy::Named(STRICT.into())),
+            other => panic!("expected Applied with the resource, got {other:?}"),
+        }
+        emulator
+            .set_faults(Faults {
+                operation_failure_rate: 1.0,
+                ..Faults::default()
+            })
+            .unwrap();
+        let service = id(ResourceKind::Service, "checkout");
+        let before = raw(&emulator, &service).await;
+        let err = client
+            .remediate(
+                &service,
+                &to(DesiredPolicy::ProjectDefault, BreakglassChange::Keep),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(err.reason(), "OperationFailed", "{err}");
+        assert!(!err.to_string().contains('\n'));
+        let after = raw(&emulator, &service).await;
+        assert_eq!(after["binaryAuthorization"], before["binaryAuthorization"]);
+        emulator.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn quota_429s_with_retry_info_are_waited_out() {
+        // 60 reads per minute at the emulator (a bucket of 60, refilled 1/s); the client's
+        // own budget is far higher, so the 61st read meets a 429 and must wait as RetryInfo
+        // says.
+        let emulator = start(
+            seed(),
+            Faults {
+                read_quota_per_minute: Some(60),
+                ..Faults::default()
+            },
+        )
+        .await;
+        let mut config = fast_config(&emulator.url());
+        config.rate_limits.reads_per_minute = std::num::NonZeroU32::new(60_000).unwrap();
+        let (client, recorder) = client(config).await;
+        for _ in 0..61 {
+            client
+                .get(&id(ResourceKind::Service, "checkout"))
+                .await
+                .unwrap();
+        }
+        assert_eq!(count(&emulator, "services.get", 429), 1);
+        let retries = recorder.retries.lock().unwrap().clone();
+        assert_eq!(retries.len(), 1);
+        assert_eq!(retries[0].1, "QuotaExceeded");
+        assert!(retries[0].2 >= Duration::from_secs(1), "{retries:?}");
+        emulator.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn a_503_storm_is_ridden_out() {
+        let emulator = start(seed(), Faults::default()).await;
+        let mut config = fast_config(&emulator.url());
+        config.retry.max_attempts = 1000;
+        let (client, _) = client(config).await;
+        let storm = Faults {
+            error_rates: [(503, 1.0)].into_iter().collect(),
+            ..Faults::default()
+        };
+        emulator.set_faults(storm).unwrap();
+        let call = tokio::spawn({
+            let client = client.clone();
+            async move { client.get(&id(ResourceKind::Service, "checkout")).await }
+        });
+        while count(&emulator, "services.get", 503) < 5 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        emulator.set_faults(Faults::default()).unwrap();
+        let live = call.await.unwrap().unwrap();
+        assert_eq!(live.observed.id.name, "checkout");
+        assert!(count(&emulator, "services.get", 503) >= 5);
+        assert_eq!(count(&emulator, "services.get", 200), 1);
+        emulator.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn permission_denied_is_surfaced_at_once() {
+        let emulator = start(
+            seed(),
+            Faults {
+                forbidden: vec!["write:acme-prod".into()],
+                ..Faults::default()
+            },
+        )
+        .await;
+        let (client, recorder) = emulator_client(&emulator).await;
+        let err = client
+            .remediate(
+                &id(ResourceKind::Service, "checkout"),
+                &to(DesiredPolicy::ProjectDefault, BreakglassChange::Keep),
+            )
+            .await
+            .unwrap_err();
+        assert!(err.is_permission_denied(), "{err}");
+        assert!(err.to_string().contains("run.services.update"), "{err}");
+        assert_eq!(count(&emulator, "services.patch", 403), 1, "never retried");
+        assert!(recorder.retries.lock().unwrap().is_empty());
+        emulator.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn missing_resources_are_not_found_and_never_written() {
+        let emulator = start(seed(), Faults::default()).await;
+        let (client, _) = emulator_client(&emulator).await;
+        let ghost = id(ResourceKind::Service, "ghost");
+        assert!(client.get(&ghost).await.unwrap_err().is_not_found());
+        let err = client
+            .remediate(
+                &ghost,
+                &to(DesiredPolicy::ProjectDefault, BreakglassChange::Keep),
+            )
+            .await
+            .unwrap_err();
+        assert!(err.is_not_found(), "{err}");
+        assert_eq!(emulator.counters(None).writes, 0);
+        let nowhere = ResourceId {
+            location: "asia-east9".into(),
+            ..id(ResourceKind::Job, "x")
+        };
+        assert!(client.get(&nowhere).await.unwrap_err().is_not_found());
+        emulator.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn validate_only_changes_nothing_and_reports_bad_policies() {
+        let emulator = start(seed(), Faults::default()).await;
+        let (client, _) = emulator_client(&emulator).await;
+        let service = id(ResourceKind::Service, "checkout");
+        let before = raw(&emulator, &service).await;
+        assert_eq!(
+            client
+                .validate_remediation(&service, &to(strict(), BreakglassChange::Keep))
+                .await
+                .unwrap(),
+            RemediationOutcome::Validated
+        );
+        let unknown = DesiredPolicy::Named(
+            PolicyName::parse("projects/acme-sec/platforms/cloudRun/policies/nope").unwrap(),
+        );
+        let err = client
+            .validate_remediation(&service, &to(unknown, BreakglassChange::Keep))
+            .await
+            .unwrap_err();
+        assert_eq!(err.reason(), "InvalidArgument", "{err}");
+        assert_eq!(raw(&emulator, &service).await, before);
+        assert!(emulator.changes().is_empty());
+        emulator.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn regions_policies_and_blocked_deploys_are_read() {
+        let emulator = start(seed(), Faults::default()).await;
+        let (client, _) = emulator_client(&emulator).await;
+        assert_eq!(
+            client.regions("acme-prod").await.unwrap(),
+            ["europe-west1", "us-central1"]
+        );
+        assert!(client
+            .policy_exists(&PolicyName::parse(STRICT).unwrap())
+            .await
+            .unwrap());
+        assert!(!client
+            .policy_exists(
+                &PolicyName::parse("projects/acme-sec/platforms/cloudRun/policies/nope").unwrap()
+            )
+            .await
+            .unwrap());
+        let services = client
+            .list_all("acme-prod", "us-central1", ResourceKind::Service)
+            .await
+            .unwrap();
+        let blocked = services
+            .iter()
+            .find(|s| s.observed.id.name == "blocked")
+            .unwrap();
+        let message = blocked
+            .observed
+            .deploy_blocked
+            .as_deref()
+            .expect("deploy blocked");
+        assert!(
+            message.contains("blocked:2-unsigned") && message.contains("not authorized by policy"),
+            "{message}"
+        );
+        let checkout = services
+            .iter()
+            .find(|s| s.observed.id.name == "checkout")
+            .unwrap();
+        assert_eq!(checkout.observed.policy, ObservedPolicy::None);
+        assert_eq!(checkout.observed.labels["team"], "payments");
+        let hotfix = services
+            .iter()
+            .find(|s| s.observed.id.name == "hotfix")
+            .unwrap();
+        assert_eq!(hotfix.observed.policy, ObservedPolicy::ProjectDefault);
+        assert_eq!(
+            hotfix.observed.breakglass.as_deref(),
+            Some("INC-9 emergency")
+        );
+        let pools = client
+            .list_all("acme-prod", "us-central1", ResourceKind::WorkerPool)
+            .await
+            .unwrap();
+        assert_eq!(
+            pools[0].observed.policy,
+            ObservedPolicy::Named("projects/acme-sec/platforms/cloudRun/policies/lax".into())
+        );
+        emulator.shutdown().await;
+    }
+}

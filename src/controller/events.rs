@@ -1,0 +1,503 @@
+//! Turns one pass's transitions into Kubernetes Events: one event per reason per pass, listing the resources, with what to do.
+//!
+//! # Contract
+//! - Only transitions make events: a target entering a state (or a deploy newly blocked),
+//!   or the binding's Ready reason changing to a failure that needs attention. A steady
+//!   state makes none, however many passes run.
+//! - Aggregated: at most one event per reason per pass, naming the resources (as many as
+//!   fit in the 1 kB note, then "and N more").
+//! - The note says what happened and what a person can do about it.
+
+use std::fmt::Write as _;
+
+use kube::runtime::events::EventType;
+
+use crate::api::{BreakglassMode, Mode, ResourceKind, TargetState};
+use crate::plan::{ReadyReason, TargetTransition};
+use crate::policy::DesiredPolicy;
+
+/// Longest note Kubernetes keeps (events.k8s.io `note` is at most 1 kB).
+const MAX_NOTE_BYTES: usize = 1024;
+
+/// Event reasons the controller publishes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum EventReason {
+    /// Targets fixed in this pass (Normal).
+    Remediated,
+    /// Targets newly drifting: Audit mode, or a fix not confirmed yet.
+    DriftDetected,
+    /// Remediations that failed.
+    RemediationFailed,
+    /// Targets newly claimed by an equal-priority binding with another policy.
+    Conflict,
+    /// Targets newly carrying a breakglass justification.
+    Breakglass,
+    /// Targets whose latest deploy was newly refused by Binary Authorization.
+    DeployBlocked,
+    /// The pass failed: Cloud Run refused the operator.
+    PermissionDenied,
+    /// The named policy does not exist.
+    PolicyNotFound,
+    /// Cloud Run did not answer.
+    CloudRunUnavailable,
+    /// The spec breaks a rule.
+    InvalidSpec,
+}
+
+impl EventReason {
+    /// The CamelCase reason.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Remediated => "Remediated",
+            Self::DriftDetected => "DriftDetected",
+            Self::RemediationFailed => "RemediationFailed",
+            Self::Conflict => "Conflict",
+            Self::Breakglass => "Breakglass",
+            Self::DeployBlocked => "DeployBlocked",
+            Self::PermissionDenied => "PermissionDenied",
+            Self::PolicyNotFound => "PolicyNotFound",
+            Self::CloudRunUnavailable => "CloudRunUnavailable",
+            Self::InvalidSpec => "InvalidSpec",
+        }
+    }
+}
+
+/// One event to publish on the binding.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PassEvent {
+    /// Normal or Warning.
+    pub type_: EventType,
+    /// Why.
+    pub reason: EventReason,
+    /// What the controller was doing: `Remediate` (writing Cloud Run) or `Check` (reading
+    /// and comparing).
+    pub action: &'static str,
+    /// For people: what happened, to which resources, what to do.
+    pub note: String,
+}
+
+impl PassEvent {
+    /// As kube's event type.
+    pub fn to_kube(&self) -> kube::runtime::events::Event {
+        kube::runtime::events::Event {
+            type_: self.type_,
+            reason: self.reason.as_str().to_owned(),
+            note: Some(self.note.clone()),
+            action: self.action.to_owned(),
+            secondary: None,
+        }
+    }
+}
+
+/// What the events of one pass are computed from.
+#[derive(Clone, Copy, Debug)]
+pub struct PassSummary<'a, 'r> {
+    /// Targets whose state changed (or whose deploy became blocked) in this pass.
+    pub transitions: &'a [TargetTransition<'r>],
+    /// The Ready reason now, and its message.
+    pub ready: (ReadyReason, &'a str),
+    /// The Ready reason before the pass (`None` when the binding had no status).
+    pub previous_ready: Option<&'a str>,
+    /// Enforce or Audit (`None` for suspended or invalid bindings).
+    pub mode: Option<Mode>,
+    /// What the binding does with breakglass justifications (`None` for suspended or
+    /// invalid bindings).
+    pub breakglass: Option<BreakglassMode>,
+    /// The desired policy (`None` for invalid bindings).
+    pub desired: Option<&'a DesiredPolicy>,
+}
+
+/// The events of one pass, in a fixed order (by reason).
+pub fn pass_events(pass: &PassSummary<'_, '_>) -> Vec<PassEvent> {
+    let mut events = Vec::new();
+    let entering = |state: TargetState| -> Vec<&TargetTransition<'_>> {
+        pass.transitions
+            .iter()
+            .filter(|t| t.to == state && t.from != Some(state))
+            .collect()
+    };
+    let desired = pass
+        .desired
+        .map_or_else(|| "the desired policy".to_owned(), ToString::to_string);
+
+    let remediated = entering(TargetState::Remediated);
+    if !remediated.is_empty() {
+        let head = format!(
+            "Set Binary Authorization policy {desired} on {} resource(s): ",
+            remediated.len()
+        );
+        let tail = ". Cloud Run enforces it from each resource's next deploy.";
+        let items = remediated
+            .iter()
+            .map(|t| format!("{} (was {})", short(t), t.resource.policy));
+        events.push(event(
+            EventType::Normal,
+            EventReason::Remediated,
+            "Remediate",
+            &head,
+            items,
+            tail,
+        ));
+    }
+
+    let drifted = entering(TargetState::Drifted);
+    if !drifted.is_empty() {
+        let (head, tail) = match pass.mode {
+            Some(Mode::Audit) => (
+                format!("{} resource(s) do not carry Binary Authorization policy {desired} (Audit mode: reported, not fixed): ", drifted.len()),
+                format!(". Fix them (e.g. {}) or set spec.mode: Enforce to let the operator fix them.", gcloud_fix(&drifted, pass.desired)),
+            ),
+            _ => (
+                format!("{} resource(s) do not carry Binary Authorization policy {desired}; a fix is in progress: ", drifted.len()),
+                ". The next pass verifies the fix; nothing to do unless this repeats.".to_owned(),
+            ),
+        };
+        let items = drifted
+            .iter()
+            .map(|t| format!("{} (carries {})", short(t), t.resource.policy));
+        events.push(event(
+            EventType::Warning,
+            EventReason::DriftDetected,
+            "Check",
+            &head,
+            items,
+            &tail,
+        ));
+    }
+
+    // With the policy missing nothing was attempted: the PolicyNotFound event says it all.
+    let failed = match pass.ready.0 {
+        ReadyReason::PolicyNotFound => Vec::new(),
+        _ => entering(TargetState::Failed),
+    };
+    if !failed.is_empty() {
+        let head = format!(
+            "Could not set Binary Authorization policy {desired} on {} resource(s): ",
+            failed.len()
+        );
+        let tail = ". The operator retries with backoff; see each target's message in the status (permissions, quota, or a policy Cloud Run refuses).";
+        let items = failed
+            .iter()
+            .map(|t| format!("{}: {}", short(t), t.message));
+        events.push(event(
+            EventType::Warning,
+            EventReason::RemediationFailed,
+            "Remediate",
+            &head,
+            items,
+            tail,
+        ));
+    }
+
+    let conflicted = entering(TargetState::Conflicted);
+    if !conflicted.is_empty() {
+        let head = format!("{} resource(s) are claimed with a different policy by an equal-priority binding and are left untouched: ", conflicted.len());
+        let tail =
+            ". Align the policies of the bindings or give one of them a higher spec.priority.";
+        let items = conflicted
+            .iter()
+            .map(|t| format!("{} ({})", short(t), t.message));
+        events.push(event(
+            EventType::Warning,
+            EventReason::Conflict,
+            "Check",
+            &head,
+            items,
+            tail,
+        ));
+    }
+
+    // Newly reported under breakglass: entering Breakglass (except right after a
+    // remediation, which reported it already), or remediated with the justification left
+    // in place (`breakglass: Allow`).
+    let mut breakglass: Vec<&TargetTransition<'_>> = entering(TargetState::Breakglass)
+        .into_iter()
+        .filter(|t| t.from != Some(TargetState::Remediated))
+        .collect();
+    if pass.breakglass == Some(BreakglassMode::Allow) {
+        breakglass.extend(
+            remediated
+                .iter()
+                .filter(|t| t.resource.breakglass.is_some()),
+        );
+        breakglass.sort_by(|a, b| a.resource.id.cmp(&b.resource.id));
+    }
+    if !breakglass.is_empty() {
+        let head = format!(
+            "{} resource(s) carry a breakglass justification (their policy is still enforced): ",
+            breakglass.len()
+        );
+        let tail = ". Review the justification; once the emergency is over, redeploy normally or set spec.breakglass: Clear to have the operator remove it.";
+        let items = breakglass.iter().map(|t| {
+            format!(
+                "{}: {:?}",
+                short(t),
+                t.resource.breakglass.as_deref().unwrap_or_default()
+            )
+        });
+        events.push(event(
+            EventType::Warning,
+            EventReason::Breakglass,
+            "Check",
+            &head,
+            items,
+            tail,
+        ));
+    }
+
+    let blocked: Vec<&TargetTransition<'_>> = pass
+        .transitions
+        .iter()
+        .filter(|t| t.newly_deploy_blocked)
+        .collect();
+    if !blocked.is_empty() {
+        let head = format!("The latest deploy of {} resource(s) was refused by Binary Authorization; they keep serving their previous revision: ", blocked.len());
+        let tail = ". Attest or sign the image so the policy admits it (or correct the policy), then deploy again.";
+        let items = blocked.iter().map(|t| {
+            format!(
+                "{}: {}",
+                short(t),
+                t.resource.deploy_blocked.as_deref().unwrap_or_default()
+            )
+        });
+        events.push(event(
+            EventType::Warning,
+            EventReason::DeployBlocked,
+            "Check",
+            &head,
+            items,
+            tail,
+        ));
+    }
+
+    let (reason, message) = pass.ready;
+    let pass_reason = match reason {
+        ReadyReason::PermissionDenied => Some(EventReason::PermissionDenied),
+        ReadyReason::PolicyNotFound => Some(EventReason::PolicyNotFound),
+        ReadyReason::CloudRunUnavailable => Some(EventReason::CloudRunUnavailable),
+        ReadyReason::InvalidSpec => Some(EventReason::InvalidSpec),
+        _ => None,
+    };
+    if let Some(event_reason) = pass_reason {
+        if pass.previous_ready != Some(reason.as_str()) {
+            events.push(PassEvent {
+                type_: EventType::Warning,
+                reason: event_reason,
+                action: "Check",
+                note: bounded(message.to_owned()),
+            });
+        }
+    }
+    events
+}
+
+/// `Service us-central1/checkout`: the resource's project is the binding's.
+fn short(t: &TargetTransition<'_>) -> String {
+    let id = &t.resource.id;
+    format!("{} {}/{}", id.kind, id.location, id.name)
+}
+
+/// The gcloud command that fixes one of `targets` by hand.
+fn gcloud_fix(targets: &[&TargetTransition<'_>], desired: Option<&DesiredPolicy>) -> String {
+    let flag = match desired {
+        Some(DesiredPolicy::Named(name)) => format!("--binary-authorization={name}"),
+        _ => "--binary-authorization=default".to_owned(),
+    };
+    let Some(first) = targets.first() else {
+        return String::new();
+    };
+    let id = &first.resource.id;
+    let group = match id.kind {
+        ResourceKind::Service => "run services",
+        ResourceKind::Job => "run jobs",
+        ResourceKind::WorkerPool => "beta run worker-pools",
+    };
+    format!(
+        "gcloud {group} update {} --region {} --project {} {flag}",
+        id.name, id.location, id.project
+    )
+}
+
+/// An event whose note is `head`, the items joined by "; " (as many as fit), and `tail`.
+fn event(
+    type_: EventType,
+    reason: EventReason,
+    action: &'static str,
+    head: &str,
+    items: impl ExactSizeIterator<Item = String>,
+    tail: &str,
+) -> PassEvent {
+    let total = items.len();
+    let mut note = head.to_owned();
+    let mut listed = 0;
+    for item in items {
+        let remaining = total - listed;
+        // Room for this item, the "and N more" marker and the tail.
+        let reserve = format!("; and {remaining} more").len() + tail.len();
+        let sep = if listed == 0 { "" } else { "; " };
+        if note.len() + sep.len() + item.len() + reserve > MAX_NOTE_BYTES {
+            break;
+        }
+        note.push_str(sep);
+        note.push_str(&item);
+        listed += 1;
+    }
+    if listed < total {
+        let sep = if listed == 0 { "" } else { "; " };
+        let _ = write!(note, "{sep}and {} more", total - listed);
+    }
+    note.push_str(tail);
+    PassEvent {
+        type_,
+        reason,
+        action,
+        note: bounded(note),
+    }
+}
+
+/// Cuts a note to the byte limit on a character boundary.
+fn bounded(mut note: String) -> String {
+    if note.len() > MAX_NOTE_BYTES {
+        let mut cut = MAX_NOTE_BYTES - '…'.len_utf8();
+        while !note.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        note.truncate(cut);
+        note.push('…');
+    }
+    note
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::ObservedPolicy;
+    use crate::resource::{ObservedResource, ResourceId};
+
+    fn resource(name: &str) -> ObservedResource {
+        ObservedResource {
+            id: ResourceId {
+                kind: ResourceKind::Service,
+                project: "acme-prod".into(),
+                location: "us-central1".into(),
+                name: name.into(),
+            },
+            labels: Default::default(),
+            deleted: false,
+            policy: ObservedPolicy::None,
+            breakglass: None,
+            deploy_blocked: None,
+        }
+    }
+
+    fn transition<'r>(
+        r: &'r ObservedResource,
+        from: Option<TargetState>,
+        to: TargetState,
+    ) -> TargetTransition<'r> {
+        TargetTransition {
+            resource: r,
+            from,
+            to,
+            newly_deploy_blocked: false,
+            message: String::new(),
+        }
+    }
+
+    fn summary<'a, 'r>(transitions: &'a [TargetTransition<'r>], mode: Mode) -> PassSummary<'a, 'r> {
+        PassSummary {
+            transitions,
+            ready: (ReadyReason::Compliant, "ok"),
+            previous_ready: Some("Compliant"),
+            mode: Some(mode),
+            breakglass: Some(BreakglassMode::Allow),
+            desired: Some(&DesiredPolicy::ProjectDefault),
+        }
+    }
+
+    #[test]
+    fn many_remediations_make_one_event_that_lists_them_within_a_kilobyte() {
+        let resources: Vec<ObservedResource> = (0..200)
+            .map(|i| resource(&format!("service-{i:03}")))
+            .collect();
+        let transitions: Vec<_> = resources
+            .iter()
+            .map(|r| transition(r, Some(TargetState::Compliant), TargetState::Remediated))
+            .collect();
+        let events = pass_events(&summary(&transitions, Mode::Enforce));
+        assert_eq!(events.len(), 1);
+        let e = &events[0];
+        assert_eq!(
+            (e.type_, e.reason, e.action),
+            (EventType::Normal, EventReason::Remediated, "Remediate")
+        );
+        assert!(e.note.len() <= MAX_NOTE_BYTES, "{}", e.note.len());
+        assert!(e.note.starts_with("Set Binary Authorization policy default on 200 resource(s): Service us-central1/service-000 (was none); "), "{}", e.note);
+        assert!(
+            e.note.contains(" more. Cloud Run enforces it"),
+            "{}",
+            e.note
+        );
+    }
+
+    #[test]
+    fn steady_states_make_no_events() {
+        let r = resource("a");
+        let transitions = [transition(
+            &r,
+            Some(TargetState::Drifted),
+            TargetState::Drifted,
+        )];
+        assert!(pass_events(&summary(&transitions, Mode::Audit)).is_empty());
+        let mut s = summary(&[], Mode::Enforce);
+        s.ready = (ReadyReason::PermissionDenied, "denied; grant it");
+        s.previous_ready = Some("PermissionDenied");
+        assert!(
+            pass_events(&s).is_empty(),
+            "the same failure twice is not a transition"
+        );
+        s.previous_ready = Some("Compliant");
+        let events = pass_events(&s);
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].reason, EventReason::PermissionDenied);
+        assert_eq!(events[0].note, "denied; grant it");
+    }
+
+    #[test]
+    fn audit_drift_says_how_to_fix_it() {
+        let r = resource("checkout");
+        let transitions = [transition(&r, None, TargetState::Drifted)];
+        let events = pass_events(&summary(&transitions, Mode::Audit));
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].reason, EventReason::DriftDetected);
+        assert_eq!(
+            events[0].note,
+            "1 resource(s) do not carry Binary Authorization policy default (Audit mode: reported, not fixed): Service us-central1/checkout (carries none). Fix them (e.g. gcloud run services update checkout --region us-central1 --project acme-prod --binary-authorization=default) or set spec.mode: Enforce to let the operator fix them."
+        );
+    }
+
+    #[test]
+    fn a_remediated_resource_that_keeps_its_justification_is_reported_under_breakglass() {
+        let mut r = resource("hotfix");
+        r.breakglass = Some("INC-1".into());
+        let transitions = [transition(
+            &r,
+            Some(TargetState::Compliant),
+            TargetState::Remediated,
+        )];
+        let mut s = summary(&transitions, Mode::Enforce);
+        let reasons = |s: &PassSummary<'_, '_>| -> Vec<EventReason> {
+            pass_events(s).into_iter().map(|e| e.reason).collect()
+        };
+        assert_eq!(
+            reasons(&s),
+            [EventReason::Remediated, EventReason::Breakglass]
+        );
+        s.breakglass = Some(BreakglassMode::Clear);
+        assert_eq!(
+            reasons(&s),
+            [EventReason::Remediated],
+            "cleared by the write"
+        );
+    }
+}

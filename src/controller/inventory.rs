@@ -1,0 +1,322 @@
+//! Shares Cloud Run reads between bindings: one list per (project, location, kind) per short window, single-flight.
+//!
+//! # Guarantees
+//! - Within `ttl` of a list starting, every pass asking for the same (project, location,
+//!   kind) gets that list's result: concurrent callers wait for the one request in flight
+//!   instead of issuing their own (single flight), so N bindings over one project cost one
+//!   set of lists per window, not N.
+//! - A failed list is shared by the callers that waited for it, then forgotten: the next
+//!   caller lists again.
+//! - A remediation's result is written through ([`SharedInventory::record`]), so a pass
+//!   planned right after another binding's write sees the resource as it now is. The
+//!   wire object (etag) kept beside it may then be stale; the client re-reads on a stale
+//!   etag, so that costs one read, never a lost update.
+//! - The last successful list of each scope is kept after it goes stale, only to decide
+//!   which bindings overlap ([`SharedInventory::last_known`]); passes never plan on it.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use futures::future::{BoxFuture, FutureExt, Shared};
+
+use crate::api::ResourceKind;
+use crate::cloudrun::{CloudRunClient, Error as CloudRunError, LiveResource};
+use crate::resource::{ObservedResource, ResourceId};
+
+/// What is listed together: one collection of one project and region.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Scope {
+    /// Project id or number, as bindings name it.
+    pub project: String,
+    /// Cloud Run region.
+    pub location: String,
+    /// Services, jobs or worker pools.
+    pub kind: ResourceKind,
+}
+
+type ListResult = Result<Arc<Vec<LiveResource>>, Arc<CloudRunError>>;
+
+struct Entry {
+    /// Distinguishes successive lists of one scope; a completing list only lands in the
+    /// entry when the generation is still its own.
+    generation: u64,
+    started: Instant,
+    state: EntryState,
+    /// The last successful list, fresh or not (for `last_known`).
+    last_ok: Option<Arc<Vec<LiveResource>>>,
+}
+
+enum EntryState {
+    Loading(Shared<BoxFuture<'static, ListResult>>),
+    Ready(Arc<Vec<LiveResource>>),
+    /// Failed, or invalidated: the next caller lists again.
+    Expired,
+}
+
+/// The inventory shared by every pass of the controller.
+pub struct SharedInventory {
+    client: CloudRunClient,
+    ttl: Duration,
+    entries: Mutex<HashMap<Scope, Entry>>,
+    next_generation: AtomicU64,
+}
+
+impl std::fmt::Debug for SharedInventory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedInventory")
+            .field("ttl", &self.ttl)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SharedInventory {
+    /// An empty inventory reading through `client`; a list is fresh for `ttl` after it
+    /// started.
+    pub fn new(client: CloudRunClient, ttl: Duration) -> Self {
+        Self {
+            client,
+            ttl,
+            entries: Mutex::new(HashMap::new()),
+            next_generation: AtomicU64::new(0),
+        }
+    }
+
+    /// The Cloud Run client the inventory reads through.
+    pub fn client(&self) -> &CloudRunClient {
+        &self.client
+    }
+
+    fn entries(&self) -> MutexGuard<'_, HashMap<Scope, Entry>> {
+        self.entries.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn generation(&self) -> u64 {
+        self.next_generation.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// The resources of one scope: a fresh shared list, the one in flight, or a new one.
+    ///
+    /// # Errors
+    /// The client's error for the list (shared with every caller that waited for it).
+    pub async fn list(&self, scope: &Scope) -> ListResult {
+        let (generation, future) = {
+            let mut entries = self.entries();
+            let fresh = entries
+                .get(scope)
+                .filter(|e| e.started.elapsed() < self.ttl);
+            match fresh.map(|e| (&e.state, e.generation)) {
+                Some((EntryState::Ready(items), _)) => return Ok(Arc::clone(items)),
+                Some((EntryState::Loading(future), generation)) => (generation, future.clone()),
+                _ => {
+                    let generation = self.generation();
+                    let client = self.client.clone();
+                    let s = scope.clone();
+                    let future = async move {
+                        client
+                            .list_all(&s.project, &s.location, s.kind)
+                            .await
+                            .map(Arc::new)
+                            .map_err(Arc::new)
+                    }
+                    .boxed()
+                    .shared();
+                    let last_ok = entries.remove(scope).and_then(|e| e.last_ok);
+                    entries.insert(
+                        scope.clone(),
+                        Entry {
+                            generation,
+                            started: Instant::now(),
+                            state: EntryState::Loading(future.clone()),
+                            last_ok,
+                        },
+                    );
+                    (generation, future)
+                }
+            }
+        };
+        let result = future.await;
+        if let Some(entry) = self.entries().get_mut(scope) {
+            if entry.generation == generation {
+                match &result {
+                    Ok(items) => {
+                        entry.state = EntryState::Ready(Arc::clone(items));
+                        entry.last_ok = Some(Arc::clone(items));
+                    }
+                    Err(_) => entry.state = EntryState::Expired,
+                }
+            }
+        }
+        result
+    }
+
+    /// Writes a resource's new state through to the list that holds it. A list in flight
+    /// may have read the old state: it is expired, so the next caller lists again.
+    pub fn record(&self, resource: &ObservedResource) {
+        let scope = Scope::of(&resource.id);
+        let generation = self.generation();
+        let mut entries = self.entries();
+        let Some(entry) = entries.get_mut(&scope) else {
+            return;
+        };
+        match &mut entry.state {
+            EntryState::Ready(items) => {
+                if let Some(i) = items.iter().position(|r| r.observed.id == resource.id) {
+                    let mut updated = Vec::clone(items);
+                    updated[i].observed = resource.clone();
+                    let updated = Arc::new(updated);
+                    *items = Arc::clone(&updated);
+                    entry.last_ok = Some(updated);
+                }
+            }
+            EntryState::Loading(_) => {
+                entry.generation = generation;
+                entry.state = EntryState::Expired;
+            }
+            EntryState::Expired => {}
+        }
+    }
+
+    /// Expires the list of a resource's scope (e.g. after a write whose result is
+    /// unknown), so the next caller lists again.
+    pub fn invalidate(&self, id: &ResourceId) {
+        let generation = self.generation();
+        if let Some(entry) = self.entries().get_mut(&Scope::of(id)) {
+            entry.generation = generation;
+            entry.state = EntryState::Expired;
+        }
+    }
+
+    /// Every resource of `project` from the last successful lists, fresh or not — only to
+    /// decide which bindings overlap; never planned on.
+    pub fn last_known(&self, project: &str) -> Vec<ObservedResource> {
+        self.entries()
+            .iter()
+            .filter(|(scope, _)| scope.project == project)
+            .filter_map(|(_, entry)| entry.last_ok.as_ref())
+            .flat_map(|items| items.iter().map(|r| r.observed.clone()))
+            .collect()
+    }
+}
+
+impl Scope {
+    /// The scope a resource is listed in.
+    pub fn of(id: &ResourceId) -> Self {
+        Self {
+            project: id.project.clone(),
+            location: id.location.clone(),
+            kind: id.kind,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cloudrun::{CloudRunConfig, RetryPolicy};
+    use crate::emulator::{self, EmulatorConfig, EmulatorHandle, Faults, Seed};
+    use crate::policy::ObservedPolicy;
+
+    const SEED: &str = r#"
+projects:
+  acme-prod:
+    projectNumber: 123456789012
+    regions:
+      us-central1:
+        services:
+          - {name: checkout, image: us-docker.pkg.dev/p/i:1}
+"#;
+
+    async fn setup(ttl: Duration) -> (EmulatorHandle, SharedInventory) {
+        let emulator = emulator::start(EmulatorConfig {
+            seed: Seed::from_yaml_str(SEED).unwrap(),
+            ..EmulatorConfig::default()
+        })
+        .await
+        .unwrap();
+        let mut config = CloudRunConfig::emulator(&emulator.url());
+        config.retry = RetryPolicy {
+            initial_backoff: Duration::from_millis(1),
+            max_backoff: Duration::from_millis(2),
+            max_attempts: 1,
+            deadline: Duration::from_secs(5),
+        };
+        let client = CloudRunClient::new(config).await.unwrap();
+        (emulator, SharedInventory::new(client, ttl))
+    }
+
+    fn scope() -> Scope {
+        Scope {
+            project: "acme-prod".into(),
+            location: "us-central1".into(),
+            kind: ResourceKind::Service,
+        }
+    }
+
+    fn lists(emulator: &EmulatorHandle) -> u64 {
+        emulator
+            .counters(None)
+            .calls
+            .iter()
+            .filter(|c| c.method == "services.list")
+            .map(|c| c.count)
+            .sum()
+    }
+
+    #[tokio::test]
+    async fn a_fresh_list_is_shared_and_writes_go_through_it() {
+        let (emulator, inventory) = setup(Duration::from_secs(3600)).await;
+        let s = scope();
+        let (a, b) = tokio::join!(inventory.list(&s), inventory.list(&s));
+        assert_eq!(a.unwrap().len(), 1);
+        assert_eq!(b.unwrap().len(), 1);
+        assert_eq!(lists(&emulator), 1, "single flight");
+
+        let mut fixed = inventory.list(&scope()).await.unwrap()[0].observed.clone();
+        assert_eq!(fixed.policy, ObservedPolicy::None);
+        fixed.policy = ObservedPolicy::ProjectDefault;
+        inventory.record(&fixed);
+        let again = inventory.list(&scope()).await.unwrap();
+        assert_eq!(again[0].observed.policy, ObservedPolicy::ProjectDefault);
+        assert_eq!(lists(&emulator), 1, "served from the shared list");
+
+        inventory.invalidate(&fixed.id);
+        let relisted = inventory.list(&scope()).await.unwrap();
+        assert_eq!(
+            relisted[0].observed.policy,
+            ObservedPolicy::None,
+            "read again"
+        );
+        assert_eq!(lists(&emulator), 2);
+        emulator.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn stale_lists_are_read_again_but_kept_for_overlap_decisions() {
+        let (emulator, inventory) = setup(Duration::ZERO).await;
+        inventory.list(&scope()).await.unwrap();
+        inventory.list(&scope()).await.unwrap();
+        assert_eq!(lists(&emulator), 2);
+        assert_eq!(inventory.last_known("acme-prod").len(), 1);
+        assert!(inventory.last_known("other").is_empty());
+        emulator.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn a_failed_list_is_not_kept() {
+        let (emulator, inventory) = setup(Duration::from_secs(3600)).await;
+        emulator
+            .set_faults(Faults {
+                forbidden: vec!["acme-prod".into()],
+                ..Faults::default()
+            })
+            .unwrap();
+        let err = inventory.list(&scope()).await.unwrap_err();
+        assert!(err.is_permission_denied(), "{err}");
+        emulator.set_faults(Faults::default()).unwrap();
+        assert_eq!(inventory.list(&scope()).await.unwrap().len(), 1);
+        assert_eq!(lists(&emulator), 2);
+        emulator.shutdown().await;
+    }
+}
