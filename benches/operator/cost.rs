@@ -44,10 +44,35 @@ pub struct Plan {
     pub drift_ratio: f64,
     /// `check` runs and baseline passes per size.
     pub runs: usize,
-    /// Steady-state controller windows measured after the first one.
-    pub windows: usize,
+    /// The controller configurations measured, one controller run each.
+    pub controllers: Vec<Variant>,
     /// Binding interval for the controller.
     pub interval: Duration,
+}
+
+/// One controller configuration of scenario 1.
+pub struct Variant {
+    /// What it is, for the report.
+    pub label: &'static str,
+    /// Its client flags.
+    pub flags: Vec<String>,
+    /// Steady-state windows measured after the first one.
+    pub windows: usize,
+}
+
+/// The controller under one configuration at one size.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ControllerCost {
+    /// The configuration.
+    pub label: String,
+    /// Its flags.
+    pub flags: Vec<String>,
+    /// The first pass window after the controller started over existing bindings.
+    pub first: SubjectCost,
+    /// The steady-state windows (drift injected before each).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub steady: Option<SubjectCost>,
 }
 
 /// Calls of one pass window.
@@ -133,13 +158,10 @@ pub struct SizeCost {
     pub check: SubjectCost,
     /// The per-resource baseline.
     pub baseline: SubjectCost,
-    /// The controller's first pass window (bindings just created).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub controller_first: Option<SubjectCost>,
-    /// The controller's steady-state windows (drift injected before each).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub controller: Option<SubjectCost>,
-    /// Baseline reads / the best operator subject's reads (controller if measured).
+    /// The controller, per configuration.
+    pub controllers: Vec<ControllerCost>,
+    /// Baseline reads / the operator's reads (the first controller configuration's
+    /// steady state if measured, else `check`).
     pub baseline_read_factor: Spread,
 }
 
@@ -179,12 +201,15 @@ fn project_of(n: usize) -> String {
 
 /// Runs scenario 1.
 pub async fn run(ctx: &Ctx, plan: &Plan) -> Result<CostResult> {
-    let emulator = Emulator::spawn(&ctx.bin, &[], &ctx.work.join("cost-emulator.log")).await?;
+    // A throwaway emulator generates the three estates; the measured one is seeded with
+    // them from a file, so that `reset` returns to exactly this estate.
+    let generator =
+        Emulator::spawn(&ctx.bin, &[], &ctx.work.join("cost-generator.log")).await?;
     let interval = format!("{}s", plan.interval.as_secs());
     let mut sizes = Vec::new();
     for (i, &n) in plan.sizes.iter().enumerate() {
         let project = project_of(n);
-        emulator
+        generator
             .generate(&json!({
                 "count": n, "seed": 7 + i as u64, "driftRatio": plan.drift_ratio,
                 "projects": [project], "regions": plan.regions,
@@ -203,9 +228,16 @@ pub async fn run(ctx: &Ctx, plan: &Plan) -> Result<CostResult> {
         estate::write_manifests(&manifest, &bindings)?;
         sizes.push((n, project, bindings, manifest));
     }
-    // The generated estate becomes the one `reset` returns to.
-    let initial: Seed = emulator.state().await?;
-    emulator.reset(Some(&initial)).await?;
+    let initial: Seed = generator.state().await?;
+    generator.stop().await?;
+    let seed_file = ctx.work.join("cost-seed.json");
+    std::fs::write(&seed_file, serde_json::to_vec(&initial)?)?;
+    let emulator = Emulator::spawn(
+        &ctx.bin,
+        &["--seed".into(), seed_file.display().to_string()],
+        &ctx.work.join("cost-emulator.log"),
+    )
+    .await?;
     let sizes: Vec<Size> = sizes
         .into_iter()
         .map(|(resources, project, bindings, manifest)| {
@@ -261,23 +293,31 @@ pub async fn run(ctx: &Ctx, plan: &Plan) -> Result<CostResult> {
         baselines.push(SubjectCost::of(windows)?);
     }
 
-    let mut controller = match &ctx.plane {
-        Some(_) => Some(controller_windows(ctx, &emulator, &sizes, plan).await?),
-        None => None,
-    };
+    let mut measured: Vec<(&Variant, ControllerWindows)> = Vec::new();
+    if ctx.plane.is_some() {
+        for (i, variant) in plan.controllers.iter().enumerate() {
+            let windows = controller_windows(ctx, &emulator, &sizes, plan, variant, i).await?;
+            measured.push((variant, windows));
+        }
+    }
 
     let mut out = Vec::new();
     for (i, ((size, check), baseline)) in sizes.iter().zip(checks).zip(baselines).enumerate() {
-        let (first, steady) = match controller.as_mut() {
-            Some((first, steady)) => (
-                Some(SubjectCost::of(std::mem::take(&mut first[i]))?),
-                Some(SubjectCost::of(std::mem::take(&mut steady[i]))?).filter(|_| plan.windows > 0),
-            ),
-            None => (None, None),
-        };
-        let subject_reads = steady
-            .as_ref()
-            .or(first.as_ref())
+        let mut controllers = Vec::new();
+        for (variant, (first, steady)) in &mut measured {
+            controllers.push(ControllerCost {
+                label: variant.label.to_string(),
+                flags: variant.flags.clone(),
+                first: SubjectCost::of(std::mem::take(&mut first[i]))?,
+                steady: match std::mem::take(&mut steady[i]) {
+                    windows if windows.is_empty() => None,
+                    windows => Some(SubjectCost::of(windows)?),
+                },
+            });
+        }
+        let subject_reads = controllers
+            .first()
+            .map(|c| c.steady.as_ref().unwrap_or(&c.first))
             .unwrap_or(&check)
             .windows
             .iter()
@@ -295,8 +335,7 @@ pub async fn run(ctx: &Ctx, plan: &Plan) -> Result<CostResult> {
             list_bound: size.list_bound,
             check,
             baseline,
-            controller_first: first,
-            controller: steady,
+            controllers,
             baseline_read_factor: Spread::of(&factors).context("no factor")?,
         });
     }
@@ -391,25 +430,45 @@ async fn controller_windows(
     emulator: &Emulator,
     sizes: &[Size],
     plan: &Plan,
+    variant: &Variant,
+    index: usize,
 ) -> Result<ControllerWindows> {
     let plane = ctx.plane.as_ref().context("no control plane")?;
     emulator.reset(None).await?;
-    plane.namespace(NAMESPACE).await?;
-    let all: Vec<BinAuthzBinding> = sizes.iter().flat_map(|s| s.bindings.clone()).collect();
+    // A namespace per configuration: each controller sees only its own bindings.
+    let namespace = format!("{NAMESPACE}-{index}");
+    plane.namespace(&namespace).await?;
+    let all: Vec<BinAuthzBinding> = sizes
+        .iter()
+        .flat_map(|s| s.bindings.clone())
+        .map(|mut b| {
+            b.metadata.namespace = Some(namespace.clone());
+            b
+        })
+        .collect();
+    let flags: Vec<String> = variant
+        .flags
+        .iter()
+        .chain(&ctx.controller_args)
+        .cloned()
+        .collect();
+    // Bindings first, then the controller: its first window is a (re)start over bindings
+    // that exist, not a race with their creation one by one.
+    plane.apply(&all).await?;
+    say!(
+        "cost: controller ({}) over {} bindings, first pass window",
+        variant.label,
+        all.len()
+    );
     let controller = Controller::start(
         &ctx.bin,
         plane.kubeconfig(),
         emulator.url(),
-        NAMESPACE,
-        &[],
-        &ctx.work.join("cost-controller.log"),
+        &namespace,
+        &flags,
+        &ctx.work.join(format!("cost-controller-{index}.log")),
     )
     .await?;
-    say!(
-        "cost: controller over {} bindings, first pass window",
-        all.len()
-    );
-    plane.apply(&all).await?;
     let initial_writes: usize = sizes.iter().map(|s| s.intent.writes.len()).sum();
     let timeout = plan.interval * 3 + Duration::from_secs(120);
     let (first_requests, _) = settle(emulator, 0, 0, initial_writes, &BTreeSet::new(), timeout).await?;
@@ -421,8 +480,13 @@ async fn controller_windows(
     let mut audit = emulator.audit_since(0).await?.last().map_or(0, |c| c.seq);
     let mut steady: Vec<Vec<Window>> = sizes.iter().map(|_| Vec::new()).collect();
     let mut rng = StdRng::seed_from_u64(42);
-    for k in 0..plan.windows {
-        say!("cost: controller window {}/{}", k + 1, plan.windows);
+    for k in 0..variant.windows {
+        say!(
+            "cost: controller ({}) window {}/{}",
+            variant.label,
+            k + 1,
+            variant.windows
+        );
         let mut drifted = BTreeSet::new();
         let mut per_size = Vec::new();
         for size in sizes {
@@ -497,3 +561,11 @@ fn window_of(requests: &[RequestRecord], size: &Size, drifted: usize) -> Window 
     }
 }
 
+
+/// Client flags that keep the read and write budgets out of the way (calls are counted
+/// here, not timed).
+pub fn unthrottled_flags() -> Vec<String> {
+    ["--read-rate", UNTHROTTLED_PER_MINUTE, "--write-rate", UNTHROTTLED_PER_MINUTE]
+        .map(String::from)
+        .to_vec()
+}

@@ -108,6 +108,10 @@ struct Cli {
     /// Copy the tables and the plot into BENCHMARKS.md and docs/bench/ (full runs only).
     #[arg(long)]
     publish: bool,
+    /// An extra flag for every controller started in scenarios 1, 3 and 4 (repeatable),
+    /// e.g. `--controller-arg=--write-rate=6000` to see what the write budget costs.
+    #[arg(long, allow_hyphen_values = true)]
+    controller_arg: Vec<String>,
     /// Passed by `cargo bench`.
     #[arg(long, hide = true)]
     bench: bool,
@@ -123,6 +127,8 @@ pub struct Ctx {
     pub plane: Option<ControlPlane>,
     /// /proc clock ticks per second.
     pub ticks: f64,
+    /// Extra controller flags (scenarios 1, 3 and 4).
+    pub controller_args: Vec<String>,
 }
 
 #[derive(Serialize)]
@@ -231,6 +237,12 @@ async fn run(cli: Cli) -> Result<()> {
         Subject::Check
     });
     let mut notes = Vec::new();
+    if !cli.controller_arg.is_empty() {
+        notes.push(format!(
+            "Controllers of scenarios 1, 3 and 4 ran with the extra flags `{}`.",
+            cli.controller_arg.join(" ")
+        ));
+    }
     if !controller_available {
         notes.push(format!(
             "This binary has no `controller` subcommand: scenario 1 measures `check --fix` only, scenario 2 uses `check --fix`, scenarios 3 and 4 were not run ({}).",
@@ -259,6 +271,7 @@ async fn run(cli: Cli) -> Result<()> {
         work,
         plane,
         ticks: procfs::clock_ticks(),
+        controller_args: cli.controller_arg.clone(),
     };
     let result = scenarios(&ctx, &cli, subject, controller_available, &target).await;
     if let Some(plane) = ctx.plane {
@@ -347,7 +360,27 @@ async fn scenarios(
             bindings: 50,
             drift_ratio: 0.01,
             runs: if quick { 1 } else { 5 },
-            windows: if quick { 1 } else { 5 },
+            controllers: if quick {
+                vec![cost::Variant {
+                    label: "unthrottled budgets",
+                    flags: cost::unthrottled_flags(),
+                    windows: 0,
+                }]
+            } else {
+                vec![
+                    cost::Variant {
+                        label: "unthrottled budgets",
+                        flags: cost::unthrottled_flags(),
+                        windows: 5,
+                    },
+                    // Windows take over a minute here (the write budget stretches them).
+                    cost::Variant {
+                        label: "default budgets",
+                        flags: Vec::new(),
+                        windows: 3,
+                    },
+                ]
+            },
             interval: Duration::from_secs(30),
         };
         Some(cost::run(ctx, &plan).await?)
@@ -390,6 +423,7 @@ async fn scenarios(
                 interval: Duration::from_secs(30),
                 drifts: 5,
                 span: Duration::from_secs(20),
+                tail: Duration::from_secs(8),
             }
         } else {
             reaction::Plan {
@@ -398,6 +432,7 @@ async fn scenarios(
                 interval: Duration::from_secs(30),
                 drifts: 50,
                 span: Duration::from_secs(300),
+                tail: Duration::from_secs(15),
             }
         };
         Some(reaction::run(ctx, &plan).await?)

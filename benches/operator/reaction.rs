@@ -39,6 +39,8 @@ pub struct Plan {
     pub drifts: usize,
     /// Over how long.
     pub span: Duration,
+    /// Measured after the last correction (an idle stretch).
+    pub tail: Duration,
 }
 
 /// What the controller costs.
@@ -133,12 +135,18 @@ pub async fn run(ctx: &Ctx, plan: &Plan) -> Result<ReactionResult> {
         names.extend(estate::resource_names(&state, project));
     }
     plane.namespace(NAMESPACE).await?;
+    plane.apply(&bindings).await?;
+    say!(
+        "reaction: controller over {} bindings and {} resources, first pass",
+        bindings.len(),
+        plan.resources
+    );
     let controller = Controller::start(
         &ctx.bin,
         plane.kubeconfig(),
         emulator.url(),
         NAMESPACE,
-        &[],
+        &ctx.controller_args,
         &ctx.work.join("react-controller.log"),
     )
     .await?;
@@ -160,12 +168,6 @@ pub async fn run(ctx: &Ctx, plan: &Plan) -> Result<ReactionResult> {
         })
     };
 
-    say!(
-        "reaction: controller over {} bindings and {} resources, first pass",
-        bindings.len(),
-        plan.resources
-    );
-    plane.apply(&bindings).await?;
     let limit = plan.interval * 4 + Duration::from_secs(120);
     let started = now_seconds();
     loop {
@@ -249,7 +251,7 @@ pub async fn run(ctx: &Ctx, plan: &Plan) -> Result<ReactionResult> {
         }
     };
     // One more quiet stretch after the last correction, for the idle figure.
-    tokio::time::sleep(plan.interval / 2).await;
+    tokio::time::sleep(plan.tail).await;
     stop.store(true, Ordering::Relaxed);
     sampler.await.context("the /proc sampler")?;
     let final_reading = procfs::read(pid, ctx.ticks)?;
@@ -267,13 +269,21 @@ pub async fn run(ctx: &Ctx, plan: &Plan) -> Result<ReactionResult> {
         .iter()
         .filter_map(|(a, b)| Some(cpu(b + 1.0)? - cpu(a - 0.5)?))
         .collect();
-    let idle: Vec<f64> = windows
-        .windows(2)
-        .filter_map(|w| {
-            let (from, to) = (w[0].1 + 2.0, w[1].0 - 1.0);
-            (to - from >= 5.0).then_some(())?;
-            Some((cpu(to)? - cpu(from)?) / (to - from) * 100.0)
-        })
+    // Quiet stretches: before the first window, between windows, after the last one
+    // (2 s after a window's last call, up to 1 s before the next window's first).
+    let measured_from = samples_from(&samples, t0);
+    let measured_to = samples.last().map_or(t0, |s| s.0);
+    let mut stretches = Vec::new();
+    let mut cursor = measured_from;
+    for (start, end) in &windows {
+        stretches.push((cursor, start - 1.0));
+        cursor = cursor.max(end + 2.0);
+    }
+    stretches.push((cursor, measured_to));
+    let idle: Vec<f64> = stretches
+        .into_iter()
+        .filter(|(from, to)| to - from >= 5.0)
+        .filter_map(|(from, to)| Some((cpu(to)? - cpu(from)?) / (to - from) * 100.0))
         .collect();
     let (first_t, last_t) = (
         samples.first().map_or(0.0, |s| s.0),
@@ -333,6 +343,11 @@ fn windows(requests: &[RequestRecord]) -> Result<Vec<(f64, f64)>> {
         bail!("no Cloud Run call after the first pass");
     }
     Ok(out)
+}
+
+/// The first sample time at or after `t`.
+fn samples_from(samples: &[(f64, Reading)], t: f64) -> f64 {
+    samples.iter().map(|s| s.0).find(|s| *s >= t).unwrap_or(t)
 }
 
 /// CPU seconds at time `t`, interpolated between samples.

@@ -6,6 +6,7 @@ use crate::convergence::ConvergenceResult;
 use crate::cost::{CostResult, SubjectCost};
 use crate::planner::{PlannerResult, TARGET_MS};
 use crate::reaction::ReactionResult;
+use crate::stats::Spread;
 use crate::svg::{Chart, Series};
 use crate::Results;
 
@@ -88,11 +89,13 @@ fn cost(s: &mut String, c: &CostResult) {
     let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|---|");
     for size in &c.sizes {
         let estate = thousands(size.resources);
-        if let Some(ctl) = &size.controller {
-            cost_row(s, &estate, "controller, steady state", ctl, size.list_bound);
-        }
-        if let Some(ctl) = &size.controller_first {
-            cost_row(s, &estate, "controller, first pass", ctl, size.list_bound);
+        for ctl in &size.controllers {
+            if let Some(steady) = &ctl.steady {
+                let who = format!("controller, {}, steady state", ctl.label);
+                cost_row(s, &estate, &who, steady, size.list_bound);
+            }
+            let who = format!("controller, {}, first pass", ctl.label);
+            cost_row(s, &estate, &who, &ctl.first, size.list_bound);
         }
         cost_row(s, &estate, "`check --fix`", &size.check, size.list_bound);
         cost_row(s, &estate, "per-resource baseline", &size.baseline, size.list_bound);
@@ -100,29 +103,50 @@ fn cost(s: &mut String, c: &CostResult) {
     let _ = writeln!(s);
     let _ = writeln!(
         s,
-        "| Estate | Matched | Operator reads ÷ bound (target ≤ 1.05) | Baseline reads ÷ operator reads (target ≥ 50 at 5,000) |"
+        "| Estate | Matched | Subject | Reads ÷ bound (target ≤ 1.05) | Baseline reads ÷ these reads (target ≥ 50 at 5,000) |"
     );
-    let _ = writeln!(s, "|---|---|---|---|");
+    let _ = writeln!(s, "|---|---|---|---|---|");
     for size in &c.sizes {
-        let op = size
-            .controller
-            .as_ref()
-            .or(size.controller_first.as_ref())
-            .unwrap_or(&size.check);
-        let factor_target = if size.resources == 5000 {
-            format!(" — {}", verdict(size.baseline_read_factor.median >= 50.0))
-        } else {
-            String::new()
-        };
-        let _ = writeln!(
-            s,
-            "| {} | {} | {} — {} | {}×{factor_target} |",
-            thousands(size.resources),
-            thousands(size.matched),
-            op.read_ratio.show(2),
-            verdict(op.read_ratio.max <= 1.05),
-            size.baseline_read_factor.show(1),
-        );
+        let mut subjects: Vec<(String, &SubjectCost)> = size
+            .controllers
+            .iter()
+            .map(|c| {
+                let (what, cost) = match &c.steady {
+                    Some(steady) => ("steady state", steady),
+                    None => ("first pass", &c.first),
+                };
+                (format!("controller, {}, {what}", c.label), cost)
+            })
+            .collect();
+        subjects.push(("`check --fix`".into(), &size.check));
+        for (who, op) in subjects {
+            let factors: Vec<f64> = size
+                .baseline
+                .windows
+                .iter()
+                .flat_map(|b| {
+                    op.windows
+                        .iter()
+                        .map(move |w| b.calls.reads() as f64 / w.calls.reads() as f64)
+                })
+                .collect();
+            let factor = Spread::of(&factors).map_or_else(String::new, |f| {
+                let target = if size.resources == 5000 {
+                    format!(" — {}", verdict(f.min >= 50.0))
+                } else {
+                    String::new()
+                };
+                format!("{}×{target}", f.show(1))
+            });
+            let _ = writeln!(
+                s,
+                "| {} | {} | {who} | {} — {} | {factor} |",
+                thousands(size.resources),
+                thousands(size.matched),
+                op.read_ratio.show(2),
+                verdict(op.read_ratio.max <= 1.05),
+            );
+        }
     }
     let _ = writeln!(s);
 }
@@ -253,10 +277,11 @@ pub fn convergence_svg(c: &ConvergenceResult) -> String {
             x_max = x_max.max(run.seconds_to_compliance * 1.05);
             series.push(Series {
                 label: format!(
-                    "D = {}, W = {}/min ({} runs)",
+                    "D = {}, W = {}/min ({} run{})",
                     case.drifted,
                     case.quota_per_minute,
-                    case.runs.len()
+                    case.runs.len(),
+                    if case.runs.len() == 1 { "" } else { "s" }
                 ),
                 color,
                 dashed: false,
