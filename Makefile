@@ -39,6 +39,12 @@ demo: ## Check-and-fix examples/ against the embedded Cloud Run emulator (no cre
 dev: build ## Local playground: kube-apiserver, Cloud Run emulator, controller, examples/bindings/ (Ctrl-C stops it)
 	BINAUTHZ_BIN=$(BIN) scripts/dev.sh
 
+bench: ## Benchmarks of BENCHMARKS.md, every figure (< 30 min on 2 cores); ARGS=--quick for the smoke run
+	scripts/bench.sh $(ARGS)
+
+bench-quick: ## Benchmark smoke run (< 2 min, what CI can afford); publishes nothing
+	scripts/bench.sh --quick
+
 crds: ## Regenerate crds/ from the Rust types
 	$(CARGO) run --locked -q -- crd > $(CRD)
 	cp $(CRD) deploy/crds/

@@ -59,6 +59,8 @@ fn alive(pid: u32) -> bool {
 
 /// Starts the API server again with the same flags; the envtest watchdog stops it through
 /// the pid file when this test binary exits.
+// The process outlives this function on purpose (the watchdog, not this test, reaps it).
+#[allow(clippy::zombie_processes)]
 fn restart_apiserver(dir: &Path, argv: &[String]) -> u32 {
     let log = std::fs::OpenOptions::new()
         .append(true)
