@@ -5,7 +5,7 @@ CARGO ?= cargo
 BIN := target/debug/binauthz-operator
 CRD := crds/binauthzbindings.binauthz.dev.yaml
 
-.PHONY: help test lint fmt-check clippy hadolint lint-deploy unit crds demo dev bench bench-quick build
+.PHONY: help test lint fmt-check clippy hadolint lint-deploy unit crds demo dev bench bench-quick build soak
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -48,3 +48,17 @@ bench-quick: ## Benchmark smoke run (< 2 min, what CI can afford); publishes not
 crds: ## Regenerate crds/ from the Rust types
 	$(CARGO) run --locked -q -- crd > $(CRD)
 	cp $(CRD) deploy/crds/
+
+# The reliability suite's long runs (RELIABILITY.md). `make test` runs the same tests with
+# bounded sizes; this scales them up. Under 30 minutes on 2 cores; figures are written to
+# target/reliability/*.json and printed.
+SOAK_ENV := BINAUTHZ_FUZZ_CASES=20000 BINAUTHZ_SOAK_RESOURCES=1000 BINAUTHZ_SOAK_JITTER_MS=150 \
+	BINAUTHZ_SOAK_INTERVAL_SECS=60 BINAUTHZ_FLOOD_BINDINGS=500
+
+soak: ## Long reliability runs: 20,000 hostile answers, 1,000-resource fault soaks, a 500-binding flood (< 30 min)
+	$(CARGO) build --locked --tests
+	$(SOAK_ENV) $(CARGO) test --locked --test hostile_cloudrun
+	$(SOAK_ENV) $(CARGO) test --locked --test fault_soak -- --nocapture
+	$(SOAK_ENV) $(CARGO) test --locked --test controller_reliability -- --nocapture --test-threads 1
+	$(SOAK_ENV) $(CARGO) test --locked --test apiserver_restart --test no_credential_leak -- --nocapture
+	@echo "figures: target/reliability/"

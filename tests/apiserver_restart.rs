@@ -10,12 +10,12 @@
 mod envtest;
 mod reliability;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use binauthz_operator::emulator::Faults;
-use reliability::operator::{eventually, Operator, OperatorOpts};
+use reliability::operator::{eventually, LogDir, Operator, OperatorOpts};
 use reliability::{bindings_yaml, estate, Users};
 use serde_json::{json, Value};
 
@@ -57,26 +57,36 @@ fn alive(pid: u32) -> bool {
             .contains(") Z ")
 }
 
-/// Starts the API server again with the same flags; the envtest watchdog stops it through
-/// the pid file when this test binary exits.
-// The process outlives this function on purpose (the watchdog, not this test, reaps it).
-#[allow(clippy::zombie_processes)]
+/// Starts the API server again with the same flags, in its own session as envtest.sh
+/// starts it (not our child: the envtest watchdog stops it through the pid file when this
+/// test binary exits). Returns its pid.
 fn restart_apiserver(dir: &Path, argv: &[String]) -> u32 {
-    let log = std::fs::OpenOptions::new()
-        .append(true)
-        .create(true)
-        .open(dir.join("kube-apiserver.log"))
-        .expect("the API server log");
-    let child = Command::new("setsid")
+    let pid_file = dir.join("kube-apiserver.pid");
+    let _ = std::fs::remove_file(&pid_file);
+    let status = Command::new("setsid")
+        .arg("--fork")
+        .arg("bash")
+        .arg("-c")
+        .arg(r#"pid_file="$1"; log="$2"; shift 2; echo $$ >"$pid_file"; exec "$@" >>"$log" 2>&1 </dev/null"#)
+        .arg("restart-apiserver")
+        .arg(&pid_file)
+        .arg(dir.join("kube-apiserver.log"))
         .args(argv)
         .stdin(Stdio::null())
-        .stdout(log.try_clone().expect("a log handle"))
-        .stderr(log)
-        .spawn()
-        .expect("kube-apiserver starts again");
-    let pid = child.id();
-    std::fs::write(dir.join("kube-apiserver.pid"), format!("{pid}\n")).expect("the pid file");
-    pid
+        .status()
+        .expect("setsid runs");
+    assert!(status.success(), "setsid failed: {status}");
+    let started = Instant::now();
+    loop {
+        if let Some(pid) = std::fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+        {
+            return pid;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "no pid file");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -85,8 +95,7 @@ async fn the_operator_rides_out_an_apiserver_restart() {
     cp.install_crds(concat!(env!("CARGO_MANIFEST_DIR"), "/crds"));
     let dir = cp.dir().expect("an envtest control plane").to_owned();
     let ns = cp.fresh_namespace().await;
-    let logs = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("reliability-{ns}"));
-    std::fs::create_dir_all(&logs).unwrap();
+    let logs = LogDir::new(&ns);
     let handle = reliability::faulty_estate(30, 0.3, Faults::default()).await;
     let start = estate(&handle);
     let names: Vec<String> = start.keys().cloned().collect();
@@ -96,7 +105,7 @@ async fn the_operator_rides_out_an_apiserver_restart() {
         cp.kubeconfig().expect("a kubeconfig"),
         &ns,
         &handle.url(),
-        &logs,
+        logs.path(),
     );
     opts.args = vec!["--inventory-ttl".into(), "1s".into()];
     let mut operator = Operator::start(&opts);

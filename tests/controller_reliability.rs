@@ -25,19 +25,18 @@ use std::sync::Once;
 use std::time::{Duration, Instant};
 
 use binauthz_operator::emulator::{ChangeSource, Faults};
-use reliability::operator::{eventually, CuttableProxy, Operator, OperatorOpts, TagProxy};
+use reliability::operator::{eventually, CuttableProxy, LogDir, Operator, OperatorOpts, TagProxy};
 use reliability::{all_faults, bindings_yaml, calls_by_code, env_usize, estate, Users};
 use serde_json::{json, Value};
 
 static CRDS: Once = Once::new();
 
 /// The control plane with the CRD installed, a fresh namespace and a log directory.
-async fn setup() -> (&'static envtest::ControlPlane, String, PathBuf) {
+async fn setup() -> (&'static envtest::ControlPlane, String, LogDir) {
     let cp = envtest::control_plane().await;
     CRDS.call_once(|| cp.install_crds(concat!(env!("CARGO_MANIFEST_DIR"), "/crds")));
     let ns = cp.fresh_namespace().await;
-    let logs = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("reliability-{ns}"));
-    std::fs::create_dir_all(&logs).unwrap();
+    let logs = LogDir::new(&ns);
     (cp, ns, logs)
 }
 
@@ -115,7 +114,7 @@ async fn the_controller_converges_within_three_intervals_under_every_fault() {
         &kubeconfig(cp),
         &ns,
         &handle.url(),
-        &logs,
+        logs.path(),
     ));
     operator.wait_ready(Duration::from_secs(60)).await;
 
@@ -200,7 +199,7 @@ async fn a_sigkilled_operator_restarts_converges_and_never_rewrites_a_fixed_reso
     let handle = reliability::faulty_estate(60, 0.5, faults).await;
     let start = estate(&handle);
     let needed = start.values().filter(|h| !h.complies()).count();
-    let mut opts = OperatorOpts::new(&kubeconfig(cp), &ns, &handle.url(), &logs);
+    let mut opts = OperatorOpts::new(&kubeconfig(cp), &ns, &handle.url(), logs.path());
     opts.args = vec!["--write-rate".into(), "12".into()];
     let mut first = Operator::start(&opts);
     first.wait_ready(Duration::from_secs(60)).await;
@@ -291,12 +290,15 @@ async fn leader_election_hands_over_on_kill_and_fences_a_partitioned_leader() {
         .expect("the API server's address");
 
     let replica = |id: &str, cloud_run: &TagProxy, kube: &CuttableProxy| {
-        let mut opts = OperatorOpts::new(&kubeconfig(cp), &ns, &cloud_run.url(), &logs);
+        let mut opts = OperatorOpts::new(&kubeconfig(cp), &ns, &cloud_run.url(), logs.path());
         opts.identity = id.into();
         opts.leader_election = Some((LEASE.into(), "6s".into()));
         // Every pass reads Cloud Run afresh (drift is injected between passes).
         opts.args = vec!["--inventory-ttl".into(), "1s".into()];
-        opts.kubeconfig = kube.kubeconfig(&kubeconfig(cp), &logs.join(format!("{id}.kubeconfig")));
+        opts.kubeconfig = kube.kubeconfig(
+            &kubeconfig(cp),
+            &logs.path().join(format!("{id}.kubeconfig")),
+        );
         Operator::start(&opts)
     };
     let tag_a = TagProxy::start(&handle.url(), "replica-a").await;
@@ -562,7 +564,7 @@ async fn a_flood_of_overlapping_bindings_makes_no_write_cycle() {
     assert_eq!(yaml.matches("kind: BinAuthzBinding").count(), total);
 
     let bounds = desired_changes(&yaml, &start);
-    let mut opts = OperatorOpts::new(&kubeconfig(cp), &ns, &handle.url(), &logs);
+    let mut opts = OperatorOpts::new(&kubeconfig(cp), &ns, &handle.url(), logs.path());
     // The write budget is not under test here (one region holds the whole estate).
     opts.args = vec!["--write-rate".into(), "6000".into()];
     let operator = Operator::start(&opts);

@@ -920,7 +920,7 @@ proptest! {
         }
         if let Ok(page) = serde_json::from_slice::<LocationsPage>(&bytes) {
             for location in &page.locations {
-                let _ = location.region();
+                prop_assert!(location.region().is_none_or(|r| !r.is_empty()));
             }
         }
         if let Ok(op) = serde_json::from_slice::<Operation>(&bytes) {

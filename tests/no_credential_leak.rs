@@ -22,7 +22,7 @@ use std::time::Duration;
 use axum::body::Bytes;
 use binauthz_operator::emulator::Faults;
 use reliability::bindings_yaml;
-use reliability::operator::{eventually, Operator, OperatorOpts, TagProxy, BIN};
+use reliability::operator::{eventually, LogDir, Operator, OperatorOpts, TagProxy, BIN};
 use serde_json::{json, Value};
 
 /// Secrets of one run, each recognizable wherever it lands.
@@ -259,8 +259,7 @@ async fn the_controller_never_exposes_a_credential() {
     let canaries = Canaries::new(dir.path()).await;
     let handle = reliability::faulty_estate(30, 0.3, emulator_faults()).await;
     let proxy = TagProxy::start(&handle.url(), "controller").await;
-    let logs = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("reliability-{ns}"));
-    std::fs::create_dir_all(&logs).unwrap();
+    let logs = LogDir::new(&ns);
 
     let mut outputs = Vec::new();
     for format in ["json", "text"] {
@@ -268,7 +267,7 @@ async fn the_controller_never_exposes_a_credential() {
             cp.kubeconfig().expect("a kubeconfig"),
             &ns,
             &proxy.url(),
-            &logs,
+            logs.path(),
         );
         opts.identity = format!("op-{format}");
         opts.args = vec![

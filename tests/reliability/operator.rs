@@ -417,3 +417,31 @@ impl Drop for CuttableProxy {
         self.cut();
     }
 }
+
+/// The log directory of one test's processes (under `CARGO_TARGET_TMPDIR`): removed when
+/// the test passes, kept and named on stderr when it fails. Create it before the
+/// processes, so they are stopped before it goes.
+pub struct LogDir(PathBuf);
+
+impl LogDir {
+    pub fn new(name: &str) -> Self {
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("reliability-{name}"));
+        std::fs::create_dir_all(&dir).expect("a log directory");
+        Self(dir)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for LogDir {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            use std::io::Write as _;
+            let _ = writeln!(std::io::stderr(), "logs kept in {}", self.0.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
