@@ -290,6 +290,15 @@ async fn invalid_corpus_is_refused_by_the_server_naming_the_field() {
                 ));
             }
         }
+        // A CEL rule that fails to evaluate ("type conversion error ... evaluating rule")
+        // adds noise to a refusal: each rule must hold or fail cleanly on any input.
+        if strict.contains("evaluating rule") {
+            problems.push(format!(
+                "{}: a CEL rule failed to evaluate: {}",
+                s.file(),
+                strict.trim()
+            ));
+        }
 
         // 2. The schema and CEL rules on their own: a client that does not ask for strict
         //    field validation (the kube client's POST). A sample whose only fault is an
