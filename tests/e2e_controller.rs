@@ -171,8 +171,8 @@ fn as_sample(mut object: Value, ns: &str) -> Value {
                 }
             }
             Value::Array(items) => items.iter_mut().for_each(|v| walk(v, ns)),
-            Value::String(text) if text.contains(ns) => {
-                *text = text.replace(ns, SAMPLE_NAMESPACE);
+            Value::String(text) => {
+                *text = without_uuids(&text.replace(ns, SAMPLE_NAMESPACE));
             }
             _ => {}
         }
@@ -184,6 +184,32 @@ fn as_sample(mut object: Value, ns: &str) -> Value {
     }
     walk(&mut object, ns);
     object
+}
+
+/// `text` with every UUID (e.g. a Cloud Run operation id) replaced by a fixed one.
+fn without_uuids(text: &str) -> String {
+    const FIXED: &str = "00000000-0000-4000-8000-000000000000";
+    let is_uuid = |candidate: &[u8]| {
+        candidate.len() == 36
+            && candidate.iter().enumerate().all(|(i, b)| match i {
+                8 | 13 | 18 | 23 => *b == b'-',
+                _ => b.is_ascii_hexdigit(),
+            })
+    };
+    let bytes = text.as_bytes();
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if i + 36 <= bytes.len() && is_uuid(&bytes[i..i + 36]) {
+            out.push_str(FIXED);
+            i += 36;
+        } else {
+            let c = text[i..].chars().next().unwrap_or_default();
+            out.push(c);
+            i += c.len_utf8();
+        }
+    }
+    out
 }
 
 /// Checks that tests/fixtures/argocd/`file` is this binding as the controller wrote it
@@ -809,6 +835,142 @@ async fn remediations_in_flight_show_as_reconciling() {
         "in-flight",
         "controller-progressing-reconciling.json",
     );
+    drop(s.operator);
+}
+
+#[tokio::test]
+async fn breakglass_and_blocked_deploys_are_reported_without_writing() {
+    let Some(s) = scenario().await else {
+        return;
+    };
+    s.api
+        .create(
+            &PostParams::default(),
+            &binding(
+                "eu-web",
+                json!({
+                    "project": "acme-prod",
+                    "locations": ["europe-west1"],
+                    "targets": { "services": { "names": ["frontend-eu", "recommendations"] } },
+                    "policy": { "useDefault": true },
+                    "breakglass": "Allow",
+                }),
+            ),
+        )
+        .await
+        .expect("creating the binding");
+    let b = wait_reason(&s.api, "eu-web", "Compliant").await;
+    let status = b.status.as_ref().expect("status");
+    let summary = status.summary.expect("summary");
+    assert_eq!(
+        (summary.matched, summary.compliant),
+        (2, 2),
+        "{}",
+        describe(&b)
+    );
+    assert_eq!(
+        (summary.breakglass, summary.deploy_blocked),
+        (1, 1),
+        "{}",
+        describe(&b)
+    );
+    let target = |name: &str| {
+        status
+            .targets
+            .iter()
+            .find(|t| t.name == name)
+            .unwrap_or_else(|| panic!("no target {name}: {}", describe(&b)))
+    };
+    assert_eq!(target("frontend-eu").state.to_string(), "Breakglass");
+    assert!(target("frontend-eu").message.contains("INC-4711"));
+    assert!(target("recommendations").deploy_blocked);
+    // Breakglass Allow: the justification stays; nothing is written.
+    assert_eq!(s.emulator.counters().await["writes"], 0);
+    argocd_sample(s.cp, &s.ns, "eu-web", "controller-healthy-breakglass.json");
+    drop(s.operator);
+}
+
+#[tokio::test]
+async fn permission_denied_stalls_the_binding() {
+    // Cloud Run answers 403 to every call in acme-prod.
+    let Some(s) = scenario_with(&["--forbid=acme-prod"]).await else {
+        return;
+    };
+    s.api
+        .create(
+            &PostParams::default(),
+            &binding(
+                "denied",
+                prod_services(json!({ "name": STRICT }), json!({})),
+            ),
+        )
+        .await
+        .expect("creating the binding");
+    let b = wait_reason(&s.api, "denied", "PermissionDenied").await;
+    assert_eq!(
+        condition(&b, "Stalled").map(|c| c.status.as_str()),
+        Some("True"),
+        "{}",
+        describe(&b)
+    );
+    assert_eq!(s.emulator.counters().await["changes"], 0);
+    argocd_sample(
+        s.cp,
+        &s.ns,
+        "denied",
+        "controller-degraded-permission-denied.json",
+    );
+    drop(s.operator);
+}
+
+#[tokio::test]
+async fn failed_remediations_are_reported_and_retried() {
+    // Every write's long-running operation fails; the resources stay as they were.
+    let Some(s) = scenario_with(&["--operation-failure-rate=1"]).await else {
+        return;
+    };
+    s.api
+        .create(
+            &PostParams::default(),
+            &binding(
+                "failing",
+                prod_services(json!({ "name": STRICT }), json!({ "interval": "30s" })),
+            ),
+        )
+        .await
+        .expect("creating the binding");
+    let b = wait_reason(&s.api, "failing", "RemediationFailed").await;
+    let summary = b
+        .status
+        .as_ref()
+        .and_then(|st| st.summary)
+        .expect("summary");
+    assert_eq!(summary.failed, 4, "{}", describe(&b));
+    assert_eq!(
+        condition(&b, "Stalled").map(|c| c.status.as_str()),
+        Some("False"),
+        "a failed remediation is retried, not stalled: {}",
+        describe(&b)
+    );
+    argocd_sample(
+        s.cp,
+        &s.ns,
+        "failing",
+        "controller-degraded-remediation-failed.json",
+    );
+    // The next pass (at the 30 s interval) retries: more writes follow without anyone
+    // touching the binding.
+    let writes = s.emulator.counters().await["writes"].as_u64().unwrap_or(0);
+    eventually("the failed remediations are retried", || async {
+        let now = s.emulator.counters().await["writes"].as_u64().unwrap_or(0);
+        if now > writes {
+            Ok(())
+        } else {
+            Err(format!("{now} writes"))
+        }
+    })
+    .await;
+    assert_eq!(s.emulator.counters().await["changes"], 0);
     drop(s.operator);
 }
 

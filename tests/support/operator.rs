@@ -38,14 +38,6 @@ fn stop(child: &mut Child) {
     let _ = child.wait();
 }
 
-/// Sends SIGTERM (a graceful stop) through the `kill` command; the crate forbids unsafe.
-fn terminate(child: &Child) {
-    let _ = Command::new("kill")
-        .arg("-TERM")
-        .arg(child.id().to_string())
-        .status();
-}
-
 /// `binauthz-operator emulator` on a free loopback port.
 pub struct Emulator {
     child: Child,
@@ -315,27 +307,9 @@ impl Operator {
         stop(&mut self.child);
     }
 
-    /// Asks the process to stop (SIGTERM) and waits up to `within` for it to exit.
-    pub fn terminate(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
-        terminate(&self.child);
-        let deadline = Instant::now() + within;
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return Some(status);
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        None
-    }
-
     /// Whether the process is still running.
     pub fn running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
-    }
-
-    /// The controller's log so far.
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     /// The last lines of the controller's log, for failure messages.
