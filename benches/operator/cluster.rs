@@ -106,11 +106,19 @@ impl ControlPlane {
     pub async fn apply(&self, bindings: &[BinAuthzBinding]) -> Result<()> {
         for b in bindings {
             let ns = b.metadata.namespace.as_deref().unwrap_or("default");
-            let name = b.metadata.name.as_deref().context("a binding without a name")?;
+            let name = b
+                .metadata
+                .name
+                .as_deref()
+                .context("a binding without a name")?;
             let api: Api<BinAuthzBinding> = Api::namespaced(self.client.clone(), ns);
-            api.patch(name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(b))
-                .await
-                .with_context(|| format!("applying binding {ns}/{name}"))?;
+            api.patch(
+                name,
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(b),
+            )
+            .await
+            .with_context(|| format!("applying binding {ns}/{name}"))?;
         }
         Ok(())
     }
@@ -197,7 +205,8 @@ impl Controller {
     ) -> Result<Self> {
         let port = free_port()?;
         let metrics = format!("127.0.0.1:{port}");
-        let out = std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
+        let out =
+            std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
         let err = out.try_clone().context("duplicating the log file")?;
         let child = Command::new(bin)
             .arg("controller")
@@ -236,7 +245,10 @@ impl Controller {
                 }
             }
             if Instant::now() > deadline {
-                bail!("the controller was not ready within 60 s; see {}", log.display());
+                bail!(
+                    "the controller was not ready within 60 s; see {}",
+                    log.display()
+                );
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -245,6 +257,23 @@ impl Controller {
     /// The process id (for /proc).
     pub fn pid(&self) -> u32 {
         self.pid
+    }
+
+    /// The value of one sample of `/metrics`, e.g.
+    /// `binauthz_passes_total{result="completed"}` (0 when absent).
+    pub async fn metric(&self, sample: &str) -> Result<f64> {
+        let text = reqwest::get(format!("http://{}/metrics", self.metrics))
+            .await
+            .context("scraping the controller's /metrics")?
+            .text()
+            .await
+            .context("reading the controller's /metrics")?;
+        Ok(text
+            .lines()
+            .filter_map(|line| line.strip_prefix(sample))
+            .filter_map(|rest| rest.strip_prefix(' '))
+            .filter_map(|value| value.split_whitespace().next()?.parse::<f64>().ok())
+            .sum())
     }
 
     /// Stops the process.

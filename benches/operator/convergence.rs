@@ -105,7 +105,14 @@ pub async fn run(
     for run in 0..runs {
         let what: Vec<String> = cases
             .iter()
-            .map(|c| format!("D={} W={}/min (bound {:.0} s)", c.drifted, c.quota, c.bound_seconds()))
+            .map(|c| {
+                format!(
+                    "D={} W={}/min (bound {:.0} s)",
+                    c.drifted,
+                    c.quota,
+                    c.bound_seconds()
+                )
+            })
             .collect();
         say!(
             "convergence: run {}/{runs} ({subject}): {}",
@@ -187,7 +194,10 @@ async fn one_run(ctx: &Ctx, subject: Subject, case: Case, run: usize) -> Result<
                 if plane.ready_count(&tag).await? == 1 {
                     done = Some(now_seconds());
                 } else if now_seconds() - start > limit.as_secs_f64() {
-                    bail!("{tag}: the binding was not Ready within {} s", limit.as_secs());
+                    bail!(
+                        "{tag}: the binding was not Ready within {} s",
+                        limit.as_secs()
+                    );
                 }
             }
             controller.stop().await?;
@@ -203,7 +213,13 @@ async fn one_run(ctx: &Ctx, subject: Subject, case: Case, run: usize) -> Result<
                     .arg("check")
                     .arg("-f")
                     .arg(&manifest)
-                    .args(["--fix", "-o", "json", "--cloud-run-endpoint", emulator.url()])
+                    .args([
+                        "--fix",
+                        "-o",
+                        "json",
+                        "--cloud-run-endpoint",
+                        emulator.url(),
+                    ])
                     .args(["--write-rate", &quota])
                     .stdin(std::process::Stdio::null())
                     .kill_on_drop(true)
@@ -240,7 +256,12 @@ async fn one_run(ctx: &Ctx, subject: Subject, case: Case, run: usize) -> Result<
     times.sort_by(f64::total_cmp);
     let mut curve = vec![(0.0, 0.0)];
     let d = case.drifted as f64;
-    curve.extend(times.iter().enumerate().map(|(i, t)| (*t, (i + 1) as f64 / d)));
+    curve.extend(
+        times
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (*t, (i + 1) as f64 / d)),
+    );
     let last = times.last().copied().unwrap_or_default();
     Ok(Run {
         seconds_to_compliance: last,

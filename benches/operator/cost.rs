@@ -203,8 +203,7 @@ fn project_of(n: usize) -> String {
 pub async fn run(ctx: &Ctx, plan: &Plan) -> Result<CostResult> {
     // A throwaway emulator generates the three estates; the measured one is seeded with
     // them from a file, so that `reset` returns to exactly this estate.
-    let generator =
-        Emulator::spawn(&ctx.bin, &[], &ctx.work.join("cost-generator.log")).await?;
+    let generator = Emulator::spawn(&ctx.bin, &[], &ctx.work.join("cost-generator.log")).await?;
     let interval = format!("{}s", plan.interval.as_secs());
     let mut sizes = Vec::new();
     for (i, &n) in plan.sizes.iter().enumerate() {
@@ -326,7 +325,11 @@ pub async fn run(ctx: &Ctx, plan: &Plan) -> Result<CostResult> {
         let factors: Vec<f64> = baseline
             .windows
             .iter()
-            .flat_map(|b| subject_reads.iter().map(move |s| b.calls.reads() as f64 / s))
+            .flat_map(|b| {
+                subject_reads
+                    .iter()
+                    .map(move |s| b.calls.reads() as f64 / s)
+            })
             .collect();
         out.push(SizeCost {
             resources: size.resources,
@@ -352,12 +355,20 @@ pub async fn run(ctx: &Ctx, plan: &Plan) -> Result<CostResult> {
 /// One `check --fix` run against the freshly reset estate: the pass window is everything
 /// up to its last write or operation poll; the lists after it are its verification re-read.
 async fn check_window(ctx: &Ctx, emulator: &Emulator, size: &Size, run: usize) -> Result<Window> {
-    let log = ctx.work.join(format!("cost-check-{}-{run}.log", size.project));
+    let log = ctx
+        .work
+        .join(format!("cost-check-{}-{run}.log", size.project));
     let out = tokio::process::Command::new(&ctx.bin)
         .arg("check")
         .arg("-f")
         .arg(&size.manifest)
-        .args(["--fix", "-o", "json", "--cloud-run-endpoint", emulator.url()])
+        .args([
+            "--fix",
+            "-o",
+            "json",
+            "--cloud-run-endpoint",
+            emulator.url(),
+        ])
         .args(["--read-rate", UNTHROTTLED_PER_MINUTE])
         .args(["--write-rate", UNTHROTTLED_PER_MINUTE])
         .stdin(std::process::Stdio::null())
@@ -471,10 +482,15 @@ async fn controller_windows(
     .await?;
     let initial_writes: usize = sizes.iter().map(|s| s.intent.writes.len()).sum();
     let timeout = plan.interval * 3 + Duration::from_secs(120);
-    let (first_requests, _) = settle(emulator, 0, 0, initial_writes, &BTreeSet::new(), timeout).await?;
+    let (first_requests, _) =
+        settle(emulator, 0, 0, initial_writes, &BTreeSet::new(), timeout).await?;
     let mut first = Vec::new();
     for size in sizes {
-        first.push(vec![window_of(&first_requests, size, size.intent.writes.len())]);
+        first.push(vec![window_of(
+            &first_requests,
+            size,
+            size.intent.writes.len(),
+        )]);
     }
     let mut seq = first_requests.last().map_or(0, |r| r.seq);
     let mut audit = emulator.audit_since(0).await?.last().map_or(0, |c| c.seq);
@@ -539,7 +555,11 @@ async fn settle(
             .collect::<BTreeSet<_>>()
             .len();
         if done >= fixes && seen > 0 && last_activity.elapsed() >= QUIET {
-            let last = emulator.audit_since(audit).await?.last().map_or(audit, |c| c.seq);
+            let last = emulator
+                .audit_since(audit)
+                .await?
+                .last()
+                .map_or(audit, |c| c.seq);
             return Ok((requests, last));
         }
         if started.elapsed() > timeout {
@@ -561,11 +581,15 @@ fn window_of(requests: &[RequestRecord], size: &Size, drifted: usize) -> Window 
     }
 }
 
-
 /// Client flags that keep the read and write budgets out of the way (calls are counted
 /// here, not timed).
 pub fn unthrottled_flags() -> Vec<String> {
-    ["--read-rate", UNTHROTTLED_PER_MINUTE, "--write-rate", UNTHROTTLED_PER_MINUTE]
-        .map(String::from)
-        .to_vec()
+    [
+        "--read-rate",
+        UNTHROTTLED_PER_MINUTE,
+        "--write-rate",
+        UNTHROTTLED_PER_MINUTE,
+    ]
+    .map(String::from)
+    .to_vec()
 }

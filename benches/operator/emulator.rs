@@ -124,8 +124,8 @@ impl Emulator {
     /// Starts `bin emulator --listen 127.0.0.1:0 ARGS...`, its stderr going to `log`, and
     /// waits for the `listening on URL` line.
     pub async fn spawn(bin: &Path, args: &[String], log: &Path) -> Result<Self> {
-        let stderr = std::fs::File::create(log)
-            .with_context(|| format!("creating {}", log.display()))?;
+        let stderr =
+            std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
         let mut child = Command::new(bin)
             .arg("emulator")
             .args(["--listen", "127.0.0.1:0", "--request-log-limit", "2000000"])
@@ -141,7 +141,10 @@ impl Emulator {
         let first = tokio::time::timeout(Duration::from_secs(120), lines.next_line())
             .await
             .context("the emulator did not say where it listens within 120 s")??;
-        let url = match first.as_deref().and_then(|l| l.strip_prefix("listening on ")) {
+        let url = match first
+            .as_deref()
+            .and_then(|l| l.strip_prefix("listening on "))
+        {
             Some(url) => url.trim().to_string(),
             None => bail!(
                 "the emulator did not start (first line {first:?}; see {})",

@@ -39,11 +39,7 @@ fn labels(key: &str, value: &str) -> Option<TargetSelector> {
     })
 }
 
-fn binding(
-    namespace: &str,
-    name: String,
-    spec: BinAuthzBindingSpec,
-) -> BinAuthzBinding {
+fn binding(namespace: &str, name: String, spec: BinAuthzBindingSpec) -> BinAuthzBinding {
     let mut b = BinAuthzBinding::new(&name, spec);
     b.metadata.namespace = Some(namespace.to_string());
     b
@@ -85,7 +81,11 @@ pub fn bindings(
     count: usize,
     interval: &str,
 ) -> Vec<BinAuthzBinding> {
-    let half: Vec<String> = regions.iter().take(regions.len().div_ceil(2)).cloned().collect();
+    let half: Vec<String> = regions
+        .iter()
+        .take(regions.len().div_ceil(2))
+        .cloned()
+        .collect();
     let mut items: Vec<(String, Vec<String>, Targets, i32)> = Vec::with_capacity(count);
     let push = |items: &mut Vec<(String, Vec<String>, Targets, i32)>,
                 name: String,
@@ -176,14 +176,22 @@ pub fn bindings(
                 },
             };
             let locations = if round % 2 == 0 { regions } else { &half };
-            push(&mut items, format!("{kind}-ends-{round}"), locations, targets, 1);
+            push(
+                &mut items,
+                format!("{kind}-ends-{round}"),
+                locations,
+                targets,
+                1,
+            );
         }
         round += 1;
     }
     // Exact name lists of 40 services each, owned at the highest priority.
     let mut block = 0usize;
     while items.len() < count {
-        let list: Vec<String> = (1..=40).map(|i| format!("svc-{:05}", block * 40 + i)).collect();
+        let list: Vec<String> = (1..=40)
+            .map(|i| format!("svc-{:05}", block * 40 + i))
+            .collect();
         let refs: Vec<&str> = list.iter().map(String::as_str).collect();
         push(
             &mut items,
@@ -382,8 +390,12 @@ pub fn intent(bindings: &[BinAuthzBinding], resources: &[ObservedResource]) -> R
     let planned = plan::plan(&inputs, resources).context("planning the bench bindings")?;
     let mut desired = BTreeMap::new();
     for bp in planned.bindings() {
-        let Some(spec) = specs.get(bp.key()) else { continue };
-        let Some(policy) = spec.desired_policy() else { continue };
+        let Some(spec) = specs.get(bp.key()) else {
+            continue;
+        };
+        let Some(policy) = spec.desired_policy() else {
+            continue;
+        };
         let remediation = Remediation {
             desired: policy,
             breakglass: match spec.breakglass {

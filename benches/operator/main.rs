@@ -253,7 +253,11 @@ async fn run(cli: Cli) -> Result<()> {
         "{} run with {}; controller {}",
         if quick { "quick" } else { "full" },
         bin.display(),
-        if controller_available { "available" } else { "NOT available" }
+        if controller_available {
+            "available"
+        } else {
+            "NOT available"
+        }
     );
 
     let needs_plane = controller_available
@@ -353,7 +357,11 @@ async fn scenarios(
     };
     let cost = if wants(Scenario::Cost) {
         let plan = cost::Plan {
-            sizes: if quick { vec![1000] } else { vec![1000, 5000, 10000] },
+            sizes: if quick {
+                vec![1000]
+            } else {
+                vec![1000, 5000, 10000]
+            },
             regions: ["us-central1", "europe-west1", "asia-northeast1", "us-east1"]
                 .map(String::from)
                 .to_vec(),
@@ -424,6 +432,7 @@ async fn scenarios(
                 drifts: 5,
                 span: Duration::from_secs(20),
                 tail: Duration::from_secs(8),
+                idle: Duration::from_secs(5),
             }
         } else {
             reaction::Plan {
@@ -433,6 +442,7 @@ async fn scenarios(
                 drifts: 50,
                 span: Duration::from_secs(300),
                 tail: Duration::from_secs(15),
+                idle: Duration::from_secs(30),
             }
         };
         Some(reaction::run(ctx, &plan).await?)
@@ -454,8 +464,8 @@ fn publish(repo: &Path, markdown: &str, svg: Option<&str>) -> Result<()> {
         std::fs::write(docs.join("convergence.svg"), svg)?;
     }
     let path = repo.join("BENCHMARKS.md");
-    let text = std::fs::read_to_string(&path)
-        .with_context(|| format!("reading {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
     let (Some(a), Some(b)) = (text.find(BEGIN), text.find(END)) else {
         anyhow::bail!("{} has no {BEGIN} … {END} section", path.display());
     };

@@ -145,7 +145,8 @@ impl Chart {
                 points.join(" ")
             );
         }
-        let mut ly = TOP + ph - 12.0 - 18.0 * self.series.iter().filter(|s| s.legend).count() as f64;
+        let mut ly =
+            TOP + ph - 12.0 - 18.0 * self.series.iter().filter(|s| s.legend).count() as f64;
         for series in self.series.iter().filter(|s| s.legend) {
             ly += 18.0;
             let dash = if series.dashed {
