@@ -192,7 +192,7 @@ struct Size {
 }
 
 fn project_of(n: usize) -> String {
-    if n % 1000 == 0 {
+    if n.is_multiple_of(1000) {
         format!("cost-{}k", n / 1000)
     } else {
         format!("cost-{n}")

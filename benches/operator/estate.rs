@@ -175,7 +175,11 @@ pub fn bindings(
                     ..Targets::default()
                 },
             };
-            let locations = if round % 2 == 0 { regions } else { &half };
+            let locations = if round.is_multiple_of(2) {
+                regions
+            } else {
+                &half
+            };
             push(
                 &mut items,
                 format!("{kind}-ends-{round}"),

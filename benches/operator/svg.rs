@@ -53,12 +53,11 @@ fn escape(text: &str) -> String {
 fn tick_step(max: f64, target: f64) -> f64 {
     let raw = (max / target).max(f64::MIN_POSITIVE);
     let magnitude = 10f64.powf(raw.log10().floor());
-    let step = [1.0, 2.0, 2.5, 5.0, 10.0]
+    [1.0, 2.0, 2.5, 5.0, 10.0]
         .into_iter()
         .map(|m| m * magnitude)
         .find(|s| *s >= raw)
-        .unwrap_or(10.0 * magnitude);
-    step
+        .unwrap_or(10.0 * magnitude)
 }
 
 impl Chart {
