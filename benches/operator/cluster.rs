@@ -259,6 +259,23 @@ impl Controller {
         self.pid
     }
 
+    /// The value of one sample of `/metrics`, e.g.
+    /// `binauthz_passes_total{result="completed"}` (0 when absent).
+    pub async fn metric(&self, sample: &str) -> Result<f64> {
+        let text = reqwest::get(format!("http://{}/metrics", self.metrics))
+            .await
+            .context("scraping the controller's /metrics")?
+            .text()
+            .await
+            .context("reading the controller's /metrics")?;
+        Ok(text
+            .lines()
+            .filter_map(|line| line.strip_prefix(sample))
+            .filter_map(|rest| rest.strip_prefix(' '))
+            .filter_map(|value| value.split_whitespace().next()?.parse::<f64>().ok())
+            .sum())
+    }
+
     /// Stops the process.
     pub async fn stop(mut self) -> Result<()> {
         self.child.kill().await.context("stopping the controller")

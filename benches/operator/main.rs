@@ -432,6 +432,7 @@ async fn scenarios(
                 drifts: 5,
                 span: Duration::from_secs(20),
                 tail: Duration::from_secs(8),
+                idle: Duration::from_secs(5),
             }
         } else {
             reaction::Plan {
@@ -441,6 +442,7 @@ async fn scenarios(
                 drifts: 50,
                 span: Duration::from_secs(300),
                 tail: Duration::from_secs(15),
+                idle: Duration::from_secs(30),
             }
         };
         Some(reaction::run(ctx, &plan).await?)

@@ -16,7 +16,7 @@ use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
 use crate::cluster::Controller;
-use crate::emulator::{epoch_seconds, now_seconds, Emulator};
+use crate::emulator::{epoch_seconds, now_seconds, CallClass, Emulator};
 use crate::estate;
 use crate::procfs::{self, Reading};
 use crate::stats::{percentile, Spread};
@@ -26,6 +26,8 @@ const NAMESPACE: &str = "react";
 const PROJECTS: [&str; 2] = ["react-a", "react-b"];
 /// Silence between two pass windows (no Cloud Run call) of at least this long.
 const WINDOW_GAP: f64 = 5.0;
+/// The bindings' interval while the idle CPU is measured (the CRD's default).
+const IDLE_INTERVAL: &str = "10m";
 
 /// How the scenario is sized.
 pub struct Plan {
@@ -41,6 +43,8 @@ pub struct Plan {
     pub span: Duration,
     /// Measured after the last correction (an idle stretch).
     pub tail: Duration,
+    /// Idle CPU measured over this long.
+    pub idle: Duration,
 }
 
 /// What the controller costs.
@@ -53,12 +57,22 @@ pub struct Footprint {
     pub final_rss_mib: f64,
     /// CPU seconds per pass window (every binding's pass).
     pub cpu_seconds_per_window: Spread,
-    /// That per binding pass, in milliseconds.
-    pub cpu_ms_per_binding_pass: Spread,
-    /// CPU between pass windows, percent of one core.
-    pub idle_cpu_percent: Spread,
+    /// Binding passes completed while measuring (`binauthz_passes_total`).
+    pub binding_passes: f64,
+    /// CPU time while measuring over those passes, in milliseconds (idle time included).
+    pub cpu_ms_per_binding_pass: f64,
+    /// CPU of the idle controller (bindings at the default 10m interval, between their
+    /// passes), percent of one core.
+    pub idle_cpu_percent: f64,
+    /// Over how long that was measured.
+    pub idle_seconds: f64,
+    /// CPU in the quiet stretches between pass windows at the 30 s interval, percent of
+    /// one core.
+    pub between_windows_cpu_percent: Option<Spread>,
     /// CPU over the whole measured span, percent of one core.
     pub average_cpu_percent: f64,
+    /// (seconds since the bindings were applied, RSS MiB) every 5 s.
+    pub rss_mib_timeline: Vec<(f64, f64)>,
 }
 
 /// Scenarios 3 and 4's results.
@@ -87,6 +101,10 @@ pub struct ReactionResult {
     pub bound_seconds: f64,
     /// Pass windows seen (bursts of Cloud Run calls).
     pub windows: usize,
+    /// List calls per interval over the measured span.
+    pub lists_per_interval: f64,
+    /// Σ ceil(n / page) over the estate: one full re-check.
+    pub list_bound: u64,
     /// Their wall time, seconds.
     pub window_seconds: Spread,
     /// From one window's start to the next one's, seconds.
@@ -182,6 +200,9 @@ pub async fn run(ctx: &Ctx, plan: &Plan) -> Result<ReactionResult> {
             bail!("not every binding was Ready within {} s", limit.as_secs());
         }
     }
+    const PASSES: &str = "binauthz_passes_total{result=\"completed\"}";
+    let passes0 = controller.metric(PASSES).await?;
+    let cpu0 = procfs::read(pid, ctx.ticks)?.cpu_seconds;
     let seq0 = emulator
         .requests_since(0)
         .await?
@@ -257,13 +278,56 @@ pub async fn run(ctx: &Ctx, plan: &Plan) -> Result<ReactionResult> {
             );
         }
     };
-    // One more quiet stretch after the last correction, for the idle figure.
+    // One more quiet stretch after the last correction.
     tokio::time::sleep(plan.tail).await;
+    let measured_to = now_seconds();
+    let final_reading = procfs::read(pid, ctx.ticks)?;
+    let passes = controller.metric(PASSES).await? - passes0;
+    let requests = emulator.requests_since(seq0).await?;
+
+    // Idle: the same bindings at the default interval (10m). The spec change costs one
+    // pass each; then nothing is due for ten minutes.
+    say!(
+        "reaction: idle CPU, bindings at the default interval ({})",
+        IDLE_INTERVAL
+    );
+    let slow: Vec<_> = bindings
+        .iter()
+        .cloned()
+        .map(|mut b| {
+            b.spec.interval = IDLE_INTERVAL.to_string();
+            b.metadata.managed_fields = None;
+            b.status = None;
+            b
+        })
+        .collect();
+    plane.apply(&slow).await?;
+    let idle_from = loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let last_call = emulator
+            .requests_since(seq0)
+            .await?
+            .last()
+            .map(|r| epoch_seconds(&r.time))
+            .transpose()?
+            .unwrap_or(0.0);
+        let settled = now_seconds() - last_call >= 5.0;
+        if settled && plane.ready_count(NAMESPACE).await? == bindings.len() {
+            break now_seconds();
+        }
+        if now_seconds() > deadline + 120.0 {
+            bail!("the bindings did not settle at the {IDLE_INTERVAL} interval");
+        }
+    };
+    let idle_cpu0 = procfs::read(pid, ctx.ticks)?.cpu_seconds;
+    tokio::time::sleep(plan.idle).await;
+    let idle_cpu = (procfs::read(pid, ctx.ticks)?.cpu_seconds - idle_cpu0)
+        / (now_seconds() - idle_from)
+        * 100.0;
     stop.store(true, Ordering::Relaxed);
     sampler.await.context("the /proc sampler")?;
-    let final_reading = procfs::read(pid, ctx.ticks)?;
+    let idle_peak = procfs::read(pid, ctx.ticks)?.peak_rss_kib;
     controller.stop().await?;
-    let requests = emulator.requests_since(seq0).await?;
     emulator.stop().await?;
 
     let samples = samples
@@ -282,7 +346,6 @@ pub async fn run(ctx: &Ctx, plan: &Plan) -> Result<ReactionResult> {
     // Quiet stretches: before the first window, between windows, after the last one
     // (2 s after a window's last call, up to 1 s before the next window's first).
     let measured_from = samples_from(&samples, t0);
-    let measured_to = samples.last().map_or(t0, |s| s.0);
     let mut stretches = Vec::new();
     let mut cursor = measured_from;
     for (start, end) in &windows {
@@ -295,21 +358,27 @@ pub async fn run(ctx: &Ctx, plan: &Plan) -> Result<ReactionResult> {
         .filter(|(from, to)| to - from >= 5.0)
         .filter_map(|(from, to)| Some((cpu(to)? - cpu(from)?) / (to - from) * 100.0))
         .collect();
-    let (first_t, last_t) = (
-        samples.first().map_or(0.0, |s| s.0),
-        samples.last().map_or(0.0, |s| s.0),
-    );
-    let average = match (cpu(windows[0].0 - 0.5), cpu(last_t)) {
-        (Some(a), Some(b)) if last_t > first_t => (b - a) / (last_t - windows[0].0 + 0.5) * 100.0,
+    let average = match (cpu(t0), cpu(measured_to)) {
+        (Some(a), Some(b)) if measured_to > t0 => (b - a) / (measured_to - t0) * 100.0,
         _ => 0.0,
     };
+    let lists = requests
+        .iter()
+        .filter(|r| CallClass::of(&r.method) == CallClass::List)
+        .count() as f64;
+    let intervals = (measured_to - t0) / plan.interval.as_secs_f64();
+    let list_bound: u64 = PROJECTS.iter().map(|p| estate::list_bound(&state, p)).sum();
+    let rss_timeline: Vec<(f64, f64)> = samples
+        .iter()
+        .step_by(20)
+        .map(|(t, r)| (t - started, r.rss_kib as f64 / 1024.0))
+        .collect();
     let peak = samples
         .iter()
         .map(|s| s.1.peak_rss_kib)
-        .chain([final_reading.peak_rss_kib])
+        .chain([final_reading.peak_rss_kib, idle_peak])
         .max()
         .unwrap_or_default();
-    let bindings_n = bindings.len() as f64;
     let bound = plan.interval.as_secs_f64() + window_seconds.median;
     Ok(ReactionResult {
         resources: plan.resources,
@@ -323,21 +392,21 @@ pub async fn run(ctx: &Ctx, plan: &Plan) -> Result<ReactionResult> {
         reaction_seconds: corrections,
         bound_seconds: bound,
         windows: windows.len(),
+        lists_per_interval: lists / intervals,
+        list_bound,
         window_seconds,
         period_seconds: Spread::of(&periods).unwrap_or(window_seconds),
         footprint: Footprint {
             peak_rss_mib: peak as f64 / 1024.0,
             final_rss_mib: final_reading.rss_kib as f64 / 1024.0,
             cpu_seconds_per_window: Spread::of(&per_window).context("no CPU reading")?,
-            cpu_ms_per_binding_pass: Spread::of(
-                &per_window
-                    .iter()
-                    .map(|c| c / bindings_n * 1000.0)
-                    .collect::<Vec<_>>(),
-            )
-            .context("no CPU reading")?,
-            idle_cpu_percent: Spread::of(&idle).context("no idle stretch between windows")?,
+            binding_passes: passes,
+            cpu_ms_per_binding_pass: (final_reading.cpu_seconds - cpu0) / passes.max(1.0) * 1000.0,
+            idle_cpu_percent: idle_cpu,
+            idle_seconds: plan.idle.as_secs_f64(),
+            between_windows_cpu_percent: Spread::of(&idle),
             average_cpu_percent: average,
+            rss_mib_timeline: rss_timeline,
         },
     })
 }

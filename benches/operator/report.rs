@@ -218,19 +218,33 @@ fn footprint(s: &mut String, x: &ReactionResult) {
     );
     let _ = writeln!(
         s,
-        "| CPU per binding pass | {} ms | — |",
-        f.cpu_ms_per_binding_pass.show(1)
+        "| CPU per binding pass (all CPU of the run ÷ {:.0} completed passes) | {:.1} ms | — |",
+        f.binding_passes, f.cpu_ms_per_binding_pass
     );
     let _ = writeln!(
         s,
-        "| Idle CPU between pass windows | {} % of a core | < 1 % — {} |",
-        f.idle_cpu_percent.show(2),
-        verdict(f.idle_cpu_percent.max < 1.0)
+        "| Idle CPU: the same bindings at the default 10m interval, between their passes ({:.0} s) | {:.2} % of a core | < 1 % — {} |",
+        f.idle_seconds,
+        f.idle_cpu_percent,
+        verdict(f.idle_cpu_percent < 1.0)
     );
+    if let Some(between) = &f.between_windows_cpu_percent {
+        let _ = writeln!(
+            s,
+            "| CPU in the quiet stretches between pass windows at the 30 s interval | {} % of a core | — |",
+            between.show(2)
+        );
+    }
     let _ = writeln!(
         s,
-        "| Average CPU over the run | {:.2} % of a core | — |\n",
+        "| Average CPU over the 30 s-interval part of the run | {:.2} % of a core | — |",
         f.average_cpu_percent
+    );
+    let _ = writeln!(
+        s,
+        "| List calls per 30 s interval ÷ one full re-check Σ⌈n/100⌉ = {} | {:.2} | — |\n",
+        x.list_bound,
+        x.lists_per_interval / x.list_bound as f64
     );
 }
 

@@ -53,7 +53,6 @@ fn escape(text: &str) -> String {
 fn tick_step(max: f64, target: f64) -> f64 {
     let raw = (max / target).max(f64::MIN_POSITIVE);
     let magnitude = 10f64.powf(raw.log10().floor());
-
     [1.0, 2.0, 2.5, 5.0, 10.0]
         .into_iter()
         .map(|m| m * magnitude)
