@@ -5,7 +5,7 @@ CARGO ?= cargo
 BIN := target/debug/binauthz-operator
 CRD := crds/binauthzbindings.binauthz.dev.yaml
 
-.PHONY: help test lint fmt-check clippy hadolint lint-deploy unit crds demo bench bench-quick build soak
+.PHONY: help test lint fmt-check clippy hadolint lint-deploy unit crds demo dev bench bench-quick build soak
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -35,6 +35,15 @@ unit: ## All Rust tests
 demo: ## Check-and-fix examples/ against the embedded Cloud Run emulator (no credentials, no network)
 	$(CARGO) build --locked -q
 	$(BIN) check -f examples/ --fix --emulator examples/cloudrun-seed.yaml
+
+dev: build ## Local playground: kube-apiserver, Cloud Run emulator, controller, examples/bindings/ (Ctrl-C stops it)
+	BINAUTHZ_BIN=$(BIN) scripts/dev.sh
+
+bench: ## Benchmarks of BENCHMARKS.md, every figure (< 30 min on 2 cores); ARGS=--quick for the smoke run
+	scripts/bench.sh $(ARGS)
+
+bench-quick: ## Benchmark smoke run (< 2 min, what CI can afford); publishes nothing
+	scripts/bench.sh --quick
 
 crds: ## Regenerate crds/ from the Rust types
 	$(CARGO) run --locked -q -- crd > $(CRD)

@@ -103,7 +103,10 @@ pub struct BinAuthzBindingSpec {
     /// duration (`90s`, `10m`, `1h`). Default `10m`, at least `30s`.
     #[serde(default = "default_interval")]
     #[schemars(regex(pattern = INTERVAL_PATTERN), length(max = 20))]
-    #[x_kube(validation = kube::core::Rule::new("duration(self) >= duration('30s')").message("interval must be at least 30s"))]
+    // The pattern guard: the API server evaluates this rule even when the pattern above
+    // already refused the value, and `duration()` of a malformed string adds a confusing
+    // "type conversion error" to the pattern's clear message.
+    #[x_kube(validation = kube::core::Rule::new(r"!self.matches('^([0-9]+(\\.[0-9]+)?(ns|us|ms|s|m|h))+$') || duration(self) >= duration('30s')").message("interval must be at least 30s"))]
     pub interval: String,
 
     /// Resolves overlaps: when several bindings match one resource, the highest priority
@@ -317,7 +320,9 @@ pub struct BinAuthzBindingStatus {
     /// The `metadata.generation` this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// When the last pass over Cloud Run finished (RFC 3339).
+    /// When a pass over Cloud Run last confirmed this status (RFC 3339). The status is
+    /// written only when something changed, so this is refreshed at least hourly rather
+    /// than on every pass.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_sync_time: Option<String>,
     /// The desired policy as the operator understood it: `default` or the policy name.

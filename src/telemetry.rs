@@ -282,7 +282,7 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    /// Registers every metric (documented in docs/controller.md; a test keeps the two equal).
+    /// Registers every metric (documented in README.md; a test keeps the two equal).
     pub fn new() -> Self {
         let mut registry = Registry::default();
         let passes = Family::<ResultLabels, Counter>::default();
@@ -908,10 +908,10 @@ mod tests {
         families
     }
 
-    /// name → (type, label names) from the metrics table of docs/controller.md.
+    /// name → (type, label names) from the metrics table of README.md.
     fn documented() -> BTreeMap<String, (String, BTreeSet<String>)> {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/controller.md");
-        let doc = std::fs::read_to_string(path).expect("docs/controller.md");
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/README.md");
+        let doc = std::fs::read_to_string(path).expect("README.md");
         doc.lines()
             .filter(|l| l.starts_with("| `binauthz_"))
             .map(|l| {
@@ -933,10 +933,10 @@ mod tests {
     fn the_documented_metrics_are_exactly_the_exposed_ones() {
         let exposed = exposed(&touched_metrics().encode());
         let documented = documented();
-        assert!(!documented.is_empty(), "docs/controller.md lists no metric");
+        assert!(!documented.is_empty(), "README.md lists no metric");
         assert_eq!(
             documented, exposed,
-            "docs/controller.md's metrics table differs from /metrics (name, type, labels)"
+            "README.md's metrics table differs from /metrics (name, type, labels)"
         );
     }
 

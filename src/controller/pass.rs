@@ -223,7 +223,20 @@ async fn active_pass(
         .desired_policy()
         .ok_or_else(|| Error::Plan(format!("binding {key} has no desired policy")))?;
 
+    let (lists, mut failure) = match read(binding, ctx).await {
+        Reads::Listed(lists) => (lists, None),
+        Reads::Failed { failure, retry } => (Vec::new(), Some((failure, retry, true))),
+    };
+    if failure.is_none() {
+        failure = check_policy(&desired, ctx)
+            .await
+            .map(|(failure, retry)| (failure, retry, retry));
+    }
+
     // Every binding of the project takes part in ownership; the watch cache has them all.
+    // Taken after the reads: a binding that appears while they run is then either in this
+    // snapshot, or arrives after them, when the inventory knows the project's resources and
+    // the watch's re-check of overlapping bindings queues another pass of this one.
     let all = ctx.bindings.state();
     let mut inputs: Vec<BindingInput<'_>> = all
         .iter()
@@ -239,15 +252,6 @@ async fn active_pass(
         spec,
     });
 
-    let (lists, mut failure) = match read(binding, ctx).await {
-        Reads::Listed(lists) => (lists, None),
-        Reads::Failed { failure, retry } => (Vec::new(), Some((failure, retry, true))),
-    };
-    if failure.is_none() {
-        failure = check_policy(&desired, ctx)
-            .await
-            .map(|(failure, retry)| (failure, retry, retry));
-    }
     let live: HashMap<&ResourceId, &LiveResource> = lists
         .iter()
         .flat_map(|l| l.iter())

@@ -439,7 +439,7 @@ async fn drift_is_fixed_with_one_patch_and_reported_once() {
             ],
             "summary": summary(json!({"matched": 2, "compliant": 2, "remediated": 1})),
             "targets": [
-                target("search", "Remediated", "none", "default", "set policy default (was none)"),
+                target("search", "Remediated", "default", "default", "set policy default (was none)"),
                 target("checkout", "Compliant", "default", "default", ""),
             ],
             "targetsTruncated": false,

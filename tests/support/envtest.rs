@@ -391,12 +391,7 @@ impl ControlPlane {
             dir.display()
         );
         for crd in &crds {
-            self.kubectl_ok([
-                "wait",
-                "--for=condition=Established",
-                "--timeout=30s",
-                &format!("customresourcedefinition/{crd}"),
-            ]);
+            self.wait_crd_established(crd);
             let json = self.kubectl_ok(["get", "customresourcedefinition", crd, "-o", "json"]);
             let obj: serde_json::Value =
                 serde_json::from_str(&json).expect("envtest: CRD JSON from kubectl");
@@ -416,6 +411,29 @@ impl ControlPlane {
                 let version = v["name"].as_str().expect("envtest: CRD version name");
                 self.wait_discovery(group, version, plural);
             }
+        }
+    }
+
+    /// Waits (up to 30 s) until the CRD `name` is Established. (`kubectl wait
+    /// --for=condition=Established` right after an apply can fail instead of waiting: the
+    /// new CRD has no conditions yet.)
+    pub fn wait_crd_established(&self, name: &str) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        // A go-template, not a jsonpath filter: both kubectl wait and jsonpath filters fail
+        // on the absent conditions of a CRD created a moment ago.
+        let template = r#"go-template={{range .status.conditions}}{{if eq .type "Established"}}{{.status}}{{end}}{{end}}"#;
+        loop {
+            let out = self.kubectl(["get", "customresourcedefinition", name, "-o", template]);
+            if out.status.success() && String::from_utf8_lossy(&out.stdout).trim() == "True" {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "envtest: CRD {name} not Established after 30 s: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            std::thread::sleep(Duration::from_millis(100));
         }
     }
 

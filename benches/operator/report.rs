@@ -1,0 +1,351 @@
+//! The generated part of BENCHMARKS.md (markdown tables) and the convergence plot.
+
+use std::fmt::Write as _;
+
+use crate::convergence::ConvergenceResult;
+use crate::cost::{CostResult, SubjectCost};
+use crate::planner::{PlannerResult, TARGET_MS};
+use crate::reaction::ReactionResult;
+use crate::stats::Spread;
+use crate::svg::{Chart, Series};
+use crate::Results;
+
+fn verdict(ok: bool) -> &'static str {
+    if ok {
+        "met"
+    } else {
+        "**missed**"
+    }
+}
+
+fn thousands(n: usize) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// The markdown of every scenario that ran.
+pub fn markdown(r: &Results) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "Measured {} ({} mode, {:.1} min in all) on {} cores, load average {} at the start, commit `{}`; raw results: `target/bench/results.json`.\n",
+        r.started, r.mode, r.seconds / 60.0, r.machine.cores, r.machine.load_average, r.commit
+    );
+    for note in &r.notes {
+        let _ = writeln!(s, "> {note}\n");
+    }
+    if let Some(c) = &r.cost {
+        cost(&mut s, c);
+    }
+    if let Some(c) = &r.convergence {
+        convergence(&mut s, c);
+    }
+    if let Some(x) = &r.reaction {
+        footprint(&mut s, x);
+        reaction(&mut s, x);
+    }
+    if let Some(p) = &r.planner {
+        planner(&mut s, p);
+    }
+    s
+}
+
+fn cost_row(s: &mut String, estate: &str, subject: &str, c: &SubjectCost, bound: u64) {
+    let _ = writeln!(
+        s,
+        "| {estate} | {subject} | {} | {} | {} | {} | {} | {} | {} | {} |",
+        c.windows.len(),
+        c.reads.show(0),
+        c.lists.show(0),
+        c.gets.show(0),
+        c.polls.show(0),
+        format_args!("{} ({})", c.writes.show(0), c.drifted.show(0)),
+        c.read_ratio.show(2),
+        bound
+    );
+}
+
+fn cost(s: &mut String, c: &CostResult) {
+    let _ = writeln!(s, "### 1. API cost per full re-check\n");
+    let _ = writeln!(
+        s,
+        "{} bindings per project over {} regions × 3 kinds, {:.0}% of the resources drifted per window. \
+         Calls per pass window as the emulator counted them; median (min–max) over the windows.\n",
+        c.bindings,
+        c.regions,
+        c.drift_ratio * 100.0
+    );
+    let _ = writeln!(
+        s,
+        "| Estate | Subject | Windows | Reads | Lists | GETs | Op. polls | Writes (drifted) | Reads ÷ bound | List bound Σ⌈n/100⌉ |"
+    );
+    let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|---|");
+    for size in &c.sizes {
+        let estate = thousands(size.resources);
+        for ctl in &size.controllers {
+            if let Some(steady) = &ctl.steady {
+                let who = format!("controller, {}, steady state", ctl.label);
+                cost_row(s, &estate, &who, steady, size.list_bound);
+            }
+            let who = format!("controller, {}, first pass", ctl.label);
+            cost_row(s, &estate, &who, &ctl.first, size.list_bound);
+        }
+        cost_row(s, &estate, "`check --fix`", &size.check, size.list_bound);
+        cost_row(
+            s,
+            &estate,
+            "per-resource baseline",
+            &size.baseline,
+            size.list_bound,
+        );
+    }
+    let _ = writeln!(s);
+    let _ = writeln!(
+        s,
+        "| Estate | Matched | Subject | Reads ÷ bound (target ≤ 1.05) | Baseline reads ÷ these reads (target ≥ 50 at 5,000) |"
+    );
+    let _ = writeln!(s, "|---|---|---|---|---|");
+    for size in &c.sizes {
+        let mut subjects: Vec<(String, &SubjectCost)> = size
+            .controllers
+            .iter()
+            .map(|c| {
+                let (what, cost) = match &c.steady {
+                    Some(steady) => ("steady state", steady),
+                    None => ("first pass", &c.first),
+                };
+                (format!("controller, {}, {what}", c.label), cost)
+            })
+            .collect();
+        subjects.push(("`check --fix`".into(), &size.check));
+        for (who, op) in subjects {
+            let factors: Vec<f64> = size
+                .baseline
+                .windows
+                .iter()
+                .flat_map(|b| {
+                    op.windows
+                        .iter()
+                        .map(move |w| b.calls.reads() as f64 / w.calls.reads() as f64)
+                })
+                .collect();
+            let factor = Spread::of(&factors).map_or_else(String::new, |f| {
+                let target = if size.resources == 5000 {
+                    format!(" — {}", verdict(f.min >= 50.0))
+                } else {
+                    String::new()
+                };
+                format!("{}×{target}", f.show(1))
+            });
+            let _ = writeln!(
+                s,
+                "| {} | {} | {who} | {} — {} | {factor} |",
+                thousands(size.resources),
+                thousands(size.matched),
+                op.read_ratio.show(2),
+                verdict(op.read_ratio.max <= 1.05),
+            );
+        }
+    }
+    let _ = writeln!(s);
+}
+
+fn convergence(s: &mut String, c: &ConvergenceResult) {
+    let _ = writeln!(s, "### 2. Convergence under quota\n");
+    let _ = writeln!(
+        s,
+        "Subject: **{}**. Emulator latency {} ms per call, operations done after {} ms, write quota W per minute per project and region at the emulator, client `--write-rate W`. \
+         Time from the binding's creation (`check`: its start) to the last fix applied, per run; median (min–max).\n",
+        c.subject, c.latency_ms, c.operation_delay_ms
+    );
+    let _ = writeln!(
+        s,
+        "| D drifted | W per minute | Bound D/W | Time to full compliance | ÷ bound (target ≤ 1.15) | Subject done | 429s (target 0) | Runs |"
+    );
+    let _ = writeln!(s, "|---|---|---|---|---|---|---|---|");
+    for case in &c.cases {
+        let _ = writeln!(
+            s,
+            "| {} | {} | {:.0} s | {} s | {} — {} | {} s | {} — {} | {} |",
+            thousands(case.drifted),
+            case.quota_per_minute,
+            case.bound_seconds,
+            case.seconds_to_compliance.show(1),
+            case.ratio.show(3),
+            verdict(case.ratio.max <= 1.15),
+            case.seconds_to_done.show(1),
+            case.throttled.show(0),
+            verdict(case.throttled.max == 0.0),
+            case.runs.len()
+        );
+    }
+    let _ = writeln!(s, "\n![Compliance over time](docs/bench/convergence.svg)\n");
+}
+
+fn footprint(s: &mut String, x: &ReactionResult) {
+    let f = &x.footprint;
+    let _ = writeln!(s, "### 3. Footprint\n");
+    let _ = writeln!(
+        s,
+        "The controller watching {} bindings over {} resources (interval {:.0} s, one run of {:.1} min, {} pass windows; /proc of the controller process sampled every 250 ms).\n",
+        x.bindings,
+        thousands(x.resources),
+        x.interval_seconds,
+        (x.span_seconds + x.interval_seconds) / 60.0,
+        x.windows
+    );
+    let _ = writeln!(s, "| Figure | Measured | Target |");
+    let _ = writeln!(s, "|---|---|---|");
+    let _ = writeln!(
+        s,
+        "| Peak RSS (VmHWM) | {:.1} MiB | ≤ 64 MiB — {} |",
+        f.peak_rss_mib,
+        verdict(f.peak_rss_mib <= 64.0)
+    );
+    let _ = writeln!(
+        s,
+        "| CPU per pass window (all {} bindings) | {} s, over a window of {} s | — |",
+        x.bindings,
+        f.cpu_seconds_per_window.show(2),
+        x.window_seconds.show(1)
+    );
+    let _ = writeln!(
+        s,
+        "| CPU per binding pass (all CPU of the run ÷ {:.0} completed passes) | {:.1} ms | — |",
+        f.binding_passes, f.cpu_ms_per_binding_pass
+    );
+    let _ = writeln!(
+        s,
+        "| Idle CPU: the same bindings at the default 10m interval, between their passes ({:.0} s) | {:.2} % of a core | < 1 % — {} |",
+        f.idle_seconds,
+        f.idle_cpu_percent,
+        verdict(f.idle_cpu_percent < 1.0)
+    );
+    if let Some(between) = &f.between_windows_cpu_percent {
+        let _ = writeln!(
+            s,
+            "| CPU in the quiet stretches between pass windows at the 30 s interval | {} % of a core | — |",
+            between.show(2)
+        );
+    }
+    let _ = writeln!(
+        s,
+        "| Average CPU over the 30 s-interval part of the run | {:.2} % of a core | — |",
+        f.average_cpu_percent
+    );
+    let _ = writeln!(
+        s,
+        "| List calls per 30 s interval ÷ one full re-check Σ⌈n/100⌉ = {} | {:.2} | — |\n",
+        x.list_bound,
+        x.lists_per_interval / x.list_bound as f64
+    );
+}
+
+fn reaction(s: &mut String, x: &ReactionResult) {
+    let _ = writeln!(s, "### 4. Reaction time\n");
+    let _ = writeln!(
+        s,
+        "Same run: {} drifts injected at random moments over {:.0} s; time from the injection to the controller's fix, both from the emulator's audit log. \
+         Bound = interval + one pass window (median window {} s, period between windows {} s).\n",
+        x.injected,
+        x.span_seconds,
+        x.window_seconds.show(1),
+        x.period_seconds.show(1)
+    );
+    let _ = writeln!(s, "| | Seconds | ÷ bound ({:.1} s) |", x.bound_seconds);
+    let _ = writeln!(s, "|---|---|---|");
+    for (name, v) in [
+        ("p50", x.p50_seconds),
+        ("p99", x.p99_seconds),
+        ("max", x.max_seconds),
+    ] {
+        let _ = writeln!(s, "| {name} | {v:.1} | {:.2} |", v / x.bound_seconds);
+    }
+    let _ = writeln!(s);
+}
+
+fn planner(s: &mut String, p: &PlannerResult) {
+    let _ = writeln!(s, "### 5. Planner\n");
+    let _ = writeln!(
+        s,
+        "`cargo bench --bench plan` (criterion): milliseconds per iteration, median (min–max) over criterion's samples; target {TARGET_MS:.0} ms for 10,000 resources × 100 bindings.\n"
+    );
+    let _ = writeln!(s, "| Benchmark | ms | ÷ target |");
+    let _ = writeln!(s, "|---|---|---|");
+    for b in &p.benches {
+        let _ = writeln!(s, "| `{}` | {} | {:.2} |", b.id, b.ms.show(2), b.ratio);
+    }
+    let _ = writeln!(s);
+}
+
+/// The convergence plot: every run's compliance over time, per case, with the bound.
+pub fn convergence_svg(c: &ConvergenceResult) -> String {
+    const COLORS: [&str; 4] = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd"];
+    let mut series = Vec::new();
+    let mut x_max: f64 = 0.0;
+    for (i, case) in c.cases.iter().enumerate() {
+        let color = COLORS[i % COLORS.len()];
+        x_max = x_max.max(case.bound_seconds * 1.2);
+        for (k, run) in case.runs.iter().enumerate() {
+            x_max = x_max.max(run.seconds_to_compliance * 1.05);
+            series.push(Series {
+                label: format!(
+                    "D = {}, W = {}/min ({} run{})",
+                    case.drifted,
+                    case.quota_per_minute,
+                    case.runs.len(),
+                    if case.runs.len() == 1 { "" } else { "s" }
+                ),
+                color,
+                dashed: false,
+                width: 1.5,
+                legend: k == 0,
+                points: thin(&run.curve, 400)
+                    .into_iter()
+                    .map(|(t, f)| (t, f * 100.0))
+                    .collect(),
+            });
+        }
+        series.push(Series {
+            label: format!("bound D/W = {:.0} s", case.bound_seconds),
+            color,
+            dashed: true,
+            width: 1.0,
+            legend: i == 0 || c.cases[i - 1].bound_seconds != case.bound_seconds,
+            points: vec![(0.0, 0.0), (case.bound_seconds, 100.0)],
+        });
+    }
+    Chart {
+        title: format!(
+            "Convergence under quota ({}): compliant services over time",
+            c.subject
+        ),
+        x_label: "seconds since the binding was created".into(),
+        y_label: "compliant (% of D)".into(),
+        x_max: x_max.max(1.0),
+        y_max: 100.0,
+        y_format: |v| format!("{v:.0}%"),
+        series,
+    }
+    .render()
+}
+
+/// At most `n` points of a curve, keeping the first and the last.
+fn thin(points: &[(f64, f64)], n: usize) -> Vec<(f64, f64)> {
+    if points.len() <= n {
+        return points.to_vec();
+    }
+    let step = points.len() as f64 / n as f64;
+    let mut out: Vec<(f64, f64)> = (0..n).map(|i| points[(i as f64 * step) as usize]).collect();
+    if let Some(last) = points.last() {
+        out.push(*last);
+    }
+    out
+}

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Runs the benchmarks of BENCHMARKS.md (the method is written there).
+#
+#   scripts/bench.sh                 every figure (< 30 min on 2 cores): release build,
+#                                    criterion's planner benchmark, then the operator
+#                                    benchmark driver (benches/operator/); refreshes the
+#                                    generated part of BENCHMARKS.md and docs/bench/
+#   scripts/bench.sh --quick         a short smoke run (< 2 min) that keeps the harness
+#                                    working (CI); publishes nothing
+#   scripts/bench.sh --only cost,convergence
+#                                    a subset: cost, convergence, reaction, planner
+#   scripts/bench.sh --no-publish    measure without touching BENCHMARKS.md
+#
+# Raw results go to target/bench/results.json, the tables to target/bench/results.md,
+# the plot to target/bench/convergence.svg, logs and inputs to target/bench/work/.
+# Needs the envtest binaries (scripts/envtest.sh builds them once) for the controller.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+quick=0
+publish=1
+only=""
+driver=()
+while (($#)); do
+    case "$1" in
+        --quick) quick=1; driver+=(--quick) ;;
+        --no-publish) publish=0 ;;
+        --only) only="${2:-}"; driver+=(--only "$only"); shift ;;
+        --only=*) only="${1#--only=}"; driver+=("$1") ;;
+        *) driver+=("$1") ;;
+    esac
+    shift
+done
+((quick == 0 && publish == 1)) && driver+=(--publish)
+wants() { [[ -z "$only" || ",${only}," == *",$1,"* ]]; }
+
+t0=$(date +%s)
+# Build everything first: no compilation may overlap a measurement.
+cargo bench --locked --no-run --bench plan --bench operator
+t1=$(date +%s)
+if wants planner; then
+    if ((quick)); then
+        cargo bench --locked --bench plan -- --warm-up-time 0.5 --measurement-time 1 --sample-size 10 '10k-resources-100-bindings/plan$'
+    else
+        cargo bench --locked --bench plan
+    fi
+fi
+cargo bench --locked --bench operator -- "${driver[@]}"
+t2=$(date +%s)
+echo "bench: build $((t1 - t0)) s, measurements $((t2 - t1)) s, total $((t2 - t0)) s" >&2
