@@ -477,7 +477,7 @@ impl Change {
                 WriteOutcome::Succeeded,
                 String::new(),
             ),
-            Ok(RemediationOutcome::AlreadySatisfied) => (
+            Ok(RemediationOutcome::AlreadySatisfied | RemediationOutcome::Withdrawn) => (
                 ChangeResult::AlreadySatisfied,
                 WriteOutcome::Succeeded,
                 String::new(),

@@ -1082,6 +1082,55 @@ mod against_the_emulator {
         emulator.shutdown().await;
     }
 
+    /// The controller's guard: a write decided before another binding took the resource
+    /// over (and wrote it) is re-checked after the stale etag, and withdrawn.
+    #[tokio::test]
+    async fn a_guard_re_checked_after_a_stale_etag_withdraws_the_write() {
+        let emulator = start(seed(), Faults::default()).await;
+        let (client, _) = emulator_client(&emulator).await;
+        let checkout = client
+            .get(&id(ResourceKind::Service, "checkout"))
+            .await
+            .unwrap();
+        let strict = "projects/acme-sec/platforms/cloudRun/policies/strict";
+        // The new owner's write lands between our read and our write.
+        reqwest::Client::new()
+            .post(format!("{}/_emulator/drift", emulator.url()))
+            .json(
+                &json!({"name": checkout.resource.name, "binaryAuthorization": {"policy": strict}}),
+            )
+            .send()
+            .await
+            .unwrap()
+            .error_for_status()
+            .unwrap();
+        let as_planned = checkout.observed.policy.clone();
+        let checks = std::sync::atomic::AtomicUsize::new(0);
+        let still_wanted = |now: &binauthz_operator::resource::ObservedResource| {
+            checks.fetch_add(1, Ordering::SeqCst);
+            now.policy == as_planned
+        };
+        let outcome = client
+            .remediate_listed_while(
+                &checkout,
+                &to(DesiredPolicy::ProjectDefault, BreakglassChange::Keep),
+                &still_wanted,
+            )
+            .await
+            .unwrap();
+        assert_eq!(outcome, RemediationOutcome::Withdrawn);
+        assert_eq!(
+            checks.load(Ordering::SeqCst),
+            2,
+            "asked before each attempt"
+        );
+        assert_eq!(count(&emulator, "services.patch", 409), 1);
+        assert_eq!(count(&emulator, "services.patch", 200), 0);
+        let after = client.get(&checkout.observed.id).await.unwrap();
+        assert_eq!(after.observed.policy, ObservedPolicy::Named(strict.into()));
+        emulator.shutdown().await;
+    }
+
     #[tokio::test]
     async fn a_concurrent_fix_means_no_write() {
         let emulator = start(seed(), Faults::default()).await;

@@ -90,6 +90,9 @@ pub enum RemediationOutcome {
     },
     /// `validateOnly`: Cloud Run accepted the write without applying it.
     Validated,
+    /// The caller's guard said the write is no longer wanted (for the controller: another
+    /// binding took the resource over since the pass planned it); nothing was written.
+    Withdrawn,
 }
 
 /// Cloud Run Admin API v2 client. Cheap to clone (shared state); every clone shares the
@@ -443,7 +446,8 @@ impl CloudRunClient {
         id: &ResourceId,
         remediation: &Remediation,
     ) -> Result<RemediationOutcome> {
-        self.remediate_from(id, None, remediation, false).await
+        self.remediate_from(id, None, remediation, false, &|_: &ObservedResource| true)
+            .await
     }
 
     /// Like [`CloudRunClient::remediate`], starting from the resource just listed (its etag
@@ -458,6 +462,28 @@ impl CloudRunClient {
             Some(current.clone()),
             remediation,
             false,
+            &|_: &ObservedResource| true,
+        )
+        .await
+    }
+
+    /// Like [`CloudRunClient::remediate_listed`], asking `still_wanted` before every write
+    /// attempt, with the resource as just read (after a stale etag too): when it answers
+    /// false nothing is written and the outcome is [`RemediationOutcome::Withdrawn`]. A
+    /// concurrent writer always changes the etag, so a decision made before its write is
+    /// re-checked against the world after it.
+    pub async fn remediate_listed_while(
+        &self,
+        current: &LiveResource,
+        remediation: &Remediation,
+        still_wanted: &(dyn Fn(&ObservedResource) -> bool + Send + Sync),
+    ) -> Result<RemediationOutcome> {
+        self.remediate_from(
+            &current.observed.id,
+            Some(current.clone()),
+            remediation,
+            false,
+            still_wanted,
         )
         .await
     }
@@ -470,7 +496,8 @@ impl CloudRunClient {
         id: &ResourceId,
         remediation: &Remediation,
     ) -> Result<RemediationOutcome> {
-        self.remediate_from(id, None, remediation, true).await
+        self.remediate_from(id, None, remediation, true, &|_: &ObservedResource| true)
+            .await
     }
 
     async fn remediate_from(
@@ -479,6 +506,7 @@ impl CloudRunClient {
         mut current: Option<LiveResource>,
         remediation: &Remediation,
         validate_only: bool,
+        still_wanted: &(dyn Fn(&ObservedResource) -> bool + Send + Sync),
     ) -> Result<RemediationOutcome> {
         let span = info_span!(
             "cloudrun_remediate",
@@ -509,6 +537,10 @@ impl CloudRunClient {
                 if remediation.is_satisfied_by(&live.observed) {
                     debug!(observed = %live.observed.policy, "already compliant; no write");
                     return Ok(RemediationOutcome::AlreadySatisfied);
+                }
+                if !still_wanted(&live.observed) {
+                    debug!("the caller no longer wants this write; nothing written");
+                    return Ok(RemediationOutcome::Withdrawn);
                 }
                 let body = live
                     .resource

@@ -319,7 +319,7 @@ async fn active_pass(
                 if write_status(binding, key, ctx, current.as_ref(), &interim.status).await? {
                     current = Some(interim.status);
                 }
-                let results = remediate(&writes, &live, ctx).await;
+                let results = remediate(key, &writes, &live, ctx).await;
                 for (id, outcome) in results {
                     match outcome {
                         Some(outcome) => {
@@ -443,6 +443,7 @@ async fn active_pass(
 /// Remediates `writes` (bounded concurrency). `None` for a write not attempted because
 /// the lease was lost.
 async fn remediate(
+    key: &BindingKey,
     writes: &[(&ObservedResource, Remediation)],
     live: &HashMap<&ResourceId, &LiveResource>,
     ctx: &Context,
@@ -451,7 +452,7 @@ async fn remediate(
     // general over lifetimes, which the compiler cannot prove for a Send future).
     let futures: Vec<_> = writes
         .iter()
-        .map(|(resource, remediation)| remediate_one(resource, remediation, live, ctx))
+        .map(|(resource, remediation)| remediate_one(key, resource, remediation, live, ctx))
         .collect();
     stream::iter(futures)
         .buffer_unordered(ctx.max_concurrent_writes.max(1))
@@ -460,6 +461,7 @@ async fn remediate(
 }
 
 async fn remediate_one(
+    key: &BindingKey,
     resource: &ObservedResource,
     remediation: &Remediation,
     live: &HashMap<&ResourceId, &LiveResource>,
@@ -470,13 +472,47 @@ async fn remediate_one(
         return (id, None);
     }
     let client = ctx.inventory.client();
+    // The plan may be older than the bindings: a higher-priority binding created during
+    // this pass may own the resource by now (and may already have written it, which
+    // changes the etag). Before every write attempt, with the resource as just read, plan
+    // that one resource again with the bindings as they are now.
+    let still_wanted = |now: &ObservedResource| still_owned(key, now, remediation, ctx);
     let result = match live.get(&resource.id) {
-        Some(current) => client.remediate_listed(current, remediation).await,
+        Some(current) => {
+            client
+                .remediate_listed_while(current, remediation, &still_wanted)
+                .await
+        }
         None => client.remediate(&id, remediation).await,
     };
     ctx.telemetry.health.progress();
     let outcome = outcome_of(resource, remediation, result, ctx);
     (id, Some(outcome))
+}
+
+/// Whether `key` still asks for exactly `remediation` on `resource`, planned with every
+/// binding of its project as the watch cache holds them now.
+fn still_owned(
+    key: &BindingKey,
+    resource: &ObservedResource,
+    remediation: &Remediation,
+    ctx: &Context,
+) -> bool {
+    let all = ctx.bindings.state();
+    let inputs: Vec<BindingInput<'_>> = all
+        .iter()
+        .filter(|b| b.spec.project == resource.id.project)
+        .map(|b| BindingInput {
+            key: key_of(b),
+            spec: &b.spec,
+        })
+        .collect();
+    let Ok(plan) = plan::plan(&inputs, std::iter::once(resource)) else {
+        return false;
+    };
+    plan.binding(key)
+        .and_then(|b| b.target(&resource.id))
+        .is_some_and(|t| matches!(&t.decision, Decision::Remediate(r) if r == remediation))
 }
 
 /// Maps the client's answer to the planner's outcome, records metrics and writes the new
@@ -502,6 +538,14 @@ fn outcome_of(
             metrics.remediation(kind, RemediationResult::Skipped);
             ctx.inventory.record(&satisfied(resource, remediation));
             WriteOutcome::Succeeded
+        }
+        Ok(RemediationOutcome::Withdrawn) => {
+            // Another binding took the resource over since this pass planned it; the
+            // re-check of overlapping bindings already queued reports the new owner.
+            metrics.remediation(kind, RemediationResult::Skipped);
+            info!(resource = %resource.id, "ownership changed since the plan; write withdrawn");
+            ctx.inventory.invalidate(&resource.id);
+            WriteOutcome::Pending
         }
         Ok(RemediationOutcome::Pending { operation }) => {
             metrics.remediation(kind, RemediationResult::Pending);
