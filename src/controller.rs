@@ -4,7 +4,8 @@
 //! - a watch (reflector) of every binding — in one namespace or all — whose cache feeds
 //!   the planner's ownership decisions (`src/plan.rs`);
 //! - a pass per binding ([`pass`]) on create/update (generation changes only, so status
-//!   writes never trigger one), every `spec.interval`, when an overlapping binding
+//!   writes never trigger one), every `spec.interval` (on the ticks of a clock shared by
+//!   every binding, see [`inventory::Ticks`]), when an overlapping binding
 //!   changes or is deleted (through [`crate::plan::affected_bindings`]), on taking over
 //!   the lease, and after errors with per-binding exponential backoff;
 //! - an inventory shared by all passes ([`inventory`]): one list per (project, location,
@@ -463,7 +464,8 @@ impl Tap {
                 spec: &b.spec,
             })
             .collect();
-        for other in affected_bindings(changed, old, &inputs, resources.iter()) {
+        for other in affected_bindings(changed, old, &inputs, resources.iter().map(|r| &r.observed))
+        {
             info!(changed = %changed, recheck = %other, "an overlapping binding changed; re-checking");
             let _ = self
                 .triggers

@@ -1049,7 +1049,7 @@ mod against_the_emulator {
         let deployed = "us-docker.pkg.dev/acme-prod/apps/checkout:1.5.0";
         let response = reqwest::Client::new()
             .post(format!("{}/_emulator/deploy", emulator.url()))
-            .json(&json!({"name": checkout.resource.name, "image": deployed}))
+            .json(&json!({"name": checkout.observed.id.resource_name(), "image": deployed}))
             .send()
             .await
             .unwrap();
@@ -1072,13 +1072,12 @@ mod against_the_emulator {
         assert_eq!(recorder.conflicts.load(Ordering::SeqCst), 1);
         assert_eq!(count(&emulator, "services.patch", 409), 1);
         assert_eq!(count(&emulator, "services.patch", 200), 1);
-        let after = client.get(&checkout.observed.id).await.unwrap();
+        let after = raw(&emulator, &checkout.observed.id).await;
         assert_eq!(
-            after.resource.images(),
-            [deployed],
+            after["template"]["containers"][0]["image"], deployed,
             "the user's deploy survives"
         );
-        assert_eq!(after.observed.policy, ObservedPolicy::ProjectDefault);
+        assert_eq!(after["binaryAuthorization"], json!({"useDefault": true}));
         emulator.shutdown().await;
     }
 
@@ -1097,7 +1096,7 @@ mod against_the_emulator {
         reqwest::Client::new()
             .post(format!("{}/_emulator/drift", emulator.url()))
             .json(
-                &json!({"name": checkout.resource.name, "binaryAuthorization": {"policy": strict}}),
+                &json!({"name": checkout.observed.id.resource_name(), "binaryAuthorization": {"policy": strict}}),
             )
             .send()
             .await
@@ -1142,7 +1141,7 @@ mod against_the_emulator {
         // Someone else enables the default policy meanwhile.
         reqwest::Client::new()
             .post(format!("{}/_emulator/drift", emulator.url()))
-            .json(&json!({"name": checkout.resource.name, "binaryAuthorization": {"useDefault": true}}))
+            .json(&json!({"name": checkout.observed.id.resource_name(), "binaryAuthorization": {"useDefault": true}}))
             .send()
             .await
             .unwrap()

@@ -43,7 +43,10 @@ use tracing::{debug, field, info, info_span, warn, Instrument};
 use super::auth::Auth;
 use super::config::CloudRunConfig;
 use super::error::{clip, ApiError, Code, Error, Result};
-use super::model::{json_values_at_most, ListPage, LocationsPage, Operation, Resource};
+use super::model::{
+    json_values_at_most, masked_remediation_body, BinaryAuthorization, ListPage, LocationsPage,
+    Operation, Resource,
+};
 use super::observe::{ApiMethod, CallObserver, CallStatus, NoopObserver};
 use super::ratelimit::{Budget, RateLimits, Throttle};
 use crate::policy::PolicyName;
@@ -61,14 +64,63 @@ const MAX_NAME_IN_ERROR: usize = 200;
 /// Longest decoder message kept in an error (serde quotes offending values).
 const MAX_DETAIL: usize = 300;
 
-/// A resource as just read: the planner's view and the wire object it came from (whose
-/// etag — and, for jobs, whole body — a remediation writes back).
+/// A resource as just read: the planner's view, and what a remediation needs of the wire
+/// object it came from — not the whole object: a controller keeps thousands of these.
 #[derive(Clone, Debug, PartialEq)]
 pub struct LiveResource {
     /// What the planner sees.
     pub observed: ObservedResource,
-    /// The resource exactly as Cloud Run returned it.
-    pub resource: Resource,
+    wire: Wire,
+}
+
+/// What the one write of a remediation needs of the object read.
+#[derive(Clone, Debug, PartialEq)]
+enum Wire {
+    /// Services and worker pools are written with `updateMask=binaryAuthorization`: the
+    /// current setting and the etag are all it takes.
+    Masked {
+        etag: Option<String>,
+        binary_authorization: Option<BinaryAuthorization>,
+    },
+    /// Jobs are written back whole: the object exactly as read, kept as compact JSON text
+    /// (a small fraction of the memory of its decoded tree) and decoded only to write.
+    Whole(Arc<str>),
+}
+
+impl LiveResource {
+    /// The resource `id` as Cloud Run returned it.
+    ///
+    /// # Errors
+    /// When a job cannot be encoded again (it was decoded from JSON, so in practice never).
+    pub fn new(id: ResourceId, resource: Resource) -> serde_json::Result<Self> {
+        let observed = resource.observe(id);
+        let wire = match observed.id.kind {
+            ResourceKind::Service | ResourceKind::WorkerPool => Wire::Masked {
+                etag: resource.etag,
+                binary_authorization: resource.binary_authorization,
+            },
+            ResourceKind::Job => Wire::Whole(serde_json::to_string(&resource)?.into()),
+        };
+        Ok(Self { observed, wire })
+    }
+
+    /// The body of the one write `remediation` makes to this resource as read: see
+    /// [`Resource::remediation_body`].
+    ///
+    /// # Errors
+    /// When the body cannot be encoded.
+    pub fn remediation_body(&self, remediation: &Remediation) -> serde_json::Result<Value> {
+        match &self.wire {
+            Wire::Masked {
+                etag,
+                binary_authorization,
+            } => {
+                masked_remediation_body(binary_authorization.as_ref(), etag.as_deref(), remediation)
+            }
+            Wire::Whole(text) => serde_json::from_str::<Resource>(text)?
+                .remediation_body(self.observed.id.kind, remediation),
+        }
+    }
 }
 
 /// How a remediation ended (errors are [`Error`]s).
@@ -306,9 +358,9 @@ impl CloudRunClient {
                         })
                     }
                 };
-                Ok(LiveResource {
-                    observed: resource.observe(id),
-                    resource,
+                LiveResource::new(id, resource).map_err(|err| Error::Decode {
+                    target: target.clone(),
+                    detail: format!("cannot keep the listed resource: {err}"),
                 })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -334,9 +386,9 @@ impl CloudRunClient {
                 deadline: None,
             })
             .await?;
-        Ok(LiveResource {
-            observed: resource.observe(id.clone()),
-            resource,
+        LiveResource::new(id.clone(), resource).map_err(|err| Error::Decode {
+            target: format!("{} {}", ApiMethod::get(id.kind), id.resource_name()),
+            detail: format!("cannot keep the resource read: {err}"),
         })
     }
 
@@ -543,8 +595,7 @@ impl CloudRunClient {
                     return Ok(RemediationOutcome::Withdrawn);
                 }
                 let body = live
-                    .resource
-                    .remediation_body(id.kind, remediation)
+                    .remediation_body(remediation)
                     .map_err(|err| Error::Decode {
                         target: format!("{} {}", ApiMethod::update(id.kind), id.resource_name()),
                         detail: format!("cannot encode the request body: {err}"),

@@ -285,23 +285,18 @@ impl Resource {
         kind: ResourceKind,
         remediation: &Remediation,
     ) -> serde_json::Result<Value> {
-        let binary_authorization =
-            BinaryAuthorization::for_remediation(self.binary_authorization.as_ref(), remediation);
         match kind {
-            ResourceKind::Service | ResourceKind::WorkerPool => {
-                let mut body = Map::new();
-                body.insert(
-                    "binaryAuthorization".into(),
-                    serde_json::to_value(binary_authorization)?,
-                );
-                if let Some(etag) = &self.etag {
-                    body.insert("etag".into(), Value::String(etag.clone()));
-                }
-                Ok(Value::Object(body))
-            }
+            ResourceKind::Service | ResourceKind::WorkerPool => masked_remediation_body(
+                self.binary_authorization.as_ref(),
+                self.etag.as_deref(),
+                remediation,
+            ),
             ResourceKind::Job => {
                 let mut whole = self.clone();
-                whole.binary_authorization = Some(binary_authorization);
+                whole.binary_authorization = Some(BinaryAuthorization::for_remediation(
+                    self.binary_authorization.as_ref(),
+                    remediation,
+                ));
                 serde_json::to_value(whole)
             }
         }
@@ -311,6 +306,25 @@ impl Resource {
     pub fn name_parts(&self) -> Option<NameParts<'_>> {
         NameParts::parse(&self.name)
     }
+}
+
+/// The body of a remediation sent with `updateMask=binaryAuthorization` (services and
+/// worker pools): the new `binaryAuthorization` computed from the `current` one, and the
+/// `etag` read.
+pub fn masked_remediation_body(
+    current: Option<&BinaryAuthorization>,
+    etag: Option<&str>,
+    remediation: &Remediation,
+) -> serde_json::Result<Value> {
+    let mut body = Map::new();
+    body.insert(
+        "binaryAuthorization".into(),
+        serde_json::to_value(BinaryAuthorization::for_remediation(current, remediation))?,
+    );
+    if let Some(etag) = etag {
+        body.insert("etag".into(), Value::String(etag.to_owned()));
+    }
+    Ok(Value::Object(body))
 }
 
 /// The segments of a v2 resource name.

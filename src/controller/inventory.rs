@@ -5,6 +5,12 @@
 //!   kind) gets that list's result: concurrent callers wait for the one request in flight
 //!   instead of issuing their own (single flight), so N bindings over one project cost one
 //!   set of lists per window, not N.
+//! - A pass also names the moment its reads must not predate ([`SharedInventory::list`]'s
+//!   `not_before`): passes run on the ticks of a clock shared by every binding
+//!   ([`Ticks`]), and a pass plans on lists started at or after the last tick. Bindings
+//!   with one interval therefore pass together and share one set of lists per interval,
+//!   and a change in Cloud Run is seen by the first tick after it: within one interval
+//!   plus one pass.
 //! - A failed list is shared by the callers that waited for it, then forgotten: the next
 //!   caller lists again.
 //! - A remediation's result is written through ([`SharedInventory::record`]), so a pass
@@ -36,7 +42,11 @@ pub struct Scope {
     pub kind: ResourceKind,
 }
 
-type ListResult = Result<Arc<Vec<LiveResource>>, Arc<CloudRunError>>;
+/// One scope's resources as listed; each resource shared, so writing one through copies
+/// pointers, not resources.
+pub type Listed = Arc<Vec<Arc<LiveResource>>>;
+
+type ListResult = Result<Listed, Arc<CloudRunError>>;
 
 struct Entry {
     /// Distinguishes successive lists of one scope; a completing list only lands in the
@@ -45,12 +55,12 @@ struct Entry {
     started: Instant,
     state: EntryState,
     /// The last successful list, fresh or not (for `last_known`).
-    last_ok: Option<Arc<Vec<LiveResource>>>,
+    last_ok: Option<Listed>,
 }
 
 enum EntryState {
     Loading(Shared<BoxFuture<'static, ListResult>>),
-    Ready(Arc<Vec<LiveResource>>),
+    Ready(Listed),
     /// Failed, or invalidated: the next caller lists again.
     Expired,
 }
@@ -61,6 +71,7 @@ pub struct SharedInventory {
     ttl: Duration,
     entries: Mutex<HashMap<Scope, Entry>>,
     next_generation: AtomicU64,
+    ticks: Ticks,
 }
 
 impl std::fmt::Debug for SharedInventory {
@@ -80,7 +91,13 @@ impl SharedInventory {
             ttl,
             entries: Mutex::new(HashMap::new()),
             next_generation: AtomicU64::new(0),
+            ticks: Ticks::new(Instant::now()),
         }
+    }
+
+    /// The clock passes run on (its epoch: when the inventory was made).
+    pub fn ticks(&self) -> Ticks {
+        self.ticks
     }
 
     /// The Cloud Run client the inventory reads through.
@@ -96,16 +113,17 @@ impl SharedInventory {
         self.next_generation.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// The resources of one scope: a fresh shared list, the one in flight, or a new one.
+    /// The resources of one scope: a fresh shared list, the one in flight, or a new one. A
+    /// list is fresh when it started less than `ttl` ago and not before `not_before`.
     ///
     /// # Errors
     /// The client's error for the list (shared with every caller that waited for it).
-    pub async fn list(&self, scope: &Scope) -> ListResult {
+    pub async fn list(&self, scope: &Scope, not_before: Instant) -> ListResult {
         let (generation, future) = {
             let mut entries = self.entries();
             let fresh = entries
                 .get(scope)
-                .filter(|e| e.started.elapsed() < self.ttl);
+                .filter(|e| e.started >= not_before && e.started.elapsed() < self.ttl);
             match fresh.map(|e| (&e.state, e.generation)) {
                 Some((EntryState::Ready(items), _)) => return Ok(Arc::clone(items)),
                 Some((EntryState::Loading(future), generation)) => (generation, future.clone()),
@@ -117,7 +135,7 @@ impl SharedInventory {
                         client
                             .list_all(&s.project, &s.location, s.kind)
                             .await
-                            .map(Arc::new)
+                            .map(|items| Arc::new(items.into_iter().map(Arc::new).collect()))
                             .map_err(Arc::new)
                     }
                     .boxed()
@@ -164,7 +182,9 @@ impl SharedInventory {
             EntryState::Ready(items) => {
                 if let Some(i) = items.iter().position(|r| r.observed.id == resource.id) {
                     let mut updated = Vec::clone(items);
-                    updated[i].observed = resource.clone();
+                    let mut written = LiveResource::clone(&updated[i]);
+                    written.observed = resource.clone();
+                    updated[i] = Arc::new(written);
                     let updated = Arc::new(updated);
                     *items = Arc::clone(&updated);
                     entry.last_ok = Some(updated);
@@ -190,13 +210,50 @@ impl SharedInventory {
 
     /// Every resource of `project` from the last successful lists, fresh or not — only to
     /// decide which bindings overlap; never planned on.
-    pub fn last_known(&self, project: &str) -> Vec<ObservedResource> {
+    pub fn last_known(&self, project: &str) -> Vec<Arc<LiveResource>> {
         self.entries()
             .iter()
             .filter(|(scope, _)| scope.project == project)
             .filter_map(|(_, entry)| entry.last_ok.as_ref())
-            .flat_map(|items| items.iter().map(|r| r.observed.clone()))
+            .flat_map(|items| items.iter().cloned())
             .collect()
+    }
+}
+
+/// The clock passes run on. The ticks of an interval are the whole multiples of it since
+/// the epoch; every binding's periodic pass is scheduled on the next tick of its interval,
+/// so bindings with one interval (and those whose intervals are multiples of each other,
+/// on the ticks they share) pass at the same moment over one set of lists.
+#[derive(Clone, Copy, Debug)]
+pub struct Ticks {
+    epoch: Instant,
+}
+
+impl Ticks {
+    /// A clock whose ticks count from `epoch`.
+    pub fn new(epoch: Instant) -> Self {
+        Self { epoch }
+    }
+
+    fn count(&self, interval: Duration, now: Instant) -> u128 {
+        let nanos = interval.as_nanos().max(1);
+        now.saturating_duration_since(self.epoch).as_nanos() / nanos
+    }
+
+    fn at(&self, interval: Duration, count: u128) -> Instant {
+        let nanos = interval.as_nanos().max(1).saturating_mul(count);
+        self.epoch + Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
+    }
+
+    /// The last tick of `interval` at or before `now` (the epoch before the first).
+    pub fn last(&self, interval: Duration, now: Instant) -> Instant {
+        self.at(interval, self.count(interval, now))
+    }
+
+    /// How long from `now` until the first tick of `interval` after it.
+    pub fn until_next(&self, interval: Duration, now: Instant) -> Duration {
+        self.at(interval, self.count(interval, now) + 1)
+            .saturating_duration_since(now)
     }
 }
 
@@ -254,6 +311,12 @@ projects:
         }
     }
 
+    fn long_ago() -> Instant {
+        Instant::now()
+            .checked_sub(Duration::from_secs(3600))
+            .unwrap()
+    }
+
     fn lists(emulator: &EmulatorHandle) -> u64 {
         emulator
             .counters(None)
@@ -268,21 +331,26 @@ projects:
     async fn a_fresh_list_is_shared_and_writes_go_through_it() {
         let (emulator, inventory) = setup(Duration::from_secs(3600)).await;
         let s = scope();
-        let (a, b) = tokio::join!(inventory.list(&s), inventory.list(&s));
+        let (a, b) = tokio::join!(
+            inventory.list(&s, long_ago()),
+            inventory.list(&s, long_ago())
+        );
         assert_eq!(a.unwrap().len(), 1);
         assert_eq!(b.unwrap().len(), 1);
         assert_eq!(lists(&emulator), 1, "single flight");
 
-        let mut fixed = inventory.list(&scope()).await.unwrap()[0].observed.clone();
+        let mut fixed = inventory.list(&scope(), long_ago()).await.unwrap()[0]
+            .observed
+            .clone();
         assert_eq!(fixed.policy, ObservedPolicy::None);
         fixed.policy = ObservedPolicy::ProjectDefault;
         inventory.record(&fixed);
-        let again = inventory.list(&scope()).await.unwrap();
+        let again = inventory.list(&scope(), long_ago()).await.unwrap();
         assert_eq!(again[0].observed.policy, ObservedPolicy::ProjectDefault);
         assert_eq!(lists(&emulator), 1, "served from the shared list");
 
         inventory.invalidate(&fixed.id);
-        let relisted = inventory.list(&scope()).await.unwrap();
+        let relisted = inventory.list(&scope(), long_ago()).await.unwrap();
         assert_eq!(
             relisted[0].observed.policy,
             ObservedPolicy::None,
@@ -293,10 +361,51 @@ projects:
     }
 
     #[tokio::test]
+    async fn a_list_started_before_the_last_tick_is_read_again_once() {
+        let (emulator, inventory) = setup(Duration::from_secs(3600)).await;
+        inventory.list(&scope(), long_ago()).await.unwrap();
+        inventory.list(&scope(), long_ago()).await.unwrap();
+        assert_eq!(lists(&emulator), 1);
+        let tick = Instant::now();
+        let s = scope();
+        let (a, b) = tokio::join!(inventory.list(&s, tick), inventory.list(&s, tick));
+        assert_eq!((a.unwrap().len(), b.unwrap().len()), (1, 1));
+        assert_eq!(lists(&emulator), 2, "one new list for the tick, shared");
+        inventory.list(&scope(), tick).await.unwrap();
+        assert_eq!(lists(&emulator), 2);
+        emulator.shutdown().await;
+    }
+
+    #[test]
+    fn ticks_are_whole_intervals_from_the_epoch() {
+        let epoch = Instant::now();
+        let ticks = Ticks::new(epoch);
+        let s = Duration::from_secs;
+        let i = s(30);
+        assert_eq!(ticks.last(i, epoch + s(29)), epoch);
+        assert_eq!(ticks.last(i, epoch + s(30)), epoch + i);
+        assert_eq!(ticks.last(i, epoch + s(61)), epoch + 2 * i);
+        assert_eq!(ticks.until_next(i, epoch), i);
+        assert_eq!(ticks.until_next(i, epoch + s(61)), s(29));
+        assert_eq!(ticks.until_next(i, epoch + s(60)), i);
+        // Intervals that are multiples of each other share ticks: 10 min is every 20th
+        // tick of 30 s.
+        let ten = s(600);
+        assert_eq!(
+            ticks.last(ten, epoch + s(1250)),
+            ticks.last(i, epoch + s(1200))
+        );
+        assert_eq!(
+            ticks.until_next(ten, epoch + s(1190)),
+            ticks.until_next(i, epoch + s(1190))
+        );
+    }
+
+    #[tokio::test]
     async fn stale_lists_are_read_again_but_kept_for_overlap_decisions() {
         let (emulator, inventory) = setup(Duration::ZERO).await;
-        inventory.list(&scope()).await.unwrap();
-        inventory.list(&scope()).await.unwrap();
+        inventory.list(&scope(), long_ago()).await.unwrap();
+        inventory.list(&scope(), long_ago()).await.unwrap();
         assert_eq!(lists(&emulator), 2);
         assert_eq!(inventory.last_known("acme-prod").len(), 1);
         assert!(inventory.last_known("other").is_empty());
@@ -312,10 +421,10 @@ projects:
                 ..Faults::default()
             })
             .unwrap();
-        let err = inventory.list(&scope()).await.unwrap_err();
+        let err = inventory.list(&scope(), long_ago()).await.unwrap_err();
         assert!(err.is_permission_denied(), "{err}");
         emulator.set_faults(Faults::default()).unwrap();
-        assert_eq!(inventory.list(&scope()).await.unwrap().len(), 1);
+        assert_eq!(inventory.list(&scope(), long_ago()).await.unwrap().len(), 1);
         assert_eq!(lists(&emulator), 2);
         emulator.shutdown().await;
     }

@@ -23,7 +23,6 @@
 //!   the conditions: a Cloud Run outage never makes a binding look empty.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::{stream, StreamExt};
@@ -34,7 +33,7 @@ use kube::{Api, Resource, ResourceExt};
 use tracing::{debug, info, warn};
 
 use super::events::{pass_events, PassSummary};
-use super::inventory::Scope;
+use super::inventory::{Listed, Scope};
 use super::{key_of, status, BindingMemory, Context, Error};
 use crate::api::{BinAuthzBinding, BinAuthzBindingStatus, Mode, ResourceKind};
 use crate::cloudrun::{Error as CloudRunError, LiveResource, RemediationOutcome};
@@ -131,7 +130,7 @@ fn ready_message(status: &BinAuthzBindingStatus) -> &str {
 /// What the reads of a pass produced.
 enum Reads {
     /// Every list succeeded.
-    Listed(Vec<Arc<Vec<LiveResource>>>),
+    Listed(Vec<Listed>),
     /// Some read failed; `retry` when worth retrying soon.
     Failed { failure: PassFailure, retry: bool },
 }
@@ -152,8 +151,11 @@ fn read_failure(err: &CloudRunError) -> (PassFailure, bool) {
     )
 }
 
+/// Lists what `binding` covers, on lists started at or after the last tick of its interval
+/// (see [`super::inventory`]).
 async fn read(binding: &BinAuthzBinding, ctx: &Context) -> Reads {
     let spec = &binding.spec;
+    let not_before = ctx.inventory.ticks().last(spec.interval(), Instant::now());
     let locations = if spec.locations.iter().any(|l| l == "*") {
         match ctx.inventory.client().regions(&spec.project).await {
             Ok(regions) => regions,
@@ -178,7 +180,8 @@ async fn read(binding: &BinAuthzBinding, ctx: &Context) -> Reads {
                 })
         })
         .collect();
-    let results = futures::future::join_all(scopes.iter().map(|s| ctx.inventory.list(s))).await;
+    let results =
+        futures::future::join_all(scopes.iter().map(|s| ctx.inventory.list(s, not_before))).await;
     ctx.telemetry.health.progress();
     let mut lists = Vec::with_capacity(results.len());
     for result in results {
@@ -255,7 +258,7 @@ async fn active_pass(
     let live: HashMap<&ResourceId, &LiveResource> = lists
         .iter()
         .flat_map(|l| l.iter())
-        .map(|r| (&r.observed.id, r))
+        .map(|r| (&r.observed.id, &**r))
         .collect();
     let plan = plan::plan(
         &inputs,
@@ -401,7 +404,7 @@ async fn active_pass(
         Some(_) => {
             return Ok(PassEnd {
                 result: PassResult::Failed,
-                action: Action::requeue(interval),
+                action: Action::requeue(ctx.inventory.ticks().until_next(interval, Instant::now())),
             })
         }
         None => {}
@@ -424,10 +427,11 @@ async fn active_pass(
         });
     }
     let pending = outcomes.values().any(|o| *o == WriteOutcome::Pending);
+    let next_tick = ctx.inventory.ticks().until_next(interval, Instant::now());
     let action = if pending {
-        Action::requeue(interval.min(VERIFY_PENDING_AFTER))
+        Action::requeue(next_tick.min(VERIFY_PENDING_AFTER))
     } else {
-        Action::requeue(interval)
+        Action::requeue(next_tick)
     };
     let failed = outcomes
         .values()
