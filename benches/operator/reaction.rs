@@ -66,6 +66,8 @@ pub struct Footprint {
     pub idle_cpu_percent: f64,
     /// Over how long that was measured.
     pub idle_seconds: f64,
+    /// Clock ticks per second of the CPU times.
+    pub clock_ticks: f64,
     /// CPU in the quiet stretches between pass windows at the 30 s interval, percent of
     /// one core.
     pub between_windows_cpu_percent: Option<Spread>,
@@ -404,6 +406,7 @@ pub async fn run(ctx: &Ctx, plan: &Plan) -> Result<ReactionResult> {
             cpu_ms_per_binding_pass: (final_reading.cpu_seconds - cpu0) / passes.max(1.0) * 1000.0,
             idle_cpu_percent: idle_cpu,
             idle_seconds: plan.idle.as_secs_f64(),
+            clock_ticks: ctx.ticks,
             between_windows_cpu_percent: Spread::of(&idle),
             average_cpu_percent: average,
             rss_mib_timeline: rss_timeline,

@@ -221,11 +221,17 @@ fn footprint(s: &mut String, x: &ReactionResult) {
         "| CPU per binding pass (all CPU of the run ÷ {:.0} completed passes) | {:.1} ms | — |",
         f.binding_passes, f.cpu_ms_per_binding_pass
     );
+    // /proc counts CPU time in clock ticks (10 ms): below one tick, say so.
+    let resolution = 100.0 / f.idle_seconds / f.clock_ticks;
+    let idle = if f.idle_cpu_percent < resolution {
+        format!("< {resolution:.2} % of a core (not one clock tick)")
+    } else {
+        format!("{:.2} % of a core", f.idle_cpu_percent)
+    };
     let _ = writeln!(
         s,
-        "| Idle CPU: the same bindings at the default 10m interval, between their passes ({:.0} s) | {:.2} % of a core | < 1 % — {} |",
+        "| Idle CPU: the same bindings at the default 10m interval, between their passes ({:.0} s) | {idle} | < 1 % — {} |",
         f.idle_seconds,
-        f.idle_cpu_percent,
         verdict(f.idle_cpu_percent < 1.0)
     );
     if let Some(between) = &f.between_windows_cpu_percent {
