@@ -25,6 +25,7 @@ use futures::{stream, StreamExt};
 use serde::Serialize;
 
 use crate::api::{Mode, ResourceKind, Summary, TargetState};
+use crate::cloudrun::ratelimit::{interleave_by_region, WRITE_QUEUE};
 use crate::cloudrun::{self, CloudRunArgs, CloudRunClient, LiveResource, RemediationOutcome};
 use crate::manifests::{self, LoadedBinding};
 use crate::plan::{
@@ -365,9 +366,9 @@ impl Checker {
             return Vec::new();
         }
         let progress = self.interactive.then(|| Progress::new(writes.len()));
-        let concurrency = self.client.config().rate_limits.max_concurrent_writes.get();
         let client = &self.client;
         let progress_ref = progress.as_ref();
+        let writes = interleave_by_region(writes, |(live, _)| &live.observed.id);
         let mut changes: Vec<Change> = stream::iter(writes)
             .map(|(live, remediation)| async move {
                 let result = client.remediate_listed(live, &remediation).await;
@@ -376,7 +377,7 @@ impl Checker {
                 }
                 Change::new(live, &remediation.desired, result)
             })
-            .buffer_unordered(concurrency)
+            .buffer_unordered(WRITE_QUEUE)
             .collect()
             .await;
         if let Some(p) = progress {

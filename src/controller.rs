@@ -236,7 +236,6 @@ pub struct Context {
     telemetry: Telemetry,
     leader: LeaderGate,
     reporter: Reporter,
-    max_concurrent_writes: usize,
     memory: Mutex<HashMap<BindingKey, BindingMemory>>,
     failures: Mutex<HashMap<BindingKey, u32>>,
 }
@@ -249,7 +248,7 @@ impl std::fmt::Debug for Context {
 
 impl Context {
     /// A context for passes: the Kubernetes client, the bindings' watch cache, the shared
-    /// inventory, telemetry, the leader gate, the events reporter and the write bound.
+    /// inventory, telemetry, the leader gate and the events reporter.
     pub fn new(
         kube: Client,
         bindings: Store<BinAuthzBinding>,
@@ -257,7 +256,6 @@ impl Context {
         telemetry: Telemetry,
         leader: LeaderGate,
         reporter: Reporter,
-        max_concurrent_writes: usize,
     ) -> Self {
         Self {
             kube,
@@ -266,7 +264,6 @@ impl Context {
             telemetry,
             leader,
             reporter,
-            max_concurrent_writes,
             memory: Mutex::new(HashMap::new()),
             failures: Mutex::new(HashMap::new()),
         }
@@ -564,7 +561,6 @@ pub async fn run(args: ControllerArgs) -> Result<(), Error> {
     check_cluster(&kube, &url).await?;
     telemetry.health.set_crd_served(true);
 
-    let max_concurrent_writes = cloud_run.max_concurrent_writes.get();
     let observer: Arc<dyn CallObserver> = Arc::new(telemetry.clone());
     let cloud_run = CloudRunClient::with_observer(cloud_run.config()?, observer).await?;
     info!(
@@ -643,7 +639,6 @@ pub async fn run(args: ControllerArgs) -> Result<(), Error> {
             controller: CONTROLLER_NAME.into(),
             instance: Some(identity),
         },
-        max_concurrent_writes,
     ));
     let (triggers, trigger_stream) = mpsc::unbounded();
     let mut tap = Tap {

@@ -537,6 +537,86 @@ async fn the_write_rate_throttles_and_reports_its_waits() {
     assert!(throttled.iter().all(|(t, _)| *t != Throttle::ReadRate));
 }
 
+#[tokio::test]
+async fn a_write_waiting_for_its_regions_budget_holds_no_write_slot() {
+    // One write slot and 1 write per minute per region. us-central1's second write waits a
+    // minute for its region's budget; a write to europe-west1 must not queue behind it.
+    let server = ScriptedServer::start(|_, request| {
+        let path = request.uri.path();
+        if request.method == Method::PATCH {
+            let name = path.trim_start_matches("/v2/");
+            axum::Json(json!({"name": format!("{name}/operations/op"), "done": true}))
+                .into_response()
+        } else {
+            let name = path.rsplit('/').next().unwrap_or_default();
+            let mut body = service(name);
+            body["name"] = json!(path.trim_start_matches("/v2/"));
+            axum::Json(body).into_response()
+        }
+    })
+    .await;
+    let mut config = fast_config(&server.url());
+    config.rate_limits.writes_per_minute = std::num::NonZeroU32::new(1).unwrap();
+    config.rate_limits.max_concurrent_writes = std::num::NonZeroUsize::new(1).unwrap();
+    let (client, _) = client(config).await;
+    let in_region = |location: &str, name: &str| ResourceId {
+        location: location.into(),
+        name: name.into(),
+        ..checkout()
+    };
+    let fix = default_policy(binauthz_operator::resource::BreakglassChange::Keep);
+    let first = client
+        .remediate(&in_region("us-central1", "a"), &fix)
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            first,
+            binauthz_operator::cloudrun::RemediationOutcome::Applied { .. }
+        ),
+        "{first:?}"
+    );
+
+    let waiting = tokio::spawn({
+        let (client, fix) = (client.clone(), fix.clone());
+        async move { client.remediate(&in_region("us-central1", "b"), &fix).await }
+    });
+    // Let the second us-central1 write reach its wait for the budget.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let other_region = tokio::time::timeout(
+        Duration::from_secs(30),
+        client.remediate(&in_region("europe-west1", "c"), &fix),
+    )
+    .await
+    .expect("the europe-west1 write went while us-central1's waited for its budget")
+    .unwrap();
+    assert!(
+        matches!(
+            other_region,
+            binauthz_operator::cloudrun::RemediationOutcome::Applied { .. }
+        ),
+        "{other_region:?}"
+    );
+    assert!(
+        !waiting.is_finished(),
+        "us-central1's second write still waits"
+    );
+    waiting.abort();
+    let patched: Vec<String> = server
+        .requests()
+        .iter()
+        .filter(|r| r.method == Method::PATCH)
+        .map(|r| r.uri.path().to_owned())
+        .collect();
+    assert_eq!(
+        patched,
+        [
+            "/v2/projects/acme-prod/locations/us-central1/services/a",
+            "/v2/projects/acme-prod/locations/europe-west1/services/c"
+        ]
+    );
+}
+
 fn default_policy(
     breakglass: binauthz_operator::resource::BreakglassChange,
 ) -> binauthz_operator::resource::Remediation {

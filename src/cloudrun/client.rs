@@ -184,6 +184,8 @@ struct Call<'a> {
     body: Option<&'a Value>,
     /// `None` for calls outside Cloud Run's per-region quotas (Binary Authorization).
     budget: Option<Budget>,
+    /// The caller already took the budget of the first attempt.
+    prepaid: bool,
     project: &'a str,
     location: &'a str,
     /// The resource or collection acted on, for spans and errors.
@@ -316,6 +318,7 @@ impl CloudRunClient {
             query,
             body: None,
             budget: Some(Budget::Read),
+            prepaid: false,
             project,
             location,
             resource: parent,
@@ -379,6 +382,7 @@ impl CloudRunClient {
                 query: Vec::new(),
                 body: None,
                 budget: Some(Budget::Read),
+                prepaid: false,
                 project: &id.project,
                 location: &id.location,
                 resource: name,
@@ -425,6 +429,7 @@ impl CloudRunClient {
                     query,
                     body: None,
                     budget: Some(Budget::Read),
+                    prepaid: false,
                     project,
                     location: "global",
                     resource: parent.clone(),
@@ -475,6 +480,7 @@ impl CloudRunClient {
                 query: Vec::new(),
                 body: None,
                 budget: None,
+                prepaid: false,
                 project: policy.project(),
                 location: "global",
                 resource: policy.as_str().to_owned(),
@@ -600,10 +606,16 @@ impl CloudRunClient {
                         target: format!("{} {}", ApiMethod::update(id.kind), id.resource_name()),
                         detail: format!("cannot encode the request body: {err}"),
                     })?;
-                if slot.is_none() {
+                // The region's write budget first, then a global write slot: a write
+                // waiting for one region's budget must not hold a slot that writes to
+                // other regions could use.
+                let prepaid = slot.is_none();
+                if prepaid {
+                    self.take_budget(Budget::Write, &id.project, &id.location)
+                        .await;
                     slot = Some(self.write_slot(id).await?);
                 }
-                match self.patch(id, &body, validate_only).await {
+                match self.patch(id, &body, validate_only, prepaid).await {
                     Ok(operation) => return self.finish(id, operation, validate_only).await,
                     Err(err) if err.is_conflict() && conflicts < self.inner.config.max_conflict_retries => {
                         conflicts += 1;
@@ -616,6 +628,18 @@ impl CloudRunClient {
         }
         .instrument(span)
         .await
+    }
+
+    /// Waits for one call's worth of `budget` in (project, location), reporting the wait.
+    async fn take_budget(&self, budget: Budget, project: &str, location: &str) {
+        let waited = self.inner.limits.acquire(budget, project, location).await;
+        if !waited.is_zero() {
+            let throttle = match budget {
+                Budget::Read => Throttle::ReadRate,
+                Budget::Write => Throttle::WriteRate,
+            };
+            self.inner.observer.throttled(throttle, waited);
+        }
     }
 
     async fn write_slot(&self, id: &ResourceId) -> Result<OwnedSemaphorePermit> {
@@ -634,7 +658,14 @@ impl CloudRunClient {
         Ok(permit)
     }
 
-    async fn patch(&self, id: &ResourceId, body: &Value, validate_only: bool) -> Result<Operation> {
+    /// Sends the write; `prepaid` when the caller already took its write budget.
+    async fn patch(
+        &self,
+        id: &ResourceId,
+        body: &Value,
+        validate_only: bool,
+        prepaid: bool,
+    ) -> Result<Operation> {
         let name = id.resource_name();
         let mut query = Vec::new();
         if id.kind != ResourceKind::Job {
@@ -650,6 +681,7 @@ impl CloudRunClient {
             query,
             body: Some(body),
             budget: Some(Budget::Write),
+            prepaid,
             project: &id.project,
             location: &id.location,
             resource: name,
@@ -755,6 +787,7 @@ impl CloudRunClient {
             query: Vec::new(),
             body: Some(&body),
             budget: Some(Budget::Read),
+            prepaid: false,
             project: &id.project,
             location: &id.location,
             resource: name.to_owned(),
@@ -777,6 +810,7 @@ impl CloudRunClient {
             query: Vec::new(),
             body: None,
             budget: Some(Budget::Read),
+            prepaid: false,
             project: &id.project,
             location: &id.location,
             resource: name.to_owned(),
@@ -805,20 +839,13 @@ impl CloudRunClient {
                 policy.deadline = policy.deadline.min(deadline);
             }
             let mut retrier = policy.start();
+            let mut prepaid = call.prepaid;
             loop {
-                if let Some(budget) = call.budget {
-                    let waited = self
-                        .inner
-                        .limits
-                        .acquire(budget, call.project, call.location)
-                        .await;
-                    if !waited.is_zero() {
-                        let throttle = match budget {
-                            Budget::Read => Throttle::ReadRate,
-                            Budget::Write => Throttle::WriteRate,
-                        };
-                        observer.throttled(throttle, waited);
+                match call.budget {
+                    Some(budget) if !std::mem::take(&mut prepaid) => {
+                        self.take_budget(budget, call.project, call.location).await;
                     }
+                    _ => {}
                 }
                 let started = Instant::now();
                 let result = self.send::<T>(&call).await;

@@ -10,12 +10,15 @@
 //! writes per minute) stay under the documented defaults (1,000 reads and 60 writes per
 //! minute per region). Every HTTP attempt — retries included — takes one token.
 
+use std::collections::{HashMap, VecDeque};
 use std::num::{NonZeroU32, NonZeroUsize};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::resource::ResourceId;
 
 /// Which budget a request spends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -143,6 +146,41 @@ impl RateLimits {
     }
 }
 
+/// How many writes a caller hands the client at once. The client bounds what is actually
+/// sent (`max_concurrent_writes` slots, each taken only once the write's region has budget
+/// for it); this only bounds how many wait for their turn.
+pub const WRITE_QUEUE: usize = 256;
+
+/// Orders `items` so that consecutive ones go to different (project, region) budgets:
+/// round robin over the regions in order of first appearance, each region's items in their
+/// original order. Handed to the client [`WRITE_QUEUE`] at a time, a region out of write
+/// budget then delays only its own writes.
+pub fn interleave_by_region<T>(items: Vec<T>, id: impl Fn(&T) -> &ResourceId) -> Vec<T> {
+    let total = items.len();
+    let mut order: Vec<(String, String)> = Vec::new();
+    let mut queues: HashMap<(String, String), VecDeque<T>> = HashMap::new();
+    for item in items {
+        let key = {
+            let id = id(&item);
+            (id.project.clone(), id.location.clone())
+        };
+        let queue = queues.entry(key.clone()).or_insert_with(|| {
+            order.push(key);
+            VecDeque::new()
+        });
+        queue.push_back(item);
+    }
+    let mut interleaved = Vec::with_capacity(total);
+    while interleaved.len() < total {
+        for key in &order {
+            if let Some(item) = queues.get_mut(key).and_then(VecDeque::pop_front) {
+                interleaved.push(item);
+            }
+        }
+    }
+    interleaved
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -153,6 +191,33 @@ mod tests {
             writes_per_minute: NonZeroU32::new(writes).unwrap(),
             max_concurrent_writes: NonZeroUsize::new(slots).unwrap(),
         }
+    }
+
+    #[test]
+    fn writes_are_interleaved_by_region_keeping_each_regions_order() {
+        let id = |project: &str, location: &str, name: &str| ResourceId {
+            kind: crate::resource::ResourceKind::Service,
+            project: project.into(),
+            location: location.into(),
+            name: name.into(),
+        };
+        let items = vec![
+            id("p", "a", "1"),
+            id("p", "a", "2"),
+            id("p", "a", "3"),
+            id("q", "a", "1"),
+            id("p", "b", "1"),
+            id("p", "b", "2"),
+        ];
+        let names: Vec<String> = interleave_by_region(items, |i| i)
+            .iter()
+            .map(|i| format!("{}/{}/{}", i.project, i.location, i.name))
+            .collect();
+        assert_eq!(
+            names,
+            ["p/a/1", "q/a/1", "p/b/1", "p/a/2", "p/b/2", "p/a/3"]
+        );
+        assert!(interleave_by_region(Vec::new(), |i: &ResourceId| i).is_empty());
     }
 
     #[test]

@@ -8,8 +8,10 @@
 //! 4. Plan with every binding of the same project from the watch cache, so ownership,
 //!    superseding and conflicts are decided exactly as for the whole cluster.
 //! 5. Enforce: write the status with `Reconciling=True` first, then remediate the
-//!    binding's drifted targets, at most `max_concurrent_writes` at once, each through
-//!    [`CloudRunClient::remediate_listed`](crate::cloudrun::CloudRunClient::remediate_listed).
+//!    binding's drifted targets, interleaved by region, each through
+//!    [`CloudRunClient::remediate_listed_while`](crate::cloudrun::CloudRunClient::remediate_listed_while)
+//!    (at most `--max-concurrent-writes` in flight over all passes, each sent once its
+//!    region has write budget).
 //!    Audit: never a write.
 //! 6. Compute the status, write it if it changed, publish one event per reason for the
 //!    transitions, update metrics.
@@ -36,6 +38,7 @@ use super::events::{pass_events, PassSummary};
 use super::inventory::{Listed, Scope};
 use super::{key_of, status, BindingMemory, Context, Error};
 use crate::api::{BinAuthzBinding, BinAuthzBindingStatus, Mode, ResourceKind};
+use crate::cloudrun::ratelimit::{interleave_by_region, WRITE_QUEUE};
 use crate::cloudrun::{Error as CloudRunError, LiveResource, RemediationOutcome};
 use crate::plan::{
     self, Activity, BindingInput, BindingKey, BindingPlan, Decision, PassFailure,
@@ -454,12 +457,12 @@ async fn remediate(
 ) -> Vec<(ResourceId, Option<WriteOutcome>)> {
     // The futures are made up front (a closure inside the stream would need to be
     // general over lifetimes, which the compiler cannot prove for a Send future).
-    let futures: Vec<_> = writes
-        .iter()
+    let futures: Vec<_> = interleave_by_region(writes.iter().collect(), |(r, _)| &r.id)
+        .into_iter()
         .map(|(resource, remediation)| remediate_one(key, resource, remediation, live, ctx))
         .collect();
     stream::iter(futures)
-        .buffer_unordered(ctx.max_concurrent_writes.max(1))
+        .buffer_unordered(WRITE_QUEUE)
         .collect()
         .await
 }

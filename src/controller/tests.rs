@@ -215,7 +215,6 @@ async fn harness_with(
             controller: "binauthz-operator".into(),
             instance: Some("test".into()),
         },
-        4,
     ));
     Harness {
         emulator,
