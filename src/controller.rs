@@ -376,6 +376,47 @@ fn backoff(failures: u32, interval: Duration) -> Duration {
     half + Duration::from_millis(jitter)
 }
 
+/// How the bindings watch retries after an error: 0.5 s doubling to at most
+/// [`WATCH_BACKOFF_MAX`], half of each delay random. While the API server is away the watch
+/// reports an error at least that often, so once it reports none for
+/// [`telemetry::WATCH_ERROR_GRACE`] it has reconnected (a resumed watch is silent until
+/// something changes) and `/readyz` recovers within seconds of the API server's return.
+#[derive(Debug)]
+struct WatchBackoff {
+    next: Duration,
+}
+
+/// First retry delay of the bindings watch.
+const WATCH_BACKOFF_MIN: Duration = Duration::from_millis(500);
+/// Longest retry delay of the bindings watch.
+const WATCH_BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+impl Default for WatchBackoff {
+    fn default() -> Self {
+        Self {
+            next: WATCH_BACKOFF_MIN,
+        }
+    }
+}
+
+impl Iterator for WatchBackoff {
+    type Item = Duration;
+
+    fn next(&mut self) -> Option<Duration> {
+        let delay = self.next;
+        self.next = (delay * 2).min(WATCH_BACKOFF_MAX);
+        let half = delay / 2;
+        let jitter = rand::rng().random_range(0..=half.as_millis().max(1) as u64);
+        Some(half + Duration::from_millis(jitter))
+    }
+}
+
+impl kube::runtime::utils::Backoff for WatchBackoff {
+    fn reset(&mut self) {
+        self.next = WATCH_BACKOFF_MIN;
+    }
+}
+
 /// Watches binding events beside the reflector: readiness, re-checks of overlapping
 /// bindings, and cleanup of deleted ones.
 struct Tap {
@@ -651,7 +692,7 @@ pub async fn run(args: ControllerArgs) -> Result<(), Error> {
         None => Api::all(kube.clone()),
     };
     let bindings = watcher(api, watcher::Config::default())
-        .default_backoff()
+        .backoff(WatchBackoff::default())
         .reflect(writer)
         .inspect(move |event| tap.observe(event))
         .applied_objects()

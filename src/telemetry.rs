@@ -41,9 +41,10 @@ use crate::cloudrun::{ApiMethod, CallObserver, CallStatus, Throttle};
 /// this long counts as stuck, and `/healthz` fails.
 pub const STUCK_AFTER: Duration = Duration::from_secs(300);
 
-/// `/readyz` stays failing this long after the bindings watch last reported an error (the
-/// watcher retries with backoff; a resumed watch is silent until something changes).
-pub const WATCH_ERROR_GRACE: Duration = Duration::from_secs(60);
+/// `/readyz` stays failing this long after the bindings watch last reported an error: the
+/// watch retries at least every 5 s (reporting each failure), and a resumed watch is silent
+/// until something changes, so three retry periods without an error mean it is back.
+pub const WATCH_ERROR_GRACE: Duration = Duration::from_secs(15);
 
 /// Content type of `/metrics`.
 const OPENMETRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";

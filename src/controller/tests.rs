@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 
 use super::inventory::SharedInventory;
 use super::leader::LeaderGate;
-use super::{reconcile, Context, Error};
+use super::{reconcile, Context, Error, WatchBackoff, WATCH_BACKOFF_MAX};
 use crate::api::BinAuthzBinding;
 use crate::cloudrun::{CloudRunClient, CloudRunConfig, RetryPolicy};
 use crate::emulator::{self, Counters, EmulatorConfig, EmulatorHandle, Faults, Seed};
@@ -808,4 +808,25 @@ projects:
         metrics.contains(r#"binauthz_deploy_blocked{binding="team/prod"} 1"#),
         "{metrics}"
     );
+}
+
+#[test]
+fn the_watch_retries_at_least_every_five_seconds_so_readiness_recovers_within_the_grace() {
+    use kube::runtime::utils::Backoff as _;
+    let mut backoff = WatchBackoff::default();
+    let delays: Vec<Duration> = (&mut backoff).take(12).collect();
+    assert!(
+        delays[0] >= Duration::from_millis(250) && delays[0] <= Duration::from_millis(500),
+        "{delays:?}"
+    );
+    assert!(delays.iter().all(|d| *d <= WATCH_BACKOFF_MAX), "{delays:?}");
+    assert!(
+        delays[8..].iter().all(|d| *d >= WATCH_BACKOFF_MAX / 2),
+        "it grows to the cap: {delays:?}"
+    );
+    backoff.reset();
+    assert!(backoff.next().unwrap() <= Duration::from_millis(500));
+    // While the API server is away, an error is reported at least every
+    // WATCH_BACKOFF_MAX (plus the failed attempt itself); the grace spans three of them.
+    assert!(crate::telemetry::WATCH_ERROR_GRACE >= 3 * WATCH_BACKOFF_MAX);
 }
