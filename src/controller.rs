@@ -39,7 +39,7 @@ use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{predicates, watcher, Controller, PredicateConfig, WatchStreamExt};
 use kube::{Api, Client, Resource, ResourceExt};
 use rand::Rng;
-use tracing::{error, info, info_span, warn, Instrument};
+use tracing::{debug, error, info, info_span, warn, Instrument};
 
 use crate::api::{BinAuthzBinding, BinAuthzBindingSpec};
 use crate::cloudrun::{CallObserver, CloudRunArgs, CloudRunClient};
@@ -64,6 +64,10 @@ const BACKOFF_BASE: Duration = Duration::from_secs(5);
 const BACKOFF_MAX: Duration = Duration::from_secs(300);
 /// Passes running at once (each mostly waits on Cloud Run; the inventory shares reads).
 const MAX_CONCURRENT_PASSES: u16 = 32;
+/// A binding's pass waits until no new reason for one came for this long (trailing-edge
+/// debounce): a flood of overlapping bindings re-checks each binding once, not once per
+/// arrival.
+const DEBOUNCE: Duration = Duration::from_secs(1);
 /// The name events and leases are reported under.
 const CONTROLLER_NAME: &str = "binauthz-operator";
 
@@ -502,9 +506,15 @@ impl Tap {
                 spec: &b.spec,
             })
             .collect();
-        for other in affected_bindings(changed, old, &inputs, resources.iter().map(|r| &r.observed))
-        {
-            info!(changed = %changed, recheck = %other, "an overlapping binding changed; re-checking");
+        let affected =
+            affected_bindings(changed, old, &inputs, resources.iter().map(|r| &r.observed));
+        if !affected.is_empty() {
+            // One line per change, not per pair: a flood of N overlapping bindings would
+            // otherwise log N² lines.
+            info!(changed = %changed, rechecks = affected.len(), "a binding changed; re-checking the bindings it shares resources with");
+        }
+        for other in affected {
+            debug!(changed = %changed, recheck = %other, "re-checking an overlapping binding");
             let _ = self
                 .triggers
                 .unbounded_send(ObjectRef::new(&other.name).within(&other.namespace));
@@ -700,7 +710,11 @@ pub async fn run(args: ControllerArgs) -> Result<(), Error> {
 
     let signal = shutdown_signal().boxed().shared();
     let controller = Controller::for_stream(bindings, reader)
-        .with_config(kube::runtime::Config::default().concurrency(MAX_CONCURRENT_PASSES))
+        .with_config(
+            kube::runtime::Config::default()
+                .concurrency(MAX_CONCURRENT_PASSES)
+                .debounce(DEBOUNCE),
+        )
         .reconcile_on(trigger_stream)
         .reconcile_all_on(gate.acquired())
         .graceful_shutdown_on(signal.clone())

@@ -18,7 +18,13 @@
 //!   wire object (etag) kept beside it may then be stale; the client re-reads on a stale
 //!   etag, so that costs one read, never a lost update.
 //! - The last successful list of each scope is kept after it goes stale, only to decide
-//!   which bindings overlap ([`SharedInventory::last_known`]); passes never plan on it.
+//!   which bindings overlap ([`SharedInventory::last_known`]) and to start a write from
+//!   the freshest state known ([`SharedInventory::latest`]); passes never plan on it.
+//! - Writes to one resource take turns ([`SharedInventory::write_turn`]): passes of
+//!   bindings that co-own a resource (or that planned on one list) would otherwise all
+//!   write it at once, one succeeding and the others failing on its etag. The next in
+//!   turn starts from the state the previous one wrote through, and makes no call when
+//!   that already complies.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -72,6 +78,28 @@ pub struct SharedInventory {
     entries: Mutex<HashMap<Scope, Entry>>,
     next_generation: AtomicU64,
     ticks: Ticks,
+    turns: Mutex<HashMap<ResourceId, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+/// The turn of one pass to write one resource; the next pass waiting for it goes when
+/// this is dropped.
+pub struct WriteTurn<'a> {
+    inventory: &'a SharedInventory,
+    id: ResourceId,
+    guard: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl Drop for WriteTurn<'_> {
+    fn drop(&mut self) {
+        self.guard.take();
+        let mut turns = self.inventory.turns();
+        if turns
+            .get(&self.id)
+            .is_some_and(|lock| Arc::strong_count(lock) == 1)
+        {
+            turns.remove(&self.id);
+        }
+    }
 }
 
 impl std::fmt::Debug for SharedInventory {
@@ -92,6 +120,7 @@ impl SharedInventory {
             entries: Mutex::new(HashMap::new()),
             next_generation: AtomicU64::new(0),
             ticks: Ticks::new(Instant::now()),
+            turns: Mutex::new(HashMap::new()),
         }
     }
 
@@ -107,6 +136,33 @@ impl SharedInventory {
 
     fn entries(&self) -> MutexGuard<'_, HashMap<Scope, Entry>> {
         self.entries.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn turns(&self) -> MutexGuard<'_, HashMap<ResourceId, Arc<tokio::sync::Mutex<()>>>> {
+        self.turns.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Waits for the turn to write `id` (see the module docs); hold it for the write.
+    pub async fn write_turn(&self, id: &ResourceId) -> WriteTurn<'_> {
+        let lock = Arc::clone(self.turns().entry(id.clone()).or_default());
+        let guard = lock.lock_owned().await;
+        WriteTurn {
+            inventory: self,
+            id: id.clone(),
+            guard: Some(guard),
+        }
+    }
+
+    /// The freshest state known of `id`: the last list of its scope, with every write
+    /// recorded since.
+    pub fn latest(&self, id: &ResourceId) -> Option<Arc<LiveResource>> {
+        self.entries()
+            .get(&Scope::of(id))?
+            .last_ok
+            .as_ref()?
+            .iter()
+            .find(|r| r.observed.id == *id)
+            .cloned()
     }
 
     fn generation(&self) -> u64 {
@@ -373,6 +429,43 @@ projects:
         assert_eq!(lists(&emulator), 2, "one new list for the tick, shared");
         inventory.list(&scope(), tick).await.unwrap();
         assert_eq!(lists(&emulator), 2);
+        emulator.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn writes_to_one_resource_take_turns_and_start_from_the_last_recorded_state() {
+        let (emulator, inventory) = setup(Duration::from_secs(3600)).await;
+        let listed = inventory.list(&scope(), long_ago()).await.unwrap();
+        let id = listed[0].observed.id.clone();
+        let other = ResourceId {
+            name: "other".into(),
+            ..id.clone()
+        };
+
+        let first = inventory.write_turn(&id).await;
+        let waiting = inventory.write_turn(&id);
+        tokio::pin!(waiting);
+        assert!(
+            futures::poll!(waiting.as_mut()).is_pending(),
+            "a second writer of the same resource waits"
+        );
+        let elsewhere = inventory.write_turn(&other).await; // another resource does not
+        let mut fixed = listed[0].observed.clone();
+        fixed.policy = ObservedPolicy::ProjectDefault;
+        inventory.record(&fixed);
+        drop(first);
+        let second = waiting.await;
+        assert_eq!(
+            inventory.latest(&id).unwrap().observed.policy,
+            ObservedPolicy::ProjectDefault,
+            "the next in turn sees what the first recorded"
+        );
+        drop(second);
+        drop(elsewhere);
+        assert!(
+            inventory.turns().is_empty(),
+            "turns are forgotten when done"
+        );
         emulator.shutdown().await;
     }
 

@@ -484,7 +484,15 @@ async fn remediate_one(
     // changes the etag). Before every write attempt, with the resource as just read, plan
     // that one resource again with the bindings as they are now.
     let still_wanted = |now: &ObservedResource| still_owned(key, now, remediation, ctx);
-    let result = match live.get(&resource.id) {
+    // One write to a resource at a time; the next starts from what the last one recorded
+    // (and makes no call when that complies).
+    let _turn = ctx.inventory.write_turn(&id).await;
+    if !ctx.leader.is_leader() {
+        return (id, None);
+    }
+    let latest = ctx.inventory.latest(&id);
+    let current = latest.as_deref().or_else(|| live.get(&id).copied());
+    let result = match current {
         Some(current) => {
             client
                 .remediate_listed_while(current, remediation, &still_wanted)

@@ -437,7 +437,7 @@ impl LogDir {
 
 impl Drop for LogDir {
     fn drop(&mut self) {
-        if std::thread::panicking() {
+        if std::thread::panicking() || std::env::var_os("BINAUTHZ_KEEP_LOGS").is_some() {
             use std::io::Write as _;
             let _ = writeln!(std::io::stderr(), "logs kept in {}", self.0.display());
         } else {
