@@ -387,6 +387,12 @@ impl<'r> Plan<'r> {
         self.bindings.get(key)
     }
 
+    /// One binding's plan, dropping every other binding's (a controller pass keeps only
+    /// its own binding's targets while it writes and reports).
+    pub fn into_binding(mut self, key: &BindingKey) -> Option<BindingPlan<'r>> {
+        self.bindings.remove(key)
+    }
+
     /// Every binding's plan, in key order.
     pub fn bindings(&self) -> impl Iterator<Item = &BindingPlan<'r>> {
         self.bindings.values()

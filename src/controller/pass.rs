@@ -269,7 +269,7 @@ async fn active_pass(
     )
     .map_err(|e| Error::Plan(e.to_string()))?;
     let bp = plan
-        .binding(key)
+        .into_binding(key)
         .ok_or_else(|| Error::Plan(format!("binding {key} is missing from its plan")))?;
 
     let mut memory = ctx.take_memory(key);
@@ -337,7 +337,7 @@ async fn active_pass(
             }
         }
     }
-    observe_drift_correction(bp, &outcomes, &mut memory, ctx);
+    observe_drift_correction(&bp, &outcomes, &mut memory, ctx);
 
     let now = Timestamp::now();
     let mut report = bp.status(&StatusInput {
