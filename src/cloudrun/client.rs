@@ -331,18 +331,21 @@ impl CloudRunClient {
             .items
             .into_iter()
             .map(|item| {
-                let resource = Resource::deserialize(&item).map_err(|err| Error::Decode {
-                    target: target.clone(),
-                    detail: format!(
-                        "resource {} is malformed: {}",
-                        clip(
-                            item.get("name")
-                                .and_then(Value::as_str)
-                                .unwrap_or("(unnamed)"),
-                            MAX_NAME_IN_ERROR
+                let resource: Resource = serde_json::from_str(item.get()).map_err(|err| {
+                    #[derive(Deserialize)]
+                    struct Named {
+                        name: String,
+                    }
+                    let name = serde_json::from_str::<Named>(item.get())
+                        .map_or_else(|_| "(unnamed)".to_owned(), |n| n.name);
+                    Error::Decode {
+                        target: target.clone(),
+                        detail: format!(
+                            "resource {} is malformed: {}",
+                            clip(&name, MAX_NAME_IN_ERROR),
+                            clip(&err.to_string(), MAX_DETAIL)
                         ),
-                        clip(&err.to_string(), MAX_DETAIL)
-                    ),
+                    }
                 })?;
                 let id = match resource.name_parts() {
                     Some(parts) if parts.kind == kind => ResourceId {

@@ -370,13 +370,14 @@ impl<'a> NameParts<'a> {
 }
 
 /// One page of a list call: `{"services"|"jobs"|"workerPools": [...], "nextPageToken"}`.
-/// Items stay JSON until each is decoded, so a bad one can be named.
+/// Items stay JSON text until each is decoded — one at a time, so a page never exists as
+/// a hundred decoded trees at once, and a bad item can be named.
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ListPage {
     /// The resources, whichever the collection.
     #[serde(default, alias = "services", alias = "jobs", alias = "workerPools")]
-    pub items: Vec<Value>,
+    pub items: Vec<Box<serde_json::value::RawValue>>,
     /// Absent or empty on the last page.
     #[serde(default)]
     pub next_page_token: Option<String>,
@@ -828,13 +829,14 @@ mod tests {
     #[test]
     fn list_pages_read_every_collection_key() {
         for key in ["services", "jobs", "workerPools"] {
-            let page: ListPage =
-                serde_json::from_value(json!({key: [service_json()], "nextPageToken": "t2"}))
-                    .unwrap();
+            let page: ListPage = serde_json::from_str(
+                &json!({key: [service_json()], "nextPageToken": "t2"}).to_string(),
+            )
+            .unwrap();
             assert_eq!(page.items.len(), 1, "{key}");
             assert_eq!(page.next_page_token.as_deref(), Some("t2"));
         }
-        let last: ListPage = serde_json::from_value(json!({})).unwrap();
+        let last: ListPage = serde_json::from_str("{}").unwrap();
         assert!(last.items.is_empty() && last.next_page_token.is_none());
     }
 
