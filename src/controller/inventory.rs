@@ -13,6 +13,9 @@
 //!   plus one pass.
 //! - A failed list is shared by the callers that waited for it, then forgotten: the next
 //!   caller lists again.
+//! - At most [`MAX_CONCURRENT_LISTS`] lists are in flight: a scope's previous list lives
+//!   until its new one lands, so the estate is held about once, not twice, while a tick
+//!   lists every scope again.
 //! - A remediation's result is written through ([`SharedInventory::record`]), so a pass
 //!   planned right after another binding's write sees the resource as it now is. The
 //!   wire object (etag) kept beside it may then be stale; the client re-reads on a stale
@@ -79,7 +82,13 @@ pub struct SharedInventory {
     next_generation: AtomicU64,
     ticks: Ticks,
     turns: Mutex<HashMap<ResourceId, Arc<tokio::sync::Mutex<()>>>>,
+    /// Bounds the lists in flight: a scope's previous list is kept until its new one
+    /// lands, so listing every scope at once would hold two copies of the whole estate.
+    listing: Arc<tokio::sync::Semaphore>,
 }
+
+/// Lists in flight at once (each a (project, region, kind) collection, page by page).
+pub const MAX_CONCURRENT_LISTS: usize = 8;
 
 /// The turn of one pass to write one resource; the next pass waiting for it goes when
 /// this is dropped.
@@ -121,6 +130,7 @@ impl SharedInventory {
             next_generation: AtomicU64::new(0),
             ticks: Ticks::new(Instant::now()),
             turns: Mutex::new(HashMap::new()),
+            listing: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_LISTS)),
         }
     }
 
@@ -187,7 +197,10 @@ impl SharedInventory {
                     let generation = self.generation();
                     let client = self.client.clone();
                     let s = scope.clone();
+                    let listing = Arc::clone(&self.listing);
                     let future = async move {
+                        // Never closed: the inventory owns the semaphore.
+                        let _permit = listing.acquire_owned().await.ok();
                         client
                             .list_all(&s.project, &s.location, s.kind)
                             .await

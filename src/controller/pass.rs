@@ -24,7 +24,7 @@
 //! - A pass whose lists failed keeps the previous summary and targets and only updates
 //!   the conditions: a Cloud Run outage never makes a binding look empty.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use futures::{stream, StreamExt};
@@ -258,11 +258,6 @@ async fn active_pass(
         spec,
     });
 
-    let live: HashMap<&ResourceId, &LiveResource> = lists
-        .iter()
-        .flat_map(|l| l.iter())
-        .map(|r| (&r.observed.id, &**r))
-        .collect();
     let plan = plan::plan(
         &inputs,
         lists.iter().flat_map(|l| l.iter()).map(|r| &r.observed),
@@ -271,6 +266,19 @@ async fn active_pass(
     let bp = plan
         .into_binding(key)
         .ok_or_else(|| Error::Plan(format!("binding {key} is missing from its plan")))?;
+    // The listed state of what this binding writes (a write starts from it when the
+    // inventory knows nothing newer).
+    let writing: HashSet<&ResourceId> = bp.remediations().map(|(r, _)| &r.id).collect();
+    let live: HashMap<&ResourceId, &LiveResource> = if writing.is_empty() {
+        HashMap::new()
+    } else {
+        lists
+            .iter()
+            .flat_map(|l| l.iter())
+            .filter(|r| writing.contains(&r.observed.id))
+            .map(|r| (&r.observed.id, &**r))
+            .collect()
+    };
 
     let mut memory = ctx.take_memory(key);
     // Transitions (events, lastTransitionTime) are relative to the state before this
