@@ -63,7 +63,7 @@ fn estate(projects: &[&str], per_location: usize) -> Vec<ObservedResource> {
                         location: location.to_owned(),
                         name: format!("{team}-svc-{i}"),
                     },
-                    labels,
+                    labels: labels.into(),
                     deleted: i % 50 == 49,
                     policy,
                     breakglass: (i % 40 == 3).then(|| "incident 4711".to_owned()),

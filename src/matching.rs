@@ -29,7 +29,7 @@ use std::collections::BTreeMap;
 use std::ops::Range;
 
 use crate::api::{BinAuthzBindingSpec, LabelOperator, LabelSelector, ResourceKind, TargetSelector};
-use crate::resource::{ObservedResource, ResourceId};
+use crate::resource::{Labels, ObservedResource, ResourceId};
 
 /// A compiled name glob: `*` matches any run of characters (also none), `?` exactly one,
 /// every other character itself.
@@ -184,16 +184,16 @@ impl NameSet {
 
 /// Whether Cloud Run `labels` satisfy a Kubernetes label selector (every `matchLabels`
 /// pair and every `matchExpressions` requirement must hold).
-pub fn label_selector_matches(selector: &LabelSelector, labels: &BTreeMap<String, String>) -> bool {
+pub fn label_selector_matches(selector: &LabelSelector, labels: &Labels) -> bool {
     selector
         .match_labels
         .iter()
-        .all(|(key, value)| labels.get(key) == Some(value))
+        .all(|(key, value)| labels.get(key) == Some(value.as_str()))
         && selector.match_expressions.iter().all(|req| {
             let value = labels.get(&req.key);
             match req.operator {
-                LabelOperator::In => value.is_some_and(|v| req.values.contains(v)),
-                LabelOperator::NotIn => value.is_none_or(|v| !req.values.contains(v)),
+                LabelOperator::In => value.is_some_and(|v| req.values.iter().any(|x| x == v)),
+                LabelOperator::NotIn => value.is_none_or(|v| !req.values.iter().any(|x| x == v)),
                 LabelOperator::Exists => value.is_some(),
                 LabelOperator::DoesNotExist => value.is_none(),
             }
@@ -219,13 +219,13 @@ impl SelectorMatcher {
     }
 
     /// Whether a resource with this name and these labels is covered.
-    pub fn matches(&self, name: &str, labels: &BTreeMap<String, String>) -> bool {
+    pub fn matches(&self, name: &str, labels: &Labels) -> bool {
         (self.names.is_some() || self.labels.is_some())
             && self.names.as_ref().is_none_or(|n| n.matches(name))
             && self.labels_and_exclude_match(name, labels)
     }
 
-    fn labels_and_exclude_match(&self, name: &str, labels: &BTreeMap<String, String>) -> bool {
+    fn labels_and_exclude_match(&self, name: &str, labels: &Labels) -> bool {
         self.labels
             .as_ref()
             .is_none_or(|s| label_selector_matches(s, labels))
@@ -513,9 +513,9 @@ mod tests {
 
     #[test]
     fn label_selectors_follow_kubernetes_semantics() {
-        let prod = labels(&[("env", "prod"), ("tier", "critical")]);
-        let dev = labels(&[("env", "dev")]);
-        let none = labels(&[]);
+        let prod: Labels = labels(&[("env", "prod"), ("tier", "critical")]).into();
+        let dev: Labels = labels(&[("env", "dev")]).into();
+        let none = Labels::default();
         let sel =
             |match_labels: &[(&str, &str)], exprs: Vec<LabelSelectorRequirement>| LabelSelector {
                 match_labels: labels(match_labels),
@@ -557,7 +557,10 @@ mod tests {
             vec![req("tier", LabelOperator::Exists, &[])],
         );
         assert!(label_selector_matches(&all, &prod));
-        assert!(!label_selector_matches(&all, &labels(&[("env", "prod")])));
+        assert!(!label_selector_matches(
+            &all,
+            &labels(&[("env", "prod")]).into()
+        ));
     }
 
     fn resource(kind: ResourceKind, project: &str, location: &str, name: &str) -> ObservedResource {
@@ -568,7 +571,7 @@ mod tests {
                 location: location.into(),
                 name: name.into(),
             },
-            labels: BTreeMap::new(),
+            labels: Labels::default(),
             deleted: false,
             policy: ObservedPolicy::None,
             breakglass: None,
@@ -599,7 +602,7 @@ mod tests {
             }}
         })));
         let prod = |mut r: ObservedResource| {
-            r.labels = labels(&[("env", "prod")]);
+            r.labels = labels(&[("env", "prod")]).into();
             r
         };
         let svc = |name| {
@@ -682,7 +685,7 @@ mod tests {
         })));
         let mut pool = resource(ResourceKind::WorkerPool, "acme-prod", "us-central1", "q");
         assert!(!labels_only.matches(&pool));
-        pool.labels = labels(&[("tier", "critical")]);
+        pool.labels = labels(&[("tier", "critical")]).into();
         assert!(labels_only.matches(&pool));
     }
 
@@ -703,7 +706,7 @@ mod tests {
                     for name in ["api", "pay-1", "pay-2", "pay-eu", "payx", "web", "web-1"] {
                         let mut r = resource(kind, project, location, name);
                         if name.ends_with('1') {
-                            r.labels = labels(&[("env", "prod")]);
+                            r.labels = labels(&[("env", "prod")]).into();
                         }
                         estate.push(r);
                     }

@@ -47,13 +47,65 @@ impl fmt::Display for ResourceId {
     }
 }
 
+/// A resource's Cloud Run labels: a sorted, read-only list of key/value pairs, a third of
+/// the memory of a `BTreeMap` for the handful of labels a resource carries (a controller
+/// keeps one per listed resource).
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Labels(Box<[(Box<str>, Box<str>)]>);
+
+impl Labels {
+    /// The value of `key`, if the resource carries it.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0
+            .binary_search_by(|(k, _)| (**k).cmp(key))
+            .ok()
+            .map(|i| &*self.0[i].1)
+    }
+
+    /// Every (key, value) pair, by key.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(k, v)| (&**k, &**v))
+    }
+
+    /// How many labels.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// No labels at all.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl<K: Into<Box<str>>, V: Into<Box<str>>> FromIterator<(K, V)> for Labels {
+    /// Later pairs win over earlier ones with the same key.
+    fn from_iter<I: IntoIterator<Item = (K, V)>>(pairs: I) -> Self {
+        let map: BTreeMap<Box<str>, Box<str>> = pairs
+            .into_iter()
+            .map(|(k, v)| (k.into(), v.into()))
+            .collect();
+        Self(map.into_iter().collect())
+    }
+}
+
+impl From<BTreeMap<String, String>> for Labels {
+    fn from(map: BTreeMap<String, String>) -> Self {
+        Self(
+            map.into_iter()
+                .map(|(k, v)| (k.into_boxed_str(), v.into_boxed_str()))
+                .collect(),
+        )
+    }
+}
+
 /// What the operator knows about one live Cloud Run resource.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ObservedResource {
     /// Which resource.
     pub id: ResourceId,
     /// Its Cloud Run labels.
-    pub labels: BTreeMap<String, String>,
+    pub labels: Labels,
     /// True for a resource listed with `showDeleted` that is being deleted; never matched.
     pub deleted: bool,
     /// The Binary Authorization setting it carries.
@@ -92,5 +144,32 @@ impl Remediation {
     pub fn is_satisfied_by(&self, resource: &ObservedResource) -> bool {
         self.desired.is_satisfied_by(&resource.policy)
             && (self.breakglass == BreakglassChange::Keep || resource.breakglass.is_none())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_are_sorted_looked_up_by_key_and_the_last_duplicate_wins() {
+        let labels: Labels = [("tier", "critical"), ("env", "dev"), ("env", "prod")]
+            .into_iter()
+            .collect();
+        assert_eq!(labels.get("env"), Some("prod"));
+        assert_eq!(labels.get("tier"), Some("critical"));
+        assert_eq!(labels.get("team"), None);
+        assert_eq!(labels.len(), 2);
+        assert_eq!(
+            labels.iter().collect::<Vec<_>>(),
+            [("env", "prod"), ("tier", "critical")]
+        );
+        let map: BTreeMap<String, String> = [
+            ("tier".to_owned(), "critical".to_owned()),
+            ("env".to_owned(), "prod".to_owned()),
+        ]
+        .into();
+        assert_eq!(Labels::from(map), labels);
+        assert!(Labels::default().is_empty());
     }
 }

@@ -1456,7 +1456,7 @@ mod against_the_emulator {
             .find(|s| s.observed.id.name == "checkout")
             .unwrap();
         assert_eq!(checkout.observed.policy, ObservedPolicy::None);
-        assert_eq!(checkout.observed.labels["team"], "payments");
+        assert_eq!(checkout.observed.labels.get("team"), Some("payments"));
         let hotfix = services
             .iter()
             .find(|s| s.observed.id.name == "hotfix")

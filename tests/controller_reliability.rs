@@ -766,7 +766,11 @@ fn desired_changes(
                     location: parts[3].into(),
                     name: parts[5].into(),
                 },
-                labels: serde_json::from_value(held.labels.clone()).unwrap_or_default(),
+                labels: serde_json::from_value::<std::collections::BTreeMap<String, String>>(
+                    held.labels.clone(),
+                )
+                .unwrap_or_default()
+                .into(),
                 deleted: false,
                 policy: ObservedPolicy::None,
                 breakglass: None,

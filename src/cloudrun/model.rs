@@ -262,7 +262,12 @@ impl Resource {
     pub fn observe(&self, id: ResourceId) -> ObservedResource {
         ObservedResource {
             id,
-            labels: self.labels.clone().unwrap_or_default(),
+            labels: self
+                .labels
+                .iter()
+                .flatten()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect(),
             deleted: self.delete_time.as_deref().is_some_and(|t| !t.is_empty()),
             policy: self.observed_policy(),
             breakglass: self
@@ -649,10 +654,7 @@ mod tests {
         assert_eq!(observed.id, id);
         assert_eq!(observed.policy, ObservedPolicy::ProjectDefault);
         assert_eq!(observed.breakglass.as_deref(), Some("INC-4411 hotfix"));
-        assert_eq!(
-            observed.labels.get("team").map(String::as_str),
-            Some("payments")
-        );
+        assert_eq!(observed.labels.get("team"), Some("payments"));
         assert!(!observed.deleted);
         assert_eq!(observed.deploy_blocked, None);
         assert_eq!(
