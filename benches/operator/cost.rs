@@ -85,14 +85,22 @@ pub struct Window {
     pub list_bound: u64,
     /// Resources that needed a write.
     pub drifted: u64,
+    /// Full re-checks in the window: the most times one collection's first page was listed
+    /// (a window longer than the interval — fixes paced by the write budget — holds the
+    /// next interval's re-check too).
+    pub rechecks: u64,
     /// `check --fix` only: the re-read it makes to report the result (not part of a pass).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub verification: Option<CallTally>,
 }
 
 impl Window {
+    /// Reads per full re-check.
+    pub fn reads_per_recheck(&self) -> f64 {
+        self.calls.reads() as f64 / self.rechecks.max(1) as f64
+    }
     fn read_ratio(&self) -> f64 {
-        self.calls.reads() as f64 / self.list_bound as f64
+        self.reads_per_recheck() / self.list_bound as f64
     }
     fn total_ratio(&self) -> f64 {
         (self.calls.reads() + self.calls.writes) as f64 / (self.list_bound + self.drifted) as f64
@@ -117,7 +125,9 @@ pub struct SubjectCost {
     pub writes: Spread,
     /// Drifted resources per window.
     pub drifted: Spread,
-    /// Reads / list bound.
+    /// Full re-checks per window.
+    pub rechecks: Spread,
+    /// Reads per re-check / list bound.
     pub read_ratio: Spread,
     /// (Reads + writes) / (list bound + drifted).
     pub total_ratio: Spread,
@@ -135,6 +145,7 @@ impl SubjectCost {
             polls: spread(&|w| w.calls.polls as f64)?,
             writes: spread(&|w| w.calls.writes as f64)?,
             drifted: spread(&|w| w.drifted as f64)?,
+            rechecks: spread(&|w| w.rechecks as f64)?,
             read_ratio: spread(&Window::read_ratio)?,
             total_ratio: spread(&Window::total_ratio)?,
             windows,
@@ -286,6 +297,7 @@ pub async fn run(ctx: &Ctx, plan: &Plan) -> Result<CostResult> {
                 calls,
                 list_bound: size.list_bound,
                 drifted: fixed as u64,
+                rechecks: 1,
                 verification: None,
             });
         }
@@ -320,7 +332,7 @@ pub async fn run(ctx: &Ctx, plan: &Plan) -> Result<CostResult> {
             .unwrap_or(&check)
             .windows
             .iter()
-            .map(|w| w.calls.reads() as f64)
+            .map(Window::reads_per_recheck)
             .collect::<Vec<_>>();
         let factors: Vec<f64> = baseline
             .windows
@@ -390,10 +402,12 @@ async fn check_window(ctx: &Ctx, emulator: &Emulator, size: &Size, run: usize) -
         .rposition(|r| matches!(CallClass::of(&r.method), CallClass::Write | CallClass::Poll))
         .map_or(requests.len(), |i| i + 1);
     let writes = CallTally::of_requests(&requests[..cut]);
+    let pass: Vec<&RequestRecord> = requests[..cut].iter().collect();
     Ok(Window {
         calls: writes,
         list_bound: size.list_bound,
         drifted: size.intent.writes.len() as u64,
+        rechecks: rechecks(&pass),
         verification: (cut < requests.len()).then(|| CallTally::of_requests(&requests[cut..])),
     })
 }
@@ -573,12 +587,30 @@ async fn settle(
 
 fn window_of(requests: &[RequestRecord], size: &Size, drifted: usize) -> Window {
     let marker = format!("/projects/{}/", size.project);
+    let mine: Vec<&RequestRecord> = requests
+        .iter()
+        .filter(|r| r.path.contains(&marker))
+        .collect();
     Window {
-        calls: CallTally::of_requests(requests.iter().filter(|r| r.path.contains(&marker))),
+        calls: CallTally::of_requests(mine.iter().copied()),
         list_bound: size.list_bound,
         drifted: drifted as u64,
+        rechecks: rechecks(&mine),
         verification: None,
     }
+}
+
+/// How many full re-checks `requests` hold: the most times one collection's first page
+/// (a list without `pageToken`) was asked for; at least 1.
+fn rechecks(requests: &[&RequestRecord]) -> u64 {
+    let mut first_pages: BTreeMap<&str, u64> = BTreeMap::new();
+    for r in requests {
+        if CallClass::of(&r.method) == CallClass::List && !r.path.contains("pageToken=") {
+            let collection = r.path.split('?').next().unwrap_or(&r.path);
+            *first_pages.entry(collection).or_default() += 1;
+        }
+    }
+    first_pages.values().copied().max().unwrap_or(1).max(1)
 }
 
 /// Client flags that keep the read and write budgets out of the way (calls are counted
