@@ -19,15 +19,6 @@ use reliability::operator::{eventually, LogDir, Operator, OperatorOpts};
 use reliability::{bindings_yaml, estate, Users};
 use serde_json::{json, Value};
 
-fn apply(cp: &envtest::ControlPlane, yaml: &str) {
-    let out = cp.kubectl_stdin(["apply", "--server-side", "-f", "-"], yaml);
-    assert!(
-        out.status.success(),
-        "kubectl apply failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// The running kube-apiserver's pid and command line (from the envtest directory).
 fn apiserver_process(dir: &Path) -> (u32, Vec<String>) {
     let pid: u32 = std::fs::read_to_string(dir.join("kube-apiserver.pid"))
@@ -110,7 +101,7 @@ async fn the_operator_rides_out_an_apiserver_restart() {
     opts.args = vec!["--inventory-ttl".into(), "1s".into()];
     let mut operator = Operator::start(&opts);
     operator.wait_ready(Duration::from_secs(60)).await;
-    apply(cp, &bindings_yaml(&ns, "30s"));
+    cp.apply(&bindings_yaml(&ns, "30s"));
     eventually("converged", Duration::from_secs(60), || async {
         reliability::drifted(&handle) == 0
     })
@@ -165,7 +156,7 @@ async fn the_operator_rides_out_an_apiserver_restart() {
 
     // The watch resumed: a spec change made now is reconciled, and its status written.
     users.drift(&names[1]).await;
-    apply(cp, &bindings_yaml(&ns, "45s"));
+    cp.apply(&bindings_yaml(&ns, "45s"));
     let reconciled = eventually(
         "the spec change is reconciled",
         Duration::from_secs(90),

@@ -46,15 +46,6 @@ fn kubeconfig(cp: &envtest::ControlPlane) -> PathBuf {
         .to_owned()
 }
 
-fn apply(cp: &envtest::ControlPlane, yaml: &str) {
-    let out = cp.kubectl_stdin(["apply", "--server-side", "-f", "-"], yaml);
-    assert!(
-        out.status.success(),
-        "kubectl apply failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 fn bindings(cp: &envtest::ControlPlane, ns: &str) -> Vec<Value> {
     let text = cp.kubectl_ok(["get", "binauthzbindings", "-n", ns, "-o", "json"]);
     let list: Value = serde_json::from_str(&text).unwrap();
@@ -120,7 +111,7 @@ async fn the_controller_converges_within_three_intervals_under_every_fault() {
 
     let users = Users::new(&handle);
     let created = Instant::now();
-    apply(cp, &bindings_yaml(&ns, &format!("{interval_secs}s")));
+    cp.apply(&bindings_yaml(&ns, &format!("{interval_secs}s")));
     // Users deploy while the first passes read and fix.
     users
         .deploy_many(
@@ -203,7 +194,7 @@ async fn a_sigkilled_operator_restarts_converges_and_never_rewrites_a_fixed_reso
     opts.args = vec!["--write-rate".into(), "12".into()];
     let mut first = Operator::start(&opts);
     first.wait_ready(Duration::from_secs(60)).await;
-    apply(cp, &bindings_yaml(&ns, "10m"));
+    cp.apply(&bindings_yaml(&ns, "10m"));
 
     let operator_changes = |handle: &binauthz_operator::emulator::EmulatorHandle| {
         handle
@@ -314,7 +305,7 @@ async fn leader_election_hands_over_on_kill_and_fences_a_partitioned_leader() {
     .await;
     let mut b = replica("op-b", &tag_b, &kube_b);
     b.wait_ready(Duration::from_secs(60)).await;
-    apply(cp, &bindings_yaml(&ns, "30s"));
+    cp.apply(&bindings_yaml(&ns, "30s"));
     eventually(
         "A converges the estate",
         Duration::from_secs(60),
@@ -370,7 +361,7 @@ async fn leader_election_hands_over_on_kill_and_fences_a_partitioned_leader() {
         .delay_ms
         .store(300, std::sync::atomic::Ordering::SeqCst);
     let calls = tag_b.forwarded.load(std::sync::atomic::Ordering::SeqCst);
-    apply(cp, &bindings_yaml(&ns, "45s"));
+    cp.apply(&bindings_yaml(&ns, "45s"));
     eventually("B starts a pass", Duration::from_secs(30), || async {
         tag_b.forwarded.load(std::sync::atomic::Ordering::SeqCst) > calls
     })
@@ -571,7 +562,7 @@ async fn a_flood_of_overlapping_bindings_makes_no_write_cycle() {
     operator.wait_ready(Duration::from_secs(60)).await;
     // One `kubectl apply` of every document: created in document order, back to back.
     let applied = Instant::now();
-    apply(cp, &yaml);
+    cp.apply(&yaml);
     let apply_seconds = applied.elapsed().as_secs_f64();
 
     let want = |name: &str| -> Option<Value> {

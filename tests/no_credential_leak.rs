@@ -295,7 +295,7 @@ async fn the_controller_never_exposes_a_credential() {
                 .find(|n| n.contains("gen-project-1"))
                 .expect("a resource");
             users.drift(&name).await;
-            apply(cp, &bindings_yaml(&ns, "45s"));
+            cp.apply(&bindings_yaml(&ns, "45s"));
         }
         eventually(
             "both bindings reconciled",
@@ -360,17 +360,8 @@ async fn the_controller_never_exposes_a_credential() {
     );
 }
 
-fn apply(cp: &envtest::ControlPlane, yaml: &str) {
-    let out = cp.kubectl_stdin(["apply", "--server-side", "-f", "-"], yaml);
-    assert!(
-        out.status.success(),
-        "kubectl apply failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 fn apply_bindings(cp: &envtest::ControlPlane, ns: &str) {
-    apply(cp, &bindings_yaml(ns, "30s"));
+    cp.apply(&bindings_yaml(ns, "30s"));
 }
 
 fn bindings(cp: &envtest::ControlPlane, ns: &str) -> Vec<Value> {

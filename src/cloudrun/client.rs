@@ -518,14 +518,8 @@ impl CloudRunClient {
         current: &LiveResource,
         remediation: &Remediation,
     ) -> Result<RemediationOutcome> {
-        self.remediate_from(
-            &current.observed.id,
-            Some(current.clone()),
-            remediation,
-            false,
-            &|_: &ObservedResource| true,
-        )
-        .await
+        self.remediate_listed_while(current, remediation, &|_: &ObservedResource| true)
+            .await
     }
 
     /// Like [`CloudRunClient::remediate_listed`], asking `still_wanted` before every write

@@ -344,6 +344,16 @@ impl ControlPlane {
             .expect("envtest: waiting for kubectl")
     }
 
+    /// `kubectl apply --server-side` of `yaml`; fails the test unless it succeeds.
+    pub fn apply(&self, yaml: &str) {
+        let out = self.kubectl_stdin(["apply", "--server-side", "-f", "-"], yaml);
+        assert!(
+            out.status.success(),
+            "kubectl apply failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     /// Run kubectl, fail the test unless it succeeds, return its stdout.
     pub fn kubectl_ok<I, S>(&self, args: I) -> String
     where
