@@ -238,8 +238,9 @@ impl SharedInventory {
         result
     }
 
-    /// Writes a resource's new state through to the list that holds it. A list in flight
-    /// may have read the old state: it is expired, so the next caller lists again.
+    /// Writes a resource's new state through to the list that holds it (and to the last
+    /// list kept after it went stale). A list in flight may have read the old state: it is
+    /// expired, so the next caller lists again.
     pub fn record(&self, resource: &ObservedResource) {
         let scope = Scope::of(&resource.id);
         let generation = self.generation();
@@ -247,23 +248,25 @@ impl SharedInventory {
         let Some(entry) = entries.get_mut(&scope) else {
             return;
         };
-        match &mut entry.state {
-            EntryState::Ready(items) => {
-                if let Some(i) = items.iter().position(|r| r.observed.id == resource.id) {
-                    let mut updated = Vec::clone(items);
-                    let mut written = LiveResource::clone(&updated[i]);
-                    written.observed = resource.clone();
-                    updated[i] = Arc::new(written);
-                    let updated = Arc::new(updated);
-                    *items = Arc::clone(&updated);
-                    entry.last_ok = Some(updated);
-                }
+        // The last list (fresh or not; a fresh one is the same list) gets the write, so the
+        // next write in turn starts from it even after the list went stale.
+        let written = entry.last_ok.as_ref().and_then(|items| {
+            let i = items.iter().position(|r| r.observed.id == resource.id)?;
+            let mut updated = Vec::clone(items);
+            let mut live = LiveResource::clone(&updated[i]);
+            live.observed = resource.clone();
+            updated[i] = Arc::new(live);
+            Some(Arc::new(updated))
+        });
+        if let Some(updated) = written {
+            if let EntryState::Ready(items) = &mut entry.state {
+                *items = Arc::clone(&updated);
             }
-            EntryState::Loading(_) => {
-                entry.generation = generation;
-                entry.state = EntryState::Expired;
-            }
-            EntryState::Expired => {}
+            entry.last_ok = Some(updated);
+        }
+        if matches!(entry.state, EntryState::Loading(_)) {
+            entry.generation = generation;
+            entry.state = EntryState::Expired;
         }
     }
 
@@ -478,6 +481,21 @@ projects:
         assert!(
             inventory.turns().is_empty(),
             "turns are forgotten when done"
+        );
+        emulator.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn a_write_recorded_after_the_list_expired_is_still_the_latest_state() {
+        let (emulator, inventory) = setup(Duration::from_secs(3600)).await;
+        let listed = inventory.list(&scope(), long_ago()).await.unwrap();
+        let mut fixed = listed[0].observed.clone();
+        inventory.invalidate(&fixed.id);
+        fixed.policy = ObservedPolicy::ProjectDefault;
+        inventory.record(&fixed);
+        assert_eq!(
+            inventory.latest(&fixed.id).unwrap().observed.policy,
+            ObservedPolicy::ProjectDefault
         );
         emulator.shutdown().await;
     }
