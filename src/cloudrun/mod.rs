@@ -2,7 +2,9 @@
 //! Authorization, safely.
 //!
 //! - [`CloudRunClient`] lists and reads services, jobs and worker pools, lists a project's
-//!   regions, checks that a named platform policy exists, and remediates
+//!   regions, checks a named platform policy ([`PolicyCheck`]), reads a project's
+//!   organization policy constraint ([`OrgPolicyConstraint`], in [`orgpolicy`]), and
+//!   remediates
 //!   ([`CloudRunClient::remediate`]) — the only write, whose guarantees are documented in
 //!   [`client`].
 //! - [`CloudRunArgs`] are the command-line flags (`--cloud-run-endpoint`, rates, timeouts)
@@ -18,13 +20,17 @@ pub mod config;
 pub mod error;
 pub mod model;
 pub mod observe;
+pub mod orgpolicy;
 pub mod ratelimit;
 pub mod retry;
 
-pub use client::{CloudRunClient, LiveResource, RemediationOutcome, USER_AGENT};
+pub use client::{
+    CloudRunClient, LiveResource, PolicyCheck, RemediationOutcome, BCID_MANAGED_POLICY, USER_AGENT,
+};
 pub use config::{CloudRunArgs, CloudRunConfig, OperationPolicy};
 pub use error::{ApiError, Code, Error, Result};
 pub use model::Resource;
 pub use observe::{ApiMethod, CallObserver, CallStatus, NoopObserver};
-pub use ratelimit::{RateLimitConfig, Throttle};
+pub use orgpolicy::{AllowedBinauthzValue, OrgPolicyConstraint};
+pub use ratelimit::{AdaptivePolicy, Budget, RateLimitConfig, Throttle};
 pub use retry::RetryPolicy;
