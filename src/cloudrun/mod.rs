@@ -28,7 +28,7 @@ pub use client::{
     CloudRunClient, LiveResource, PolicyCheck, RemediationOutcome, BCID_MANAGED_POLICY, USER_AGENT,
 };
 pub use config::{CloudRunArgs, CloudRunConfig, OperationPolicy};
-pub use error::{ApiError, Code, Error, Result};
+pub use error::{ApiError, Code, DisabledApi, Error, Failure, Result, ORG_POLICY_CONSTRAINT};
 pub use model::Resource;
 pub use observe::{ApiMethod, CallObserver, CallStatus, NoopObserver};
 pub use orgpolicy::{AllowedBinauthzValue, OrgPolicyConstraint};
