@@ -174,7 +174,11 @@ fn convergence(s: &mut String, c: &ConvergenceResult) {
         "| D drifted | W per minute | Bound D/W | Time to full compliance | ÷ bound (target ≤ 1.15) | Subject done | 429s (target 0) | Runs |"
     );
     let _ = writeln!(s, "|---|---|---|---|---|---|---|---|");
-    for case in c.cases.iter().filter(|c| c.budget_per_minute == c.quota_per_minute) {
+    for case in c
+        .cases
+        .iter()
+        .filter(|c| c.budget_per_minute == c.quota_per_minute)
+    {
         let _ = writeln!(
             s,
             "| {} | {} | {:.0} s | {} s | {} — {} | {} s | {} — {} | {} |",
