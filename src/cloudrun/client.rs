@@ -164,7 +164,8 @@ pub enum PolicyCheck {
     /// does not exist.
     NotFound,
     /// The read was refused (403): the policy may or may not exist. `error` says why
-    /// (its [`Error::reason`] and message name the permission or the API).
+    /// ([`Error::failure`]: `PermissionDenied`, `ApiDisabled`, `VpcServiceControls`; its
+    /// message names the permission or the API).
     Unverifiable {
         /// The refusal.
         error: Error,
@@ -535,7 +536,9 @@ impl CloudRunClient {
     /// - 200: [`PolicyCheck::Exists`]; 404: [`PolicyCheck::NotFound`];
     /// - 403: [`PolicyCheck::Unverifiable`] carrying the error — Binary Authorization
     ///   answers 403 for a policy in a project the caller may not read, whether or not it
-    ///   exists ("... (or resource may not exist)"), so the write may still be right.
+    ///   exists ("... (or resource may not exist)"), so the write may still be right. Every
+    ///   403 counts (a missing permission, the API disabled, a VPC Service Controls
+    ///   perimeter); [`Error::failure`] of the carried error tells which.
     ///
     /// # Errors
     /// Any other failure (after retries), e.g. the API unreachable or credentials refused.

@@ -4,15 +4,16 @@
 //! - [`CloudRunClient`] lists and reads services, jobs and worker pools, lists a project's
 //!   regions, checks a named platform policy ([`PolicyCheck`]), reads a project's
 //!   organization policy constraint ([`OrgPolicyConstraint`], in [`orgpolicy`]), and
-//!   remediates
-//!   ([`CloudRunClient::remediate`]) — the only write, whose guarantees are documented in
-//!   [`client`].
+//!   remediates ([`CloudRunClient::remediate`]) — the only write, whose guarantees are
+//!   documented in [`client`]. Its throttle adapts to the quota Cloud Run enforces
+//!   ([`ratelimit`]).
 //! - [`CloudRunArgs`] are the command-line flags (`--cloud-run-endpoint`, rates, timeouts)
 //!   the `controller` and `check` subcommands flatten into theirs.
 //! - [`Error`] classifies every failure; [`CallObserver`] receives metrics hooks.
 //!
-//! The wire facts it follows are in `shared/cloudrun-api.md`; the operator-facing
-//! documentation (auth, endpoints, quotas, IAM permissions) is `docs/cloudrun-client.md`.
+//! The wire facts it follows are Google's published API descriptions (Cloud Run Admin API
+//! v2, Binary Authorization v1, Organization Policy v2); the operator-facing documentation
+//! (auth, endpoints, quotas, IAM permissions) is `docs/cloudrun-client.md`.
 
 pub mod auth;
 pub mod client;
