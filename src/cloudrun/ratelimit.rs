@@ -306,8 +306,10 @@ impl Lane {
         };
         self.rate = target.max(policy_floor(policy));
         self.epoch += 1;
-        // The burst is spent: the next request waits at least one new interval.
-        self.tat = self.tat.max(now + self.tolerance()) + self.interval();
+        // The burst is spent: the next request waits one new interval. Requests already
+        // waiting hold slots granted at the old rate; they take new ones (see `acquire`),
+        // so the schedule restarts from now at the new rate.
+        self.tat = now + self.tolerance() + self.interval();
         true
     }
 
@@ -391,22 +393,37 @@ impl RateLimits {
 
     /// Waits until the lane of `budget` in (project, location) admits one more request;
     /// returns the request's ticket and how long the wait took (zero when there was room).
+    ///
+    /// A request reserves its slot in the lane's schedule and sleeps until then; when the
+    /// lane's rate was lowered meanwhile, the slot (granted at the old rate) is given up
+    /// and a new one taken at the new rate — otherwise every write already queued would
+    /// still go at the rate Cloud Run just refused.
     pub async fn acquire(
         &self,
         budget: Budget,
         project: &str,
         location: &str,
     ) -> (Ticket, Duration) {
-        let (at, epoch) = self.with_lane(budget, project, location, |lane, now| {
-            (lane.reserve(now), lane.epoch)
-        });
-        let ticket = Ticket { budget, epoch };
-        let now = Instant::now();
-        if at <= now {
-            return (ticket, Duration::ZERO);
+        let started = Instant::now();
+        let mut waited = false;
+        loop {
+            let (at, epoch) = self.with_lane(budget, project, location, |lane, now| {
+                (lane.reserve(now), lane.epoch)
+            });
+            if at > Instant::now() {
+                waited = true;
+                tokio::time::sleep_until(at.into()).await;
+            }
+            let current = self.with_lane(budget, project, location, |lane, _| lane.epoch);
+            if current == epoch {
+                let wait = if waited {
+                    started.elapsed()
+                } else {
+                    Duration::ZERO
+                };
+                return (Ticket { budget, epoch }, wait);
+            }
         }
-        tokio::time::sleep_until(at.into()).await;
-        (ticket, at - now)
     }
 
     /// A request admitted with `ticket` succeeded: additive increase. Returns the new rate
@@ -753,6 +770,41 @@ mod tests {
         assert_eq!(limits.effective_rate(Budget::Read, "p", "l"), 300.0);
         assert_eq!(limits.effective_rate(Budget::Write, "p", "l"), 30.0);
         assert_eq!(limits.effective_rate(Budget::Read, "p", "m"), 600.0);
+    }
+
+    #[tokio::test]
+    async fn requests_waiting_when_the_rate_drops_wait_for_the_new_rate() {
+        // 600/min: a burst of 60, then one every 100 ms.
+        let limits = Arc::new(RateLimits::new(
+            &config(600, 30, 1),
+            AdaptivePolicy::default(),
+        ));
+        for _ in 0..60 {
+            limits.acquire(Budget::Read, "p", "l").await;
+        }
+        let started = Instant::now();
+        let waiting: Vec<_> = (0..3)
+            .map(|_| {
+                let limits = Arc::clone(&limits);
+                tokio::spawn(async move { limits.acquire(Budget::Read, "p", "l").await })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        // They hold slots at +100, +200 and +300 ms. Cloud Run refuses: 300/min.
+        let signal = QuotaSignal {
+            budget: Budget::Read,
+            limit_per_minute: None,
+        };
+        limits.exceeded(signal, None, "p", "l").unwrap();
+        let mut done = Vec::new();
+        for task in waiting {
+            let (ticket, _) = task.await.unwrap();
+            assert_eq!(ticket.epoch, 1, "admitted under the new rate");
+            done.push(started.elapsed());
+        }
+        done.sort();
+        // At 300/min one every 200 ms from the decrease: the last at least ~600 ms after.
+        assert!(done[2] >= Duration::from_millis(550), "{done:?}");
     }
 
     #[tokio::test]
