@@ -16,7 +16,8 @@
 //!   lowers its lane's rate to `decrease_percent` of what it was (default half), at least
 //!   `floor_per_minute`. When Google's `ErrorInfo` names the per-minute limit
 //!   (`quota_limit_value`), a lane above it drops straight to 90 % of that limit instead.
-//!   The lane's burst is spent, so its next request waits one new interval. Only a 429 to a
+//!   The lane's burst is spent, so its next request waits one new interval, and requests
+//!   already waiting give up the slots they got at the old rate. Only a 429 to a
 //!   request sent *after* the last decrease lowers the rate again: the requests already in
 //!   flight when the first 429 came answer from the same exhausted window, and halving for
 //!   each would collapse the rate for one overload.
