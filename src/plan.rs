@@ -1151,9 +1151,10 @@ fn failure_cause(
         });
     }
     // Writes run in the binding's project: the write of highest precedence, once per
-    // reason (messages are formatted only for a new best).
+    // reason (messages are formatted only for a new best). A write that failed for an
+    // outage is a failed remediation, retried: not the binding's cause.
     for r in resolved {
-        if let Some(f) = r.failure {
+        if let Some(f) = r.failure.filter(|f| f.reason != FailureReason::CloudRunUnavailable) {
             offer(f.reason, &|| {
                 format!("{}: {}", r.target.resource.id, f.message)
             });
