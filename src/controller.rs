@@ -5,7 +5,7 @@
 //!   the planner's ownership decisions (`src/plan.rs`);
 //! - a pass per binding ([`pass`]) on create/update (generation changes only, so status
 //!   writes never trigger one), every `spec.interval` (on the ticks of a clock shared by
-//!   every binding, see [`inventory::Ticks`]), when an overlapping binding
+//!   every binding, see [`crate::fleet::inventory::Ticks`]), when an overlapping binding
 //!   changes or is deleted (through [`crate::plan::affected_bindings`]), on taking over
 //!   the lease, and after errors with per-binding exponential backoff;
 //! - an inventory shared by all passes ([`inventory`]): one list per (project, location,
@@ -20,7 +20,7 @@
 //! takes over at once.
 
 pub mod events;
-pub mod inventory;
+
 pub mod leader;
 mod pass;
 pub mod status;
@@ -48,7 +48,7 @@ use crate::plan::{affected_bindings, BindingInput, BindingKey, TargetHistory};
 use crate::resource::ResourceId;
 use crate::telemetry::{self, Health, LogFormat, Metrics, PassResult, Telemetry, TelemetryError};
 
-use inventory::SharedInventory;
+use crate::fleet::inventory::SharedInventory;
 use leader::{LeaderConfig, LeaderError, LeaderGate};
 
 /// The API group/version of bindings, for the CRD check.

@@ -466,7 +466,7 @@ fn every_invalid_corpus_sample_is_refused_by_check() {
 }
 
 #[test]
-fn permission_denied_exits_1_with_the_reason() {
+fn a_project_refused_everywhere_exits_1_with_the_reason() {
     let emulator = Emulator::start(&["--forbid", "acme-staging"]);
     let out = check(&[
         "-f",
@@ -484,8 +484,11 @@ fn permission_denied_exits_1_with_the_reason() {
         .iter()
         .find(|b| b["name"] == "staging")
         .expect("staging");
-    assert_eq!(staging["reason"], "PermissionDenied");
+    // Google answers 403 for a missing project and for one the operator cannot see.
+    assert_eq!(staging["reason"], "ProjectNotFoundOrForbidden");
     assert_eq!(staging["ready"], "False");
+    let message = staging["message"].as_str().expect("message");
+    assert!(message.contains("check spec.project"), "{message}");
     assert_eq!(report["verdict"], "Error");
 }
 
