@@ -869,16 +869,17 @@ fn table(
         }
     }
     let s = &report.summary;
-    let fixed = report.changes.as_deref().map_or(0, |c| {
-        c.iter()
-            .filter(|c| c.result == ChangeResult::Applied)
-            .count()
-    });
-    let fixed = if report.fix {
-        format!(", {fixed} fixed by --fix")
-    } else {
-        String::new()
-    };
+    // "Remediated" means fixed in this run, as in a binding's status. The re-read after
+    // --fix finds the fixed resources compliant, so the fixes --fix applied are counted
+    // here (they are also among the compliant).
+    let remediated = report
+        .changes
+        .as_deref()
+        .map_or(s.remediated as usize, |c| {
+            c.iter()
+                .filter(|c| c.result == ChangeResult::Applied)
+                .count()
+        });
     let verdict = match report.verdict {
         Verdict::Compliant => style.paint("32", "all targets comply"),
         Verdict::DriftRemains => style.paint("33", "drift remains"),
@@ -886,11 +887,11 @@ fn table(
     };
     writeln!(
         out,
-        "{} binding(s), {} target(s): {} compliant, {} remediated, {} drifted, {} breakglass, {} superseded, {} conflicted, {} failed, {} deploy(s) blocked{fixed} — {verdict} (exit {})",
+        "{} binding(s), {} target(s): {} compliant, {} remediated, {} drifted, {} breakglass, {} superseded, {} conflicted, {} failed, {} deploy(s) blocked — {verdict} (exit {})",
         report.bindings.len(),
         s.matched,
         s.compliant,
-        s.remediated,
+        remediated,
         s.drifted,
         s.breakglass,
         s.superseded,

@@ -164,7 +164,8 @@ fn fix_then_recheck_is_clean_and_only_binary_authorization_changed() {
     );
     assert!(stdout.contains("== Drift found"), "{stdout}");
     assert!(stdout.contains("== Fixed"), "{stdout}");
-    assert!(stdout.contains("10 fixed by --fix"), "{stdout}");
+    let last = stdout.lines().last().unwrap_or_default();
+    assert_eq!(count(last, "remediated"), 10, "{stdout}");
 
     // A second run, a new process: nothing left to do.
     let again = check(&[&["-f", path(&bindings()), "-o", "json"][..], &endpoint[..]].concat());
@@ -191,6 +192,66 @@ fn fix_then_recheck_is_clean_and_only_binary_authorization_changed() {
     }
     let after = emulator.admin("state");
     assert_ne!(before, after);
+}
+
+/// The number before `what` in a summary line (`... 19 compliant, 10 remediated, ...`).
+fn count(line: &str, what: &str) -> u64 {
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let at = words
+        .iter()
+        .position(|w| w.trim_end_matches(',') == what)
+        .unwrap_or_else(|| panic!("no count of {what:?} in {line:?}"));
+    at.checked_sub(1)
+        .and_then(|i| words[i].parse().ok())
+        .unwrap_or_else(|| panic!("no number before {what:?} in {line:?}"))
+}
+
+#[test]
+fn make_demo_summary_counts_the_fixes_as_remediated_and_says_it_once() {
+    // `make demo`, word for word.
+    let out = check(&[
+        "-f",
+        path(&repo().join("examples")),
+        "--fix",
+        "--emulator",
+        path(&seed()),
+    ]);
+    let stdout = text(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        text(&out.stderr)
+    );
+    let section = |heading: &str| -> Vec<&str> {
+        stdout
+            .lines()
+            .skip_while(|l| *l != heading)
+            .skip(1)
+            .take_while(|l| !l.starts_with("== "))
+            .filter(|l| !l.trim().is_empty())
+            .collect()
+    };
+    let applied = section("== Fixed")
+        .iter()
+        .filter(|l| l.ends_with(": applied"))
+        .count();
+    assert_eq!(applied, 10, "{stdout}");
+
+    // Before the fixes nothing is remediated yet; afterwards every applied fix is, and
+    // no other phrase counts the fixes a second time.
+    let before = section("== Drift found");
+    let before = before.last().copied().unwrap_or_default();
+    assert_eq!(count(before, "remediated"), 0, "{stdout}");
+    assert_eq!(count(before, "drifted"), 10, "{stdout}");
+    let last = stdout.lines().last().unwrap_or_default();
+    assert!(last.contains("all targets comply (exit 0)"), "{stdout}");
+    assert_eq!(count(last, "remediated"), 10, "{last}");
+    assert_eq!(count(last, "drifted"), 0, "{last}");
+    assert!(
+        !last.contains("fixed"),
+        "one word for the fixes, `remediated`: {last}"
+    );
 }
 
 #[test]
