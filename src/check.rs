@@ -198,6 +198,7 @@ pub async fn check(args: CheckArgs) -> Result<Verdict, CheckError> {
             let before = report;
             let after = checker.pass().await;
             report = Report::new(&checker, &after, true, &unfinished);
+            report.count_remediated(&changes);
             report.before = Some(Box::new(before));
             report.changes = Some(changes);
         }
@@ -659,6 +660,39 @@ impl Report {
     }
 }
 
+impl Report {
+    /// The re-read after `--fix` finds the fixed resources complying; as in a binding's
+    /// status after a pass that fixed them, they are `Remediated` (and still count as
+    /// complying), so the report says what this run did.
+    fn count_remediated(&mut self, changes: &[Change]) {
+        let applied: std::collections::BTreeSet<&ResourceId> = changes
+            .iter()
+            .filter(|c| c.result == ChangeResult::Applied)
+            .map(|c| &c.id)
+            .collect();
+        for binding in &mut self.bindings {
+            for target in &mut binding.targets {
+                let id = ResourceId {
+                    kind: target.kind,
+                    project: binding.project.clone(),
+                    location: target.location.clone(),
+                    name: target.name.clone(),
+                };
+                if matches!(target.state, TargetState::Compliant | TargetState::Breakglass)
+                    && applied.contains(&id)
+                {
+                    target.state = TargetState::Remediated;
+                    binding.summary.remediated += 1;
+                }
+            }
+        }
+        self.summary = self
+            .bindings
+            .iter()
+            .fold(Summary::default(), |acc, b| add(acc, &b.summary));
+    }
+}
+
 impl Verdict {
     /// The worse of two verdicts (Error > DriftRemains > Compliant).
     fn max_with(self, other: Self) -> Self {
@@ -869,17 +903,6 @@ fn table(
         }
     }
     let s = &report.summary;
-    // "Remediated" means fixed in this run, as in a binding's status. The re-read after
-    // --fix finds the fixed resources compliant, so the fixes --fix applied are counted
-    // here (they are also among the compliant).
-    let remediated = report
-        .changes
-        .as_deref()
-        .map_or(s.remediated as usize, |c| {
-            c.iter()
-                .filter(|c| c.result == ChangeResult::Applied)
-                .count()
-        });
     let verdict = match report.verdict {
         Verdict::Compliant => style.paint("32", "all targets comply"),
         Verdict::DriftRemains => style.paint("33", "drift remains"),
@@ -891,7 +914,7 @@ fn table(
         report.bindings.len(),
         s.matched,
         s.compliant,
-        remediated,
+        s.remediated,
         s.drifted,
         s.breakglass,
         s.superseded,

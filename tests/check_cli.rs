@@ -255,6 +255,38 @@ fn make_demo_summary_counts_the_fixes_as_remediated_and_says_it_once() {
 }
 
 #[test]
+fn the_json_report_counts_the_fixes_as_remediated_like_the_table() {
+    let out = check(&[
+        "-f",
+        path(&repo().join("examples")),
+        "--fix",
+        "--emulator",
+        path(&seed()),
+        "-o",
+        "json",
+    ]);
+    let report = json_report(&out);
+    let applied = report["changes"]
+        .as_array()
+        .expect("changes")
+        .iter()
+        .filter(|c| c["result"] == "Applied")
+        .count();
+    assert!(applied > 0, "{report}");
+    let remediated_targets = report["bindings"]
+        .as_array()
+        .expect("bindings")
+        .iter()
+        .flat_map(|b| b["targets"].as_array().cloned().unwrap_or_default())
+        .filter(|t| t["state"] == "Remediated")
+        .count();
+    // Each fixed resource is matched by exactly one binding in the examples.
+    assert_eq!(report["summary"]["remediated"], applied, "{report}");
+    assert_eq!(remediated_targets, applied, "{report}");
+    assert_eq!(report["before"]["summary"]["remediated"], 0, "{report}");
+}
+
+#[test]
 fn json_report_has_the_documented_shape() {
     let out = check(&[
         "-f",
