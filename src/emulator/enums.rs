@@ -129,7 +129,12 @@ mod tests {
         assert_eq!(service["conditions"][0]["state"], json!(4));
         assert_eq!(service["conditions"][1]["reason"], json!(9));
         assert_eq!(service["launchStage"], json!("GA"));
-        let number = |name: &str| COMMON_REASON.iter().find(|(n, _)| *n == name).map(|(_, v)| *v);
+        let number = |name: &str| {
+            COMMON_REASON
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| *v)
+        };
         assert_eq!(number("CONTAINER_MISSING"), Some(6));
         assert_eq!(number("CONTAINER_PERMISSION_DENIED"), Some(7));
     }

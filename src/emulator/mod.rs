@@ -53,9 +53,9 @@ use tokio_util::sync::CancellationToken;
 
 pub use denials::ProjectAccess;
 pub use faults::{Faults, FaultsError, QuotaPreset};
-pub use orgpolicy::AllowedPolicies;
 pub use generate::GenerateSpec;
 pub use journal::{CallCount, Counters, RequestRecord};
+pub use orgpolicy::AllowedPolicies;
 pub use seed::{DeployBlocked, ProjectSeed, RegionSeed, ResourceSeed, Seed, SeedError};
 pub use state::{ChangeRecord, ChangeSource};
 
@@ -410,10 +410,13 @@ pub struct EmulatorArgs {
 }
 
 fn parse_project_access_arg(text: &str) -> Result<(String, ProjectAccess), String> {
-    let (project, access) = text.split_once('=').ok_or_else(|| {
-        format!("'{text}' is not PROJECT=ACCESS (e.g. acme-prod=apiDisabled)")
-    })?;
-    Ok((project.trim().to_string(), ProjectAccess::parse(access.trim())?))
+    let (project, access) = text
+        .split_once('=')
+        .ok_or_else(|| format!("'{text}' is not PROJECT=ACCESS (e.g. acme-prod=apiDisabled)"))?;
+    Ok((
+        project.trim().to_string(),
+        ProjectAccess::parse(access.trim())?,
+    ))
 }
 
 fn parse_error_rate_arg(text: &str) -> Result<BTreeMap<u16, f64>, String> {

@@ -75,7 +75,11 @@ impl AllowedPolicies {
 
     /// Whether a resource may carry `value`. `same_policy` compares two policy names
     /// (a project may be named by id or number).
-    pub fn allows(&self, value: &BinaryAuthorization, same_policy: impl Fn(&str, &str) -> bool) -> bool {
+    pub fn allows(
+        &self,
+        value: &BinaryAuthorization,
+        same_policy: impl Fn(&str, &str) -> bool,
+    ) -> bool {
         match self {
             AllowedPolicies::NotSet | AllowedPolicies::AllowAll => true,
             AllowedPolicies::DenyAll => {
@@ -95,7 +99,9 @@ impl AllowedPolicies {
 /// `(project, policy id)` of `projects/P/platforms/cloudRun/policies/ID`.
 pub fn policy_parts(name: &str) -> Option<(&str, &str)> {
     match name.split('/').collect::<Vec<_>>().as_slice() {
-        ["projects", p, "platforms", "cloudRun", "policies", id] if !p.is_empty() && !id.is_empty() => {
+        ["projects", p, "platforms", "cloudRun", "policies", id]
+            if !p.is_empty() && !id.is_empty() =>
+        {
             Some((p, id))
         }
         _ => None,
@@ -211,7 +217,10 @@ mod tests {
         let same = |a: &str, b: &str| a == b;
         assert!(allowed.allows(&BinaryAuthorization::Default, same));
         assert!(allowed.allows(&BinaryAuthorization::Policy(strict.into()), same));
-        assert!(!allowed.allows(&BinaryAuthorization::Policy("projects/x/platforms/cloudRun/policies/y".into()), same));
+        assert!(!allowed.allows(
+            &BinaryAuthorization::Policy("projects/x/platforms/cloudRun/policies/y".into()),
+            same
+        ));
         assert!(!allowed.allows(&BinaryAuthorization::Disabled, same));
         assert!(AllowedPolicies::NotSet.allows(&BinaryAuthorization::Disabled, same));
         assert!(!AllowedPolicies::DenyAll.allows(&BinaryAuthorization::Default, same));
@@ -230,9 +239,14 @@ mod tests {
         for text in ["[default]", "allowAll", "denyAll"] {
             let parsed: AllowedPolicies = serde_yaml_ng::from_str(text).unwrap();
             let back = serde_yaml_ng::to_string(&parsed).unwrap();
-            assert_eq!(serde_yaml_ng::from_str::<AllowedPolicies>(&back).unwrap(), parsed);
+            assert_eq!(
+                serde_yaml_ng::from_str::<AllowedPolicies>(&back).unwrap(),
+                parsed
+            );
         }
         assert!(serde_yaml_ng::from_str::<AllowedPolicies>("everything").is_err());
-        assert!(AllowedPolicies::Values(vec!["strict".into()]).validate().is_err());
+        assert!(AllowedPolicies::Values(vec!["strict".into()])
+            .validate()
+            .is_err());
     }
 }

@@ -151,7 +151,9 @@ impl Route {
             Route::GetPolicy { .. } => {
                 "google.cloud.binaryauthorization.v1.BinauthzManagementServiceV1.GetPlatformPolicy"
             }
-            Route::GetEffectivePolicy { .. } => "google.cloud.orgpolicy.v2.OrgPolicy.GetEffectivePolicy",
+            Route::GetEffectivePolicy { .. } => {
+                "google.cloud.orgpolicy.v2.OrgPolicy.GetEffectivePolicy"
+            }
         }
     }
 

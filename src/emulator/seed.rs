@@ -217,13 +217,13 @@ impl<'de> Deserialize<'de> for ResourceSeed {
                 )))
             }
         };
-        let deploy_blocked = match fields.remove("deployBlocked") {
-            None | Some(Value::Null) => None,
-            Some(value) => Some(
-                serde_json::from_value(value)
-                    .map_err(|e| D::Error::custom(format!("resource '{name}': deployBlocked: {e}")))?,
-            ),
-        };
+        let deploy_blocked =
+            match fields.remove("deployBlocked") {
+                None | Some(Value::Null) => None,
+                Some(value) => Some(serde_json::from_value(value).map_err(|e| {
+                    D::Error::custom(format!("resource '{name}': deployBlocked: {e}"))
+                })?),
+            };
         let deleted = match fields.remove("deleted") {
             None | Some(Value::Null) => false,
             Some(Value::Bool(deleted)) => deleted,
@@ -642,7 +642,10 @@ fn build_body(
     if kind.image(&body).is_none() {
         let hint = match misspellings(&body, "image").as_slice() {
             [] => String::new(),
-            keys => format!(" (unknown key `{}`: did you mean `image`?)", keys.join("`, `")),
+            keys => format!(
+                " (unknown key `{}`: did you mean `image`?)",
+                keys.join("`, `")
+            ),
         };
         return Err(format!(
             "needs an `image` (or a template with the image of its first container at {}){hint}",
@@ -956,14 +959,18 @@ projects:
         let image = SMALL.replace("image: job:1", "imgae: job:1");
         let err = load(&Seed::from_yaml_str(&image).unwrap()).unwrap_err();
         assert!(
-            err.message.contains("unknown key `imgae`: did you mean `image`?"),
+            err.message
+                .contains("unknown key `imgae`: did you mean `image`?"),
             "{}",
             err.message
         );
         // A key unlike `name` is not blamed.
         let other = SMALL.replace("- name: checkout", "- title: checkout");
         let err = Seed::from_yaml_str(&other).unwrap_err().to_string();
-        assert!(err.contains("missing field `name`") && !err.contains("title"), "{err}");
+        assert!(
+            err.contains("missing field `name`") && !err.contains("title"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -982,7 +989,10 @@ projects:
 "#;
         let seed = Seed::from_yaml_str(text).unwrap();
         let dumped = dump(&load(&seed).unwrap());
-        assert_eq!(dumped.projects["acme-prod"].access, ProjectAccess::VpcServiceControls);
+        assert_eq!(
+            dumped.projects["acme-prod"].access,
+            ProjectAccess::VpcServiceControls
+        );
         assert_eq!(dump(&load(&dumped).unwrap()), dumped);
         assert_eq!(
             dumped.projects["acme-prod"].allowed_binary_authorization_policies,
@@ -990,10 +1000,16 @@ projects:
         );
         let bad = text.replace("[default]", "[strict]");
         let err = load(&Seed::from_yaml_str(&bad).unwrap()).unwrap_err();
-        assert_eq!(err.location, "projects.acme-prod.allowedBinaryAuthorizationPolicies");
+        assert_eq!(
+            err.location,
+            "projects.acme-prod.allowedBinaryAuthorizationPolicies"
+        );
         let bad = text.replace(r#"["a/**"]"#, "yes");
         let err = load(&Seed::from_yaml_str(&bad).unwrap()).unwrap_err();
-        assert_eq!(err.location, "projects.acme-prod.policies.strict.authorizedImages");
+        assert_eq!(
+            err.location,
+            "projects.acme-prod.policies.strict.authorizedImages"
+        );
         assert!(Seed::from_yaml_str(&text.replace("vpcServiceControls", "vpc")).is_err());
     }
 

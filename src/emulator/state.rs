@@ -356,10 +356,15 @@ impl Resource {
             revisions: Vec::new(),
         };
         if let (Some(revision), Some(image)) = (
-            resource.body.get("latestCreatedRevision").and_then(Value::as_str),
+            resource
+                .body
+                .get("latestCreatedRevision")
+                .and_then(Value::as_str),
             kind.image(&resource.body),
         ) {
-            resource.revisions.push((revision.to_string(), image.to_string()));
+            resource
+                .revisions
+                .push((revision.to_string(), image.to_string()));
         }
         let etag = resource.etag_for(version);
         resource.body.insert("etag".into(), Value::String(etag));
@@ -390,7 +395,8 @@ impl Resource {
     /// Records that revision `name` runs `image` (a seed's earlier revision).
     pub fn remember_revision(&mut self, name: &str, image: &str) {
         if !self.revisions.iter().any(|(n, _)| n == name) {
-            self.revisions.insert(0, (name.to_string(), image.to_string()));
+            self.revisions
+                .insert(0, (name.to_string(), image.to_string()));
         }
     }
 
@@ -513,7 +519,13 @@ impl Resource {
 
     /// A new revision (services, worker pools) or execution (jobs) for a template change;
     /// when refused by Binary Authorization it never becomes ready.
-    fn roll_out(&mut self, next: &mut Map<String, Value>, generation: i64, refused: bool, time: &str) {
+    fn roll_out(
+        &mut self,
+        next: &mut Map<String, Value>,
+        generation: i64,
+        refused: bool,
+        time: &str,
+    ) {
         let image = self.kind.image(next).unwrap_or("").to_string();
         match self.kind {
             Kind::Service | Kind::WorkerPool => {
@@ -1022,7 +1034,12 @@ impl Store {
     /// `image`: always when disabled; else when the policy's `authorizedImages` (the
     /// project's `defaultPolicyAuthorizedImages` for `useDefault`) match it, or when the
     /// policy lists none.
-    pub fn image_authorized(&self, project: &str, setting: &BinaryAuthorization, image: &str) -> bool {
+    pub fn image_authorized(
+        &self,
+        project: &str,
+        setting: &BinaryAuthorization,
+        image: &str,
+    ) -> bool {
         let patterns: Option<Vec<String>> = match setting {
             BinaryAuthorization::Disabled => return true,
             BinaryAuthorization::Default => self
@@ -1386,7 +1403,11 @@ impl Store {
                 format!("'{name}' is not a job: only jobs are executed."),
             ));
         }
-        let image = resource.kind.image(resource.body()).unwrap_or("").to_string();
+        let image = resource
+            .kind
+            .image(resource.body())
+            .unwrap_or("")
+            .to_string();
         let project = resource.project.clone();
         let setting = BinaryAuthorization::of(resource.body().get("binaryAuthorization"));
         let authorized = self.image_authorized(&project, &setting, &image);
