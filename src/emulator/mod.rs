@@ -1,5 +1,6 @@
 //! A local Cloud Run Admin API emulator: v2 services, jobs, worker pools and operations, v1
-//! locations and Binary Authorization platform policies over HTTP/JSON, with fault injection.
+//! locations, Binary Authorization platform policies and the Org Policy effective policy of
+//! `run.allowedBinaryAuthorizationPolicies` over HTTP/JSON, with fault injection.
 //!
 //! It is an independent implementation of the wire contract in `cloudrun-api.md`: it works
 //! on JSON values, never on the Cloud Run client's types, so a mistake in one cannot hide
