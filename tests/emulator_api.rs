@@ -311,7 +311,7 @@ async fn a_project_that_does_not_exist_is_permission_denied_not_not_found() {
 }
 
 #[tokio::test]
-async fn every_cloud_run_region_lists_and_only_a_malformed_region_is_an_error() {
+async fn every_cloud_run_region_lists_and_only_a_location_that_is_no_region_is_an_error() {
     let emu = start_example().await;
     // acme-prod has resources in us-central1 and europe-west1 only: every other region of
     // the catalogue answers an empty list, for each kind.
@@ -329,13 +329,20 @@ async fn every_cloud_run_region_lists_and_only_a_malformed_region_is_an_error() 
         .get("/v2/projects/acme-sec/locations/us-central1/services")
         .await;
     assert_eq!((sec.status, sec.body), (StatusCode::OK, json!({})));
-    for region in ["us-central", "US-CENTRAL1", "moon-base1", "-"] {
+    // A malformed location is 400; a well-formed one that is no Cloud Run region, 404.
+    for (region, http, status) in [
+        ("us-central", 400, "INVALID_ARGUMENT"),
+        ("US-CENTRAL1", 400, "INVALID_ARGUMENT"),
+        ("-", 400, "INVALID_ARGUMENT"),
+        ("asia-east9", 404, "NOT_FOUND"),
+        ("moon-base1", 404, "NOT_FOUND"),
+    ] {
         let reply = emu
             .get(&format!(
                 "/v2/projects/acme-prod/locations/{region}/services"
             ))
             .await;
-        reply.assert_error(400, "INVALID_ARGUMENT");
+        reply.assert_error(http, status);
         assert!(
             reply.body["error"]["message"]
                 .as_str()

@@ -52,18 +52,26 @@ pub fn creates_revision(template_changed: bool, force_new_revision: bool) -> boo
 /// (server-managed output fields are kept), like a job PATCH **(assumed)**.
 pub const MISSING_UPDATE_MASK_REPLACES_WHOLE_RESOURCE: bool = true;
 
-/// A call naming a location that is not a Cloud Run region (not in the catalogue of
-/// `regions.rs` and not seeded) answers 400 INVALID_ARGUMENT **(assumed)**. Any Cloud Run
-/// region is valid in every project: listing one with nothing in it answers `{}`
-/// (documented).
-pub fn unknown_location_error(project: &str, location: &str) -> ApiError {
-    ApiError::invalid_field(
-        "parent",
-        format!(
-            "Location '{location}' is not a valid Cloud Run region (project '{project}'): \
-             see `gcloud run regions list`."
-        ),
-    )
+/// A call naming a location that is not a Cloud Run region **(assumed)**: a malformed
+/// name (`us-central`, `US-CENTRAL1`) answers 400 INVALID_ARGUMENT; a well-formed one that
+/// is not in the catalogue of `regions.rs` nor seeded (`asia-east9`) answers 404
+/// NOT_FOUND. Any Cloud Run region is valid in every project: listing one with nothing in
+/// it answers `{}` (documented).
+pub fn unknown_location_error(project: &str, location: &str, well_formed: bool) -> ApiError {
+    if well_formed {
+        ApiError::not_found(format!(
+            "Location '{location}' is not a Cloud Run region (project '{project}'): see \
+             `gcloud run regions list`."
+        ))
+    } else {
+        ApiError::invalid_field(
+            "parent",
+            format!(
+                "Invalid location '{location}' (project '{project}'): a Cloud Run region is \
+                 named like us-central1."
+            ),
+        )
+    }
 }
 
 /// v1 `locations.list` answers the catalogue sorted by `locationId` **(assumed)**; Google's

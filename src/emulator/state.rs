@@ -836,11 +836,15 @@ impl Store {
     }
 
     /// The project and a Cloud Run region (any region of the catalogue, or one the seed
-    /// gives the project), or 404 / 400.
+    /// gives the project), or 403 / 404 / 400.
     pub fn require_location(&self, project: &str, location: &str) -> Result<&Project, ApiError> {
         let found = self.require_project(project)?;
         if !regions::is_catalogued(location) && !found.regions.iter().any(|r| r == location) {
-            return Err(assumed::unknown_location_error(project, location));
+            return Err(assumed::unknown_location_error(
+                project,
+                location,
+                regions::is_region_name(location),
+            ));
         }
         Ok(found)
     }
