@@ -342,6 +342,36 @@ async fn forbidden_projects_and_resources_answer_permission_denied() {
 }
 
 #[tokio::test]
+async fn a_forbidden_location_refuses_every_call_in_that_region_only() {
+    let emu = start_with(
+        example_seed(),
+        faults(|f| f.forbidden = vec!["projects/acme-prod/locations/asia-east1".into()]),
+    )
+    .await;
+    for kind in ["services", "jobs", "workerPools"] {
+        let reply = emu
+            .get(&format!(
+                "/v2/projects/123456789012/locations/asia-east1/{kind}"
+            ))
+            .await;
+        reply.assert_error(403, "PERMISSION_DENIED");
+        assert!(reply.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("locations/asia-east1/{kind}")));
+    }
+    // The neighbouring regions (also one whose name starts alike) are served.
+    for region in ["us-central1", "asia-east2"] {
+        let reply = emu
+            .get(&format!(
+                "/v2/projects/acme-prod/locations/{region}/services"
+            ))
+            .await;
+        assert_eq!(reply.status, StatusCode::OK, "{region}: {:#}", reply.body);
+    }
+}
+
+#[tokio::test]
 async fn faults_are_configured_at_runtime_through_the_admin_api() {
     let emu = start_example().await;
     let current = emu.admin(Method::GET, "/faults", None).await;

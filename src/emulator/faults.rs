@@ -42,8 +42,9 @@ pub struct Faults {
     pub operation_failure_rate: f64,
     /// Answer 401 UNAUTHENTICATED to calls without `Authorization: Bearer <token>`.
     pub require_token: bool,
-    /// Projects (id or number) or resource names answering 403 PERMISSION_DENIED; prefix an
-    /// entry with `write:` to refuse only writes (`write:acme-prod`).
+    /// Projects (id or number), locations (`projects/P/locations/L`: every call in that
+    /// region) or resource names answering 403 PERMISSION_DENIED; prefix an entry with
+    /// `write:` to refuse only writes (`write:acme-prod`).
     pub forbidden: Vec<String>,
     /// Quotas of a kind of project, used for whichever of `readQuotaPerMinute` /
     /// `writeQuotaPerMinute` is not set (`newProject`: 600 reads and 30 writes per minute
@@ -235,8 +236,17 @@ impl Faults {
                     .or_else(|| name.strip_prefix(&by_number))
                     .map(str::to_string)
             };
+            // An entry names the call's resource, or a location (or collection) holding it.
+            let covers = |entry: &str, name: &str| {
+                name == entry
+                    || name
+                        .strip_prefix(entry)
+                        .is_some_and(|rest| rest.starts_with('/'))
+            };
             resource.is_some_and(|name| {
-                target == name || within(target).is_some_and(|rest| within(name) == Some(rest))
+                covers(target, name)
+                    || within(target)
+                        .is_some_and(|rest| within(name).is_some_and(|n| covers(&rest, &n)))
             })
         })
     }
@@ -481,5 +491,16 @@ mod tests {
         let other = "projects/acme-sec/locations/us-central1/services/b";
         assert!(!faults.is_forbidden(Access::Read, ("acme-sec", "345"), Some(other)));
         assert!(!faults.is_forbidden(Access::Read, ("acme-sec", "345"), None));
+
+        let region = Faults {
+            forbidden: vec!["projects/123/locations/asia-east1".into()],
+            ..Faults::default()
+        };
+        let list = "projects/acme-prod/locations/asia-east1/services";
+        assert!(region.is_forbidden(Access::Read, ("acme-prod", "123"), Some(list)));
+        let other = "projects/acme-prod/locations/asia-east2/services";
+        assert!(!region.is_forbidden(Access::Read, ("acme-prod", "123"), Some(other)));
+        let longer = "projects/acme-prod/locations/asia-east10/services";
+        assert!(!region.is_forbidden(Access::Read, ("acme-prod", "123"), Some(longer)));
     }
 }

@@ -377,8 +377,8 @@ pub struct EmulatorArgs {
     /// Accept calls without an `Authorization: Bearer` header.
     #[arg(long, env = "BINAUTHZ_EMULATOR_ALLOW_UNAUTHENTICATED")]
     pub allow_unauthenticated: bool,
-    /// Projects (id or number) or resource names answering 403; prefix `write:` to refuse
-    /// only writes (comma-separated).
+    /// Projects (id or number), locations (projects/P/locations/L) or resource names
+    /// answering 403; prefix `write:` to refuse only writes (comma-separated).
     #[arg(long, env = "BINAUTHZ_EMULATOR_FORBID", value_delimiter = ',')]
     pub forbid: Vec<String>,
     /// Quotas of a kind of project for whichever of --read-quota / --write-quota is not

@@ -250,14 +250,13 @@ impl Route {
         }
     }
 
-    /// The single resource a call is about (for resource-level forbidden entries).
+    /// What a call is about, for resource- and location-level forbidden entries: the
+    /// resource, the collection listed, or the operation (the project's v1 locations list
+    /// has none).
     fn resource(&self) -> Option<String> {
         match self {
-            Route::Get { .. }
-            | Route::Patch { .. }
-            | Route::GetPolicy { .. }
-            | Route::GetEffectivePolicy { .. } => Some(self.target()),
-            _ => None,
+            Route::ListLocations { .. } => None,
+            _ => Some(self.target()),
         }
     }
 
