@@ -247,6 +247,7 @@ fn bench_case(
         generation: Some(1),
         now: jiff::Timestamp::UNIX_EPOCH,
         pass_failure: None,
+        findings: None,
         outcomes: &outcomes,
         previous,
         history,

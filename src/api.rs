@@ -344,6 +344,142 @@ pub struct BinAuthzBindingStatus {
     /// True when more resources matched than `targets` lists.
     #[serde(default)]
     pub targets_truncated: bool,
+    /// Regions the last pass could not read, and why. Every other region was reconciled;
+    /// targets in these regions are not in `targets` or `summary` until they can be read.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    pub unread_locations: Vec<UnreadLocation>,
+    /// Whether the named policy could be verified to exist (absent for `useDefault`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_check: Option<PolicyCheck>,
+    /// The project's organization policy constraint
+    /// `constraints/run.allowedBinaryAuthorizationPolicies`, as last read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub org_policy: Option<OrgPolicyStatus>,
+}
+
+/// Why something could not be read or written: the operator's failure taxonomy, as status
+/// reasons and `check`'s report name it (troubleshooting in the README).
+#[derive(
+    JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash,
+)]
+pub enum FailureReason {
+    /// The operator's Google identity lacks an IAM permission (the message names it).
+    PermissionDenied,
+    /// The Cloud Run Admin API (or another API the operator calls) is not enabled in the
+    /// project.
+    ApiDisabled,
+    /// A VPC Service Controls perimeter refuses the operator's calls.
+    VpcServiceControls,
+    /// The project does not exist, or the operator's identity cannot see it (Google
+    /// answers both the same way).
+    ProjectNotFoundOrForbidden,
+    /// The named Binary Authorization policy does not exist.
+    PolicyNotFound,
+    /// The organization policy constraint does not allow the desired policy.
+    OrgPolicyConflict,
+    /// Cloud Run did not answer usefully after retries (5xx, timeouts, quota).
+    CloudRunUnavailable,
+    /// Concurrent changes kept invalidating the etag.
+    ConcurrentUpdate,
+    /// Cloud Run refused the write for another reason (its message says which).
+    Rejected,
+}
+
+impl FailureReason {
+    /// The CamelCase name status reasons and reports carry.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::PermissionDenied => "PermissionDenied",
+            Self::ApiDisabled => "ApiDisabled",
+            Self::VpcServiceControls => "VpcServiceControls",
+            Self::ProjectNotFoundOrForbidden => "ProjectNotFoundOrForbidden",
+            Self::PolicyNotFound => "PolicyNotFound",
+            Self::OrgPolicyConflict => "OrgPolicyConflict",
+            Self::CloudRunUnavailable => "CloudRunUnavailable",
+            Self::ConcurrentUpdate => "ConcurrentUpdate",
+            Self::Rejected => "Rejected",
+        }
+    }
+
+    /// Nothing changes until a person acts (grants, enables, corrects the spec).
+    pub fn needs_a_person(self) -> bool {
+        !matches!(self, Self::CloudRunUnavailable | Self::ConcurrentUpdate)
+    }
+}
+
+impl fmt::Display for FailureReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A region a pass could not read.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct UnreadLocation {
+    /// Cloud Run region.
+    #[schemars(length(max = 64))]
+    pub location: String,
+    /// Why it could not be read.
+    pub reason: FailureReason,
+    /// Google's answer and what to do.
+    #[schemars(length(max = 1024))]
+    pub message: String,
+}
+
+/// Whether a named policy could be verified before writing it.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicyCheck {
+    /// What the check found.
+    pub result: PolicyCheckResult,
+    /// Details for people.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[schemars(length(max = 1024))]
+    pub message: String,
+}
+
+/// The result of reading a named Binary Authorization policy.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum PolicyCheckResult {
+    /// The policy exists.
+    Verified,
+    /// Google's managed policy (BCID): never readable by customers, always valid.
+    GoogleManaged,
+    /// The policy's project does not let the operator read it (HTTP 403): writes go
+    /// ahead and Cloud Run decides.
+    Unverifiable,
+    /// The policy does not exist: nothing is written.
+    NotFound,
+}
+
+/// The organization policy constraint on Binary Authorization policies, for one project.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct OrgPolicyStatus {
+    /// Enforced (with its allowed values), NotSet, or Unreadable.
+    pub state: OrgPolicyState,
+    /// With `Enforced`: the values allowed (`default` or policy names). Empty with
+    /// `Enforced` means every value is denied.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
+    pub allowed_values: Vec<String>,
+    /// Details for people (why it could not be read).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[schemars(length(max = 1024))]
+    pub message: String,
+}
+
+/// State of the organization policy constraint in a project.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum OrgPolicyState {
+    /// The constraint limits the policies a resource may carry.
+    Enforced,
+    /// The constraint is not set (or allows every value): the preventive control is off.
+    NotSet,
+    /// The Org Policy API could not be read (the write's answer decides).
+    Unreadable,
 }
 
 /// A status condition (the Kubernetes metav1.Condition shape).

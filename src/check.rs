@@ -21,22 +21,29 @@ use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write as _};
 use std::path::PathBuf;
 
-use futures::{stream, StreamExt};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
 use serde::Serialize;
 
-use crate::api::{Mode, ResourceKind, Summary, TargetState};
-use crate::cloudrun::ratelimit::{interleave_by_region, WRITE_QUEUE};
-use crate::cloudrun::{self, CloudRunArgs, CloudRunClient, LiveResource, RemediationOutcome};
+use crate::api::{
+    Mode, OrgPolicyState, OrgPolicyStatus, PolicyCheck, PolicyCheckResult, ResourceKind, Summary,
+    TargetState, UnreadLocation,
+};
+use crate::cloudrun::{self, CloudRunArgs, CloudRunClient, LiveResource};
+use crate::fleet::inventory::SharedInventory;
+use crate::fleet::read::{read_binding, BindingRead};
+use crate::fleet::remediate::{remediate_all, WriteRequest, Written};
 use crate::manifests::{self, LoadedBinding};
 use crate::plan::{
-    self, BindingInput, BindingKey, PassFailure, PassFailureReason, ReadyReason, StatusInput,
-    WriteFailure, WriteFailureReason, WriteOutcome,
+    self, BindingInput, BindingKey, PassFailure, ReadyReason, StatusInput, WriteOutcome,
 };
 use crate::policy::DesiredPolicy;
-use crate::resource::ResourceId;
+use crate::resource::{ObservedResource, Remediation, ResourceId};
 
-/// Lists in flight at once while reading the fleet.
-const READ_CONCURRENCY: usize = 8;
+/// How long a list serves the bindings of one check pass: every pass asks for lists
+/// started at or after its own start, so this only bounds how long a list is kept.
+const LIST_TTL: Duration = Duration::from_secs(3600);
 
 /// Flags of `binauthz-operator check`.
 #[derive(clap::Args, Debug, Clone)]
@@ -166,7 +173,7 @@ pub async fn check(args: CheckArgs) -> Result<Verdict, CheckError> {
     };
     let client = CloudRunClient::new(config).await?;
     let checker = Checker {
-        client,
+        inventory: SharedInventory::new(client, LIST_TTL),
         bindings: loaded.bindings,
         interactive: std::io::stderr().is_terminal(),
     };
@@ -191,6 +198,7 @@ pub async fn check(args: CheckArgs) -> Result<Verdict, CheckError> {
             let before = report;
             let after = checker.pass().await;
             report = Report::new(&checker, &after, true, &unfinished);
+            report.count_remediated(&changes);
             report.before = Some(Box::new(before));
             report.changes = Some(changes);
         }
@@ -218,7 +226,9 @@ async fn start_emulator(
 
 /// Shared state of one `check` run.
 struct Checker {
-    client: CloudRunClient,
+    /// Every read goes through it, as in the controller: bindings that need the same list
+    /// share it.
+    inventory: SharedInventory,
     bindings: Vec<LoadedBinding>,
     interactive: bool,
 }
@@ -226,9 +236,15 @@ struct Checker {
 /// What one read-and-plan pass saw.
 struct Pass {
     /// Every resource listed, by id.
-    live: BTreeMap<ResourceId, LiveResource>,
-    /// Pass-level failures per binding.
-    failures: BTreeMap<BindingKey, PassFailure>,
+    live: BTreeMap<ResourceId, Arc<LiveResource>>,
+    /// What each active binding's reads produced.
+    reads: BTreeMap<BindingKey, BindingRead>,
+}
+
+impl Pass {
+    fn failure(&self, key: &BindingKey) -> Option<&PassFailure> {
+        self.reads.get(key).and_then(|r| r.failure.as_ref())
+    }
 }
 
 impl Checker {
@@ -244,94 +260,28 @@ impl Checker {
         )
     }
 
-    /// Reads everything the bindings need from Cloud Run.
+    /// Reads everything the bindings need from Cloud Run, on lists started now, through
+    /// the same reader as the controller's passes ([`read_binding`]).
     async fn pass(&self) -> Pass {
-        let mut failures: BTreeMap<BindingKey, PassFailure> = BTreeMap::new();
-        let mut fail = |key: &BindingKey, reason, message: String| {
-            failures
-                .entry(key.clone())
-                .or_insert(PassFailure { reason, message });
-        };
-
-        // Resolve `*` once per project.
-        let mut regions: BTreeMap<String, Result<Vec<String>, cloudrun::Error>> = BTreeMap::new();
-        for b in self.active() {
-            let spec = &b.binding.spec;
-            if spec.locations.iter().any(|l| l == "*") && !regions.contains_key(&spec.project) {
-                let result = self.client.regions(&spec.project).await;
-                regions.insert(spec.project.clone(), result);
-            }
-        }
-
-        // Which lists each binding needs.
-        let mut scopes: BTreeMap<(String, String, ResourceKind), Vec<BindingKey>> = BTreeMap::new();
-        for b in self.active() {
-            let key = Self::key(b);
-            let spec = &b.binding.spec;
-            let locations = if spec.locations.iter().any(|l| l == "*") {
-                match &regions[&spec.project] {
-                    Ok(list) => list.clone(),
-                    Err(e) => {
-                        let (reason, message) = pass_failure(e);
-                        fail(&key, reason, message);
-                        continue;
-                    }
-                }
-            } else {
-                spec.locations.clone()
-            };
-            for location in locations {
-                for kind in ResourceKind::ALL {
-                    if spec.targets.for_kind(kind).is_some() {
-                        scopes
-                            .entry((spec.project.clone(), location.clone(), kind))
-                            .or_default()
-                            .push(key.clone());
-                    }
-                }
-            }
-            if let Some(DesiredPolicy::Named(name)) = spec.desired_policy() {
-                match self.client.policy_exists(&name).await {
-                    Ok(true) => {}
-                    Ok(false) => fail(
-                        &key,
-                        PassFailureReason::PolicyNotFound,
-                        format!("Binary Authorization policy {name} does not exist"),
-                    ),
-                    Err(e) => {
-                        let (reason, message) = pass_failure(&e);
-                        fail(&key, reason, message);
-                    }
-                }
-            }
-        }
-
-        let client = &self.client;
-        let results: Vec<_> = stream::iter(scopes)
-            .map(|((project, location, kind), keys)| async move {
-                let result = client.list_all(&project, &location, kind).await;
-                (keys, result)
-            })
-            .buffer_unordered(READ_CONCURRENCY)
-            .collect()
+        let not_before = Instant::now();
+        let reads: Vec<(BindingKey, BindingRead)> =
+            futures::future::join_all(self.active().map(|b| async move {
+                let read = read_binding(&self.inventory, &b.binding.spec, not_before).await;
+                (Self::key(b), read)
+            }))
             .await;
         let mut live = BTreeMap::new();
-        for (keys, result) in results {
-            match result {
-                Ok(resources) => {
-                    for r in resources {
-                        live.insert(r.observed.id.clone(), r);
-                    }
-                }
-                Err(e) => {
-                    let (reason, message) = pass_failure(&e);
-                    for key in keys {
-                        fail(&key, reason, message.clone());
-                    }
+        for (_, read) in &reads {
+            for list in &read.lists {
+                for r in list.iter() {
+                    live.insert(r.observed.id.clone(), Arc::clone(r));
                 }
             }
         }
-        Pass { live, failures }
+        Pass {
+            live,
+            reads: reads.into_iter().collect(),
+        }
     }
 
     fn active(&self) -> impl Iterator<Item = &LoadedBinding> {
@@ -349,53 +299,68 @@ impl Checker {
             .collect()
     }
 
-    /// Applies every remediation of the pass owned by an Enforce binding whose pass
-    /// succeeded; returns what was done, in resource order.
+    /// Applies every remediation of the pass owned by an Enforce binding whose reads allow
+    /// writing, through the controller's writer; returns what was done, in resource order.
     async fn fix(&self, pass: &Pass) -> Vec<Change> {
         let inputs = self.inputs();
         let Ok(plan) = plan::plan(&inputs, pass.live.values().map(|l| &l.observed)) else {
             return Vec::new();
         };
-        let writes: Vec<_> = plan
+        let requests: Vec<WriteRequest<'_>> = plan
             .writes()
             .into_iter()
-            .filter(|w| w.bindings.iter().any(|b| !pass.failures.contains_key(b)))
-            .filter_map(|w| Some((pass.live.get(&w.resource.id)?, w.remediation)))
+            .filter(|w| {
+                w.bindings
+                    .iter()
+                    .any(|b| pass.reads.get(b).is_some_and(BindingRead::may_write))
+            })
+            .filter_map(|w| {
+                let listed = pass.live.get(&w.resource.id)?;
+                Some(WriteRequest {
+                    resource: w.resource,
+                    remediation: w.remediation,
+                    listed: Some(listed.as_ref()),
+                })
+            })
             .collect();
-        if writes.is_empty() {
+        if requests.is_empty() {
             return Vec::new();
         }
-        let progress = self.interactive.then(|| Progress::new(writes.len()));
-        let client = &self.client;
-        let progress_ref = progress.as_ref();
-        let writes = interleave_by_region(writes, |(live, _)| &live.observed.id);
-        let mut changes: Vec<Change> = stream::iter(writes)
-            .map(|(live, remediation)| async move {
-                let result = client.remediate_listed(live, &remediation).await;
-                if let Some(p) = progress_ref {
-                    p.tick(&live.observed.id);
-                }
-                Change::new(live, &remediation.desired, result)
+        let wanted: BTreeMap<ResourceId, (Arc<LiveResource>, DesiredPolicy)> = requests
+            .iter()
+            .filter_map(|r| {
+                let live = pass.live.get(&r.resource.id)?;
+                Some((
+                    r.resource.id.clone(),
+                    (Arc::clone(live), r.remediation.desired.clone()),
+                ))
             })
-            .buffer_unordered(WRITE_QUEUE)
-            .collect()
-            .await;
+            .collect();
+        let progress = self.interactive.then(|| Progress::new(requests.len()));
+        // The bindings of a check never change while it runs: every planned write stays
+        // wanted (the controller re-plans here, because its bindings can change).
+        let still_wanted = |_: &ObservedResource, _: &Remediation| true;
+        let may_write = || true;
+        let done = |id: &ResourceId, _: &Written| {
+            if let Some(p) = &progress {
+                p.tick(id);
+            }
+        };
+        let written =
+            remediate_all(&self.inventory, requests, &still_wanted, &may_write, &done).await;
         if let Some(p) = progress {
             p.finish();
         }
+        let mut changes: Vec<Change> = written
+            .into_iter()
+            .filter_map(|(id, w)| {
+                let (live, desired) = wanted.get(&id)?;
+                Some(Change::new(live, desired, w?))
+            })
+            .collect();
         changes.sort_by(|a, b| a.id.cmp(&b.id));
         changes
     }
-}
-
-/// Maps a read error to the pass failure a binding reports.
-fn pass_failure(e: &cloudrun::Error) -> (PassFailureReason, String) {
-    let reason = if e.is_permission_denied() || e.is_auth() {
-        PassFailureReason::PermissionDenied
-    } else {
-        PassFailureReason::CloudRunUnavailable
-    };
-    (reason, e.to_string())
 }
 
 /// A progress line on stderr for long fixes (terminals only).
@@ -466,49 +431,25 @@ pub enum ChangeResult {
 }
 
 impl Change {
-    fn new(
-        live: &LiveResource,
-        desired: &DesiredPolicy,
-        result: Result<RemediationOutcome, cloudrun::Error>,
-    ) -> Self {
+    fn new(live: &LiveResource, desired: &DesiredPolicy, written: Written) -> Self {
         let id = live.observed.id.clone();
-        let (result, outcome, message) = match result {
-            Ok(RemediationOutcome::Applied { .. }) | Ok(RemediationOutcome::Validated) => (
-                ChangeResult::Applied,
-                WriteOutcome::Succeeded,
-                String::new(),
-            ),
-            Ok(RemediationOutcome::AlreadySatisfied | RemediationOutcome::Withdrawn) => (
-                ChangeResult::AlreadySatisfied,
-                WriteOutcome::Succeeded,
-                String::new(),
-            ),
-            Ok(RemediationOutcome::Pending { operation }) => (
+        let outcome = written.outcome();
+        let (result, message) = match written {
+            Written::Applied => (ChangeResult::Applied, String::new()),
+            Written::AlreadySatisfied => (ChangeResult::AlreadySatisfied, String::new()),
+            Written::Pending { operation } => (
                 ChangeResult::Pending,
-                WriteOutcome::Pending,
                 format!("operation {operation} still running"),
             ),
-            Err(e) if e.is_not_found() => (ChangeResult::Gone, WriteOutcome::Gone, e.to_string()),
-            Err(e) => {
-                let reason = if e.is_permission_denied() {
-                    WriteFailureReason::PermissionDenied
-                } else if e.is_conflict() {
-                    WriteFailureReason::ConcurrentUpdate
-                } else if e.is_retryable() {
-                    WriteFailureReason::CloudRunUnavailable
-                } else {
-                    WriteFailureReason::Rejected
-                };
-                let message = e.to_string();
-                (
-                    ChangeResult::Failed,
-                    WriteOutcome::Failed(WriteFailure {
-                        reason,
-                        message: message.clone(),
-                    }),
-                    message,
-                )
-            }
+            Written::Withdrawn => (
+                ChangeResult::Pending,
+                "another binding owns it now; not written".to_owned(),
+            ),
+            Written::Gone => (
+                ChangeResult::Gone,
+                "the resource was deleted meanwhile".to_owned(),
+            ),
+            Written::Failed(f) => (ChangeResult::Failed, f.message),
         };
         Self {
             kind: id.kind,
@@ -576,6 +517,15 @@ pub struct BindingReport {
     pub summary: Summary,
     /// Every matched target, those needing attention first.
     pub targets: Vec<TargetRow>,
+    /// Regions that could not be read (every other region was checked).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unread_locations: Vec<UnreadLocation>,
+    /// Whether the named policy could be verified (absent for `useDefault`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy_check: Option<PolicyCheck>,
+    /// The project's organization policy constraint on Binary Authorization policies.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub org_policy: Option<OrgPolicyStatus>,
 }
 
 /// One matched resource of one binding.
@@ -627,7 +577,8 @@ impl Report {
                 let status = bp.full_report(&StatusInput {
                     generation: None,
                     now,
-                    pass_failure: pass.failures.get(key),
+                    pass_failure: pass.failure(key),
+                    findings: pass.reads.get(key).map(|r| &r.findings),
                     outcomes,
                     previous: None,
                     history: None,
@@ -686,6 +637,9 @@ impl Report {
                     message,
                     summary: status.status.summary.unwrap_or_default(),
                     targets,
+                    unread_locations: status.status.unread_locations,
+                    policy_check: status.status.policy_check,
+                    org_policy: status.status.org_policy,
                 });
             }
         }
@@ -703,6 +657,39 @@ impl Report {
             exit_code: verdict.exit_code(),
             verdict,
         }
+    }
+}
+
+impl Report {
+    /// The re-read after `--fix` finds the fixed resources complying; as in a binding's
+    /// status after a pass that fixed them, they are `Remediated` (and still count as
+    /// complying), so the report says what this run did.
+    fn count_remediated(&mut self, changes: &[Change]) {
+        let applied: std::collections::BTreeSet<&ResourceId> = changes
+            .iter()
+            .filter(|c| c.result == ChangeResult::Applied)
+            .map(|c| &c.id)
+            .collect();
+        for binding in &mut self.bindings {
+            for target in &mut binding.targets {
+                let id = ResourceId {
+                    kind: target.kind,
+                    project: binding.project.clone(),
+                    location: target.location.clone(),
+                    name: target.name.clone(),
+                };
+                if matches!(target.state, TargetState::Compliant | TargetState::Breakglass)
+                    && applied.contains(&id)
+                {
+                    target.state = TargetState::Remediated;
+                    binding.summary.remediated += 1;
+                }
+            }
+        }
+        self.summary = self
+            .bindings
+            .iter()
+            .fold(Summary::default(), |acc, b| add(acc, &b.summary));
     }
 }
 
@@ -824,6 +811,26 @@ fn table(
             b.reason,
             b.message
         )?;
+        for unread in &b.unread_locations {
+            writeln!(
+                out,
+                "  {} region {} not read ({}): {}",
+                style.paint("31", "!"),
+                unread.location,
+                unread.reason,
+                unread.message
+            )?;
+        }
+        if let Some(check) = b
+            .policy_check
+            .as_ref()
+            .filter(|c| c.result != PolicyCheckResult::Verified)
+        {
+            writeln!(out, "  policy {:?}: {}", check.result, check.message)?;
+        }
+        if let Some(org) = &b.org_policy {
+            writeln!(out, "  {}", org_policy_line(&b.project, org))?;
+        }
         // By default the table lists what needs attention or changed: not the compliant
         // targets, nor those another binding owns.
         let listed = |t: &TargetRow| {
@@ -896,16 +903,6 @@ fn table(
         }
     }
     let s = &report.summary;
-    let fixed = report.changes.as_deref().map_or(0, |c| {
-        c.iter()
-            .filter(|c| c.result == ChangeResult::Applied)
-            .count()
-    });
-    let fixed = if report.fix {
-        format!(", {fixed} fixed by --fix")
-    } else {
-        String::new()
-    };
     let verdict = match report.verdict {
         Verdict::Compliant => style.paint("32", "all targets comply"),
         Verdict::DriftRemains => style.paint("33", "drift remains"),
@@ -913,7 +910,7 @@ fn table(
     };
     writeln!(
         out,
-        "{} binding(s), {} target(s): {} compliant, {} remediated, {} drifted, {} breakglass, {} superseded, {} conflicted, {} failed, {} deploy(s) blocked{fixed} — {verdict} (exit {})",
+        "{} binding(s), {} target(s): {} compliant, {} remediated, {} drifted, {} breakglass, {} superseded, {} conflicted, {} failed, {} deploy(s) blocked — {verdict} (exit {})",
         report.bindings.len(),
         s.matched,
         s.compliant,
@@ -926,6 +923,31 @@ fn table(
         s.deploy_blocked,
         report.exit_code
     )
+}
+
+/// One line on a project's organization policy constraint: a security team wants to see
+/// the preventive control off as much as on.
+fn org_policy_line(project: &str, org: &OrgPolicyStatus) -> String {
+    match org.state {
+        OrgPolicyState::Enforced if org.allowed_values.is_empty() => format!(
+            "org policy {}: enforced in project {project}, every value denied",
+            cloudrun::ORG_POLICY_CONSTRAINT
+        ),
+        OrgPolicyState::Enforced => format!(
+            "org policy {}: enforced in project {project}, allows {}",
+            cloudrun::ORG_POLICY_CONSTRAINT,
+            org.allowed_values.join(", ")
+        ),
+        OrgPolicyState::NotSet => format!(
+            "org policy {}: not set in project {project} (the preventive control is off)",
+            cloudrun::ORG_POLICY_CONSTRAINT
+        ),
+        OrgPolicyState::Unreadable => format!(
+            "org policy {}: unreadable in project {project}: {}",
+            cloudrun::ORG_POLICY_CONSTRAINT,
+            org.message
+        ),
+    }
 }
 
 fn changes_table(

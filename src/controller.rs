@@ -5,7 +5,7 @@
 //!   the planner's ownership decisions (`src/plan.rs`);
 //! - a pass per binding ([`pass`]) on create/update (generation changes only, so status
 //!   writes never trigger one), every `spec.interval` (on the ticks of a clock shared by
-//!   every binding, see [`inventory::Ticks`]), when an overlapping binding
+//!   every binding, see [`crate::fleet::inventory::Ticks`]), when an overlapping binding
 //!   changes or is deleted (through [`crate::plan::affected_bindings`]), on taking over
 //!   the lease, and after errors with per-binding exponential backoff;
 //! - an inventory shared by all passes ([`inventory`]): one list per (project, location,
@@ -20,7 +20,7 @@
 //! takes over at once.
 
 pub mod events;
-pub mod inventory;
+
 pub mod leader;
 mod pass;
 pub mod status;
@@ -48,7 +48,7 @@ use crate::plan::{affected_bindings, BindingInput, BindingKey, TargetHistory};
 use crate::resource::ResourceId;
 use crate::telemetry::{self, Health, LogFormat, Metrics, PassResult, Telemetry, TelemetryError};
 
-use inventory::SharedInventory;
+use crate::fleet::inventory::SharedInventory;
 use leader::{LeaderConfig, LeaderError, LeaderGate};
 
 /// The API group/version of bindings, for the CRD check.
@@ -562,11 +562,13 @@ async fn check_cluster(client: &Client, url: &str) -> Result<(), Error> {
         .ok_or(Error::CrdNotInstalled)
 }
 
-/// Whether discovery lists the bindings resource.
+/// Whether discovery lists the bindings resource. The API server answers discovery of a
+/// group/version it does not serve with a plain-text `404 page not found`, not a Status
+/// (kube keeps only the HTTP code), so the code decides.
 async fn crd_served(client: &Client) -> Result<bool, Error> {
     match client.list_api_group_resources(GROUP_VERSION).await {
         Ok(list) => Ok(list.resources.iter().any(|r| r.name == PLURAL)),
-        Err(kube::Error::Api(status)) if status.is_not_found() => Ok(false),
+        Err(kube::Error::Api(status)) if status.is_not_found() || status.code == 404 => Ok(false),
         Err(err) => Err(Error::Discovery(kube_error_line(&err))),
     }
 }

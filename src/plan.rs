@@ -48,13 +48,18 @@ use std::sync::Arc;
 
 use jiff::Timestamp;
 
+pub use crate::api::FailureReason;
 use crate::api::{
-    BinAuthzBindingSpec, BinAuthzBindingStatus, BreakglassMode, Condition, Mode, ResourceKind,
-    Summary, TargetState, TargetStatus, ValidationErrors, MAX_STATUS_TARGETS,
+    BinAuthzBindingSpec, BinAuthzBindingStatus, BreakglassMode, Condition, Mode, OrgPolicyStatus,
+    PolicyCheck, ResourceKind, Summary, TargetState, TargetStatus, UnreadLocation,
+    ValidationErrors, MAX_STATUS_TARGETS,
 };
 use crate::matching::{BindingMatcher, Inventory};
 use crate::policy::DesiredPolicy;
 use crate::resource::{BreakglassChange, ObservedResource, Remediation, ResourceId};
+
+/// Most unread regions a status lists (the CRD's `maxItems`).
+const MAX_UNREAD_LOCATIONS: usize = 64;
 
 /// Longest message in a condition or target entry (the CRD's `maxLength`).
 const MAX_MESSAGE_CHARS: usize = 1024;
@@ -453,24 +458,26 @@ impl<'r> BindingPlan<'r> {
     }
 }
 
-/// A failure that spoiled the whole pass of a binding (reported by the caller).
+/// A failure that spoiled the whole pass of a binding (reported by the caller): nothing
+/// was read, or nothing may be written.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PassFailure {
     /// What went wrong.
-    pub reason: PassFailureReason,
-    /// Details for people (Cloud Run's message, which list failed).
+    pub reason: FailureReason,
+    /// Google's answer and what to do (complete: the status shows it as it is).
     pub message: String,
 }
 
-/// Kinds of pass-level failure.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum PassFailureReason {
-    /// Cloud Run refused to list (or read) the binding's resources.
-    PermissionDenied,
-    /// The named policy does not exist.
-    PolicyNotFound,
-    /// Cloud Run did not answer (5xx, timeouts) after retries.
-    CloudRunUnavailable,
+/// What a pass learnt besides the resources: the regions it could not read (the others
+/// were planned), and the checks made before writing.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PassFindings {
+    /// Regions that could not be read, in location order.
+    pub unread: Vec<UnreadLocation>,
+    /// The named policy's check (absent for `useDefault`).
+    pub policy_check: Option<PolicyCheck>,
+    /// The project's organization policy constraint.
+    pub org_policy: Option<OrgPolicyStatus>,
 }
 
 /// What became of one remediation write.
@@ -478,7 +485,8 @@ pub enum PassFailureReason {
 pub enum WriteOutcome {
     /// Written and confirmed.
     Succeeded,
-    /// Not finished (operation still running, retry scheduled, not attempted yet).
+    /// Not finished (operation still running, retry scheduled, not attempted yet, or
+    /// withdrawn because another binding took the resource over).
     Pending,
     /// The resource disappeared before it could be written; it is dropped from the status.
     Gone,
@@ -486,39 +494,27 @@ pub enum WriteOutcome {
     Failed(WriteFailure),
 }
 
-/// A failed write: why, and Cloud Run's words.
+/// A failed write: why, and Cloud Run's words with what to do.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WriteFailure {
     /// What went wrong.
-    pub reason: WriteFailureReason,
+    pub reason: FailureReason,
     /// Details for people.
     pub message: String,
 }
 
-/// Kinds of write failure.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum WriteFailureReason {
-    /// The operator may not update the resource.
-    PermissionDenied,
-    /// Cloud Run refused the named policy as unknown.
-    PolicyNotFound,
-    /// Cloud Run did not answer after retries.
-    CloudRunUnavailable,
-    /// Concurrent changes kept invalidating the etag.
-    ConcurrentUpdate,
-    /// Any other refusal.
-    Rejected,
-}
-
-impl WriteFailureReason {
-    fn describe(self) -> &'static str {
-        match self {
-            Self::PermissionDenied => "permission denied",
-            Self::PolicyNotFound => "policy not found",
-            Self::CloudRunUnavailable => "Cloud Run unavailable",
-            Self::ConcurrentUpdate => "kept changing concurrently",
-            Self::Rejected => "rejected",
-        }
+/// Short words for a failed write in a target's message.
+fn describe(reason: FailureReason) -> &'static str {
+    match reason {
+        FailureReason::PermissionDenied => "permission denied",
+        FailureReason::ApiDisabled => "API disabled",
+        FailureReason::VpcServiceControls => "refused by VPC Service Controls",
+        FailureReason::ProjectNotFoundOrForbidden => "project not found or forbidden",
+        FailureReason::PolicyNotFound => "policy not found",
+        FailureReason::OrgPolicyConflict => "refused by the organization policy",
+        FailureReason::CloudRunUnavailable => "Cloud Run unavailable",
+        FailureReason::ConcurrentUpdate => "kept changing concurrently",
+        FailureReason::Rejected => "rejected",
     }
 }
 
@@ -531,10 +527,18 @@ pub enum ReadyReason {
     Drifted,
     /// Some remediation failed.
     RemediationFailed,
-    /// Cloud Run refused the operator (listing or writing).
+    /// Cloud Run refused the operator (listing or writing): a permission is missing.
     PermissionDenied,
+    /// The Cloud Run Admin API is not enabled in the project.
+    ApiDisabled,
+    /// A VPC Service Controls perimeter refuses the operator.
+    VpcServiceControls,
+    /// The project does not exist or the operator cannot see it.
+    ProjectNotFoundOrForbidden,
     /// The named policy does not exist.
     PolicyNotFound,
+    /// The organization policy constraint does not allow the desired policy.
+    OrgPolicyConflict,
     /// Cloud Run did not answer.
     CloudRunUnavailable,
     /// An equal-priority binding wants a different policy for some target.
@@ -553,7 +557,11 @@ impl ReadyReason {
             Self::Drifted => "Drifted",
             Self::RemediationFailed => "RemediationFailed",
             Self::PermissionDenied => "PermissionDenied",
+            Self::ApiDisabled => "ApiDisabled",
+            Self::VpcServiceControls => "VpcServiceControls",
+            Self::ProjectNotFoundOrForbidden => "ProjectNotFoundOrForbidden",
             Self::PolicyNotFound => "PolicyNotFound",
+            Self::OrgPolicyConflict => "OrgPolicyConflict",
             Self::CloudRunUnavailable => "CloudRunUnavailable",
             Self::Conflict => "Conflict",
             Self::InvalidSpec => "InvalidSpec",
@@ -574,8 +582,29 @@ impl ReadyReason {
     pub fn is_stalled(self) -> bool {
         matches!(
             self,
-            Self::PermissionDenied | Self::PolicyNotFound | Self::Conflict | Self::InvalidSpec
+            Self::PermissionDenied
+                | Self::ApiDisabled
+                | Self::VpcServiceControls
+                | Self::ProjectNotFoundOrForbidden
+                | Self::PolicyNotFound
+                | Self::OrgPolicyConflict
+                | Self::Conflict
+                | Self::InvalidSpec
         )
+    }
+
+    /// The Ready reason a failure gives a binding.
+    pub fn of_failure(reason: FailureReason) -> Self {
+        match reason {
+            FailureReason::PermissionDenied => Self::PermissionDenied,
+            FailureReason::ApiDisabled => Self::ApiDisabled,
+            FailureReason::VpcServiceControls => Self::VpcServiceControls,
+            FailureReason::ProjectNotFoundOrForbidden => Self::ProjectNotFoundOrForbidden,
+            FailureReason::PolicyNotFound => Self::PolicyNotFound,
+            FailureReason::OrgPolicyConflict => Self::OrgPolicyConflict,
+            FailureReason::CloudRunUnavailable => Self::CloudRunUnavailable,
+            FailureReason::ConcurrentUpdate | FailureReason::Rejected => Self::RemediationFailed,
+        }
     }
 }
 
@@ -757,6 +786,8 @@ pub struct StatusInput<'a> {
     pub now: Timestamp,
     /// A failure that spoiled the pass, if any.
     pub pass_failure: Option<&'a PassFailure>,
+    /// Unread regions and the policy checks of the pass (`None`: nothing to report).
+    pub findings: Option<&'a PassFindings>,
     /// Outcome of each write, by resource; shared by every binding of a pass is fine. A
     /// remediated target without an entry counts as [`WriteOutcome::Pending`]; entries for
     /// targets the plan did not remediate are ignored.
@@ -882,7 +913,7 @@ impl<'r> BindingPlan<'r> {
             .filter_map(|t| resolve(t, input.outcomes))
             .collect();
         let summary = summarize(&resolved);
-        let (reason, message) = ready(me, &summary, &resolved, input.pass_failure);
+        let (reason, message) = ready(me, &summary, &resolved, input.pass_failure, input.findings);
         let pending = resolved.iter().filter(|r| r.pending).count();
 
         // One pass over every target for history and transitions; the (allocating) status
@@ -961,6 +992,18 @@ impl<'r> BindingPlan<'r> {
                 summary: Some(summary),
                 targets,
                 targets_truncated: resolved.len() > limit,
+                unread_locations: input
+                    .findings
+                    .map(|f| {
+                        f.unread
+                            .iter()
+                            .take(MAX_UNREAD_LOCATIONS)
+                            .cloned()
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                policy_check: input.findings.and_then(|f| f.policy_check.clone()),
+                org_policy: input.findings.and_then(|f| f.org_policy.clone()),
             },
             ready: reason,
             transitions,
@@ -1050,49 +1093,87 @@ fn attention_rank(r: &Resolved<'_, '_>) -> u8 {
     }
 }
 
+/// How soon a cause of failure is reported: what a person must fix first (access, then
+/// the policy), then an outage. Writes failing for other reasons are RemediationFailed.
+fn precedence(reason: FailureReason) -> Option<u8> {
+    Some(match reason {
+        FailureReason::ProjectNotFoundOrForbidden => 0,
+        FailureReason::ApiDisabled => 1,
+        FailureReason::VpcServiceControls => 2,
+        FailureReason::PermissionDenied => 3,
+        FailureReason::PolicyNotFound => 4,
+        FailureReason::OrgPolicyConflict => 5,
+        FailureReason::CloudRunUnavailable => 6,
+        FailureReason::ConcurrentUpdate | FailureReason::Rejected => return None,
+    })
+}
+
+/// The binding-level cause of failure, if any: from the pass, the unread regions and the
+/// writes, the one of highest precedence (the pass's first among equals).
+fn failure_cause(
+    resolved: &[Resolved<'_, '_>],
+    pass_failure: Option<&PassFailure>,
+    findings: Option<&PassFindings>,
+) -> Option<(FailureReason, String)> {
+    let mut best: Option<(u8, FailureReason, String)> = None;
+    let mut offer = |reason: FailureReason, what: &dyn Fn() -> String| {
+        let Some(rank) = precedence(reason) else {
+            return;
+        };
+        if best.as_ref().is_none_or(|(r, _, _)| rank < *r) {
+            best = Some((rank, reason, what()));
+        }
+    };
+    if let Some(f) = pass_failure {
+        offer(f.reason, &|| f.message.clone());
+    }
+    let unread = findings.map_or(&[][..], |f| f.unread.as_slice());
+    if let Some(first) = unread
+        .iter()
+        .min_by_key(|u| precedence(u.reason).unwrap_or(u8::MAX))
+    {
+        offer(first.reason, &|| {
+            let mut what = format!(
+                "{} region(s) could not be read, every other region is reconciled: {}: {}",
+                unread.len(),
+                first.location,
+                first.message
+            );
+            if unread.len() > 1 {
+                let others: Vec<&str> = unread
+                    .iter()
+                    .filter(|u| u.location != first.location)
+                    .map(|u| u.location.as_str())
+                    .collect();
+                what.push_str(&format!(" (also {})", others.join(", ")));
+            }
+            what
+        });
+    }
+    // Writes run in the binding's project: the write of highest precedence, once per
+    // reason (messages are formatted only for a new best). A write that failed for an
+    // outage is a failed remediation, retried: not the binding's cause.
+    for r in resolved {
+        if let Some(f) = r.failure.filter(|f| f.reason != FailureReason::CloudRunUnavailable) {
+            offer(f.reason, &|| {
+                format!("{}: {}", r.target.resource.id, f.message)
+            });
+        }
+    }
+    best.map(|(_, reason, what)| (reason, what))
+}
+
 fn ready(
     me: &ActiveBinding,
     s: &Summary,
     resolved: &[Resolved<'_, '_>],
     pass_failure: Option<&PassFailure>,
+    findings: Option<&PassFindings>,
 ) -> (ReadyReason, String) {
     let owned = s.matched - s.superseded;
-    let pass = |reason: PassFailureReason| {
-        pass_failure
-            .filter(|f| f.reason == reason)
-            .map(|f| f.message.clone())
-    };
-    let write = |reason: WriteFailureReason| {
-        resolved.iter().find_map(|r| {
-            let f = r.failure.filter(|f| f.reason == reason)?;
-            Some(format!("{}: {}", r.target.resource.id, f.message))
-        })
-    };
-    // The most actionable cause first: access, then a missing policy, then an outage.
-    if let Some(what) = pass(PassFailureReason::PermissionDenied)
-        .or_else(|| write(WriteFailureReason::PermissionDenied))
-    {
-        return (
-            ReadyReason::PermissionDenied,
-            format!("{what}; grant the operator's Google service account permission to list and update Cloud Run resources in the project (e.g. roles/run.developer)"),
-        );
-    }
-    if let Some(what) = pass(PassFailureReason::PolicyNotFound)
-        .or_else(|| write(WriteFailureReason::PolicyNotFound))
-    {
-        return (
-            ReadyReason::PolicyNotFound,
-            format!(
-                "{what}; create policy {} or correct spec.policy.name",
-                me.desired
-            ),
-        );
-    }
-    if let Some(what) = pass(PassFailureReason::CloudRunUnavailable) {
-        return (
-            ReadyReason::CloudRunUnavailable,
-            format!("{what}; the operator retries with backoff"),
-        );
+    // The message of a failure is complete (Google's words and what to do): shown as is.
+    if let Some((reason, what)) = failure_cause(resolved, pass_failure, findings) {
+        return (ReadyReason::of_failure(reason), what);
     }
     if s.conflicted > 0 {
         let others: BTreeSet<&BindingKey> = resolved
@@ -1264,7 +1345,7 @@ fn target_message(me: &ActiveBinding, r: &Resolved<'_, '_>) -> String {
                 }
                 TargetState::Failed => {
                     let f = r.failure.map_or(("rejected", ""), |f| {
-                        (f.reason.describe(), f.message.as_str())
+                        (describe(f.reason), f.message.as_str())
                     });
                     format!("setting policy {} failed: {}: {}", rem.desired, f.0, f.1)
                 }
@@ -1847,6 +1928,7 @@ mod tests {
             generation: Some(3),
             now,
             pass_failure: None,
+            findings: None,
             outcomes,
             previous,
             history: None,
@@ -1861,7 +1943,7 @@ mod tests {
         (resource.id.clone(), outcome)
     }
 
-    fn failed(reason: WriteFailureReason, message: &str) -> WriteOutcome {
+    fn failed(reason: FailureReason, message: &str) -> WriteOutcome {
         WriteOutcome::Failed(WriteFailure {
             reason,
             message: message.into(),
@@ -1979,17 +2061,17 @@ mod tests {
         };
         assert_eq!(
             reason(vec![
-                outcome(&estate[0], failed(WriteFailureReason::Rejected, "bad")),
+                outcome(&estate[0], failed(FailureReason::Rejected, "bad")),
                 outcome(&estate[1], WriteOutcome::Succeeded),
             ]),
             (ReadyReason::RemediationFailed, "False".to_owned())
         );
         assert_eq!(
             reason(vec![
-                outcome(&estate[0], failed(WriteFailureReason::Rejected, "bad")),
+                outcome(&estate[0], failed(FailureReason::Rejected, "bad")),
                 outcome(
                     &estate[1],
-                    failed(WriteFailureReason::PermissionDenied, "denied")
+                    failed(FailureReason::PermissionDenied, "denied")
                 ),
             ]),
             (ReadyReason::PermissionDenied, "True".to_owned())
@@ -1997,13 +2079,13 @@ mod tests {
         assert_eq!(
             reason(vec![outcome(
                 &estate[1],
-                failed(WriteFailureReason::PolicyNotFound, "no such policy")
+                failed(FailureReason::PolicyNotFound, "no such policy")
             )]),
             (ReadyReason::PolicyNotFound, "True".to_owned())
         );
         let outcomes = BTreeMap::from([outcome(
             &estate[1],
-            failed(WriteFailureReason::Rejected, "quota"),
+            failed(FailureReason::Rejected, "quota"),
         )]);
         let report = status_of(&plan, "x", &outcomes, None, at(0));
         assert_eq!(
@@ -2030,29 +2112,46 @@ mod tests {
         let plan = run(&[binding("x")], &estate);
         for (reason, want, stalled) in [
             (
-                PassFailureReason::PermissionDenied,
+                FailureReason::PermissionDenied,
                 ReadyReason::PermissionDenied,
                 "True",
             ),
+            (FailureReason::ApiDisabled, ReadyReason::ApiDisabled, "True"),
             (
-                PassFailureReason::PolicyNotFound,
+                FailureReason::VpcServiceControls,
+                ReadyReason::VpcServiceControls,
+                "True",
+            ),
+            (
+                FailureReason::ProjectNotFoundOrForbidden,
+                ReadyReason::ProjectNotFoundOrForbidden,
+                "True",
+            ),
+            (
+                FailureReason::PolicyNotFound,
                 ReadyReason::PolicyNotFound,
                 "True",
             ),
             (
-                PassFailureReason::CloudRunUnavailable,
+                FailureReason::OrgPolicyConflict,
+                ReadyReason::OrgPolicyConflict,
+                "True",
+            ),
+            (
+                FailureReason::CloudRunUnavailable,
                 ReadyReason::CloudRunUnavailable,
                 "False",
             ),
         ] {
             let failure = PassFailure {
                 reason,
-                message: "listing services in us-central1 failed".into(),
+                message: "listing services in us-central1 failed; do this".into(),
             };
             let report = plan.binding(&key("x")).unwrap().status(&StatusInput {
                 generation: Some(1),
                 now: at(0),
                 pass_failure: Some(&failure),
+                findings: None,
                 outcomes: &BTreeMap::new(),
                 previous: None,
                 history: None,
@@ -2060,14 +2159,16 @@ mod tests {
             assert_eq!(report.ready, want);
             let ready = condition(&report.status, "Ready");
             assert_eq!(ready.status, "False");
-            assert!(
-                ready
-                    .message
-                    .starts_with("listing services in us-central1 failed; "),
-                "{}",
-                ready.message
+            // The failure's message is complete: shown as it is.
+            assert_eq!(
+                ready.message,
+                "listing services in us-central1 failed; do this"
             );
-            assert_eq!(condition(&report.status, "Stalled").status, stalled);
+            assert_eq!(
+                condition(&report.status, "Stalled").status,
+                stalled,
+                "{reason}"
+            );
         }
     }
 
@@ -2076,28 +2177,71 @@ mod tests {
         let estate = [service("us-central1", "a").policy_none()];
         let plan = run(&[binding("x")], &estate);
         let outage = PassFailure {
-            reason: PassFailureReason::CloudRunUnavailable,
+            reason: FailureReason::CloudRunUnavailable,
             message: "listing jobs in us-central1 timed out".into(),
         };
         let outcomes = BTreeMap::from([outcome(
             &estate[0],
             failed(
-                WriteFailureReason::PermissionDenied,
-                "run.services.update denied",
+                FailureReason::PermissionDenied,
+                "run.services.update denied; grant it",
             ),
         )]);
         let report = plan.binding(&key("x")).unwrap().status(&StatusInput {
             generation: Some(1),
             now: at(0),
             pass_failure: Some(&outage),
+            findings: None,
             outcomes: &outcomes,
             previous: None,
             history: None,
         });
         assert_eq!(report.ready, ReadyReason::PermissionDenied);
-        assert!(condition(&report.status, "Ready").message.starts_with(
-            "Service us-central1/a (project acme-prod): run.services.update denied; grant"
-        ));
+        assert_eq!(
+            condition(&report.status, "Ready").message,
+            "Service us-central1/a (project acme-prod): run.services.update denied; grant it"
+        );
+    }
+
+    #[test]
+    fn unread_regions_fail_ready_but_the_others_are_reported() {
+        let estate = [
+            service("us-central1", "a").policy_default(),
+            service("us-central1", "b").policy_none(),
+        ];
+        let plan = run(&[binding("x")], &estate);
+        let unread = |location: &str, reason| UnreadLocation {
+            location: location.into(),
+            reason,
+            message: format!("{location} refused"),
+        };
+        let findings = PassFindings {
+            unread: vec![
+                unread("asia-east1", FailureReason::CloudRunUnavailable),
+                unread("me-west1", FailureReason::VpcServiceControls),
+            ],
+            ..PassFindings::default()
+        };
+        let report = plan.binding(&key("x")).unwrap().status(&StatusInput {
+            generation: Some(1),
+            now: at(0),
+            pass_failure: None,
+            findings: Some(&findings),
+            outcomes: &BTreeMap::new(),
+            previous: None,
+            history: None,
+        });
+        // The most actionable unread region names the reason; both are listed.
+        assert_eq!(report.ready, ReadyReason::VpcServiceControls);
+        let message = &condition(&report.status, "Ready").message;
+        assert!(
+            message.starts_with("2 region(s) could not be read, every other region is reconciled: me-west1: me-west1 refused (also asia-east1)"),
+            "{message}"
+        );
+        assert_eq!(report.status.unread_locations, findings.unread);
+        // The regions that were read are planned and reported as usual.
+        let summary = report.status.summary.unwrap();
+        assert_eq!((summary.matched, summary.drifted), (2, 1));
     }
 
     #[test]
@@ -2278,6 +2422,7 @@ mod tests {
             generation: Some(3),
             now: at(1200),
             pass_failure: None,
+            findings: None,
             outcomes: &BTreeMap::new(),
             previous: Some(&second.status),
             history: Some(&second.history),
@@ -2329,6 +2474,7 @@ mod tests {
             generation: Some(3),
             now: at(0),
             pass_failure: None,
+            findings: None,
             outcomes: &BTreeMap::new(),
             previous: None,
             history: None,
@@ -2763,6 +2909,7 @@ mod properties {
                 generation: Some(1),
                 now: Timestamp::UNIX_EPOCH,
                 pass_failure: None,
+                findings: None,
                 outcomes: &BTreeMap::new(),
                 previous: None,
                 history: None,
@@ -2791,7 +2938,7 @@ mod properties {
                         1 => WriteOutcome::Pending,
                         2 => WriteOutcome::Gone,
                         _ => WriteOutcome::Failed(WriteFailure {
-                            reason: WriteFailureReason::Rejected,
+                            reason: FailureReason::Rejected,
                             message: "no".into(),
                         }),
                     };
@@ -2803,6 +2950,7 @@ mod properties {
                     generation: Some(1),
                     now: Timestamp::UNIX_EPOCH,
                     pass_failure: None,
+                    findings: None,
                     outcomes: &outcomes,
                     previous: None,
                     history: None,

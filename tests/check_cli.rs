@@ -164,7 +164,8 @@ fn fix_then_recheck_is_clean_and_only_binary_authorization_changed() {
     );
     assert!(stdout.contains("== Drift found"), "{stdout}");
     assert!(stdout.contains("== Fixed"), "{stdout}");
-    assert!(stdout.contains("10 fixed by --fix"), "{stdout}");
+    let last = stdout.lines().last().unwrap_or_default();
+    assert_eq!(count(last, "remediated"), 10, "{stdout}");
 
     // A second run, a new process: nothing left to do.
     let again = check(&[&["-f", path(&bindings()), "-o", "json"][..], &endpoint[..]].concat());
@@ -191,6 +192,98 @@ fn fix_then_recheck_is_clean_and_only_binary_authorization_changed() {
     }
     let after = emulator.admin("state");
     assert_ne!(before, after);
+}
+
+/// The number before `what` in a summary line (`... 19 compliant, 10 remediated, ...`).
+fn count(line: &str, what: &str) -> u64 {
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let at = words
+        .iter()
+        .position(|w| w.trim_end_matches(',') == what)
+        .unwrap_or_else(|| panic!("no count of {what:?} in {line:?}"));
+    at.checked_sub(1)
+        .and_then(|i| words[i].parse().ok())
+        .unwrap_or_else(|| panic!("no number before {what:?} in {line:?}"))
+}
+
+#[test]
+fn make_demo_summary_counts_the_fixes_as_remediated_and_says_it_once() {
+    // `make demo`, word for word.
+    let out = check(&[
+        "-f",
+        path(&repo().join("examples")),
+        "--fix",
+        "--emulator",
+        path(&seed()),
+    ]);
+    let stdout = text(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        text(&out.stderr)
+    );
+    let section = |heading: &str| -> Vec<&str> {
+        stdout
+            .lines()
+            .skip_while(|l| *l != heading)
+            .skip(1)
+            .take_while(|l| !l.starts_with("== "))
+            .filter(|l| !l.trim().is_empty())
+            .collect()
+    };
+    let applied = section("== Fixed")
+        .iter()
+        .filter(|l| l.ends_with(": applied"))
+        .count();
+    assert_eq!(applied, 10, "{stdout}");
+
+    // Before the fixes nothing is remediated yet; afterwards every applied fix is, and
+    // no other phrase counts the fixes a second time.
+    let before = section("== Drift found");
+    let before = before.last().copied().unwrap_or_default();
+    assert_eq!(count(before, "remediated"), 0, "{stdout}");
+    assert_eq!(count(before, "drifted"), 10, "{stdout}");
+    let last = stdout.lines().last().unwrap_or_default();
+    assert!(last.contains("all targets comply (exit 0)"), "{stdout}");
+    assert_eq!(count(last, "remediated"), 10, "{last}");
+    assert_eq!(count(last, "drifted"), 0, "{last}");
+    assert!(
+        !last.contains("fixed"),
+        "one word for the fixes, `remediated`: {last}"
+    );
+}
+
+#[test]
+fn the_json_report_counts_the_fixes_as_remediated_like_the_table() {
+    let out = check(&[
+        "-f",
+        path(&repo().join("examples")),
+        "--fix",
+        "--emulator",
+        path(&seed()),
+        "-o",
+        "json",
+    ]);
+    let report = json_report(&out);
+    let applied = report["changes"]
+        .as_array()
+        .expect("changes")
+        .iter()
+        .filter(|c| c["result"] == "Applied")
+        .count();
+    assert!(applied > 0, "{report}");
+    let remediated_targets = report["bindings"]
+        .as_array()
+        .expect("bindings")
+        .iter()
+        .flat_map(|b| b["targets"].as_array().cloned().unwrap_or_default())
+        .filter(|t| t["state"] == "Remediated")
+        .count();
+    // Each fixed resource is matched by exactly one binding in the examples.
+    assert_eq!(report["summary"]["remediated"], applied, "{report}");
+    assert_eq!(remediated_targets, applied, "{report}");
+    assert_eq!(report["before"]["summary"]["remediated"], 0, "{report}");
 }
 
 #[test]
@@ -405,7 +498,7 @@ fn every_invalid_corpus_sample_is_refused_by_check() {
 }
 
 #[test]
-fn permission_denied_exits_1_with_the_reason() {
+fn a_project_refused_everywhere_exits_1_with_the_reason() {
     let emulator = Emulator::start(&["--forbid", "acme-staging"]);
     let out = check(&[
         "-f",
@@ -423,8 +516,11 @@ fn permission_denied_exits_1_with_the_reason() {
         .iter()
         .find(|b| b["name"] == "staging")
         .expect("staging");
-    assert_eq!(staging["reason"], "PermissionDenied");
+    // Google answers 403 for a missing project and for one the operator cannot see.
+    assert_eq!(staging["reason"], "ProjectNotFoundOrForbidden");
     assert_eq!(staging["ready"], "False");
+    let message = staging["message"].as_str().expect("message");
+    assert!(message.contains("check spec.project"), "{message}");
     assert_eq!(report["verdict"], "Error");
 }
 

@@ -891,8 +891,9 @@ async fn breakglass_and_blocked_deploys_are_reported_without_writing() {
 }
 
 #[tokio::test]
-async fn permission_denied_stalls_the_binding() {
-    // Cloud Run answers 403 to every call in acme-prod.
+async fn a_project_refused_everywhere_stalls_the_binding() {
+    // Cloud Run answers 403 to every call in acme-prod: Google's answer for a project that
+    // does not exist and for one the operator cannot see.
     let Some(s) = scenario_with(&["--forbid=acme-prod"]).await else {
         return;
     };
@@ -906,7 +907,7 @@ async fn permission_denied_stalls_the_binding() {
         )
         .await
         .expect("creating the binding");
-    let b = wait_reason(&s.api, "denied", "PermissionDenied").await;
+    let b = wait_reason(&s.api, "denied", "ProjectNotFoundOrForbidden").await;
     assert_eq!(
         condition(&b, "Stalled").map(|c| c.status.as_str()),
         Some("True"),

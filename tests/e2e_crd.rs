@@ -11,8 +11,9 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use binauthz_operator::api::{
-    BinAuthzBinding, BinAuthzBindingStatus, Condition, ResourceKind, Summary, TargetState,
-    TargetStatus,
+    BinAuthzBinding, BinAuthzBindingStatus, Condition, FailureReason, OrgPolicyState,
+    OrgPolicyStatus, PolicyCheck, PolicyCheckResult, ResourceKind, Summary, TargetState,
+    TargetStatus, UnreadLocation,
 };
 use kube::api::{ApiResource, DynamicObject, Patch, PatchParams, PostParams};
 use kube::Api;
@@ -511,6 +512,20 @@ async fn kubectl_get_shows_the_printer_columns() {
             last_transition_time: Some("2026-01-05T10:00:00Z".to_owned()),
         }],
         targets_truncated: false,
+        unread_locations: vec![UnreadLocation {
+            location: "me-west1".to_owned(),
+            reason: FailureReason::VpcServiceControls,
+            message: "listing services: Request is prohibited by organization's policy".to_owned(),
+        }],
+        policy_check: Some(PolicyCheck {
+            result: PolicyCheckResult::Unverifiable,
+            message: "cannot read policy".to_owned(),
+        }),
+        org_policy: Some(OrgPolicyStatus {
+            state: OrgPolicyState::Enforced,
+            allowed_values: vec!["default".to_owned()],
+            message: String::new(),
+        }),
     };
     let typed = bindings_api(client, &ns);
     let patched = typed

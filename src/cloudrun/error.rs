@@ -183,6 +183,17 @@ pub struct FieldViolation {
     pub description: String,
 }
 
+/// One `google.rpc.PreconditionFailure` violation.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PreconditionViolation {
+    /// The precondition type, e.g. an organization policy constraint.
+    pub kind: String,
+    /// What failed it, e.g. `projects/p`.
+    pub subject: String,
+    /// Human description.
+    pub description: String,
+}
+
 /// The typed details of a Google error (`error.details[]`) this client understands; other
 /// detail types are ignored. At most [`MAX_VIOLATIONS`] violations of each kind are kept,
 /// their texts clipped like messages (see [`clip`]).
@@ -196,6 +207,8 @@ pub struct ErrorDetails {
     pub quota_violations: Vec<QuotaViolation>,
     /// `BadRequest.fieldViolations`.
     pub field_violations: Vec<FieldViolation>,
+    /// `PreconditionFailure.violations`.
+    pub precondition_violations: Vec<PreconditionViolation>,
 }
 
 impl ErrorDetails {
@@ -232,6 +245,20 @@ impl ErrorDetails {
                                     description: clip(&v.description, MAX_VIOLATION_TEXT),
                                 }
                             }));
+                    }
+                }
+                "google.rpc.PreconditionFailure" => {
+                    if let Ok(failure) = RawPreconditionFailure::deserialize(detail) {
+                        let room = MAX_VIOLATIONS.saturating_sub(out.precondition_violations.len());
+                        out.precondition_violations.extend(
+                            failure.violations.into_iter().take(room).map(|v| {
+                                PreconditionViolation {
+                                    kind: clip(&v.kind, MAX_VIOLATION_TEXT),
+                                    subject: clip(&v.subject, MAX_VIOLATION_TEXT),
+                                    description: clip(&v.description, MAX_VIOLATION_TEXT),
+                                }
+                            }),
+                        );
                     }
                 }
                 "google.rpc.BadRequest" => {
@@ -273,6 +300,22 @@ struct RawQuotaFailure {
 
 #[derive(Deserialize)]
 struct RawQuotaViolation {
+    #[serde(default)]
+    subject: String,
+    #[serde(default)]
+    description: String,
+}
+
+#[derive(Deserialize)]
+struct RawPreconditionFailure {
+    #[serde(default)]
+    violations: Vec<RawPreconditionViolation>,
+}
+
+#[derive(Deserialize)]
+struct RawPreconditionViolation {
+    #[serde(default, rename = "type")]
+    kind: String,
     #[serde(default)]
     subject: String,
     #[serde(default)]
@@ -424,6 +467,59 @@ impl fmt::Display for ApiError {
         }
         Ok(())
     }
+}
+
+/// The organization policy constraint that limits which Binary Authorization policies
+/// Cloud Run resources may carry.
+pub const ORG_POLICY_CONSTRAINT: &str = "constraints/run.allowedBinaryAuthorizationPolicies";
+
+/// What a failed call means, whatever API answered: the failure taxonomy of the operator
+/// ([`Error::failure`]). Status reasons, `check`'s report, events and metrics all derive
+/// from it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Failure {
+    /// The operator's identity lacks an IAM permission (HTTP 403). Google answers the same
+    /// for a resource or project that does not exist.
+    PermissionDenied,
+    /// The API is not enabled in the project (403, `ErrorInfo.reason` SERVICE_DISABLED).
+    ApiDisabled,
+    /// A VPC Service Controls perimeter refused the call (403, SECURITY_POLICY_VIOLATED).
+    VpcServiceControls,
+    /// The credentials were refused or none could be found (HTTP 401, token errors).
+    Unauthenticated,
+    /// The resource does not exist (HTTP 404).
+    NotFound,
+    /// The organization policy constraint refused the policy written.
+    OrgPolicyDenied,
+    /// A concurrent change won (stale etag, HTTP 409) after the client's re-reads.
+    Conflict,
+    /// A quota stayed exhausted after the client's retries (HTTP 429).
+    QuotaExceeded,
+    /// No usable answer after retries: 5xx, timeouts, transport, undecodable answers.
+    Unavailable,
+    /// Any other refusal (invalid argument, failed precondition, unimplemented, ...).
+    Rejected,
+}
+
+impl Failure {
+    /// Worth trying again soon without a person doing anything.
+    pub fn is_transient(self) -> bool {
+        matches!(
+            self,
+            Self::Unavailable | Self::QuotaExceeded | Self::Conflict
+        )
+    }
+}
+
+/// A disabled Google API, as `ErrorInfo` reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DisabledApi {
+    /// E.g. `run.googleapis.com`.
+    pub service: String,
+    /// E.g. `projects/123456789012`.
+    pub consumer: String,
+    /// The console page that enables it.
+    pub activation_url: String,
 }
 
 /// Everything that can go wrong talking to Cloud Run. Display is one line for a person:
@@ -654,6 +750,123 @@ impl Error {
         }
     }
 
+    /// What this failure means for the operator: the one taxonomy every caller (the
+    /// controller's passes, `check`, metrics) classifies by. Decided on the variant and on
+    /// Google's machine-readable `ErrorInfo.reason`, never on the message; a failed
+    /// operation is classified by its error.
+    pub fn failure(&self) -> Failure {
+        if let Some(info) = self.api_error().and_then(|e| e.details.error_info.as_ref()) {
+            match info.reason.as_str() {
+                "SERVICE_DISABLED"
+                | "API_DISABLED"
+                | "SERVICE_CONFIG_NOT_FOUND_OR_PERMISSION_DENIED"
+                    if self.code() == Some(Code::PermissionDenied) =>
+                {
+                    return Failure::ApiDisabled
+                }
+                "SECURITY_POLICY_VIOLATED" => return Failure::VpcServiceControls,
+                _ => {}
+            }
+        }
+        if self.is_org_policy_refusal() {
+            return Failure::OrgPolicyDenied;
+        }
+        match self {
+            Self::NotFound(_) => Failure::NotFound,
+            Self::PermissionDenied(_) => Failure::PermissionDenied,
+            Self::Unauthenticated(_) | Self::NoCredentials { .. } | Self::Auth { .. } => {
+                Failure::Unauthenticated
+            }
+            Self::Conflict(_) => Failure::Conflict,
+            Self::QuotaExceeded { .. } => Failure::QuotaExceeded,
+            Self::Unavailable(_)
+            | Self::DeadlineExceeded(_)
+            | Self::Internal(_)
+            | Self::Transport { .. }
+            | Self::Timeout { .. }
+            | Self::Decode { .. } => Failure::Unavailable,
+            Self::OperationFailed { error, .. } => Self::from_api(error.as_ref().clone()).failure(),
+            Self::InvalidArgument(_)
+            | Self::FailedPrecondition(_)
+            | Self::Api(_)
+            | Self::InvalidConfig { .. } => Failure::Rejected,
+        }
+    }
+
+    /// Whether the organization policy constraint on Binary Authorization policies
+    /// refused this write. Google has not published that error: the emulator's shape
+    /// (docs/emulator.md) is assumed — a FAILED_PRECONDITION or INVALID_ARGUMENT naming the
+    /// constraint in a `PreconditionFailure` violation, an `ErrorInfo` or, failing both, its
+    /// message.
+    fn is_org_policy_refusal(&self) -> bool {
+        let Some(api) = self.api_error() else {
+            return false;
+        };
+        if !matches!(api.code, Code::FailedPrecondition | Code::InvalidArgument) {
+            return false;
+        }
+        let named = |text: &str| text.contains(ORG_POLICY_CONSTRAINT);
+        api.details
+            .precondition_violations
+            .iter()
+            .any(|v| named(&v.kind))
+            || api
+                .details
+                .error_info
+                .as_ref()
+                .is_some_and(|i| i.metadata.values().any(|v| named(v)))
+            || named(&api.message)
+    }
+
+    /// The IAM permission Google says was denied (`ErrorInfo.metadata.permission`, else the
+    /// `Permission 'x' denied` of its message), for a person to grant.
+    pub fn denied_permission(&self) -> Option<String> {
+        let api = self.api_error()?;
+        if api.code != Code::PermissionDenied {
+            return None;
+        }
+        if let Some(p) = api
+            .details
+            .error_info
+            .as_ref()
+            .and_then(|i| i.metadata.get("permission"))
+        {
+            return Some(p.clone());
+        }
+        let rest = api.message.split_once("Permission '")?.1;
+        let (permission, _) = rest.split_once('\'')?;
+        (!permission.is_empty() && !permission.contains(char::is_whitespace))
+            .then(|| permission.to_owned())
+    }
+
+    /// For a disabled API: the service to enable (`ErrorInfo.metadata.service`), the
+    /// consumer project (`consumer`, `projects/N`) and the console's activation link.
+    pub fn disabled_api(&self) -> Option<DisabledApi> {
+        if self.failure() != Failure::ApiDisabled {
+            return None;
+        }
+        let info = self.api_error()?.details.error_info.as_ref()?;
+        let get = |k: &str| info.metadata.get(k).cloned().unwrap_or_default();
+        Some(DisabledApi {
+            service: get("service"),
+            consumer: get("consumer"),
+            activation_url: get("activationUrl"),
+        })
+    }
+
+    /// Google's answer alone (call, status, message), without the hint this error's
+    /// Display adds: for callers that add their own.
+    pub fn google_message(&self) -> String {
+        match self {
+            Self::OperationFailed { operation, error } => {
+                format!("operation {operation} failed: {error}")
+            }
+            other => other
+                .api_error()
+                .map_or_else(|| other.to_string(), ToString::to_string),
+        }
+    }
+
     /// Builds a transport error from a `reqwest` error, flattening its cause chain into one
     /// line (reqwest's own text only says "error sending request").
     pub(crate) fn transport(target: impl Into<String>, err: &reqwest::Error) -> Self {
@@ -824,6 +1037,102 @@ mod tests {
         let text = err.to_string();
         assert!(!text.contains('\n'));
         assert!(text.len() < MAX_MESSAGE + 200, "{}", text.len());
+    }
+
+    /// Each row: what Google answers, and what it means for the operator.
+    #[test]
+    fn every_failure_is_classified_by_variant_and_error_info() {
+        let info = |reason: &str, metadata: Value| {
+            json!({"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": reason,
+                   "domain": "googleapis.com", "metadata": metadata})
+        };
+        let cases: Vec<(u16, &str, &str, Vec<Value>, Failure)> = vec![
+            (403, "PERMISSION_DENIED", "Permission 'run.services.update' denied on resource 'x' (or resource may not exist).", vec![], Failure::PermissionDenied),
+            (403, "PERMISSION_DENIED", "Cloud Run Admin API has not been used in project 123 before or it is disabled.",
+                vec![info("SERVICE_DISABLED", json!({"service": "run.googleapis.com", "consumer": "projects/123",
+                    "activationUrl": "https://console.developers.google.com/apis/api/run.googleapis.com/overview?project=123"}))],
+                Failure::ApiDisabled),
+            (403, "PERMISSION_DENIED", "Request is prohibited by organization's policy. vpcServiceControlsUniqueIdentifier: abc",
+                vec![info("SECURITY_POLICY_VIOLATED", json!({}))], Failure::VpcServiceControls),
+            (401, "UNAUTHENTICATED", "Request had invalid authentication credentials.", vec![], Failure::Unauthenticated),
+            (404, "NOT_FOUND", "Resource 'x' was not found", vec![], Failure::NotFound),
+            (400, "FAILED_PRECONDITION", "Constraint constraints/run.allowedBinaryAuthorizationPolicies violated for projects/p.",
+                vec![], Failure::OrgPolicyDenied),
+            (400, "FAILED_PRECONDITION", "violated",
+                vec![json!({"@type": "type.googleapis.com/google.rpc.PreconditionFailure",
+                    "violations": [{"type": "constraints/run.allowedBinaryAuthorizationPolicies", "subject": "projects/p", "description": "x"}]})],
+                Failure::OrgPolicyDenied),
+            (400, "INVALID_ARGUMENT", "bad field", vec![], Failure::Rejected),
+            (409, "ABORTED", "Conflict for resource 'x'", vec![], Failure::Conflict),
+            (429, "RESOURCE_EXHAUSTED", "Quota exceeded", vec![info("RATE_LIMIT_EXCEEDED", json!({}))], Failure::QuotaExceeded),
+            (503, "UNAVAILABLE", "try later", vec![], Failure::Unavailable),
+            (500, "INTERNAL", "oops", vec![], Failure::Unavailable),
+        ];
+        for (status, name, message, details, want) in cases {
+            let err = http_error(
+                status,
+                None,
+                json!({"error": {"code": status, "status": name, "message": message, "details": details}}),
+            );
+            assert_eq!(err.failure(), want, "{status} {name} {message}");
+        }
+        let op = Error::OperationFailed {
+            operation: "op".into(),
+            error: Box::new(ApiError::from_operation_status(
+                "UpdateService s",
+                &json!({"code": 9, "message": "Constraint constraints/run.allowedBinaryAuthorizationPolicies violated"}),
+            )),
+        };
+        assert_eq!(op.failure(), Failure::OrgPolicyDenied);
+        let none = Error::NoCredentials { detail: "x".into() };
+        assert_eq!(none.failure(), Failure::Unauthenticated);
+        let timeout = Error::Timeout {
+            target: "x".into(),
+            after: Duration::from_secs(1),
+        };
+        assert_eq!(timeout.failure(), Failure::Unavailable);
+    }
+
+    #[test]
+    fn denied_permissions_and_disabled_apis_are_named() {
+        let denied = http_error(
+            403,
+            None,
+            json!({"error": {"code": 403, "status": "PERMISSION_DENIED",
+                "message": "Permission 'run.services.list' denied on resource 'namespaces/p/services' (or resource may not exist)."}}),
+        );
+        assert_eq!(
+            denied.denied_permission().as_deref(),
+            Some("run.services.list")
+        );
+        let with_info = http_error(
+            403,
+            None,
+            json!({"error": {"code": 403, "status": "PERMISSION_DENIED", "message": "denied",
+                "details": [{"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "IAM_PERMISSION_DENIED",
+                    "domain": "iam.googleapis.com", "metadata": {"permission": "run.jobs.update"}}]}}),
+        );
+        assert_eq!(
+            with_info.denied_permission().as_deref(),
+            Some("run.jobs.update")
+        );
+        assert_eq!(with_info.failure(), Failure::PermissionDenied);
+        let disabled = http_error(
+            403,
+            None,
+            json!({"error": {"code": 403, "status": "PERMISSION_DENIED", "message": "disabled",
+                "details": [{"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "SERVICE_DISABLED",
+                    "domain": "googleapis.com", "metadata": {"service": "run.googleapis.com", "consumer": "projects/42",
+                    "activationUrl": "https://console.developers.google.com/apis/api/run.googleapis.com/overview?project=42"}}]}}),
+        );
+        let api = disabled.disabled_api().unwrap();
+        assert_eq!(api.service, "run.googleapis.com");
+        assert_eq!(api.consumer, "projects/42");
+        assert!(api.activation_url.ends_with("project=42"));
+        assert_eq!(denied.disabled_api(), None);
+        // Google's words without the hint the Display adds.
+        assert!(!denied.google_message().contains("grant the operator"));
+        assert!(denied.to_string().contains("grant the operator"));
     }
 
     #[test]

@@ -23,7 +23,7 @@ pub mod retry;
 
 pub use client::{CloudRunClient, LiveResource, RemediationOutcome, USER_AGENT};
 pub use config::{CloudRunArgs, CloudRunConfig, OperationPolicy};
-pub use error::{ApiError, Code, Error, Result};
+pub use error::{ApiError, Code, DisabledApi, Error, Failure, Result, ORG_POLICY_CONSTRAINT};
 pub use model::Resource;
 pub use observe::{ApiMethod, CallObserver, CallStatus, NoopObserver};
 pub use ratelimit::{RateLimitConfig, Throttle};

@@ -12,7 +12,7 @@ use std::fmt::Write as _;
 
 use kube::runtime::events::EventType;
 
-use crate::api::{BreakglassMode, Mode, ResourceKind, TargetState};
+use crate::api::{BreakglassMode, Mode, PolicyCheck, PolicyCheckResult, ResourceKind, TargetState};
 use crate::plan::{ReadyReason, TargetTransition};
 use crate::policy::DesiredPolicy;
 
@@ -36,8 +36,18 @@ pub enum EventReason {
     DeployBlocked,
     /// The pass failed: Cloud Run refused the operator.
     PermissionDenied,
+    /// The Cloud Run Admin API is disabled in the project.
+    ApiDisabled,
+    /// A VPC Service Controls perimeter refuses the operator.
+    VpcServiceControls,
+    /// The project does not exist or the operator cannot see it.
+    ProjectNotFoundOrForbidden,
     /// The named policy does not exist.
     PolicyNotFound,
+    /// The organization policy constraint does not allow the desired policy.
+    OrgPolicyConflict,
+    /// The named policy cannot be read; writes go ahead unverified.
+    PolicyUnverifiable,
     /// Cloud Run did not answer.
     CloudRunUnavailable,
     /// The spec breaks a rule.
@@ -55,7 +65,12 @@ impl EventReason {
             Self::Breakglass => "Breakglass",
             Self::DeployBlocked => "DeployBlocked",
             Self::PermissionDenied => "PermissionDenied",
+            Self::ApiDisabled => "ApiDisabled",
+            Self::VpcServiceControls => "VpcServiceControls",
+            Self::ProjectNotFoundOrForbidden => "ProjectNotFoundOrForbidden",
             Self::PolicyNotFound => "PolicyNotFound",
+            Self::OrgPolicyConflict => "OrgPolicyConflict",
+            Self::PolicyUnverifiable => "PolicyUnverifiable",
             Self::CloudRunUnavailable => "CloudRunUnavailable",
             Self::InvalidSpec => "InvalidSpec",
         }
@@ -105,6 +120,8 @@ pub struct PassSummary<'a, 'r> {
     pub breakglass: Option<BreakglassMode>,
     /// The desired policy (`None` for invalid bindings).
     pub desired: Option<&'a DesiredPolicy>,
+    /// The named policy's check in this pass, and the result the previous status had.
+    pub policy_check: Option<(&'a PolicyCheck, Option<PolicyCheckResult>)>,
 }
 
 /// The events of one pass, in a fixed order (by reason).
@@ -165,9 +182,10 @@ pub fn pass_events(pass: &PassSummary<'_, '_>) -> Vec<PassEvent> {
         ));
     }
 
-    // With the policy missing nothing was attempted: the PolicyNotFound event says it all.
+    // With the policy missing or forbidden nothing was attempted: the binding's own event
+    // says it all.
     let failed = match pass.ready.0 {
-        ReadyReason::PolicyNotFound => Vec::new(),
+        ReadyReason::PolicyNotFound | ReadyReason::OrgPolicyConflict => Vec::new(),
         _ => entering(TargetState::Failed),
     };
     if !failed.is_empty() {
@@ -270,10 +288,28 @@ pub fn pass_events(pass: &PassSummary<'_, '_>) -> Vec<PassEvent> {
         ));
     }
 
+    // Said once, when the check starts failing: the writes go ahead regardless.
+    if let Some((check, before)) = pass.policy_check {
+        if check.result == PolicyCheckResult::Unverifiable
+            && before != Some(PolicyCheckResult::Unverifiable)
+        {
+            events.push(PassEvent {
+                type_: EventType::Warning,
+                reason: EventReason::PolicyUnverifiable,
+                action: "Check",
+                note: bounded(check.message.clone()),
+            });
+        }
+    }
+
     let (reason, message) = pass.ready;
     let pass_reason = match reason {
         ReadyReason::PermissionDenied => Some(EventReason::PermissionDenied),
+        ReadyReason::ApiDisabled => Some(EventReason::ApiDisabled),
+        ReadyReason::VpcServiceControls => Some(EventReason::VpcServiceControls),
+        ReadyReason::ProjectNotFoundOrForbidden => Some(EventReason::ProjectNotFoundOrForbidden),
         ReadyReason::PolicyNotFound => Some(EventReason::PolicyNotFound),
+        ReadyReason::OrgPolicyConflict => Some(EventReason::OrgPolicyConflict),
         ReadyReason::CloudRunUnavailable => Some(EventReason::CloudRunUnavailable),
         ReadyReason::InvalidSpec => Some(EventReason::InvalidSpec),
         _ => None,
@@ -412,6 +448,7 @@ mod tests {
             mode: Some(mode),
             breakglass: Some(BreakglassMode::Allow),
             desired: Some(&DesiredPolicy::ProjectDefault),
+            policy_check: None,
         }
     }
 

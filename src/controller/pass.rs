@@ -27,7 +27,6 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use futures::{stream, StreamExt};
 use jiff::Timestamp;
 use kube::runtime::controller::Action;
 use kube::runtime::events::Recorder;
@@ -35,17 +34,17 @@ use kube::{Api, Resource, ResourceExt};
 use tracing::{debug, info, warn};
 
 use super::events::{pass_events, PassSummary};
-use super::inventory::{Listed, Scope};
 use super::{key_of, status, BindingMemory, Context, Error};
-use crate::api::{BinAuthzBinding, BinAuthzBindingStatus, Mode, ResourceKind};
-use crate::cloudrun::ratelimit::{interleave_by_region, WRITE_QUEUE};
-use crate::cloudrun::{Error as CloudRunError, LiveResource, RemediationOutcome};
-use crate::plan::{
-    self, Activity, BindingInput, BindingKey, BindingPlan, Decision, PassFailure,
-    PassFailureReason, StatusInput, TargetHistory, WriteFailure, WriteFailureReason, WriteOutcome,
+use crate::api::{BinAuthzBinding, BinAuthzBindingStatus, FailureReason, Mode};
+use crate::cloudrun::LiveResource;
+use crate::fleet::{
+    self, read::read_binding, remediate::remediate_all, remediate::WriteRequest, remediate::Written,
 };
-use crate::policy::DesiredPolicy;
-use crate::resource::{BreakglassChange, ObservedResource, Remediation, ResourceId};
+use crate::plan::{
+    self, Activity, BindingInput, BindingKey, BindingPlan, Decision, StatusInput, TargetHistory,
+    WriteFailure, WriteOutcome,
+};
+use crate::resource::{ObservedResource, Remediation, ResourceId};
 use crate::telemetry::{PassResult, RemediationResult};
 
 /// Passes with remediations still running come back this soon to verify them.
@@ -89,6 +88,7 @@ pub(crate) async fn pass(binding: &BinAuthzBinding, ctx: &Context) -> Result<Pas
                 generation: binding.meta().generation,
                 now,
                 pass_failure: None,
+                findings: None,
                 outcomes: &BTreeMap::new(),
                 previous: binding.status.as_ref(),
                 history: None,
@@ -102,6 +102,7 @@ pub(crate) async fn pass(binding: &BinAuthzBinding, ctx: &Context) -> Result<Pas
                 mode: None,
                 breakglass: None,
                 desired: None,
+                policy_check: None,
             };
             publish(binding, ctx, &summary).await;
             Ok(PassEnd {
@@ -130,94 +131,6 @@ fn ready_message(status: &BinAuthzBindingStatus) -> &str {
         .map_or("", |c| c.message.as_str())
 }
 
-/// What the reads of a pass produced.
-enum Reads {
-    /// Every list succeeded.
-    Listed(Vec<Listed>),
-    /// Some read failed; `retry` when worth retrying soon.
-    Failed { failure: PassFailure, retry: bool },
-}
-
-fn read_failure(err: &CloudRunError) -> (PassFailure, bool) {
-    let reason = if err.is_permission_denied() || err.is_auth() || err.is_not_found() {
-        PassFailureReason::PermissionDenied
-    } else {
-        PassFailureReason::CloudRunUnavailable
-    };
-    let retry = reason == PassFailureReason::CloudRunUnavailable;
-    (
-        PassFailure {
-            reason,
-            message: err.to_string(),
-        },
-        retry,
-    )
-}
-
-/// Lists what `binding` covers, on lists started at or after the last tick of its interval
-/// (see [`super::inventory`]).
-async fn read(binding: &BinAuthzBinding, ctx: &Context) -> Reads {
-    let spec = &binding.spec;
-    let not_before = ctx.inventory.ticks().last(spec.interval(), Instant::now());
-    let locations = if spec.locations.iter().any(|l| l == "*") {
-        match ctx.inventory.client().regions(&spec.project).await {
-            Ok(regions) => regions,
-            Err(err) => {
-                let (failure, retry) = read_failure(&err);
-                return Reads::Failed { failure, retry };
-            }
-        }
-    } else {
-        spec.locations.clone()
-    };
-    let scopes: Vec<Scope> = locations
-        .iter()
-        .flat_map(|location| {
-            ResourceKind::ALL
-                .into_iter()
-                .filter(|kind| spec.targets.for_kind(*kind).is_some())
-                .map(|kind| Scope {
-                    project: spec.project.clone(),
-                    location: location.clone(),
-                    kind,
-                })
-        })
-        .collect();
-    let results =
-        futures::future::join_all(scopes.iter().map(|s| ctx.inventory.list(s, not_before))).await;
-    ctx.telemetry.health.progress();
-    let mut lists = Vec::with_capacity(results.len());
-    for result in results {
-        match result {
-            Ok(list) => lists.push(list),
-            Err(err) => {
-                let (failure, retry) = read_failure(&err);
-                return Reads::Failed { failure, retry };
-            }
-        }
-    }
-    Reads::Listed(lists)
-}
-
-/// Checks a named policy exists: `Ok(None)` when it does (or the project default is
-/// wanted), `Ok(Some(failure))` when it does not or cannot be checked.
-async fn check_policy(desired: &DesiredPolicy, ctx: &Context) -> Option<(PassFailure, bool)> {
-    let DesiredPolicy::Named(name) = desired else {
-        return None;
-    };
-    match ctx.inventory.client().policy_exists(name).await {
-        Ok(true) => None,
-        Ok(false) => Some((
-            PassFailure {
-                reason: PassFailureReason::PolicyNotFound,
-                message: format!("Binary Authorization platform policy {name} does not exist"),
-            },
-            false,
-        )),
-        Err(err) => Some(read_failure(&err)),
-    }
-}
-
 async fn active_pass(
     binding: &BinAuthzBinding,
     key: &BindingKey,
@@ -229,15 +142,10 @@ async fn active_pass(
         .desired_policy()
         .ok_or_else(|| Error::Plan(format!("binding {key} has no desired policy")))?;
 
-    let (lists, mut failure) = match read(binding, ctx).await {
-        Reads::Listed(lists) => (lists, None),
-        Reads::Failed { failure, retry } => (Vec::new(), Some((failure, retry, true))),
-    };
-    if failure.is_none() {
-        failure = check_policy(&desired, ctx)
-            .await
-            .map(|(failure, retry)| (failure, retry, retry));
-    }
+    let not_before = ctx.inventory.ticks().last(spec.interval(), Instant::now());
+    let read = read_binding(&ctx.inventory, spec, not_before).await;
+    ctx.telemetry.health.progress();
+    let lists = &read.lists;
 
     // Every binding of the project takes part in ownership; the watch cache has them all.
     // Taken after the reads: a binding that appears while they run is then either in this
@@ -294,17 +202,21 @@ async fn active_pass(
     let mut outcomes: BTreeMap<ResourceId, WriteOutcome> = BTreeMap::new();
     let mut current = binding.status.clone();
     let mut lost_lease = false;
-    let pass_failure = failure.as_ref().map(|(f, _, _)| f.clone());
 
-    match &failure {
-        Some((f, _, _)) if f.reason == PassFailureReason::PolicyNotFound => {
-            // Nothing can be fixed until the policy exists: report every needed write as
-            // failed for that reason.
+    match &read.failure {
+        Some(f)
+            if matches!(
+                f.reason,
+                FailureReason::PolicyNotFound | FailureReason::OrgPolicyConflict
+            ) =>
+        {
+            // Nothing can be fixed until the policy exists or is allowed: report every
+            // needed write as failed for that reason.
             for (resource, _) in bp.remediations() {
                 outcomes.insert(
                     resource.id.clone(),
                     WriteOutcome::Failed(WriteFailure {
-                        reason: WriteFailureReason::PolicyNotFound,
+                        reason: f.reason,
                         message: f.message.clone(),
                     }),
                 );
@@ -326,6 +238,7 @@ async fn active_pass(
                     generation,
                     now: Timestamp::now(),
                     pass_failure: None,
+                    findings: Some(&read.findings),
                     outcomes: &outcomes,
                     previous: current.as_ref(),
                     history: Some(&history),
@@ -351,12 +264,13 @@ async fn active_pass(
     let mut report = bp.status(&StatusInput {
         generation,
         now,
-        pass_failure: pass_failure.as_ref(),
+        pass_failure: read.failure.as_ref(),
+        findings: Some(&read.findings),
         outcomes: &outcomes,
         previous: current.as_ref(),
         history: Some(&history),
     });
-    let listing_failed = failure.as_ref().is_some_and(|(_, _, no_data)| *no_data);
+    let listing_failed = !read.listed;
     if listing_failed {
         // No data: keep what the last good pass found, update only the conditions.
         let mut kept = binding.status.clone().unwrap_or_default();
@@ -389,6 +303,14 @@ async fn active_pass(
         mode: Some(spec.mode),
         breakglass: Some(spec.breakglass),
         desired: Some(&desired),
+        policy_check: report.status.policy_check.as_ref().map(|check| {
+            let before = binding
+                .status
+                .as_ref()
+                .and_then(|s| s.policy_check.as_ref())
+                .map(|c| c.result);
+            (check, before)
+        }),
     };
     publish(binding, ctx, &summary).await;
     if let Some(summary) = &report.status.summary {
@@ -405,26 +327,31 @@ async fn active_pass(
     }
 
     let interval = spec.interval();
-    match failure {
-        Some((f, true, _)) => {
+    if let Some(f) = read.failure {
+        if read.retry {
             return Err(Error::CloudRunRetry {
                 binding: key.clone(),
                 message: f.message,
-            })
+            });
         }
-        Some(_) => {
-            return Ok(PassEnd {
-                result: PassResult::Failed,
-                action: Action::requeue(ctx.inventory.ticks().until_next(interval, Instant::now())),
-            })
+        return Ok(PassEnd {
+            result: PassResult::Failed,
+            action: Action::requeue(ctx.inventory.ticks().until_next(interval, Instant::now())),
+        });
+    }
+    if let Some(unread) = read.findings.unread.first() {
+        if read.retry {
+            return Err(Error::CloudRunRetry {
+                binding: key.clone(),
+                message: format!("{}: {}", unread.location, unread.message),
+            });
         }
-        None => {}
     }
     let retryable = outcomes.iter().find_map(|(id, o)| match o {
         WriteOutcome::Failed(f)
             if matches!(
                 f.reason,
-                WriteFailureReason::CloudRunUnavailable | WriteFailureReason::ConcurrentUpdate
+                FailureReason::CloudRunUnavailable | FailureReason::ConcurrentUpdate
             ) =>
         {
             Some(format!("{id}: {}", f.message))
@@ -444,9 +371,10 @@ async fn active_pass(
     } else {
         Action::requeue(next_tick)
     };
-    let failed = outcomes
-        .values()
-        .any(|o| matches!(o, WriteOutcome::Failed(_)));
+    let failed = !read.findings.unread.is_empty()
+        || outcomes
+            .values()
+            .any(|o| matches!(o, WriteOutcome::Failed(_)));
     let result = if failed {
         PassResult::Failed
     } else {
@@ -455,168 +383,56 @@ async fn active_pass(
     Ok(PassEnd { result, action })
 }
 
-/// Remediates `writes` (bounded concurrency). `None` for a write not attempted because
-/// the lease was lost.
+/// Remediates `writes` through the shared writer; `None` for a write not attempted
+/// because the lease was lost.
 async fn remediate(
     key: &BindingKey,
     writes: &[(&ObservedResource, Remediation)],
     live: &HashMap<&ResourceId, &LiveResource>,
     ctx: &Context,
 ) -> Vec<(ResourceId, Option<WriteOutcome>)> {
-    // The futures are made up front (a closure inside the stream would need to be
-    // general over lifetimes, which the compiler cannot prove for a Send future).
-    let futures: Vec<_> = interleave_by_region(writes.iter().collect(), |(r, _)| &r.id)
-        .into_iter()
-        .map(|(resource, remediation)| remediate_one(key, resource, remediation, live, ctx))
+    let requests = writes
+        .iter()
+        .map(|(resource, remediation)| WriteRequest {
+            resource,
+            remediation: remediation.clone(),
+            listed: live.get(&resource.id).copied(),
+        })
         .collect();
-    stream::iter(futures)
-        .buffer_unordered(WRITE_QUEUE)
-        .collect()
-        .await
-}
-
-async fn remediate_one(
-    key: &BindingKey,
-    resource: &ObservedResource,
-    remediation: &Remediation,
-    live: &HashMap<&ResourceId, &LiveResource>,
-    ctx: &Context,
-) -> (ResourceId, Option<WriteOutcome>) {
-    let id = resource.id.clone();
-    if !ctx.leader.is_leader() {
-        return (id, None);
-    }
-    let client = ctx.inventory.client();
     // The plan may be older than the bindings: a higher-priority binding created during
     // this pass may own the resource by now (and may already have written it, which
     // changes the etag). Before every write attempt, with the resource as just read, plan
     // that one resource again with the bindings as they are now.
-    let still_wanted = |now: &ObservedResource| still_owned(key, now, remediation, ctx);
-    // One write to a resource at a time; the next starts from what the last one recorded
-    // (and makes no call when that complies).
-    let _turn = ctx.inventory.write_turn(&id).await;
-    if !ctx.leader.is_leader() {
-        return (id, None);
-    }
-    let latest = ctx.inventory.latest(&id);
-    let current = latest.as_deref().or_else(|| live.get(&id).copied());
-    let result = match current {
-        Some(current) => {
-            client
-                .remediate_listed_while(current, remediation, &still_wanted)
-                .await
-        }
-        None => client.remediate(&id, remediation).await,
-    };
-    ctx.telemetry.health.progress();
-    let outcome = outcome_of(resource, remediation, result, ctx);
-    (id, Some(outcome))
-}
-
-/// Whether `key` still asks for exactly `remediation` on `resource`, planned with every
-/// binding of its project as the watch cache holds them now.
-fn still_owned(
-    key: &BindingKey,
-    resource: &ObservedResource,
-    remediation: &Remediation,
-    ctx: &Context,
-) -> bool {
-    let all = ctx.bindings.state();
-    let inputs: Vec<BindingInput<'_>> = all
-        .iter()
-        .filter(|b| b.spec.project == resource.id.project)
-        .map(|b| BindingInput {
-            key: key_of(b),
-            spec: &b.spec,
-        })
-        .collect();
-    let Ok(plan) = plan::plan(&inputs, std::iter::once(resource)) else {
-        return false;
-    };
-    plan.binding(key)
-        .and_then(|b| b.target(&resource.id))
-        .is_some_and(|t| matches!(&t.decision, Decision::Remediate(r) if r == remediation))
-}
-
-/// Maps the client's answer to the planner's outcome, records metrics and writes the new
-/// state through to the inventory.
-fn outcome_of(
-    resource: &ObservedResource,
-    remediation: &Remediation,
-    result: Result<RemediationOutcome, CloudRunError>,
-    ctx: &Context,
-) -> WriteOutcome {
-    let kind = resource.id.kind;
-    let metrics = &ctx.telemetry.metrics;
-    match result {
-        Ok(RemediationOutcome::Applied { resource: after }) => {
-            metrics.remediation(kind, RemediationResult::Succeeded);
-            match after {
-                Some(after) => ctx.inventory.record(&after),
-                None => ctx.inventory.record(&satisfied(resource, remediation)),
-            }
-            WriteOutcome::Succeeded
-        }
-        Ok(RemediationOutcome::AlreadySatisfied | RemediationOutcome::Validated) => {
-            metrics.remediation(kind, RemediationResult::Skipped);
-            ctx.inventory.record(&satisfied(resource, remediation));
-            WriteOutcome::Succeeded
-        }
-        Ok(RemediationOutcome::Withdrawn) => {
-            // Another binding took the resource over since this pass planned it; the
-            // re-check of overlapping bindings already queued reports the new owner.
-            metrics.remediation(kind, RemediationResult::Skipped);
-            info!(resource = %resource.id, "ownership changed since the plan; write withdrawn");
-            ctx.inventory.invalidate(&resource.id);
-            WriteOutcome::Pending
-        }
-        Ok(RemediationOutcome::Pending { operation }) => {
-            metrics.remediation(kind, RemediationResult::Pending);
-            info!(resource = %resource.id, %operation, "remediation still running; the next pass verifies it");
-            ctx.inventory.invalidate(&resource.id);
-            WriteOutcome::Pending
-        }
-        Err(err) if err.is_not_found() => {
-            metrics.remediation(kind, RemediationResult::Skipped);
-            ctx.inventory.invalidate(&resource.id);
-            WriteOutcome::Gone
-        }
-        Err(err) => {
-            metrics.remediation(kind, RemediationResult::Failed);
-            warn!(resource = %resource.id, error = %err, "remediation failed");
-            let reason = write_failure_reason(&err);
-            WriteOutcome::Failed(WriteFailure {
-                reason,
-                message: err.to_string(),
+    let still_wanted = |now: &ObservedResource, remediation: &Remediation| {
+        let all = ctx.bindings.state();
+        let inputs: Vec<BindingInput<'_>> = all
+            .iter()
+            .filter(|b| b.spec.project == now.id.project)
+            .map(|b| BindingInput {
+                key: key_of(b),
+                spec: &b.spec,
             })
-        }
-    }
-}
-
-fn write_failure_reason(err: &CloudRunError) -> WriteFailureReason {
-    let code = err.code();
-    if err.is_permission_denied()
-        || err.is_auth()
-        || code == Some(crate::cloudrun::Code::PermissionDenied)
-    {
-        WriteFailureReason::PermissionDenied
-    } else if err.is_conflict() {
-        WriteFailureReason::ConcurrentUpdate
-    } else if err.is_retryable() {
-        WriteFailureReason::CloudRunUnavailable
-    } else {
-        WriteFailureReason::Rejected
-    }
-}
-
-/// The resource as it is once `remediation` holds.
-fn satisfied(resource: &ObservedResource, remediation: &Remediation) -> ObservedResource {
-    let mut after = resource.clone();
-    after.policy = (&remediation.desired).into();
-    if remediation.breakglass == BreakglassChange::Clear {
-        after.breakglass = None;
-    }
-    after
+            .collect();
+        fleet::still_owned(&inputs, key, now, remediation)
+    };
+    let may_write = || ctx.leader.is_leader();
+    let done = |id: &ResourceId, written: &Written| {
+        ctx.telemetry.health.progress();
+        let result = match written {
+            Written::Applied => RemediationResult::Succeeded,
+            Written::AlreadySatisfied | Written::Withdrawn | Written::Gone => {
+                RemediationResult::Skipped
+            }
+            Written::Pending { .. } => RemediationResult::Pending,
+            Written::Failed(_) => RemediationResult::Failed,
+        };
+        ctx.telemetry.metrics.remediation(id.kind, result);
+    };
+    remediate_all(&ctx.inventory, requests, &still_wanted, &may_write, &done)
+        .await
+        .into_iter()
+        .map(|(id, written)| (id, written.map(|w| w.outcome())))
+        .collect()
 }
 
 /// Observes drift-seen → corrected times and forgets resources that no longer drift.

@@ -15,12 +15,12 @@ use kube::runtime::watcher;
 use kube::Client;
 use serde_json::{json, Value};
 
-use super::inventory::SharedInventory;
 use super::leader::LeaderGate;
 use super::{reconcile, Context, Error, WatchBackoff, WATCH_BACKOFF_MAX};
 use crate::api::BinAuthzBinding;
 use crate::cloudrun::{CloudRunClient, CloudRunConfig, RetryPolicy};
 use crate::emulator::{self, Counters, EmulatorConfig, EmulatorHandle, Faults, Seed};
+use crate::fleet::inventory::SharedInventory;
 use crate::telemetry::{Health, Metrics, Telemetry};
 
 const SEED: &str = r#"
@@ -575,7 +575,7 @@ async fn equal_priority_bindings_with_different_policies_conflict_and_nobody_wri
 }
 
 #[tokio::test]
-async fn permission_denied_stalls_the_binding_and_says_what_to_grant() {
+async fn a_project_refused_everywhere_stalls_the_binding_and_says_what_to_check() {
     let prod = binding("prod", json!({}));
     let faults = Faults {
         forbidden: vec!["acme-prod".into()],
@@ -597,9 +597,10 @@ async fn permission_denied_stalls_the_binding_and_says_what_to_grant() {
         ),
         "{message}"
     );
-    // The advice is the planner's wording; what matters here is that there is one.
+    // Google answers 403 for a project that does not exist and for one the operator
+    // cannot see: the advice covers both, and names the permission.
     assert!(
-        message.contains("; grant the operator's Google service account permission to "),
+        message.ends_with("(or it may not exist); project acme-prod does not exist or the operator's Google identity cannot see it: check spec.project, and grant the identity run.services.list on the project (the binauthz-operator role in deploy/gcp/ holds every permission it needs)"),
         "{message}"
     );
     for c in status["conditions"].as_array_mut().unwrap() {
@@ -613,16 +614,16 @@ async fn permission_denied_stalls_the_binding_and_says_what_to_grant() {
             "observedGeneration": 1,
             "policy": "default",
             "conditions": [
-                condition("Ready", "False", "PermissionDenied", "<message>"),
-                condition("Reconciling", "False", "PermissionDenied", "no remediation in flight"),
-                condition("Stalled", "True", "PermissionDenied", "<message>"),
+                condition("Ready", "False", "ProjectNotFoundOrForbidden", "<message>"),
+                condition("Reconciling", "False", "ProjectNotFoundOrForbidden", "no remediation in flight"),
+                condition("Stalled", "True", "ProjectNotFoundOrForbidden", "<message>"),
             ],
             "targetsTruncated": false,
         })
     );
     assert_eq!(
         calls[1],
-        event("Warning", "PermissionDenied", "Check", &message)
+        event("Warning", "ProjectNotFoundOrForbidden", "Check", &message)
     );
     assert_eq!(counters.writes, 0);
 }
@@ -643,7 +644,7 @@ async fn a_missing_named_policy_is_reported_and_nothing_is_written() {
     assert_next_tick(&h.pass(&prod).await.unwrap());
     let (calls, counters, state) = h.finish().await;
     assert_eq!(calls.len(), 2, "{calls:#?}");
-    let message = format!("Binary Authorization platform policy {missing} does not exist; create policy {missing} or correct spec.policy.name");
+    let message = format!("Binary Authorization platform policy {missing} does not exist; create it, or correct spec.policy.name");
     assert_eq!(
         status_of(&calls[0]),
         json!({
@@ -656,8 +657,9 @@ async fn a_missing_named_policy_is_reported_and_nothing_is_written() {
                 condition("Stalled", "True", "PolicyNotFound", &message),
             ],
             "summary": summary(json!({"matched": 1, "failed": 1})),
-            "targets": [target("checkout", "Failed", "default", missing, &format!("setting policy {missing} failed: policy not found: Binary Authorization platform policy {missing} does not exist"))],
+            "targets": [target("checkout", "Failed", "default", missing, &format!("setting policy {missing} failed: policy not found: {message}"))],
             "targetsTruncated": false,
+            "policyCheck": {"result": "NotFound", "message": &message},
         })
     );
     assert_eq!(
