@@ -600,7 +600,7 @@ async fn a_project_refused_everywhere_stalls_the_binding_and_says_what_to_check(
     // Google answers 403 for a project that does not exist and for one the operator
     // cannot see: the advice covers both, and names the permission.
     assert!(
-        message.ends_with("(or it may not exist); project acme-prod does not exist or the operator's Google identity cannot see it: check spec.project, and grant the identity run.services.list on the project (the binauthz-operator role in deploy/gcp/ holds every permission it needs)"),
+        message.ends_with("(or resource may not exist); project acme-prod does not exist or the operator's Google identity cannot see it: check spec.project, and grant the identity run.services.list on the project (the binauthz-operator role in deploy/gcp/ holds every permission it needs)"),
         "{message}"
     );
     for c in status["conditions"].as_array_mut().unwrap() {
