@@ -35,7 +35,7 @@ use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::EnvFilter;
 
 use crate::api::{ResourceKind, Summary, TargetState};
-use crate::cloudrun::{ApiMethod, CallObserver, CallStatus, Throttle};
+use crate::cloudrun::{ApiMethod, Budget, CallObserver, CallStatus, Throttle};
 
 /// A pass in flight that made no progress (no Cloud Run call finished, no step done) for
 /// this long counts as stuck, and `/healthz` fails.
@@ -206,6 +206,15 @@ struct ThrottleLabels {
     throttle: &'static str,
 }
 
+/// A rate lane of the Cloud Run client: project and region come from the bindings'
+/// configuration (bounded by it), and only lanes that met a 429 ever report.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RateLabels {
+    direction: &'static str,
+    project: String,
+    region: String,
+}
+
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 fn seconds_histogram() -> Histogram {
@@ -265,6 +274,7 @@ pub struct Metrics {
     cloud_run_retries: Family<RetryLabels, Counter>,
     cloud_run_conflicts: Family<KindLabels, Counter>,
     throttle_wait: HistogramFamily<ThrottleLabels>,
+    effective_rate: Family<RateLabels, Gauge<f64, AtomicU64>>,
     events: Family<ResultLabels, Counter>,
     status_writes: Counter,
     leader: Gauge,
@@ -360,6 +370,12 @@ impl Metrics {
             "Time a Cloud Run request waited for the client-side throttle (read_rate, write_rate, write_concurrency)",
             throttle_wait.clone(),
         );
+        let effective_rate = Family::<RateLabels, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "binauthz_cloudrun_effective_rate_per_minute",
+            "Cloud Run requests per minute the client sends to a project and region after 429s lowered it (additive recovery), by direction (read, write)",
+            effective_rate.clone(),
+        );
         let events = Family::<ResultLabels, Counter>::default();
         registry.register(
             "binauthz_events",
@@ -392,6 +408,7 @@ impl Metrics {
             cloud_run_retries,
             cloud_run_conflicts,
             throttle_wait,
+            effective_rate,
             events,
             status_writes,
             leader,
@@ -536,6 +553,16 @@ impl CallObserver for Metrics {
                 kind: kind_label(kind),
             })
             .inc();
+    }
+
+    fn rate_changed(&self, budget: Budget, project: &str, location: &str, per_minute: f64) {
+        self.effective_rate
+            .get_or_create(&RateLabels {
+                direction: budget.as_str(),
+                project: project.to_owned(),
+                region: location.to_owned(),
+            })
+            .set(per_minute);
     }
 }
 
@@ -774,6 +801,11 @@ impl CallObserver for Telemetry {
     fn conflict(&self, kind: ResourceKind) {
         self.metrics.conflict(kind);
     }
+
+    fn rate_changed(&self, budget: Budget, project: &str, location: &str, per_minute: f64) {
+        self.metrics
+            .rate_changed(budget, project, location, per_minute);
+    }
 }
 
 /// The `/metrics`, `/healthz` and `/readyz` routes.
@@ -864,6 +896,7 @@ mod tests {
         );
         m.throttled(Throttle::WriteRate, Duration::from_millis(2));
         m.conflict(ResourceKind::Job);
+        m.rate_changed(Budget::Write, "acme-prod", "us-central1", 15.0);
         m.event(true);
         m.status_written();
         m.set_leader(true);

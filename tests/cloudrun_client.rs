@@ -10,8 +10,8 @@ use axum::body::Bytes;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use binauthz_operator::cloudrun::{
-    ApiMethod, CallObserver, CallStatus, CloudRunClient, CloudRunConfig, Code, Error, RetryPolicy,
-    Throttle,
+    ApiMethod, Budget, CallObserver, CallStatus, CloudRunClient, CloudRunConfig, Code, Error,
+    RetryPolicy, Throttle,
 };
 use binauthz_operator::resource::{ResourceId, ResourceKind};
 use serde_json::{json, Value};
@@ -124,6 +124,7 @@ struct Recorder {
     retries: Mutex<Vec<(ApiMethod, &'static str, Duration)>>,
     throttled: Mutex<Vec<(Throttle, Duration)>>,
     conflicts: AtomicUsize,
+    rates: Mutex<Vec<(Budget, String, String, f64)>>,
 }
 
 impl CallObserver for Recorder {
@@ -138,6 +139,12 @@ impl CallObserver for Recorder {
     }
     fn conflict(&self, _kind: ResourceKind) {
         self.conflicts.fetch_add(1, Ordering::SeqCst);
+    }
+    fn rate_changed(&self, budget: Budget, project: &str, location: &str, per_minute: f64) {
+        self.rates
+            .lock()
+            .unwrap()
+            .push((budget, project.into(), location.into(), per_minute));
     }
 }
 
@@ -841,6 +848,493 @@ async fn a_job_is_written_back_whole_with_only_binary_authorization_changed() {
 }
 
 // ---------------------------------------------------------------------------------------
+// Adaptive rates: Cloud Run's real 429 (no RetryInfo) lowers the lane's rate.
+
+/// A per-minute quota as a token bucket (`capacity` at once, refilled at `per_minute`),
+/// answering 429 as Google does: ErrorInfo RATE_LIMIT_EXCEEDED with the quota metric and
+/// limit, a Help link, and no RetryInfo or QuotaFailure.
+struct Quota {
+    per_minute: f64,
+    capacity: f64,
+    tokens: f64,
+    last: Instant,
+    /// Every request admitted so far, and when.
+    admitted: Vec<Instant>,
+    refused: usize,
+    /// `quota_limit_value` in the answer.
+    name_the_limit: bool,
+    /// The quota was raised: every request passes.
+    lifted: bool,
+}
+
+impl Quota {
+    fn new(per_minute: f64, capacity: f64, name_the_limit: bool) -> Self {
+        Self {
+            per_minute,
+            capacity,
+            tokens: capacity,
+            last: Instant::now(),
+            admitted: Vec::new(),
+            refused: 0,
+            name_the_limit,
+            lifted: false,
+        }
+    }
+
+    fn take(&mut self) -> Option<Response> {
+        let now = Instant::now();
+        self.tokens = (self.tokens
+            + now.duration_since(self.last).as_secs_f64() * self.per_minute / 60.0)
+            .min(self.capacity);
+        self.last = now;
+        if self.lifted || self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            self.admitted.push(now);
+            return None;
+        }
+        self.refused += 1;
+        let mut metadata = json!({
+            "quota_metric": "run.googleapis.com/read_regional",
+            "quota_limit": "ReadPerMinutePerProjectRegion",
+            "quota_location": "us-central1",
+            "consumer": "projects/123456789",
+            "service": "run.googleapis.com"
+        });
+        if self.name_the_limit {
+            metadata["quota_limit_value"] = json!(format!("{}", self.per_minute));
+        }
+        Some(google_error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "RESOURCE_EXHAUSTED",
+            "Quota exceeded for quota metric 'Read requests' and limit 'Read requests per minute per region' of service 'run.googleapis.com' for consumer 'project_number:123456789'.",
+            json!([
+                {"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "RATE_LIMIT_EXCEEDED",
+                 "domain": "googleapis.com", "metadata": metadata},
+                {"@type": "type.googleapis.com/google.rpc.Help", "links": [
+                    {"description": "Request a higher quota limit.", "url": "https://cloud.google.com/docs/quotas/help/request_increase"}]}
+            ]),
+        ))
+    }
+}
+
+async fn quota_server(quota: Arc<Mutex<Quota>>) -> ScriptedServer {
+    ScriptedServer::start(move |_, _| {
+        let refused = quota.lock().unwrap().take();
+        refused.unwrap_or_else(|| axum::Json(service("checkout")).into_response())
+    })
+    .await
+}
+
+/// `n` reads of one service, 4 at a time; every one must succeed in the end.
+async fn reads(client: &CloudRunClient, n: usize) {
+    use futures::StreamExt;
+    let results: Vec<_> = futures::stream::iter(0..n)
+        .map(|_| async { client.get(&checkout()).await })
+        .buffer_unordered(4)
+        .collect()
+        .await;
+    for result in results {
+        result.unwrap();
+    }
+}
+
+/// Most requests admitted within any 60-second-equivalent window of `window`.
+fn busiest(admitted: &[Instant], window: Duration) -> usize {
+    (0..admitted.len())
+        .map(|i| {
+            admitted[i..]
+                .iter()
+                .take_while(|t| t.duration_since(admitted[i]) < window)
+                .count()
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn a_429_without_retry_info_lowers_the_rate_to_the_named_limit_and_it_recovers_when_raised() {
+    // The client is configured for 12,000 reads a minute; the project's real quota is
+    // 6,000 (100/s, a bucket of 100). Google's 429 names the limit but sets no RetryInfo.
+    let quota = Arc::new(Mutex::new(Quota::new(6000.0, 100.0, true)));
+    let server = quota_server(Arc::clone(&quota)).await;
+    let mut config = fast_config(&server.url());
+    config.rate_limits.reads_per_minute = std::num::NonZeroU32::new(12_000).unwrap();
+    config.adaptive_rate.recovery_percent = std::num::NonZeroU32::new(2000).unwrap();
+    config.adaptive_rate.learned_limit_ttl = Duration::from_secs(8);
+    let (client, recorder) = client(config).await;
+    let started = Instant::now();
+    reads(&client, 400).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "the learned limit still holds"
+    );
+    let rate = client.effective_rate(Budget::Read, "acme-prod", "us-central1");
+    assert_eq!(rate, 5400.0, "90 % of the limit Google named");
+    let (refused, admitted) = {
+        let q = quota.lock().unwrap();
+        (q.refused, q.admitted.clone())
+    };
+    assert!(
+        refused <= 12,
+        "{refused} 429s for 400 reads (at most 3 %): the client converged"
+    );
+    // Once lowered, the client stays under the quota: no second wave of 429s, and no
+    // one-second window (a minute scaled by 60) above the server's rate plus its bucket.
+    let retries = recorder.retries.lock().unwrap().clone();
+    assert!(retries
+        .iter()
+        .all(|(_, reason, _)| *reason == "QuotaExceeded"));
+    let busiest = busiest(&admitted[100..], Duration::from_secs(1));
+    assert!(
+        busiest <= 100 + 100,
+        "{busiest} reads admitted within a second"
+    );
+    let rates = recorder.rates.lock().unwrap().clone();
+    assert_eq!(
+        rates.first(),
+        Some(&(
+            Budget::Read,
+            "acme-prod".to_owned(),
+            "us-central1".to_owned(),
+            5400.0
+        )),
+        "the decrease is reported: {rates:?}"
+    );
+    assert_eq!(
+        client.effective_rate(Budget::Write, "acme-prod", "us-central1"),
+        30.0
+    );
+
+    // The quota is raised; once the learned limit expires, successes bring the rate back
+    // to the configured 12,000, additively.
+    quota.lock().unwrap().lifted = true;
+    tokio::time::sleep(Duration::from_secs(8).saturating_sub(started.elapsed())).await;
+    reads(&client, 400).await;
+    let recovered = client.effective_rate(Budget::Read, "acme-prod", "us-central1");
+    assert_eq!(recovered, 12_000.0);
+    let rates = recorder.rates.lock().unwrap().clone();
+    let after: Vec<f64> = rates.iter().skip(1).map(|r| r.3).collect();
+    assert!(after.len() > 20, "{after:?}");
+    assert!(
+        after.windows(2).all(|w| w[1] > w[0] && w[1] - w[0] < 600.0),
+        "recovery is additive, by small steps: {after:?}"
+    );
+    assert_eq!(quota.lock().unwrap().refused, refused);
+}
+
+#[tokio::test]
+async fn a_429_naming_no_limit_halves_the_rate_once_per_overload() {
+    let quota = Arc::new(Mutex::new(Quota::new(3000.0, 50.0, false)));
+    let server = quota_server(Arc::clone(&quota)).await;
+    let mut config = fast_config(&server.url());
+    config.rate_limits.reads_per_minute = std::num::NonZeroU32::new(6000).unwrap();
+    let (client, recorder) = client(config).await;
+    reads(&client, 300).await;
+    let refused = quota.lock().unwrap().refused;
+    assert!(refused <= 15, "{refused} 429s for 300 reads (at most 5 %)");
+    let rates: Vec<f64> = recorder.rates.lock().unwrap().iter().map(|r| r.3).collect();
+    // 4 reads were in flight when the first 429 came: one halving, not four.
+    assert_eq!(rates.first(), Some(&3000.0), "{rates:?}");
+    assert!(
+        rates.iter().all(|r| *r >= 750.0),
+        "the rate never collapses (at most three halvings in all): {rates:?}"
+    );
+    // Recovery probes back up slowly (5 % of the configured rate per minute of traffic).
+    let rate = client.effective_rate(Budget::Read, "acme-prod", "us-central1");
+    assert!(rate < 3300.0, "{rate}");
+}
+
+// ---------------------------------------------------------------------------------------
+// Jobs are read right before their whole-object write.
+
+fn job(image: &str, etag: &str, binary_authorization: Value) -> Value {
+    json!({
+        "name": "projects/acme-prod/locations/us-central1/jobs/nightly",
+        "generation": "3",
+        "etag": etag,
+        "binaryAuthorization": binary_authorization,
+        "template": {"template": {"containers": [{"image": image}]}}
+    })
+}
+
+/// A Cloud Run stand-in that does NOT check job etags: a write replaces the job whatever
+/// etag it carries (whether the real service checks them is unverified).
+async fn etag_blind_jobs(state: Arc<Mutex<Value>>) -> ScriptedServer {
+    ScriptedServer::start(move |_, request| {
+        let path = request.uri.path();
+        match request.method.as_str() {
+            "GET" if path.ends_with("/jobs") => {
+                axum::Json(json!({"jobs": [state.lock().unwrap().clone()]})).into_response()
+            }
+            "GET" => axum::Json(state.lock().unwrap().clone()).into_response(),
+            "PATCH" => {
+                let mut written = body_of(request);
+                written["etag"] = json!("\"after-write\"");
+                *state.lock().unwrap() = written.clone();
+                axum::Json(
+                    json!({"name": "projects/acme-prod/locations/us-central1/operations/op-j",
+                    "done": true, "response": written}),
+                )
+                .into_response()
+            }
+            _ => StatusCode::IM_A_TEAPOT.into_response(),
+        }
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_deploy_between_the_list_and_the_write_survives_a_server_blind_to_job_etags() {
+    let state = Arc::new(Mutex::new(job(
+        "us-docker.pkg.dev/acme/jobs/nightly:1",
+        "\"j1\"",
+        json!({"useDefault": false}),
+    )));
+    let server = etag_blind_jobs(Arc::clone(&state)).await;
+    let (client, _) = client(fast_config(&server.url())).await;
+    let listed = client
+        .list_all("acme-prod", "us-central1", ResourceKind::Job)
+        .await
+        .unwrap();
+    // A user deploys a new image after the list, before the write.
+    let deployed = "us-docker.pkg.dev/acme/jobs/nightly:2";
+    *state.lock().unwrap() = job(deployed, "\"j2\"", json!({"useDefault": false}));
+    let outcome = client
+        .remediate_listed(
+            &listed[0],
+            &default_policy(binauthz_operator::resource::BreakglassChange::Keep),
+        )
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            outcome,
+            binauthz_operator::cloudrun::RemediationOutcome::Applied { .. }
+        ),
+        "{outcome:?}"
+    );
+    let requests = server.requests();
+    let summary: Vec<String> = requests
+        .iter()
+        .map(|r| format!("{} {}", r.method, r.uri.path()))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            "GET /v2/projects/acme-prod/locations/us-central1/jobs",
+            "GET /v2/projects/acme-prod/locations/us-central1/jobs/nightly",
+            "PATCH /v2/projects/acme-prod/locations/us-central1/jobs/nightly",
+        ]
+    );
+    let written = body_of(&requests[2]);
+    assert_eq!(
+        written,
+        job(deployed, "\"j2\"", json!({"useDefault": true})),
+        "the copy read right before the write, with only binaryAuthorization changed"
+    );
+    assert_eq!(
+        state.lock().unwrap()["template"]["template"]["containers"][0]["image"],
+        deployed,
+        "the user's deploy is not reverted"
+    );
+}
+
+#[tokio::test]
+async fn a_job_fixed_since_the_list_is_not_written_and_a_compliant_listed_job_is_not_read() {
+    let state = Arc::new(Mutex::new(job(
+        "us-docker.pkg.dev/acme/jobs/nightly:1",
+        "\"j1\"",
+        json!({}),
+    )));
+    let server = etag_blind_jobs(Arc::clone(&state)).await;
+    let (client, _) = client(fast_config(&server.url())).await;
+    let listed = client
+        .list_all("acme-prod", "us-central1", ResourceKind::Job)
+        .await
+        .unwrap();
+    *state.lock().unwrap() = job(
+        "us-docker.pkg.dev/acme/jobs/nightly:1",
+        "\"j2\"",
+        json!({"useDefault": true}),
+    );
+    let fix = default_policy(binauthz_operator::resource::BreakglassChange::Keep);
+    let outcome = client.remediate_listed(&listed[0], &fix).await.unwrap();
+    assert_eq!(
+        outcome,
+        binauthz_operator::cloudrun::RemediationOutcome::AlreadySatisfied
+    );
+    let compliant = client
+        .list_all("acme-prod", "us-central1", ResourceKind::Job)
+        .await
+        .unwrap();
+    let outcome = client.remediate_listed(&compliant[0], &fix).await.unwrap();
+    assert_eq!(
+        outcome,
+        binauthz_operator::cloudrun::RemediationOutcome::AlreadySatisfied
+    );
+    let methods: Vec<String> = server
+        .requests()
+        .iter()
+        .map(|r| format!("{} {}", r.method, r.uri.path().rsplit('/').next().unwrap()))
+        .collect();
+    assert_eq!(methods, ["GET jobs", "GET nightly", "GET jobs"]);
+}
+
+// ---------------------------------------------------------------------------------------
+// Named policies and the organization policy constraint.
+
+const BCID: &str = "projects/bcid-cloud-run-policy/platforms/cloudRun/policies/bcidManagedPolicy";
+
+#[tokio::test]
+async fn policy_checks_tell_missing_from_unverifiable_and_never_read_googles_policy() {
+    let server = ScriptedServer::start(|_, request| {
+        let path = request.uri.path();
+        if path.starts_with("/v1/projects/acme-sec/") && path.ends_with("/strict") {
+            axum::Json(json!({"name": path.trim_start_matches("/v1/")})).into_response()
+        } else if path.starts_with("/v1/projects/acme-sec/") {
+            google_error(StatusCode::NOT_FOUND, "NOT_FOUND", "Requested entity was not found.", json!([]))
+        } else {
+            let name = path.trim_start_matches("/v1/");
+            google_error(
+                StatusCode::FORBIDDEN,
+                "PERMISSION_DENIED",
+                &format!("Permission 'binaryauthorization.platformPolicies.get' denied on resource '{name}' (or resource may not exist)."),
+                json!([]),
+            )
+        }
+    })
+    .await;
+    let (client, _) = client(fast_config(&server.url())).await;
+    let name = |n: &str| binauthz_operator::policy::PolicyName::parse(n).unwrap();
+    let strict = name("projects/acme-sec/platforms/cloudRun/policies/strict");
+    let missing = name("projects/acme-sec/platforms/cloudRun/policies/missing");
+    let foreign = name("projects/other-org/platforms/cloudRun/policies/strict");
+    let bcid = name(BCID);
+    for _ in 0..2 {
+        assert!(matches!(
+            client.policy_check(&strict).await.unwrap(),
+            binauthz_operator::cloudrun::PolicyCheck::Exists
+        ));
+        assert!(matches!(
+            client.policy_check(&missing).await.unwrap(),
+            binauthz_operator::cloudrun::PolicyCheck::NotFound
+        ));
+        match client.policy_check(&foreign).await.unwrap() {
+            binauthz_operator::cloudrun::PolicyCheck::Unverifiable { error } => {
+                assert!(error.is_permission_denied(), "{error}");
+                assert!(
+                    error
+                        .to_string()
+                        .contains("binaryauthorization.platformPolicies.get"),
+                    "{error}"
+                );
+            }
+            other => panic!("expected Unverifiable, got {other:?}"),
+        }
+        assert!(matches!(
+            client.policy_check(&bcid).await.unwrap(),
+            binauthz_operator::cloudrun::PolicyCheck::GoogleManaged
+        ));
+    }
+    // policy_exists keeps its meaning: Google's policy exists, an unreadable one is an error.
+    assert!(client.policy_exists(&bcid).await.unwrap());
+    assert!(client
+        .policy_exists(&foreign)
+        .await
+        .unwrap_err()
+        .is_permission_denied());
+    let paths: Vec<String> = server
+        .requests()
+        .iter()
+        .map(|r| r.uri.path().to_owned())
+        .collect();
+    assert_eq!(
+        paths,
+        [
+            "/v1/projects/acme-sec/platforms/cloudRun/policies/strict",
+            "/v1/projects/acme-sec/platforms/cloudRun/policies/missing",
+            "/v1/projects/other-org/platforms/cloudRun/policies/strict",
+        ],
+        "each read once (cached), Google's managed policy never"
+    );
+}
+
+#[tokio::test]
+async fn the_effective_org_policy_is_read_typed_and_cached_from_its_own_endpoint() {
+    let orgpolicy = ScriptedServer::start(|_, request| {
+        let path = request.uri.path();
+        let project = path
+            .strip_prefix("/v2/projects/")
+            .and_then(|p| p.split('/').next())
+            .unwrap_or_default();
+        let name = format!("projects/{project}/policies/run.allowedBinaryAuthorizationPolicies");
+        match project {
+            "acme-prod" => axum::Json(json!({"name": name, "spec": {
+                "etag": "CKq", "updateTime": "2026-11-01T00:00:00Z",
+                "rules": [{"values": {"allowedValues": [format!("is:{BCID}")]}}]}}))
+            .into_response(),
+            "acme-dev" => axum::Json(json!({"name": name})).into_response(),
+            _ => google_error(
+                StatusCode::FORBIDDEN,
+                "PERMISSION_DENIED",
+                &format!("Permission 'orgpolicy.policy.get' denied on resource '{name}' (or it may not exist)."),
+                json!([]),
+            ),
+        }
+    })
+    .await;
+    // Cloud Run itself is elsewhere (nothing listens there): the Org Policy API has its own
+    // endpoint.
+    let args = binauthz_operator::cloudrun::CloudRunArgs {
+        cloud_run_endpoint: Some("127.0.0.1:9".into()),
+        orgpolicy_endpoint: Some(orgpolicy.url()),
+        ..binauthz_operator::cloudrun::CloudRunArgs::default()
+    };
+    let mut config = args.config().unwrap();
+    config.retry = fast_config(&orgpolicy.url()).retry;
+    let (client, _) = client(config).await;
+    use binauthz_operator::cloudrun::{AllowedBinauthzValue, OrgPolicyConstraint};
+    use binauthz_operator::policy::{DesiredPolicy, PolicyName};
+    for _ in 0..2 {
+        let prod = client.effective_org_policy("acme-prod").await.unwrap();
+        assert_eq!(
+            prod,
+            OrgPolicyConstraint::Allowed {
+                values: vec![AllowedBinauthzValue::Policy(
+                    PolicyName::parse(BCID).unwrap()
+                )]
+            }
+        );
+        assert!(!prod.allows(&DesiredPolicy::ProjectDefault));
+        assert!(prod.allows(&DesiredPolicy::Named(PolicyName::parse(BCID).unwrap())));
+        let dev = client.effective_org_policy("acme-dev").await.unwrap();
+        assert_eq!(dev, OrgPolicyConstraint::NotSet);
+        assert!(!dev.is_enforced());
+        let err = client
+            .effective_org_policy("locked-down")
+            .await
+            .unwrap_err();
+        assert!(err.is_permission_denied(), "{err}");
+        assert!(err.to_string().contains("orgpolicy.policy.get"), "{err}");
+    }
+    let requests: Vec<String> = orgpolicy
+        .requests()
+        .iter()
+        .map(|r| format!("{} {}", r.method, r.uri.path()))
+        .collect();
+    assert_eq!(
+        requests,
+        [
+            "GET /v2/projects/acme-prod/policies/run.allowedBinaryAuthorizationPolicies:getEffectivePolicy",
+            "GET /v2/projects/acme-dev/policies/run.allowedBinaryAuthorizationPolicies:getEffectivePolicy",
+            "GET /v2/projects/locked-down/policies/run.allowedBinaryAuthorizationPolicies:getEffectivePolicy",
+            "GET /v2/projects/locked-down/policies/run.allowedBinaryAuthorizationPolicies:getEffectivePolicy",
+        ],
+        "answers are cached per project, refusals are not"
+    );
+}
+
+// ---------------------------------------------------------------------------------------
 // Against the Cloud Run emulator (issue 3), started in-process on a free loopback port.
 
 mod against_the_emulator {
@@ -1158,6 +1652,50 @@ mod against_the_emulator {
             "the user's deploy survives"
         );
         assert_eq!(after["binaryAuthorization"], json!({"useDefault": true}));
+        emulator.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn a_job_deployed_between_the_list_and_the_write_is_read_again_not_reverted() {
+        let emulator = start(seed(), Faults::default()).await;
+        let (client, recorder) = emulator_client(&emulator).await;
+        let listed: Vec<LiveResource> = client
+            .list_all("acme-prod", "us-central1", ResourceKind::Job)
+            .await
+            .unwrap();
+        let nightly = listed
+            .iter()
+            .find(|l| l.observed.id.name == "nightly-export")
+            .unwrap()
+            .clone();
+        let deployed = "us-docker.pkg.dev/acme-prod/jobs/export:9.9.9";
+        reqwest::Client::new()
+            .post(format!("{}/_emulator/deploy", emulator.url()))
+            .json(&json!({"name": nightly.observed.id.resource_name(), "image": deployed}))
+            .send()
+            .await
+            .unwrap()
+            .error_for_status()
+            .unwrap();
+        let outcome = client
+            .remediate_listed(&nightly, &to(strict(), BreakglassChange::Keep))
+            .await
+            .unwrap();
+        assert!(
+            matches!(outcome, RemediationOutcome::Applied { .. }),
+            "{outcome:?}"
+        );
+        // Read right before the write: no stale etag, no conflict to resolve.
+        assert_eq!(count(&emulator, "jobs.get", 200), 1);
+        assert_eq!(count(&emulator, "jobs.patch", 409), 0);
+        assert_eq!(count(&emulator, "jobs.patch", 200), 1);
+        assert_eq!(recorder.conflicts.load(Ordering::SeqCst), 0);
+        let after = raw(&emulator, &nightly.observed.id).await;
+        assert_eq!(
+            after["template"]["template"]["containers"][0]["image"], deployed,
+            "the user's deploy survives"
+        );
+        assert_eq!(after["binaryAuthorization"], json!({"policy": STRICT}));
         emulator.shutdown().await;
     }
 

@@ -1,7 +1,8 @@
 //! Scenario 2 — convergence under quota: D drifted services in one region, 50 ms per call,
 //! operations done after 500 ms, a write quota of W per minute at the emulator and the
-//! client's write budget set to W. Time to full compliance against the bound D/W minutes,
-//! and the 429s received.
+//! client's write budget set to B (2: B = W; 2b: B = 2W, the real quota is half what the
+//! operator was told, so it must find it from the 429s). Time to full compliance against
+//! the bound D/W minutes, and the 429s received.
 
 use std::time::Duration;
 
@@ -22,13 +23,15 @@ pub const LATENCY_MS: u64 = 50;
 /// Time until a write's operation is done.
 pub const OPERATION_DELAY_MS: u64 = 500;
 
-/// One case: D drifted services, quota W writes per minute.
+/// One case: D drifted services, quota W writes per minute, client budget B.
 #[derive(Clone, Copy, Debug)]
 pub struct Case {
     /// Drifted services.
     pub drifted: usize,
-    /// Write quota (and client write budget) per minute.
+    /// Write quota per minute at the emulator (the real quota).
     pub quota: u32,
+    /// The client's write budget per minute (`--write-rate`).
+    pub budget: u32,
 }
 
 impl Case {
@@ -50,6 +53,8 @@ pub struct Run {
     pub seconds_to_done: f64,
     /// HTTP 429 answers.
     pub throttled: u64,
+    /// 429s over write attempts (429s included).
+    pub throttled_share: f64,
     /// Every call made.
     pub calls: CallTally,
     /// (seconds since start, fraction of the D services compliant), one point per fix.
@@ -64,6 +69,8 @@ pub struct CaseResult {
     pub drifted: usize,
     /// W.
     pub quota_per_minute: u32,
+    /// B.
+    pub budget_per_minute: u32,
     /// D / W minutes, in seconds.
     pub bound_seconds: f64,
     /// Every run.
@@ -76,6 +83,8 @@ pub struct CaseResult {
     pub seconds_to_done: Spread,
     /// 429s per run.
     pub throttled: Spread,
+    /// 429s over write attempts, per run.
+    pub throttled_share: Spread,
 }
 
 /// Scenario 2's results.
@@ -107,9 +116,10 @@ pub async fn run(
             .iter()
             .map(|c| {
                 format!(
-                    "D={} W={}/min (bound {:.0} s)",
+                    "D={} W={}/min B={}/min (bound {:.0} s)",
                     c.drifted,
                     c.quota,
+                    c.budget,
                     c.bound_seconds()
                 )
             })
@@ -134,11 +144,13 @@ pub async fn run(
         out.push(CaseResult {
             drifted: case.drifted,
             quota_per_minute: case.quota,
+            budget_per_minute: case.budget,
             bound_seconds: case.bound_seconds(),
             seconds_to_compliance: spread(&|r| r.seconds_to_compliance)?,
             ratio: spread(&|r| r.ratio)?,
             seconds_to_done: spread(&|r| r.seconds_to_done)?,
             throttled: spread(&|r| r.throttled as f64)?,
+            throttled_share: spread(&|r| r.throttled_share)?,
             runs: results,
         });
     }
@@ -151,11 +163,12 @@ pub async fn run(
 }
 
 async fn one_run(ctx: &Ctx, subject: Subject, case: Case, run: usize) -> Result<Run> {
-    let tag = format!("conv-{}-{}-{run}", case.drifted, case.quota);
+    let tag = format!("conv-{}-{}-{}-{run}", case.drifted, case.quota, case.budget);
     let seed = estate::drifted_services_seed(PROJECT, PROJECT_NUMBER, REGION, case.drifted);
     let seed_file = ctx.work.join(format!("{tag}-seed.json"));
     std::fs::write(&seed_file, serde_json::to_vec(&seed)?)?;
     let quota = case.quota.to_string();
+    let budget = case.budget.to_string();
     let emulator = Emulator::spawn(
         &ctx.bin,
         &[
@@ -182,7 +195,7 @@ async fn one_run(ctx: &Ctx, subject: Subject, case: Case, run: usize) -> Result<
                 plane.kubeconfig(),
                 emulator.url(),
                 &tag,
-                &["--write-rate".into(), quota.clone()],
+                &["--write-rate".into(), budget.clone()],
                 &ctx.work.join(format!("{tag}-controller.log")),
             )
             .await?;
@@ -220,7 +233,7 @@ async fn one_run(ctx: &Ctx, subject: Subject, case: Case, run: usize) -> Result<
                         "--cloud-run-endpoint",
                         emulator.url(),
                     ])
-                    .args(["--write-rate", &quota])
+                    .args(["--write-rate", &budget])
                     .stdin(std::process::Stdio::null())
                     .kill_on_drop(true)
                     .output(),
@@ -268,6 +281,7 @@ async fn one_run(ctx: &Ctx, subject: Subject, case: Case, run: usize) -> Result<
         ratio: last / case.bound_seconds(),
         seconds_to_done: done - start,
         throttled: calls.throttled,
+        throttled_share: calls.throttled as f64 / calls.writes.max(1) as f64,
         calls,
         curve,
     })

@@ -400,10 +400,18 @@ async fn scenarios(
     let convergence = if wants(Scenario::Convergence) {
         let (cases, runs) = if quick {
             (
-                vec![convergence::Case {
-                    drifted: 20,
-                    quota: 120,
-                }],
+                vec![
+                    convergence::Case {
+                        drifted: 20,
+                        quota: 120,
+                        budget: 120,
+                    },
+                    convergence::Case {
+                        drifted: 30,
+                        quota: 60,
+                        budget: 120,
+                    },
+                ],
                 1,
             )
         } else {
@@ -412,10 +420,20 @@ async fn scenarios(
                     convergence::Case {
                         drifted: 100,
                         quota: 60,
+                        budget: 60,
                     },
                     convergence::Case {
                         drifted: 1000,
                         quota: 600,
+                        budget: 600,
+                    },
+                    // 2b: the real quota is half the configured budget. D = 4W: the
+                    // emulator's bucket lets the first W through at once, so fewer drifted
+                    // services would finish before the quota bites.
+                    convergence::Case {
+                        drifted: 240,
+                        quota: 60,
+                        budget: 120,
                     },
                 ],
                 3,

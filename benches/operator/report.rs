@@ -176,7 +176,11 @@ fn convergence(s: &mut String, c: &ConvergenceResult, figure: &str) {
         "| D drifted | W per minute | Bound D/W | Time to full compliance | ÷ bound (target ≤ 1.15) | Subject done | 429s (target 0) | Runs |"
     );
     let _ = writeln!(s, "|---|---|---|---|---|---|---|---|");
-    for case in &c.cases {
+    for case in c
+        .cases
+        .iter()
+        .filter(|c| c.budget_per_minute == c.quota_per_minute)
+    {
         let _ = writeln!(
             s,
             "| {} | {} | {:.0} s | {} s | {} — {} | {} s | {} — {} | {} |",
@@ -191,6 +195,47 @@ fn convergence(s: &mut String, c: &ConvergenceResult, figure: &str) {
             verdict(case.throttled.max == 0.0),
             case.runs.len()
         );
+    }
+    let over: Vec<_> = c
+        .cases
+        .iter()
+        .filter(|c| c.budget_per_minute != c.quota_per_minute)
+        .collect();
+    if !over.is_empty() {
+        let _ = writeln!(
+            s,
+            "\n#### 2b. The real write quota is half the configured budget\n\n\
+             The same, but the client runs with `--write-rate B`, B = 2W: it must find the real quota from the 429s (adaptive rate, docs/cloudrun-client.md). \
+             The emulator's 429s carry RetryInfo. 429s are over every write attempt (429s included).\n"
+        );
+        let _ = writeln!(
+            s,
+            "| D drifted | real quota W | budget B | Bound D/W | Time to full compliance | ÷ bound (target ≤ 1.25) | 429s | 429s ÷ writes (target ≤ 2 %) | Runs |"
+        );
+        let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|");
+        for case in over {
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {:.0} s | {} s | {} — {} | {} | {} % — {} | {} |",
+                thousands(case.drifted),
+                case.quota_per_minute,
+                case.budget_per_minute,
+                case.bound_seconds,
+                case.seconds_to_compliance.show(1),
+                case.ratio.show(3),
+                verdict(case.ratio.max <= 1.25),
+                case.throttled.show(0),
+                Spread {
+                    median: case.throttled_share.median * 100.0,
+                    min: case.throttled_share.min * 100.0,
+                    max: case.throttled_share.max * 100.0,
+                    ..case.throttled_share
+                }
+                .show(1),
+                verdict(case.throttled_share.max <= 0.02),
+                case.runs.len()
+            );
+        }
     }
     let _ = writeln!(s, "\n![Compliance over time]({figure})\n");
 }
@@ -309,9 +354,14 @@ pub fn convergence_svg(c: &ConvergenceResult) -> String {
             x_max = x_max.max(run.seconds_to_compliance * 1.05);
             series.push(Series {
                 label: format!(
-                    "D = {}, W = {}/min ({} run{})",
+                    "D = {}, W = {}/min{} ({} run{})",
                     case.drifted,
                     case.quota_per_minute,
+                    if case.budget_per_minute == case.quota_per_minute {
+                        String::new()
+                    } else {
+                        format!(", budget {}/min", case.budget_per_minute)
+                    },
                     case.runs.len(),
                     if case.runs.len() == 1 { "" } else { "s" }
                 ),

@@ -4,15 +4,22 @@
 //! # The remediation write
 //!
 //! Expected flow of [`CloudRunClient::remediate`]: read the resource (or take the one just
-//! listed), decide with [`Remediation::is_satisfied_by`], and when it is not satisfied make
-//! ONE `PATCH` carrying the `etag` read, then follow the returned long-running operation.
+//! listed), decide with [`Remediation::is_satisfied_by`], and when it is not satisfied wait
+//! for the region's write budget and a write slot, then make ONE `PATCH` carrying the
+//! `etag` read, then follow the returned long-running operation. A job is read again
+//! (`GET`) once the budget and slot are held, decided again on that copy, and that copy is
+//! what is written.
 //!
 //! Guarantees:
 //! - Nothing but `binaryAuthorization` is changed: services and worker pools are patched
-//!   with `updateMask=binaryAuthorization` and a body holding only that field and the etag;
-//!   jobs (no update mask in v2) are sent back exactly as read, with only
-//!   `binaryAuthorization` replaced. Server-managed fields (`generation`, `etag`,
-//!   `updateTime`, `lastModifier`, ...) move as Cloud Run moves them.
+//!   with `updateMask=binaryAuthorization` and a body holding only that field and the etag
+//!   read (the listed one: a stale etag costs a re-read); jobs (no update mask in v2) are
+//!   sent back exactly as read by the `GET` right before the write — never the listed copy
+//!   — with only `binaryAuthorization` replaced. A deploy that lands between the list and
+//!   the write is therefore kept even if Cloud Run did not check a job's etag; what remains
+//!   is the one round trip between that `GET` and the `PATCH`. Server-managed fields
+//!   (`generation`, `etag`, `updateTime`, `lastModifier`, ...) move as Cloud Run moves
+//!   them.
 //! - It never weakens: the written value comes from a [`crate::policy::DesiredPolicy`],
 //!   which cannot express "disabled" — it is `useDefault: true` or a named policy.
 //! - A concurrent change is never overwritten: the etag makes a stale write fail with 409
@@ -48,7 +55,8 @@ use super::model::{
     Operation, Resource,
 };
 use super::observe::{ApiMethod, CallObserver, CallStatus, NoopObserver};
-use super::ratelimit::{Budget, RateLimits, Throttle};
+use super::orgpolicy::{EffectivePolicy, OrgPolicyConstraint, ALLOWED_BINAUTHZ_POLICIES};
+use super::ratelimit::{Budget, QuotaSignal, RateChange, RateLimits, Throttle, Ticket};
 use crate::policy::PolicyName;
 use crate::resource::{ObservedResource, Remediation, ResourceId, ResourceKind};
 
@@ -82,9 +90,13 @@ enum Wire {
         etag: Option<String>,
         binary_authorization: Option<BinaryAuthorization>,
     },
-    /// Jobs are written back whole: the object exactly as read, kept as compact JSON text
-    /// (a small fraction of the memory of its decoded tree) and decoded only to write.
+    /// A job read with `GET`: written back whole, the object exactly as read, kept as
+    /// compact JSON text (a small fraction of the memory of its decoded tree) and decoded
+    /// only to write.
     Whole(Arc<str>),
+    /// A job as listed: never written back (the write reads it again first), so nothing of
+    /// the wire object is kept.
+    ListedJob,
 }
 
 impl LiveResource {
@@ -104,23 +116,62 @@ impl LiveResource {
         Ok(Self { observed, wire })
     }
 
+    /// A resource from a list page: like [`LiveResource::new`], except that a job keeps
+    /// nothing of its wire object (it is read again before any write).
+    fn listed(id: ResourceId, resource: Resource) -> serde_json::Result<Self> {
+        if id.kind == ResourceKind::Job {
+            return Ok(Self {
+                observed: resource.observe(id),
+                wire: Wire::ListedJob,
+            });
+        }
+        Self::new(id, resource)
+    }
+
     /// The body of the one write `remediation` makes to this resource as read: see
-    /// [`Resource::remediation_body`].
-    ///
-    /// # Errors
-    /// When the body cannot be encoded.
-    pub fn remediation_body(&self, remediation: &Remediation) -> serde_json::Result<Value> {
+    /// [`Resource::remediation_body`]. Fails when the body cannot be encoded, or for a
+    /// listed job (only a job just read is written back).
+    fn remediation_body(&self, remediation: &Remediation) -> std::result::Result<Value, String> {
+        let encode = |err: serde_json::Error| format!("cannot encode the request body: {err}");
         match &self.wire {
             Wire::Masked {
                 etag,
                 binary_authorization,
             } => {
                 masked_remediation_body(binary_authorization.as_ref(), etag.as_deref(), remediation)
+                    .map_err(encode)
             }
-            Wire::Whole(text) => serde_json::from_str::<Resource>(text)?
-                .remediation_body(self.observed.id.kind, remediation),
+            Wire::Whole(text) => serde_json::from_str::<Resource>(text)
+                .and_then(|r| r.remediation_body(self.observed.id.kind, remediation))
+                .map_err(encode),
+            Wire::ListedJob => Err("a listed job is never written back; read it first".into()),
         }
     }
+}
+
+/// Google's managed Cloud Run platform policy (built-in BCID checks): accepted in writes,
+/// never readable by customers.
+pub const BCID_MANAGED_POLICY: &str =
+    "projects/bcid-cloud-run-policy/platforms/cloudRun/policies/bcidManagedPolicy";
+
+/// What reading a named platform policy before writing it says
+/// ([`CloudRunClient::policy_check`]).
+#[derive(Clone, Debug)]
+pub enum PolicyCheck {
+    /// The policy was read.
+    Exists,
+    /// Binary Authorization answered 404 from a project the caller can read: the policy
+    /// does not exist.
+    NotFound,
+    /// The read was refused (403): the policy may or may not exist. `error` says why
+    /// ([`Error::failure`]: `PermissionDenied`, `ApiDisabled`, `VpcServiceControls`; its
+    /// message names the permission or the API).
+    Unverifiable {
+        /// The refusal.
+        error: Error,
+    },
+    /// Google's managed policy ([`BCID_MANAGED_POLICY`]): known, never read.
+    GoogleManaged,
 }
 
 /// How a remediation ended (errors are [`Error`]s).
@@ -161,7 +212,8 @@ struct Inner {
     limits: RateLimits,
     observer: Arc<dyn CallObserver>,
     regions: Mutex<HashMap<String, (Instant, Vec<String>)>>,
-    policies: Mutex<HashMap<String, (Instant, bool)>>,
+    policies: Mutex<HashMap<String, (Instant, PolicyCheck)>>,
+    org_policies: Mutex<HashMap<String, (Instant, OrgPolicyConstraint)>>,
 }
 
 impl fmt::Debug for CloudRunClient {
@@ -169,6 +221,7 @@ impl fmt::Debug for CloudRunClient {
         f.debug_struct("CloudRunClient")
             .field("cloud_run", &self.inner.config.cloud_run_base_url)
             .field("binauthz", &self.inner.config.binauthz_base_url)
+            .field("orgpolicy", &self.inner.config.orgpolicy_base_url)
             .field("auth", &self.inner.auth)
             .field("limits", &self.inner.limits)
             .finish()
@@ -182,10 +235,11 @@ struct Call<'a> {
     url: String,
     query: Vec<(&'static str, String)>,
     body: Option<&'a Value>,
-    /// `None` for calls outside Cloud Run's per-region quotas (Binary Authorization).
+    /// `None` for calls outside Cloud Run's per-region quotas (Binary Authorization,
+    /// Organization Policy).
     budget: Option<Budget>,
-    /// The caller already took the budget of the first attempt.
-    prepaid: bool,
+    /// The budget of the first attempt, when the caller already took it.
+    prepaid: Option<Ticket>,
     project: &'a str,
     location: &'a str,
     /// The resource or collection acted on, for spans and errors.
@@ -230,12 +284,13 @@ impl CloudRunClient {
         Ok(Self {
             inner: Arc::new(Inner {
                 http,
-                limits: RateLimits::new(&config.rate_limits),
+                limits: RateLimits::new(&config.rate_limits, config.adaptive_rate),
                 config,
                 auth,
                 observer,
                 regions: Mutex::new(HashMap::new()),
                 policies: Mutex::new(HashMap::new()),
+                org_policies: Mutex::new(HashMap::new()),
             }),
         })
     }
@@ -318,7 +373,7 @@ impl CloudRunClient {
             query,
             body: None,
             budget: Some(Budget::Read),
-            prepaid: false,
+            prepaid: None,
             project,
             location,
             resource: parent,
@@ -364,7 +419,7 @@ impl CloudRunClient {
                         })
                     }
                 };
-                LiveResource::new(id, resource).map_err(|err| Error::Decode {
+                LiveResource::listed(id, resource).map_err(|err| Error::Decode {
                     target: target.clone(),
                     detail: format!("cannot keep the listed resource: {err}"),
                 })
@@ -385,7 +440,7 @@ impl CloudRunClient {
                 query: Vec::new(),
                 body: None,
                 budget: Some(Budget::Read),
-                prepaid: false,
+                prepaid: None,
                 project: &id.project,
                 location: &id.location,
                 resource: name,
@@ -432,7 +487,7 @@ impl CloudRunClient {
                     query,
                     body: None,
                     budget: Some(Budget::Read),
-                    prepaid: false,
+                    prepaid: None,
                     project,
                     location: "global",
                     resource: parent.clone(),
@@ -462,13 +517,39 @@ impl CloudRunClient {
         Ok(regions)
     }
 
-    /// Whether the named Cloud Run platform policy exists (Binary Authorization API);
-    /// cached for `policy_ttl`, whichever the answer.
+    /// Whether the named Cloud Run platform policy exists (Binary Authorization API):
+    /// [`CloudRunClient::policy_check`] as a yes/no — Google's managed policy counts as
+    /// existing, and a policy that cannot be verified is the error that says why.
     pub async fn policy_exists(&self, policy: &PolicyName) -> Result<bool> {
+        match self.policy_check(policy).await? {
+            PolicyCheck::Exists | PolicyCheck::GoogleManaged => Ok(true),
+            PolicyCheck::NotFound => Ok(false),
+            PolicyCheck::Unverifiable { error } => Err(error),
+        }
+    }
+
+    /// What can be known about the named Cloud Run platform policy before writing it
+    /// (Binary Authorization API `GET v1/{policy}`); cached for `policy_ttl`, whichever the
+    /// answer:
+    /// - Google's managed policy ([`BCID_MANAGED_POLICY`]) is never read (customers cannot):
+    ///   [`PolicyCheck::GoogleManaged`];
+    /// - 200: [`PolicyCheck::Exists`]; 404: [`PolicyCheck::NotFound`];
+    /// - 403: [`PolicyCheck::Unverifiable`] carrying the error — Binary Authorization
+    ///   answers 403 for a policy in a project the caller may not read, whether or not it
+    ///   exists ("... (or resource may not exist)"), so the write may still be right. Every
+    ///   403 counts (a missing permission, the API disabled, a VPC Service Controls
+    ///   perimeter); [`Error::failure`] of the carried error tells which.
+    ///
+    /// # Errors
+    /// Any other failure (after retries), e.g. the API unreachable or credentials refused.
+    pub async fn policy_check(&self, policy: &PolicyName) -> Result<PolicyCheck> {
+        if policy.as_str() == BCID_MANAGED_POLICY {
+            return Ok(PolicyCheck::GoogleManaged);
+        }
         let ttl = self.inner.config.policy_ttl;
-        if let Some((at, exists)) = lock(&self.inner.policies).get(policy.as_str()) {
+        if let Some((at, check)) = lock(&self.inner.policies).get(policy.as_str()) {
             if at.elapsed() < ttl {
-                return Ok(*exists);
+                return Ok(check.clone());
             }
         }
         let result: Result<Value> = self
@@ -483,7 +564,7 @@ impl CloudRunClient {
                 query: Vec::new(),
                 body: None,
                 budget: None,
-                prepaid: false,
+                prepaid: None,
                 project: policy.project(),
                 location: "global",
                 resource: policy.as_str().to_owned(),
@@ -491,13 +572,64 @@ impl CloudRunClient {
                 deadline: None,
             })
             .await;
-        let exists = match result {
-            Ok(_) => true,
-            Err(err) if err.is_not_found() => false,
+        let check = match result {
+            Ok(_) => PolicyCheck::Exists,
+            Err(err) if err.is_not_found() => PolicyCheck::NotFound,
+            Err(err) if err.is_permission_denied() => {
+                info!(policy = %policy, error = %err, "cannot read the policy; it cannot be verified");
+                PolicyCheck::Unverifiable { error: err }
+            }
             Err(err) => return Err(err),
         };
-        lock(&self.inner.policies).insert(policy.as_str().to_owned(), (Instant::now(), exists));
-        Ok(exists)
+        lock(&self.inner.policies)
+            .insert(policy.as_str().to_owned(), (Instant::now(), check.clone()));
+        Ok(check)
+    }
+
+    /// The effective organization policy constraint
+    /// `constraints/run.allowedBinaryAuthorizationPolicies` of `project` (Organization
+    /// Policy API v2 `getEffectivePolicy`, see [`super::orgpolicy`]); cached for
+    /// `orgpolicy_ttl`. Errors are not cached.
+    ///
+    /// # Errors
+    /// As every call: 403 (no `orgpolicy.policy.get`, or the API disabled) is
+    /// [`Error::PermissionDenied`] — callers proceed and let the write's answer decide.
+    pub async fn effective_org_policy(&self, project: &str) -> Result<OrgPolicyConstraint> {
+        let ttl = self.inner.config.orgpolicy_ttl;
+        if let Some((at, constraint)) = lock(&self.inner.org_policies).get(project) {
+            if at.elapsed() < ttl {
+                return Ok(constraint.clone());
+            }
+        }
+        let name = format!("projects/{project}/policies/{ALLOWED_BINAUTHZ_POLICIES}");
+        check_segments(
+            || format!("{} {name}", ApiMethod::GetEffectiveOrgPolicy),
+            &[("project", project)],
+        )?;
+        let policy: EffectivePolicy = self
+            .execute(Call {
+                method: ApiMethod::GetEffectiveOrgPolicy,
+                verb: reqwest::Method::GET,
+                url: format!(
+                    "{}/v2/{name}:getEffectivePolicy",
+                    self.inner.config.orgpolicy_base_url
+                ),
+                query: Vec::new(),
+                body: None,
+                budget: None,
+                prepaid: None,
+                project,
+                location: "global",
+                resource: name,
+                timeout: self.inner.config.request_timeout,
+                deadline: None,
+            })
+            .await?;
+        let constraint = OrgPolicyConstraint::from_effective(&policy);
+        debug!(%project, %constraint, "organization policy read");
+        lock(&self.inner.org_policies)
+            .insert(project.to_owned(), (Instant::now(), constraint.clone()));
+        Ok(constraint)
     }
 
     /// Reads the resource and, unless it already complies, applies `remediation` with one
@@ -558,7 +690,7 @@ impl CloudRunClient {
     async fn remediate_from(
         &self,
         id: &ResourceId,
-        mut current: Option<LiveResource>,
+        current: Option<LiveResource>,
         remediation: &Remediation,
         validate_only: bool,
         still_wanted: &(dyn Fn(&ObservedResource) -> bool + Send + Sync),
@@ -577,10 +709,14 @@ impl CloudRunClient {
             check_id(ApiMethod::update(id.kind), id)?;
             let mut conflicts = 0;
             let mut slot: Option<OwnedSemaphorePermit> = None;
+            let mut prepaid: Option<Ticket> = None;
+            // The copy in hand, and whether it was read while this call held its write
+            // slot: a job is only ever written back from such a copy.
+            let mut current = current.map(|listed| (listed, false));
             loop {
-                let live = match current.take() {
-                    Some(live) => live,
-                    None => self.get(id).await?,
+                let (live, fresh) = match current.take() {
+                    Some(read) => read,
+                    None => (self.get(id).await?, slot.is_some()),
                 };
                 if live.observed.deleted {
                     return Err(Error::from_api(ApiError::local(
@@ -597,22 +733,30 @@ impl CloudRunClient {
                     debug!("the caller no longer wants this write; nothing written");
                     return Ok(RemediationOutcome::Withdrawn);
                 }
-                let body = live
-                    .remediation_body(remediation)
-                    .map_err(|err| Error::Decode {
-                        target: format!("{} {}", ApiMethod::update(id.kind), id.resource_name()),
-                        detail: format!("cannot encode the request body: {err}"),
-                    })?;
                 // The region's write budget first, then a global write slot: a write
                 // waiting for one region's budget must not hold a slot that writes to
                 // other regions could use.
-                let prepaid = slot.is_none();
-                if prepaid {
-                    self.take_budget(Budget::Write, &id.project, &id.location)
-                        .await;
+                if slot.is_none() {
+                    prepaid = Some(
+                        self.take_budget(Budget::Write, &id.project, &id.location)
+                            .await,
+                    );
                     slot = Some(self.write_slot(id).await?);
                 }
-                match self.patch(id, &body, validate_only, prepaid).await {
+                if id.kind == ResourceKind::Job && !fresh {
+                    // A job is written back whole: read it right before the write, so a
+                    // deploy that landed since the list (or since the wait for budget) is
+                    // what is written back, whether or not Cloud Run enforces the etag.
+                    debug!("reading the job right before writing it whole");
+                    continue;
+                }
+                let body = live
+                    .remediation_body(remediation)
+                    .map_err(|detail| Error::Decode {
+                        target: format!("{} {}", ApiMethod::update(id.kind), id.resource_name()),
+                        detail,
+                    })?;
+                match self.patch(id, &body, validate_only, prepaid.take()).await {
                     Ok(operation) => return self.finish(id, operation, validate_only).await,
                     Err(err) if err.is_conflict() && conflicts < self.inner.config.max_conflict_retries => {
                         conflicts += 1;
@@ -628,8 +772,8 @@ impl CloudRunClient {
     }
 
     /// Waits for one call's worth of `budget` in (project, location), reporting the wait.
-    async fn take_budget(&self, budget: Budget, project: &str, location: &str) {
-        let waited = self.inner.limits.acquire(budget, project, location).await;
+    async fn take_budget(&self, budget: Budget, project: &str, location: &str) -> Ticket {
+        let (ticket, waited) = self.inner.limits.acquire(budget, project, location).await;
         if !waited.is_zero() {
             let throttle = match budget {
                 Budget::Read => Throttle::ReadRate,
@@ -637,6 +781,22 @@ impl CloudRunClient {
             };
             self.inner.observer.throttled(throttle, waited);
         }
+        ticket
+    }
+
+    fn report_rate(&self, change: Option<RateChange>, project: &str, location: &str) {
+        if let Some(RateChange { budget, per_minute }) = change {
+            self.inner
+                .observer
+                .rate_changed(budget, project, location, per_minute);
+        }
+    }
+
+    /// The effective rate, per minute, at which this client sends `budget` requests to
+    /// (project, location) right now: the configured rate, lowered by 429s and recovering
+    /// (see [`super::ratelimit`]).
+    pub fn effective_rate(&self, budget: Budget, project: &str, location: &str) -> f64 {
+        self.inner.limits.effective_rate(budget, project, location)
     }
 
     async fn write_slot(&self, id: &ResourceId) -> Result<OwnedSemaphorePermit> {
@@ -661,7 +821,7 @@ impl CloudRunClient {
         id: &ResourceId,
         body: &Value,
         validate_only: bool,
-        prepaid: bool,
+        prepaid: Option<Ticket>,
     ) -> Result<Operation> {
         let name = id.resource_name();
         let mut query = Vec::new();
@@ -784,7 +944,7 @@ impl CloudRunClient {
             query: Vec::new(),
             body: Some(&body),
             budget: Some(Budget::Read),
-            prepaid: false,
+            prepaid: None,
             project: &id.project,
             location: &id.location,
             resource: name.to_owned(),
@@ -807,7 +967,7 @@ impl CloudRunClient {
             query: Vec::new(),
             body: None,
             budget: Some(Budget::Read),
-            prepaid: false,
+            prepaid: None,
             project: &id.project,
             location: &id.location,
             resource: name.to_owned(),
@@ -838,12 +998,13 @@ impl CloudRunClient {
             let mut retrier = policy.start();
             let mut prepaid = call.prepaid;
             loop {
-                match call.budget {
-                    Some(budget) if !std::mem::take(&mut prepaid) => {
-                        self.take_budget(budget, call.project, call.location).await;
+                let ticket = match (call.budget, prepaid.take()) {
+                    (Some(_), Some(ticket)) => Some(ticket),
+                    (Some(budget), None) => {
+                        Some(self.take_budget(budget, call.project, call.location).await)
                     }
-                    _ => {}
-                }
+                    (None, _) => None,
+                };
                 let started = Instant::now();
                 let result = self.send::<T>(&call).await;
                 let status = CallStatus::of(&result);
@@ -852,9 +1013,32 @@ impl CloudRunClient {
                 span.record("status", status.as_str());
                 span.record("attempts", retrier.attempts());
                 let err = match result {
-                    Ok(value) => return Ok(value),
+                    Ok(value) => {
+                        if let Some(ticket) = ticket {
+                            let change =
+                                self.inner
+                                    .limits
+                                    .succeeded(ticket, call.project, call.location);
+                            self.report_rate(change, call.project, call.location);
+                        }
+                        return Ok(value);
+                    }
                     Err(err) => err,
                 };
+                if let Some(signal) = QuotaSignal::of(&err, call.budget) {
+                    let change =
+                        self.inner
+                            .limits
+                            .exceeded(signal, ticket, call.project, call.location);
+                    if let Some(RateChange { budget, per_minute }) = change {
+                        warn!(
+                            direction = budget.as_str(),
+                            per_minute,
+                            "Cloud Run quota exceeded; lowering this project and region's rate"
+                        );
+                    }
+                    self.report_rate(change, call.project, call.location);
+                }
                 match retrier.next_delay(&err) {
                     Some(delay) => {
                         observer.retry(call.method, err.reason(), delay);

@@ -10,21 +10,24 @@ use std::time::Duration;
 use reqwest::Url;
 
 use super::error::{Error, Result};
-use super::ratelimit::RateLimitConfig;
+use super::ratelimit::{AdaptivePolicy, RateLimitConfig};
 use super::retry::RetryPolicy;
 
 /// Cloud Run Admin API base URL.
 pub const CLOUD_RUN_BASE_URL: &str = "https://run.googleapis.com";
 /// Binary Authorization API base URL.
 pub const BINAUTHZ_BASE_URL: &str = "https://binaryauthorization.googleapis.com";
+/// Organization Policy API base URL.
+pub const ORGPOLICY_BASE_URL: &str = "https://orgpolicy.googleapis.com";
 
 /// Cloud Run client flags, shared by `controller` and `check`.
 #[derive(clap::Args, Clone, Debug, PartialEq, Eq)]
 pub struct CloudRunArgs {
     /// Cloud Run Admin API endpoint to use instead of Google's, e.g. an emulator:
     /// `http://127.0.0.1:8787` or `127.0.0.1:8787`. With it, no Google credentials are
-    /// needed (a placeholder token is sent) and Binary Authorization calls go to the same
-    /// endpoint unless --binauthz-endpoint says otherwise.
+    /// needed (a placeholder token is sent) and Binary Authorization and Organization Policy
+    /// calls go to the same endpoint unless --binauthz-endpoint / --orgpolicy-endpoint say
+    /// otherwise.
     #[arg(long, env = "CLOUD_RUN_EMULATOR_HOST", value_name = "URL")]
     pub cloud_run_endpoint: Option<String>,
 
@@ -33,13 +36,20 @@ pub struct CloudRunArgs {
     #[arg(long, env = "BINAUTHZ_ENDPOINT", value_name = "URL")]
     pub binauthz_endpoint: Option<String>,
 
+    /// Organization Policy API endpoint to use instead of Google's (or of
+    /// --cloud-run-endpoint).
+    #[arg(long, env = "ORGPOLICY_ENDPOINT", value_name = "URL")]
+    pub orgpolicy_endpoint: Option<String>,
+
     /// Cloud Run read requests per minute per project and region (client-side budget;
-    /// keep it below the project's "Read requests per minute per region" quota).
+    /// keep it at or below the project's "Read requests per minute per region" quota; a 429
+    /// lowers it for that project and region, and it recovers slowly).
     #[arg(long, env = "CLOUD_RUN_READ_RATE", value_name = "PER_MINUTE", default_value_t = RateLimitConfig::default().reads_per_minute)]
     pub read_rate: NonZeroU32,
 
     /// Cloud Run write requests per minute per project and region (client-side budget;
-    /// keep it below the project's "Write requests per minute per region" quota).
+    /// keep it at or below the project's "Write requests per minute per region" quota; a
+    /// 429 lowers it for that project and region, and it recovers slowly).
     #[arg(long, env = "CLOUD_RUN_WRITE_RATE", value_name = "PER_MINUTE", default_value_t = RateLimitConfig::default().writes_per_minute)]
     pub write_rate: NonZeroU32,
 
@@ -64,6 +74,7 @@ impl Default for CloudRunArgs {
         Self {
             cloud_run_endpoint: None,
             binauthz_endpoint: None,
+            orgpolicy_endpoint: None,
             read_rate: rates.reads_per_minute,
             write_rate: rates.writes_per_minute,
             max_concurrent_writes: rates.max_concurrent_writes,
@@ -80,6 +91,7 @@ impl CloudRunArgs {
         let Self {
             cloud_run_endpoint,
             binauthz_endpoint,
+            orgpolicy_endpoint,
             read_rate,
             write_rate,
             max_concurrent_writes,
@@ -92,6 +104,9 @@ impl CloudRunArgs {
         };
         if let Some(url) = non_empty(binauthz_endpoint) {
             config.binauthz_base_url = parse_endpoint("--binauthz-endpoint", url)?;
+        }
+        if let Some(url) = non_empty(orgpolicy_endpoint) {
+            config.orgpolicy_base_url = parse_endpoint("--orgpolicy-endpoint", url)?;
         }
         if *google_credentials {
             config.google_credentials = true;
@@ -185,11 +200,15 @@ pub struct CloudRunConfig {
     pub cloud_run_base_url: String,
     /// Base URL of the Binary Authorization API (no trailing slash).
     pub binauthz_base_url: String,
+    /// Base URL of the Organization Policy API (no trailing slash).
+    pub orgpolicy_base_url: String,
     /// True to authenticate with Application Default Credentials; false sends a
     /// placeholder token (emulators).
     pub google_credentials: bool,
     /// Client-side throttle.
     pub rate_limits: RateLimitConfig,
+    /// How the throttle's rates adapt to 429s.
+    pub adaptive_rate: AdaptivePolicy,
     /// Timeout of one HTTP request.
     pub request_timeout: Duration,
     /// Retries of failed calls.
@@ -215,21 +234,24 @@ pub struct CloudRunConfig {
     pub max_response_values: usize,
     /// How long the regions of a project are cached.
     pub regions_ttl: Duration,
-    /// How long a policy-existence answer is cached (both "exists" and "missing").
+    /// How long a policy read is cached (exists, missing, or unverifiable).
     pub policy_ttl: Duration,
+    /// How long a project's effective organization policy constraint is cached.
+    pub orgpolicy_ttl: Duration,
 }
 
 impl CloudRunConfig {
     /// Per-request timeout when none is configured.
     pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
-    /// A configuration talking to an emulator at `base_url` for both APIs, without Google
-    /// credentials.
+    /// A configuration talking to an emulator at `base_url` for every API (Cloud Run, Binary
+    /// Authorization, Organization Policy), without Google credentials.
     pub fn emulator(base_url: &str) -> Self {
         let base = base_url.trim_end_matches('/').to_owned();
         Self {
             cloud_run_base_url: base.clone(),
-            binauthz_base_url: base,
+            binauthz_base_url: base.clone(),
+            orgpolicy_base_url: base,
             google_credentials: false,
             ..Self::default()
         }
@@ -241,8 +263,10 @@ impl Default for CloudRunConfig {
         Self {
             cloud_run_base_url: CLOUD_RUN_BASE_URL.into(),
             binauthz_base_url: BINAUTHZ_BASE_URL.into(),
+            orgpolicy_base_url: ORGPOLICY_BASE_URL.into(),
             google_credentials: true,
             rate_limits: RateLimitConfig::default(),
+            adaptive_rate: AdaptivePolicy::default(),
             request_timeout: Self::DEFAULT_REQUEST_TIMEOUT,
             retry: RetryPolicy::default(),
             operation: OperationPolicy::default(),
@@ -253,6 +277,7 @@ impl Default for CloudRunConfig {
             max_response_values: 1_000_000,
             regions_ttl: Duration::from_secs(3600),
             policy_ttl: Duration::from_secs(300),
+            orgpolicy_ttl: Duration::from_secs(300),
         }
     }
 }
@@ -273,13 +298,14 @@ mod tests {
         let cli = Cli::try_parse_from(["x"]).unwrap();
         // The environment of the test run may set CLOUD_RUN_EMULATOR_HOST; compare what
         // does not depend on it.
-        assert_eq!(cli.cloud_run.read_rate.get(), 900);
-        assert_eq!(cli.cloud_run.write_rate.get(), 50);
+        assert_eq!(cli.cloud_run.read_rate.get(), 600);
+        assert_eq!(cli.cloud_run.write_rate.get(), 30);
         assert_eq!(cli.cloud_run.max_concurrent_writes.get(), 8);
         assert_eq!(cli.cloud_run.request_timeout, Duration::from_secs(30));
         let config = CloudRunArgs::default().config().unwrap();
         assert_eq!(config.cloud_run_base_url, CLOUD_RUN_BASE_URL);
         assert_eq!(config.binauthz_base_url, BINAUTHZ_BASE_URL);
+        assert_eq!(config.orgpolicy_base_url, ORGPOLICY_BASE_URL);
         assert!(config.google_credentials);
     }
 
@@ -298,6 +324,7 @@ mod tests {
         let config = cli.cloud_run.config().unwrap();
         assert_eq!(config.cloud_run_base_url, "http://127.0.0.1:8787");
         assert_eq!(config.binauthz_base_url, "http://127.0.0.1:8787");
+        assert_eq!(config.orgpolicy_base_url, "http://127.0.0.1:8787");
         assert!(!config.google_credentials);
         assert_eq!(config.rate_limits.writes_per_minute.get(), 10);
         assert_eq!(config.request_timeout, Duration::from_secs(90));
@@ -305,6 +332,7 @@ mod tests {
         let args = CloudRunArgs {
             cloud_run_endpoint: Some("http://localhost:9000/".into()),
             binauthz_endpoint: Some("https://binauthz.internal.example".into()),
+            orgpolicy_endpoint: Some("127.0.0.1:9100".into()),
             ..CloudRunArgs::default()
         };
         let config = args.config().unwrap();
@@ -313,6 +341,7 @@ mod tests {
             config.binauthz_base_url,
             "https://binauthz.internal.example"
         );
+        assert_eq!(config.orgpolicy_base_url, "http://127.0.0.1:9100");
     }
 
     #[test]
@@ -342,6 +371,12 @@ mod tests {
         assert!(err.contains("--cloud-run-endpoint"), "{err}");
         assert!(!err.contains('\n'));
         assert!(Cli::try_parse_from(["x", "--write-rate", "0"]).is_err());
+        let bad_orgpolicy = CloudRunArgs {
+            orgpolicy_endpoint: Some("ftp://x".into()),
+            ..CloudRunArgs::default()
+        };
+        let err = bad_orgpolicy.config().unwrap_err().to_string();
+        assert!(err.contains("--orgpolicy-endpoint"), "{err}");
         assert!(Cli::try_parse_from(["x", "--request-timeout", "soon"]).is_err());
         assert!(parse_duration("-5s").is_err());
         assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));

@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use super::error::{Code, Error};
-use super::ratelimit::Throttle;
+use super::ratelimit::{Budget, Throttle};
 use crate::resource::ResourceKind;
 
 /// The API methods this client calls, named as Google's audit logs name them.
@@ -40,11 +40,13 @@ pub enum ApiMethod {
     ListLocations,
     /// Binary Authorization `GET v1/projects/{p}/platforms/cloudRun/policies/{id}`.
     GetPlatformPolicy,
+    /// Organization Policy `GET v2/projects/{p}/policies/{constraint}:getEffectivePolicy`.
+    GetEffectiveOrgPolicy,
 }
 
 impl ApiMethod {
     /// Every method, for pre-registering metric series.
-    pub const ALL: [ApiMethod; 13] = [
+    pub const ALL: [ApiMethod; 14] = [
         Self::ListServices,
         Self::ListJobs,
         Self::ListWorkerPools,
@@ -58,6 +60,7 @@ impl ApiMethod {
         Self::WaitOperation,
         Self::ListLocations,
         Self::GetPlatformPolicy,
+        Self::GetEffectiveOrgPolicy,
     ];
 
     /// Stable label: `ListServices`, `UpdateJob`, ...
@@ -76,6 +79,7 @@ impl ApiMethod {
             Self::WaitOperation => "WaitOperation",
             Self::ListLocations => "ListLocations",
             Self::GetPlatformPolicy => "GetPlatformPolicy",
+            Self::GetEffectiveOrgPolicy => "GetEffectiveOrgPolicy",
         }
     }
 
@@ -171,6 +175,14 @@ pub trait CallObserver: Send + Sync + 'static {
     /// A remediation write lost an etag race and re-read the resource.
     fn conflict(&self, kind: ResourceKind) {
         let _ = kind;
+    }
+
+    /// The effective rate of `budget` in (project, location) changed to `per_minute`: lowered
+    /// by a 429, or recovered by a whole request per minute (see [`super::ratelimit`]). Only
+    /// (project, region) pairs that met a 429 ever report, so a metric labelled with them
+    /// has as many series as the regions Cloud Run throttled.
+    fn rate_changed(&self, budget: Budget, project: &str, location: &str, per_minute: f64) {
+        let _ = (budget, project, location, per_minute);
     }
 }
 
