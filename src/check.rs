@@ -31,9 +31,9 @@ use crate::api::{
     TargetState, UnreadLocation,
 };
 use crate::cloudrun::{self, CloudRunArgs, CloudRunClient, LiveResource};
-use crate::fleet::inventory::SharedInventory;
 use crate::fleet::read::{read_binding, BindingRead};
 use crate::fleet::remediate::{remediate_all, WriteRequest, Written};
+use crate::fleet::{self, inventory::SharedInventory};
 use crate::manifests::{self, LoadedBinding};
 use crate::plan::{
     self, BindingInput, BindingKey, PassFailure, ReadyReason, StatusInput, WriteOutcome,
@@ -574,12 +574,15 @@ impl Report {
                 let Some(bp) = plan.binding(key) else {
                     continue;
                 };
+                // Writes the reads refused for good are failed, as in the controller.
+                let mut outcomes = outcomes.clone();
+                outcomes.extend(fleet::refused_writes(bp, pass.failure(key)));
                 let status = bp.full_report(&StatusInput {
                     generation: None,
                     now,
                     pass_failure: pass.failure(key),
                     findings: pass.reads.get(key).map(|r| &r.findings),
-                    outcomes,
+                    outcomes: &outcomes,
                     previous: None,
                     history: None,
                 });
@@ -665,10 +668,10 @@ impl Report {
     /// status after a pass that fixed them, they are `Remediated` (and still count as
     /// complying), so the report says what this run did.
     fn count_remediated(&mut self, changes: &[Change]) {
-        let applied: std::collections::BTreeSet<&ResourceId> = changes
+        let applied: BTreeMap<&ResourceId, &Change> = changes
             .iter()
             .filter(|c| c.result == ChangeResult::Applied)
-            .map(|c| &c.id)
+            .map(|c| (&c.id, c))
             .collect();
         for binding in &mut self.bindings {
             for target in &mut binding.targets {
@@ -678,10 +681,16 @@ impl Report {
                     location: target.location.clone(),
                     name: target.name.clone(),
                 };
-                if matches!(target.state, TargetState::Compliant | TargetState::Breakglass)
-                    && applied.contains(&id)
-                {
+                let Some(change) = applied.get(&id) else {
+                    continue;
+                };
+                if matches!(
+                    target.state,
+                    TargetState::Compliant | TargetState::Breakglass
+                ) {
                     target.state = TargetState::Remediated;
+                    // As a binding's status says it after the pass that fixed it.
+                    target.message = format!("set policy {} (was {})", change.to, change.from);
                     binding.summary.remediated += 1;
                 }
             }

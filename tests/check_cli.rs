@@ -17,8 +17,24 @@ fn seed() -> PathBuf {
     repo().join("examples/cloudrun-seed.yaml")
 }
 
+/// The example bindings that can all be made compliant: examples/bindings/ without
+/// legacy.yaml, which the organization policy forbids on purpose (`make demo` shows it).
 fn bindings() -> PathBuf {
-    repo().join("examples/bindings")
+    static DIR: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let examples = repo().join("examples/bindings");
+        for entry in std::fs::read_dir(&examples).expect("examples/bindings") {
+            let file = entry.expect("entry").path();
+            if file.file_name().and_then(|n| n.to_str()) != Some("legacy.yaml") {
+                let name = file.file_name().expect("file name");
+                std::fs::copy(&file, dir.path().join(name)).expect("copying a binding");
+            }
+        }
+        dir
+    })
+    .path()
+    .to_path_buf()
 }
 
 /// An emulator subprocess on a free loopback port, killed on drop.
@@ -137,6 +153,8 @@ fn drift_is_reported_with_exit_2_and_every_drifted_resource_listed() {
         "api-gateway",
         "seed-data",
         "queue-worker",
+        "warehouse-api",
+        "etl-nightly",
     ] {
         assert!(
             stdout
@@ -165,7 +183,7 @@ fn fix_then_recheck_is_clean_and_only_binary_authorization_changed() {
     assert!(stdout.contains("== Drift found"), "{stdout}");
     assert!(stdout.contains("== Fixed"), "{stdout}");
     let last = stdout.lines().last().unwrap_or_default();
-    assert_eq!(count(last, "remediated"), 10, "{stdout}");
+    assert_eq!(count(last, "remediated"), 13, "{stdout}");
 
     // A second run, a new process: nothing left to do.
     let again = check(&[&["-f", path(&bindings()), "-o", "json"][..], &endpoint[..]].concat());
@@ -177,7 +195,7 @@ fn fix_then_recheck_is_clean_and_only_binary_authorization_changed() {
     // Every change the emulator recorded touched binaryAuthorization only.
     let changes = emulator.admin("audit");
     let changes = changes["changes"].as_array().expect("changes list");
-    assert_eq!(changes.len(), 10, "{changes:?}");
+    assert_eq!(changes.len(), 13, "{changes:?}");
     for change in changes {
         let fields: Vec<&str> = change["fields"]
             .as_array()
@@ -219,7 +237,8 @@ fn make_demo_summary_counts_the_fixes_as_remediated_and_says_it_once() {
     let stdout = text(&out.stdout);
     assert_eq!(
         out.status.code(),
-        Some(0),
+        // platform/legacy asks for what its project's organization policy forbids.
+        Some(1),
         "{stdout}\n{}",
         text(&out.stderr)
     );
@@ -236,17 +255,30 @@ fn make_demo_summary_counts_the_fixes_as_remediated_and_says_it_once() {
         .iter()
         .filter(|l| l.ends_with(": applied"))
         .count();
-    assert_eq!(applied, 10, "{stdout}");
+    assert_eq!(applied, 13, "{stdout}");
 
     // Before the fixes nothing is remediated yet; afterwards every applied fix is, and
     // no other phrase counts the fixes a second time.
     let before = section("== Drift found");
     let before = before.last().copied().unwrap_or_default();
     assert_eq!(count(before, "remediated"), 0, "{stdout}");
-    assert_eq!(count(before, "drifted"), 10, "{stdout}");
+    assert_eq!(count(before, "drifted"), 13, "{stdout}");
+    assert_eq!(count(before, "failed"), 1, "{stdout}");
     let last = stdout.lines().last().unwrap_or_default();
-    assert!(last.contains("all targets comply (exit 0)"), "{stdout}");
-    assert_eq!(count(last, "remediated"), 10, "{last}");
+    assert!(last.contains("errors (exit 1)"), "{stdout}");
+    assert_eq!(count(last, "remediated"), 13, "{last}");
+    assert_eq!(count(last, "failed"), 1, "{last}");
+    // What the demo shows of the real service: Google's managed policy (never read), a
+    // policy the operator may not read (fixed anyway), the organization policy.
+    for line in [
+        "platform/legacy  project acme-legacy  Enforce  policy default  Ready=False (OrgPolicyConflict)",
+        "policy GoogleManaged: Google's managed policy",
+        "policy Unverifiable: cannot read policy projects/acme-shared/platforms/cloudRun/policies/baseline",
+        "org policy constraints/run.allowedBinaryAuthorizationPolicies: not set in project acme-prod (the preventive control is off)",
+        "org policy constraints/run.allowedBinaryAuthorizationPolicies: enforced in project acme-data, allows projects/bcid-cloud-run-policy/platforms/cloudRun/policies/bcidManagedPolicy",
+    ] {
+        assert!(stdout.contains(line), "{line:?} missing:\n{stdout}");
+    }
     assert_eq!(count(last, "drifted"), 0, "{last}");
     assert!(
         !last.contains("fixed"),
@@ -304,8 +336,11 @@ fn json_report_has_the_documented_shape() {
     assert_eq!(report["exitCode"], 2);
     let listed = report["bindings"].as_array().expect("bindings");
     let names: Vec<&str> = listed.iter().filter_map(|b| b["name"].as_str()).collect();
-    assert_eq!(names, ["prod-baseline", "prod-critical", "staging"]);
-    let critical = &listed[1];
+    assert_eq!(
+        names,
+        ["data-bcid", "prod-baseline", "prod-critical", "staging"]
+    );
+    let critical = &listed[2];
     assert_eq!(critical["namespace"], "platform");
     assert_eq!(critical["project"], "acme-prod");
     assert_eq!(critical["mode"], "Enforce");
@@ -327,7 +362,7 @@ fn json_report_has_the_documented_shape() {
     assert_eq!(fraud["location"], "europe-west1");
     assert_eq!(fraud["state"], "Drifted");
     assert_eq!(fraud["observed"], "none");
-    let baseline = &listed[0];
+    let baseline = &listed[1];
     let blocked = baseline["targets"]
         .as_array()
         .expect("targets")
