@@ -42,6 +42,7 @@ fn one_collection(count: usize) -> Seed {
         project_number: "900000000099".into(),
         policies: BTreeMap::new(),
         regions: BTreeMap::from([("us-central1".to_string(), Some(region))]),
+        ..ProjectSeed::default()
     };
     Seed {
         projects: BTreeMap::from([("bench-project".to_string(), project)]),

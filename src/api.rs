@@ -460,8 +460,8 @@ pub enum PolicyCheckResult {
 pub struct OrgPolicyStatus {
     /// Enforced (with its allowed values), NotSet, or Unreadable.
     pub state: OrgPolicyState,
-    /// With `Enforced`: the values allowed (`default` or policy names). Empty with
-    /// `Enforced` means every value is denied.
+    /// With `Enforced`: the values allowed (`default` or policy names); empty when the
+    /// constraint lists no allowed value (the message says what it denies).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 32))]
     pub allowed_values: Vec<String>,

@@ -31,9 +31,9 @@ use crate::api::{
     TargetState, UnreadLocation,
 };
 use crate::cloudrun::{self, CloudRunArgs, CloudRunClient, LiveResource};
-use crate::fleet::inventory::SharedInventory;
 use crate::fleet::read::{read_binding, BindingRead};
 use crate::fleet::remediate::{remediate_all, WriteRequest, Written};
+use crate::fleet::{self, inventory::SharedInventory};
 use crate::manifests::{self, LoadedBinding};
 use crate::plan::{
     self, BindingInput, BindingKey, PassFailure, ReadyReason, StatusInput, WriteOutcome,
@@ -198,6 +198,7 @@ pub async fn check(args: CheckArgs) -> Result<Verdict, CheckError> {
             let before = report;
             let after = checker.pass().await;
             report = Report::new(&checker, &after, true, &unfinished);
+            report.count_remediated(&changes);
             report.before = Some(Box::new(before));
             report.changes = Some(changes);
         }
@@ -573,12 +574,15 @@ impl Report {
                 let Some(bp) = plan.binding(key) else {
                     continue;
                 };
+                // Writes the reads refused for good are failed, as in the controller.
+                let mut outcomes = outcomes.clone();
+                outcomes.extend(fleet::refused_writes(bp, pass.failure(key)));
                 let status = bp.full_report(&StatusInput {
                     generation: None,
                     now,
                     pass_failure: pass.failure(key),
                     findings: pass.reads.get(key).map(|r| &r.findings),
-                    outcomes,
+                    outcomes: &outcomes,
                     previous: None,
                     history: None,
                 });
@@ -656,6 +660,45 @@ impl Report {
             exit_code: verdict.exit_code(),
             verdict,
         }
+    }
+}
+
+impl Report {
+    /// The re-read after `--fix` finds the fixed resources complying; as in a binding's
+    /// status after a pass that fixed them, they are `Remediated` (and still count as
+    /// complying), so the report says what this run did.
+    fn count_remediated(&mut self, changes: &[Change]) {
+        let applied: BTreeMap<&ResourceId, &Change> = changes
+            .iter()
+            .filter(|c| c.result == ChangeResult::Applied)
+            .map(|c| (&c.id, c))
+            .collect();
+        for binding in &mut self.bindings {
+            for target in &mut binding.targets {
+                let id = ResourceId {
+                    kind: target.kind,
+                    project: binding.project.clone(),
+                    location: target.location.clone(),
+                    name: target.name.clone(),
+                };
+                let Some(change) = applied.get(&id) else {
+                    continue;
+                };
+                if matches!(
+                    target.state,
+                    TargetState::Compliant | TargetState::Breakglass
+                ) {
+                    target.state = TargetState::Remediated;
+                    // As a binding's status says it after the pass that fixed it.
+                    target.message = format!("set policy {} (was {})", change.to, change.from);
+                    binding.summary.remediated += 1;
+                }
+            }
+        }
+        self.summary = self
+            .bindings
+            .iter()
+            .fold(Summary::default(), |acc, b| add(acc, &b.summary));
     }
 }
 
@@ -869,16 +912,6 @@ fn table(
         }
     }
     let s = &report.summary;
-    let fixed = report.changes.as_deref().map_or(0, |c| {
-        c.iter()
-            .filter(|c| c.result == ChangeResult::Applied)
-            .count()
-    });
-    let fixed = if report.fix {
-        format!(", {fixed} fixed by --fix")
-    } else {
-        String::new()
-    };
     let verdict = match report.verdict {
         Verdict::Compliant => style.paint("32", "all targets comply"),
         Verdict::DriftRemains => style.paint("33", "drift remains"),
@@ -886,7 +919,7 @@ fn table(
     };
     writeln!(
         out,
-        "{} binding(s), {} target(s): {} compliant, {} remediated, {} drifted, {} breakglass, {} superseded, {} conflicted, {} failed, {} deploy(s) blocked{fixed} — {verdict} (exit {})",
+        "{} binding(s), {} target(s): {} compliant, {} remediated, {} drifted, {} breakglass, {} superseded, {} conflicted, {} failed, {} deploy(s) blocked — {verdict} (exit {})",
         report.bindings.len(),
         s.matched,
         s.compliant,

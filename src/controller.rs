@@ -562,11 +562,13 @@ async fn check_cluster(client: &Client, url: &str) -> Result<(), Error> {
         .ok_or(Error::CrdNotInstalled)
 }
 
-/// Whether discovery lists the bindings resource.
+/// Whether discovery lists the bindings resource. The API server answers discovery of a
+/// group/version it does not serve with a plain-text `404 page not found`, not a Status
+/// (kube keeps only the HTTP code), so the code decides.
 async fn crd_served(client: &Client) -> Result<bool, Error> {
     match client.list_api_group_resources(GROUP_VERSION).await {
         Ok(list) => Ok(list.resources.iter().any(|r| r.name == PLURAL)),
-        Err(kube::Error::Api(status)) if status.is_not_found() => Ok(false),
+        Err(kube::Error::Api(status)) if status.is_not_found() || status.code == 404 => Ok(false),
         Err(err) => Err(Error::Discovery(kube_error_line(&err))),
     }
 }

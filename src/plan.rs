@@ -511,7 +511,7 @@ fn describe(reason: FailureReason) -> &'static str {
         FailureReason::VpcServiceControls => "refused by VPC Service Controls",
         FailureReason::ProjectNotFoundOrForbidden => "project not found or forbidden",
         FailureReason::PolicyNotFound => "policy not found",
-        FailureReason::OrgPolicyConflict => "refused by the organization policy",
+        FailureReason::OrgPolicyConflict => "not allowed",
         FailureReason::CloudRunUnavailable => "Cloud Run unavailable",
         FailureReason::ConcurrentUpdate => "kept changing concurrently",
         FailureReason::Rejected => "rejected",
@@ -1151,9 +1151,13 @@ fn failure_cause(
         });
     }
     // Writes run in the binding's project: the write of highest precedence, once per
-    // reason (messages are formatted only for a new best).
+    // reason (messages are formatted only for a new best). A write that failed for an
+    // outage is a failed remediation, retried: not the binding's cause.
     for r in resolved {
-        if let Some(f) = r.failure {
+        if let Some(f) = r
+            .failure
+            .filter(|f| f.reason != FailureReason::CloudRunUnavailable)
+        {
             offer(f.reason, &|| {
                 format!("{}: {}", r.target.resource.id, f.message)
             });

@@ -17,8 +17,24 @@ fn seed() -> PathBuf {
     repo().join("examples/cloudrun-seed.yaml")
 }
 
+/// The example bindings that can all be made compliant: examples/bindings/ without
+/// legacy.yaml, which the organization policy forbids on purpose (`make demo` shows it).
 fn bindings() -> PathBuf {
-    repo().join("examples/bindings")
+    static DIR: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let examples = repo().join("examples/bindings");
+        for entry in std::fs::read_dir(&examples).expect("examples/bindings") {
+            let file = entry.expect("entry").path();
+            if file.file_name().and_then(|n| n.to_str()) != Some("legacy.yaml") {
+                let name = file.file_name().expect("file name");
+                std::fs::copy(&file, dir.path().join(name)).expect("copying a binding");
+            }
+        }
+        dir
+    })
+    .path()
+    .to_path_buf()
 }
 
 /// An emulator subprocess on a free loopback port, killed on drop.
@@ -137,6 +153,8 @@ fn drift_is_reported_with_exit_2_and_every_drifted_resource_listed() {
         "api-gateway",
         "seed-data",
         "queue-worker",
+        "warehouse-api",
+        "etl-nightly",
     ] {
         assert!(
             stdout
@@ -164,7 +182,8 @@ fn fix_then_recheck_is_clean_and_only_binary_authorization_changed() {
     );
     assert!(stdout.contains("== Drift found"), "{stdout}");
     assert!(stdout.contains("== Fixed"), "{stdout}");
-    assert!(stdout.contains("10 fixed by --fix"), "{stdout}");
+    let last = stdout.lines().last().unwrap_or_default();
+    assert_eq!(count(last, "remediated"), 13, "{stdout}");
 
     // A second run, a new process: nothing left to do.
     let again = check(&[&["-f", path(&bindings()), "-o", "json"][..], &endpoint[..]].concat());
@@ -176,7 +195,7 @@ fn fix_then_recheck_is_clean_and_only_binary_authorization_changed() {
     // Every change the emulator recorded touched binaryAuthorization only.
     let changes = emulator.admin("audit");
     let changes = changes["changes"].as_array().expect("changes list");
-    assert_eq!(changes.len(), 10, "{changes:?}");
+    assert_eq!(changes.len(), 13, "{changes:?}");
     for change in changes {
         let fields: Vec<&str> = change["fields"]
             .as_array()
@@ -191,6 +210,155 @@ fn fix_then_recheck_is_clean_and_only_binary_authorization_changed() {
     }
     let after = emulator.admin("state");
     assert_ne!(before, after);
+}
+
+/// The number before `what` in a summary line (`... 19 compliant, 10 remediated, ...`).
+fn count(line: &str, what: &str) -> u64 {
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let at = words
+        .iter()
+        .position(|w| w.trim_end_matches(',') == what)
+        .unwrap_or_else(|| panic!("no count of {what:?} in {line:?}"));
+    at.checked_sub(1)
+        .and_then(|i| words[i].parse().ok())
+        .unwrap_or_else(|| panic!("no number before {what:?} in {line:?}"))
+}
+
+#[test]
+fn make_demo_summary_counts_the_fixes_as_remediated_and_says_it_once() {
+    // `make demo`, word for word.
+    let out = check(&[
+        "-f",
+        path(&repo().join("examples")),
+        "--fix",
+        "--emulator",
+        path(&seed()),
+    ]);
+    let stdout = text(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        // platform/legacy asks for what its project's organization policy forbids.
+        Some(1),
+        "{stdout}\n{}",
+        text(&out.stderr)
+    );
+    let section = |heading: &str| -> Vec<&str> {
+        stdout
+            .lines()
+            .skip_while(|l| *l != heading)
+            .skip(1)
+            .take_while(|l| !l.starts_with("== "))
+            .filter(|l| !l.trim().is_empty())
+            .collect()
+    };
+    let applied = section("== Fixed")
+        .iter()
+        .filter(|l| l.ends_with(": applied"))
+        .count();
+    assert_eq!(applied, 13, "{stdout}");
+
+    // Before the fixes nothing is remediated yet; afterwards every applied fix is, and
+    // no other phrase counts the fixes a second time.
+    let before = section("== Drift found");
+    let before = before.last().copied().unwrap_or_default();
+    assert_eq!(count(before, "remediated"), 0, "{stdout}");
+    assert_eq!(count(before, "drifted"), 13, "{stdout}");
+    assert_eq!(count(before, "failed"), 1, "{stdout}");
+    let last = stdout.lines().last().unwrap_or_default();
+    assert!(last.contains("errors (exit 1)"), "{stdout}");
+    assert_eq!(count(last, "remediated"), 13, "{last}");
+    assert_eq!(count(last, "failed"), 1, "{last}");
+    // What the demo shows of the real service: Google's managed policy (never read), a
+    // policy the operator may not read (fixed anyway), the organization policy.
+    for line in [
+        "platform/legacy  project acme-legacy  Enforce  policy default  Ready=False (OrgPolicyConflict)",
+        "policy GoogleManaged: Google's managed policy",
+        "policy Unverifiable: cannot read policy projects/acme-shared/platforms/cloudRun/policies/baseline",
+        "org policy constraints/run.allowedBinaryAuthorizationPolicies: not set in project acme-prod (the preventive control is off)",
+        "org policy constraints/run.allowedBinaryAuthorizationPolicies: enforced in project acme-data, allows projects/bcid-cloud-run-policy/platforms/cloudRun/policies/bcidManagedPolicy",
+    ] {
+        assert!(stdout.contains(line), "{line:?} missing:\n{stdout}");
+    }
+    assert_eq!(count(last, "drifted"), 0, "{last}");
+    assert!(
+        !last.contains("fixed"),
+        "one word for the fixes, `remediated`: {last}"
+    );
+}
+
+/// `locations: ["*"]` covers the catalogue of Cloud Run regions, as Google answers it:
+/// a full re-check costs one list per region and selected kind (empty regions answer 200
+/// `{}` and never fail the check) plus one regions list per project.
+#[test]
+fn a_star_binding_lists_each_region_of_the_catalogue_once() {
+    let emulator = Emulator::start(&[]);
+    let out = check(&[
+        "-f",
+        path(&repo().join("examples/bindings/prod-baseline.yaml")),
+        "--cloud-run-endpoint",
+        emulator.url.as_str(),
+        "--fix",
+        "-o",
+        "json",
+    ]);
+    let report = json_report(&out);
+    assert_eq!(report["verdict"], "Compliant", "{report}");
+    assert!(
+        report["bindings"][0].get("unreadLocations").is_none(),
+        "{report}"
+    );
+    let counters = emulator.admin("counters");
+    let calls = |method: &str| -> u64 {
+        counters["calls"]
+            .as_array()
+            .expect("calls")
+            .iter()
+            .filter(|c| c["method"] == method)
+            .map(|c| c["count"].as_u64().unwrap_or(0))
+            .sum()
+    };
+    let regions = calls("locations.list");
+    assert_eq!(regions, 1, "{counters}");
+    // Two passes (before and after --fix), 3 kinds, every region of the catalogue.
+    let lists = calls("services.list") + calls("jobs.list") + calls("workerPools.list");
+    let catalogue = lists / (2 * 3);
+    assert!(catalogue >= 40, "{lists} lists: {counters}");
+    assert_eq!(lists, catalogue * 2 * 3, "{counters}");
+    for method in ["services.list", "jobs.list", "workerPools.list"] {
+        assert_eq!(calls(method), 2 * catalogue, "{method}: {counters}");
+    }
+}
+
+#[test]
+fn the_json_report_counts_the_fixes_as_remediated_like_the_table() {
+    let out = check(&[
+        "-f",
+        path(&repo().join("examples")),
+        "--fix",
+        "--emulator",
+        path(&seed()),
+        "-o",
+        "json",
+    ]);
+    let report = json_report(&out);
+    let applied = report["changes"]
+        .as_array()
+        .expect("changes")
+        .iter()
+        .filter(|c| c["result"] == "Applied")
+        .count();
+    assert!(applied > 0, "{report}");
+    let remediated_targets = report["bindings"]
+        .as_array()
+        .expect("bindings")
+        .iter()
+        .flat_map(|b| b["targets"].as_array().cloned().unwrap_or_default())
+        .filter(|t| t["state"] == "Remediated")
+        .count();
+    // Each fixed resource is matched by exactly one binding in the examples.
+    assert_eq!(report["summary"]["remediated"], applied, "{report}");
+    assert_eq!(remediated_targets, applied, "{report}");
+    assert_eq!(report["before"]["summary"]["remediated"], 0, "{report}");
 }
 
 #[test]
@@ -211,8 +379,11 @@ fn json_report_has_the_documented_shape() {
     assert_eq!(report["exitCode"], 2);
     let listed = report["bindings"].as_array().expect("bindings");
     let names: Vec<&str> = listed.iter().filter_map(|b| b["name"].as_str()).collect();
-    assert_eq!(names, ["prod-baseline", "prod-critical", "staging"]);
-    let critical = &listed[1];
+    assert_eq!(
+        names,
+        ["data-bcid", "prod-baseline", "prod-critical", "staging"]
+    );
+    let critical = &listed[2];
     assert_eq!(critical["namespace"], "platform");
     assert_eq!(critical["project"], "acme-prod");
     assert_eq!(critical["mode"], "Enforce");
@@ -234,7 +405,7 @@ fn json_report_has_the_documented_shape() {
     assert_eq!(fraud["location"], "europe-west1");
     assert_eq!(fraud["state"], "Drifted");
     assert_eq!(fraud["observed"], "none");
-    let baseline = &listed[0];
+    let baseline = &listed[1];
     let blocked = baseline["targets"]
         .as_array()
         .expect("targets")

@@ -457,9 +457,10 @@ async fn state_dumps_as_a_seed_and_resets() {
     assert_eq!(replaced.status, StatusCode::OK, "{:#}", replaced.body);
     let listed = emu.get("/v2/projects/42/locations/us-east1/services").await;
     assert_eq!(ids(listed.body["services"].as_array().unwrap()), ["only"]);
+    // A project that no longer exists: 403, as Google answers for a missing project.
     emu.get(&format!("/v2/{PROD_US}/services"))
         .await
-        .assert_error(404, "NOT_FOUND");
+        .assert_error(403, "PERMISSION_DENIED");
     let reloaded = emu.admin(Method::POST, "/reset", Some(&initial.body)).await;
     assert_eq!(reloaded.status, StatusCode::OK);
     assert_eq!(

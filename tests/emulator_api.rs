@@ -38,6 +38,7 @@ fn many_services(count: usize) -> Seed {
                         ..RegionSeed::default()
                     }),
                 )]),
+                ..ProjectSeed::default()
             },
         )]),
         generate: None,
@@ -238,16 +239,13 @@ async fn project_number_and_id_address_the_same_project() {
 }
 
 #[tokio::test]
-async fn unknown_projects_locations_resources_and_paths_are_not_found() {
+async fn unknown_resources_and_paths_are_not_found() {
     let emu = start_example().await;
     for path in [
-        "/v2/projects/nobody-here/locations/us-central1/services".to_string(),
-        "/v2/projects/acme-prod/locations/asia-east1/services".to_string(),
         format!("/v2/{PROD_US}/services/no-such-service"),
         format!("/v2/{PROD_US}/jobs/no-such-job"),
         format!("/v2/{PROD_US}/workerPools/no-such-pool"),
         format!("/v2/{PROD_US}/operations/no-such-operation"),
-        "/v1/projects/nobody-here/locations".to_string(),
         "/v1/projects/acme-sec/platforms/cloudRun/policies/nope".to_string(),
         "/v3/whatever".to_string(),
     ] {
@@ -279,36 +277,146 @@ async fn unknown_projects_locations_resources_and_paths_are_not_found() {
 }
 
 #[tokio::test]
-async fn locations_list_pages_through_the_projects_regions() {
+async fn a_project_that_does_not_exist_is_permission_denied_not_not_found() {
     let emu = start_example().await;
-    let first = emu.get("/v1/projects/acme-prod/locations?pageSize=1").await;
-    assert_eq!(first.status, StatusCode::OK);
-    assert_eq!(
-        first.body["locations"],
-        json!([{
-            "name": "projects/acme-prod/locations/europe-west1",
-            "locationId": "europe-west1",
-            "displayName": "Belgium",
-            "labels": {"cloud.googleapis.com/region": "europe-west1"},
-        }])
-    );
-    let token = first.body["nextPageToken"].as_str().unwrap();
-    let second = emu
-        .get(&format!(
-            "/v1/projects/123456789012/locations?pageSize=1&pageToken={token}"
-        ))
+    for (path, permission, resource) in [
+        (
+            "/v2/projects/nobody-here/locations/us-central1/services",
+            "run.services.list",
+            "projects/nobody-here/locations/us-central1/services",
+        ),
+        (
+            "/v2/projects/nobody-here/locations/us-central1/jobs/j",
+            "run.jobs.get",
+            "projects/nobody-here/locations/us-central1/jobs/j",
+        ),
+        (
+            "/v1/projects/nobody-here/locations",
+            "run.locations.list",
+            "projects/nobody-here",
+        ),
+    ] {
+        let reply = emu.get(path).await;
+        reply.assert_error(403, "PERMISSION_DENIED");
+        assert_eq!(
+            reply.body["error"]["message"],
+            json!(format!(
+                "Permission '{permission}' denied on resource '{resource}' (or resource may not exist)."
+            ))
+        );
+        let info = reply.detail("ErrorInfo");
+        assert_eq!(info["reason"], json!("IAM_PERMISSION_DENIED"));
+        assert_eq!(info["metadata"]["permission"], json!(permission));
+    }
+}
+
+#[tokio::test]
+async fn every_cloud_run_region_lists_and_only_a_location_that_is_no_region_is_an_error() {
+    let emu = start_example().await;
+    // acme-prod has resources in us-central1 and europe-west1 only: every other region of
+    // the catalogue answers an empty list, for each kind.
+    for kind in ["services", "jobs", "workerPools"] {
+        for region in ["asia-east1", "africa-south1", "us-west4"] {
+            let reply = emu
+                .get(&format!("/v2/projects/acme-prod/locations/{region}/{kind}"))
+                .await;
+            assert_eq!(reply.status, StatusCode::OK, "{:#}", reply.body);
+            assert_eq!(reply.body, json!({}));
+        }
+    }
+    // A project with no region at all in the seed lists fine too.
+    let sec = emu
+        .get("/v2/projects/acme-sec/locations/us-central1/services")
         .await;
+    assert_eq!((sec.status, sec.body), (StatusCode::OK, json!({})));
+    // A malformed location is 400; a well-formed one that is no Cloud Run region, 404.
+    for (region, http, status) in [
+        ("us-central", 400, "INVALID_ARGUMENT"),
+        ("US-CENTRAL1", 400, "INVALID_ARGUMENT"),
+        ("-", 400, "INVALID_ARGUMENT"),
+        ("asia-east9", 404, "NOT_FOUND"),
+        ("moon-base1", 404, "NOT_FOUND"),
+    ] {
+        let reply = emu
+            .get(&format!(
+                "/v2/projects/acme-prod/locations/{region}/services"
+            ))
+            .await;
+        reply.assert_error(http, status);
+        assert!(
+            reply.body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains(region),
+            "{:#}",
+            reply.body
+        );
+    }
+}
+
+#[tokio::test]
+async fn locations_list_answers_the_whole_catalogue_whatever_the_project_runs() {
+    let emu = start_example().await;
+    let mut all = Vec::new();
+    let mut token = String::new();
+    let mut pages = 0;
+    loop {
+        let reply = emu
+            .get(&format!(
+                "/v1/projects/acme-sec/locations?pageSize=15&pageToken={token}"
+            ))
+            .await;
+        assert_eq!(reply.status, StatusCode::OK, "{:#}", reply.body);
+        pages += 1;
+        all.extend(
+            reply.body["locations"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default(),
+        );
+        match reply.body["nextPageToken"].as_str() {
+            Some(next) => token = next.to_string(),
+            None => break,
+        }
+    }
+    assert_eq!(pages, 3);
+    assert_eq!(all.len(), 40, "{all:#?}");
+    let ids: Vec<&str> = all
+        .iter()
+        .map(|l| l["locationId"].as_str().unwrap())
+        .collect();
+    let mut sorted = ids.clone();
+    sorted.sort_unstable();
+    assert_eq!(ids, sorted);
+    for region in [
+        "us-central1",
+        "europe-west1",
+        "asia-northeast1",
+        "me-central2",
+        "africa-south1",
+    ] {
+        assert!(ids.contains(&region), "{region} missing from {ids:?}");
+    }
+    let iowa = all
+        .iter()
+        .find(|l| l["locationId"] == "us-central1")
+        .unwrap();
     assert_eq!(
-        second.body["locations"][0]["locationId"],
-        json!("us-central1")
+        *iowa,
+        json!({
+            "name": "projects/acme-sec/locations/us-central1",
+            "locationId": "us-central1",
+            "displayName": "Iowa",
+            "labels": {
+                "cloud.googleapis.com/region": "us-central1",
+                "run.googleapis.com/supportsPzs": "false",
+            },
+        })
     );
-    assert!(second.body.get("nextPageToken").is_none());
-    let all = emu
-        .get("/v1/projects/acme-staging/locations?pageSize=100")
-        .await;
-    assert_eq!(all.body["locations"].as_array().unwrap().len(), 1);
-    let none = emu.get("/v1/projects/acme-sec/locations").await;
-    assert_eq!(none.body, json!({}));
+    // The same catalogue for a project with resources, addressed by number.
+    let prod = emu.get("/v1/projects/123456789012/locations").await;
+    assert_eq!(prod.body["locations"].as_array().unwrap().len(), 40);
+    assert!(prod.body.get("nextPageToken").is_none());
 }
 
 #[tokio::test]

@@ -180,6 +180,22 @@ async fn bad_input_is_one_clear_line() {
     );
     assert!(stderr.contains("binaryAuthorization"), "{stderr}");
 
+    // A misspelt key is named, not only the field it leaves missing.
+    let mut typo = tempfile::NamedTempFile::new().unwrap();
+    write!(
+        typo,
+        "projects:\n  acme-prod:\n    projectNumber: 1\n    regions:\n      us-central1:\n        services:\n          - nme: web\n            image: img:1\n"
+    )
+    .unwrap();
+    let typo_path = typo.path().to_str().unwrap().to_string();
+    let (code, stderr) = run_to_end(&["--listen", "127.0.0.1:0", "--seed", &typo_path]).await;
+    assert_eq!(code, Some(1));
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("missing field `name` (unknown key `nme`: did you mean `name`?)"),
+        "{stderr}"
+    );
+
     let (code, stderr) = run_to_end(&["--seed", "/no/such/seed.yaml"]).await;
     assert_eq!(code, Some(1));
     assert_eq!(stderr.lines().count(), 1, "{stderr}");

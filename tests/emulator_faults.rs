@@ -6,7 +6,7 @@ mod emulator_common;
 
 use std::time::{Duration, Instant};
 
-use binauthz_operator::emulator::{EmulatorArgs, Faults};
+use binauthz_operator::emulator::{EmulatorArgs, Faults, QuotaPreset};
 use clap::Parser;
 use emulator_common::{example_seed, start_example, start_with};
 use reqwest::{Method, StatusCode};
@@ -49,16 +49,31 @@ async fn injected_errors_use_googles_error_envelope() {
         let reply = emu.get(&format!("/v2/{PROD_US}/services/cart")).await;
         reply.assert_error(status, name);
         if status == 429 {
-            assert!(reply.detail("RetryInfo")["retryDelay"]
-                .as_str()
-                .unwrap()
-                .ends_with('s'));
+            // Google's usual shape: ErrorInfo and Help, no RetryInfo.
+            assert_eq!(reply.detail("RetryInfo"), Value::Null);
+            let info = reply.detail("ErrorInfo");
+            assert_eq!(info["reason"], json!("RATE_LIMIT_EXCEEDED"));
             assert_eq!(
-                reply.detail("ErrorInfo")["reason"],
-                json!("RATE_LIMIT_EXCEEDED")
+                info["metadata"]["quota_metric"],
+                json!("run.googleapis.com/read_regional")
             );
+            assert!(reply.detail("Help").is_object());
         }
     }
+    // The emulator's earlier shape, on request: RetryInfo and QuotaFailure too.
+    emu.handle
+        .set_faults(faults(|f| {
+            f.error_rates = [(429, 1.0)].into();
+            f.quota_retry_info = true;
+        }))
+        .unwrap();
+    let reply = emu.get(&format!("/v2/{PROD_US}/services/cart")).await;
+    reply.assert_error(429, "RESOURCE_EXHAUSTED");
+    assert_eq!(reply.detail("RetryInfo")["retryDelay"], json!("1s"));
+    assert_eq!(
+        reply.detail("QuotaFailure")["violations"][0]["subject"],
+        json!("project_number:123456789012")
+    );
     emu.handle
         .set_faults(faults(|f| f.error_rates = [(503, 0.5)].into()))
         .unwrap();
@@ -150,28 +165,31 @@ async fn the_write_quota_is_per_project_and_region() {
         ),
         "{message}"
     );
+    assert_eq!(
+        message,
+        "Quota exceeded for quota metric 'Write requests' and limit 'Write requests per minute \
+         per region' of service 'run.googleapis.com' for consumer 'project_number:123456789012'."
+    );
     let info = refused.detail("ErrorInfo");
     assert_eq!(info["reason"], json!("RATE_LIMIT_EXCEEDED"));
     assert_eq!(info["domain"], json!("googleapis.com"));
     assert_eq!(
-        info["metadata"]["quota_metric"],
-        json!("run.googleapis.com/write_requests")
+        info["metadata"],
+        json!({
+            "quota_metric": "run.googleapis.com/write_regional",
+            "quota_limit": "WritePerMinutePerProjectRegion",
+            "quota_limit_value": "2",
+            "quota_location": "us-central1",
+            "consumer": "projects/123456789012",
+            "service": "run.googleapis.com",
+        })
     );
-    assert_eq!(
-        info["metadata"]["quota_limit"],
-        json!("WriteRequestsPerMinutePerProjectPerRegion")
-    );
-    let delay = refused.detail("RetryInfo")["retryDelay"]
+    assert!(refused.detail("Help")["links"][0]["url"]
         .as_str()
-        .unwrap()
-        .to_string();
-    let secs: u64 = delay.strip_suffix('s').unwrap().parse().unwrap();
-    assert!(
-        (1..=30).contains(&secs),
-        "one write comes back within 30 s at 2/min: {delay}"
-    );
-    let violation = &refused.detail("QuotaFailure")["violations"][0];
-    assert_eq!(violation["subject"], json!("project_number:123456789012"));
+        .is_some_and(|url| url.starts_with("https://")));
+    // As Cloud Run usually answers: no RetryInfo, no QuotaFailure.
+    assert_eq!(refused.detail("RetryInfo"), Value::Null);
+    assert_eq!(refused.detail("QuotaFailure"), Value::Null);
 
     // Another region of the same project, another project, and reads are not affected.
     assert_eq!(
@@ -223,7 +241,7 @@ async fn the_read_quota_counts_lists_gets_and_operations() {
     refused.assert_error(429, "RESOURCE_EXHAUSTED");
     assert_eq!(
         refused.detail("ErrorInfo")["metadata"]["quota_metric"],
-        json!("run.googleapis.com/read_requests")
+        json!("run.googleapis.com/read_regional")
     );
     assert_eq!(
         emu.get(&format!("/v2/{PROD_EU}/services")).await.status,
@@ -324,6 +342,36 @@ async fn forbidden_projects_and_resources_answer_permission_denied() {
 }
 
 #[tokio::test]
+async fn a_forbidden_location_refuses_every_call_in_that_region_only() {
+    let emu = start_with(
+        example_seed(),
+        faults(|f| f.forbidden = vec!["projects/acme-prod/locations/asia-east1".into()]),
+    )
+    .await;
+    for kind in ["services", "jobs", "workerPools"] {
+        let reply = emu
+            .get(&format!(
+                "/v2/projects/123456789012/locations/asia-east1/{kind}"
+            ))
+            .await;
+        reply.assert_error(403, "PERMISSION_DENIED");
+        assert!(reply.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("locations/asia-east1/{kind}")));
+    }
+    // The neighbouring regions (also one whose name starts alike) are served.
+    for region in ["us-central1", "asia-east2"] {
+        let reply = emu
+            .get(&format!(
+                "/v2/projects/acme-prod/locations/{region}/services"
+            ))
+            .await;
+        assert_eq!(reply.status, StatusCode::OK, "{region}: {:#}", reply.body);
+    }
+}
+
+#[tokio::test]
 async fn faults_are_configured_at_runtime_through_the_admin_api() {
     let emu = start_example().await;
     let current = emu.admin(Method::GET, "/faults", None).await;
@@ -421,6 +469,12 @@ fn flags_describe_the_same_faults() {
         "--allow-unauthenticated",
         "--forbid",
         "acme-staging,write:acme-prod",
+        "--quota-preset",
+        "new-project",
+        "--quota-retry-info",
+        "--project-access",
+        "acme-sec=vpcServiceControls,345678901234=api-disabled",
+        "--job-etag-ignored",
         "--generate",
         "50",
     ])
@@ -438,9 +492,30 @@ fn flags_describe_the_same_faults() {
             "operationDelayMs": 250, "operationFailureRate": 0.02,
             "requireToken": false,
             "forbidden": ["acme-staging", "write:acme-prod"],
+            "quotaPreset": "newProject",
+            "quotaRetryInfo": true,
+            "projectAccess": {"acme-sec": "vpcServiceControls", "345678901234": "apiDisabled"},
+            "jobEtagIgnored": true,
         })
     );
     assert_eq!(config.seed.generate.unwrap().count, 50);
+    // The preset fills in only the quotas not given.
+    let preset = Cli::try_parse_from([
+        "emulator",
+        "--quota-preset",
+        "new-project",
+        "--read-quota",
+        "100",
+    ])
+    .unwrap()
+    .args
+    .config()
+    .unwrap()
+    .faults;
+    assert_eq!(preset.read_quota_per_minute, Some(100));
+    assert_eq!(preset.quota_preset, Some(QuotaPreset::NewProject));
+    assert!(Cli::try_parse_from(["emulator", "--quota-preset", "old-project"]).is_err());
+    assert!(Cli::try_parse_from(["emulator", "--project-access", "acme-prod=closed"]).is_err());
 
     let unsupported = Cli::try_parse_from(["emulator", "--error-rate", "418=0.5"]).unwrap();
     let err = unsupported.args.config().unwrap_err();
@@ -454,4 +529,58 @@ fn flags_describe_the_same_faults() {
         .unwrap_err()
         .to_string()
         .contains("resetRate"));
+}
+
+#[tokio::test]
+async fn the_new_project_preset_allows_600_reads_and_30_writes_per_minute_and_region() {
+    let emu = start_with(
+        example_seed(),
+        faults(|f| f.quota_preset = Some(QuotaPreset::NewProject)),
+    )
+    .await;
+    let path =
+        format!("/v2/{PROD_US}/services/cart?updateMask=binaryAuthorization&validateOnly=true");
+    let body = json!({"binaryAuthorization": {"useDefault": true}});
+    let write = || emu.patch(&path, &body);
+    for n in 0..30 {
+        let reply = write().await;
+        assert_eq!(reply.status, StatusCode::OK, "write {n}: {:#}", reply.body);
+    }
+    let refused = write().await;
+    refused.assert_error(429, "RESOURCE_EXHAUSTED");
+    assert_eq!(
+        refused.detail("ErrorInfo")["metadata"]["quota_limit_value"],
+        json!("30")
+    );
+    // 600 reads at once in the region (refilled at 10 a second); writes do not count.
+    let started = Instant::now();
+    let mut served = 0;
+    let refused = loop {
+        let reply = emu.get(&format!("/v2/{PROD_US}/services/cart")).await;
+        if reply.status != StatusCode::OK || served > 2_000 {
+            break reply;
+        }
+        served += 1;
+    };
+    let refilled = (started.elapsed().as_secs_f64() * 10.0).ceil() as usize;
+    assert!(
+        (600..=600 + refilled).contains(&served),
+        "{served} reads served before the first 429 ({refilled} refilled meanwhile)"
+    );
+    refused.assert_error(429, "RESOURCE_EXHAUSTED");
+    let info = refused.detail("ErrorInfo");
+    assert_eq!(
+        info["metadata"]["quota_limit"],
+        json!("ReadPerMinutePerProjectRegion")
+    );
+    assert_eq!(info["metadata"]["quota_limit_value"], json!("600"));
+    assert_eq!(
+        refused.body["error"]["message"],
+        json!("Quota exceeded for quota metric 'Read requests' and limit 'Read requests per minute per region' of service 'run.googleapis.com' for consumer 'project_number:123456789012'.")
+    );
+    // Another region is another quota.
+    assert_eq!(
+        emu.get(&format!("/v2/{PROD_EU}/services")).await.status,
+        StatusCode::OK
+    );
 }

@@ -278,6 +278,7 @@ pub fn drifted_services_seed(project: &str, number: &str, region: &str, d: usize
                         ..RegionSeed::default()
                     }),
                 )]),
+                ..ProjectSeed::default()
             },
         )]),
         generate: None,

@@ -30,8 +30,10 @@ fn thousands(n: usize) -> String {
     out
 }
 
-/// The markdown of every scenario that ran.
-pub fn markdown(r: &Results) -> String {
+/// The markdown of every scenario that ran; `figure` is where the convergence plot lies
+/// relative to the document the markdown goes into (`convergence.svg` beside
+/// results.md, `docs/bench/convergence.svg` from BENCHMARKS.md).
+pub fn markdown(r: &Results, figure: &str) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
@@ -45,7 +47,7 @@ pub fn markdown(r: &Results) -> String {
         cost(&mut s, c);
     }
     if let Some(c) = &r.convergence {
-        convergence(&mut s, c);
+        convergence(&mut s, c, figure);
     }
     if let Some(x) = &r.reaction {
         footprint(&mut s, x);
@@ -161,7 +163,7 @@ fn cost(s: &mut String, c: &CostResult) {
     let _ = writeln!(s);
 }
 
-fn convergence(s: &mut String, c: &ConvergenceResult) {
+fn convergence(s: &mut String, c: &ConvergenceResult, figure: &str) {
     let _ = writeln!(s, "### 2. Convergence under quota\n");
     let _ = writeln!(
         s,
@@ -235,7 +237,7 @@ fn convergence(s: &mut String, c: &ConvergenceResult) {
             );
         }
     }
-    let _ = writeln!(s, "\n![Compliance over time](docs/bench/convergence.svg)\n");
+    let _ = writeln!(s, "\n![Compliance over time]({figure})\n");
 }
 
 fn footprint(s: &mut String, x: &ReactionResult) {

@@ -42,7 +42,7 @@ use crate::fleet::{
 };
 use crate::plan::{
     self, Activity, BindingInput, BindingKey, BindingPlan, Decision, StatusInput, TargetHistory,
-    WriteFailure, WriteOutcome,
+    WriteOutcome,
 };
 use crate::resource::{ObservedResource, Remediation, ResourceId};
 use crate::telemetry::{PassResult, RemediationResult};
@@ -203,25 +203,10 @@ async fn active_pass(
     let mut current = binding.status.clone();
     let mut lost_lease = false;
 
+    // Nothing can be fixed until the policy exists or is allowed: every needed write is
+    // reported failed for that reason.
+    outcomes.extend(fleet::refused_writes(&bp, read.failure.as_ref()));
     match &read.failure {
-        Some(f)
-            if matches!(
-                f.reason,
-                FailureReason::PolicyNotFound | FailureReason::OrgPolicyConflict
-            ) =>
-        {
-            // Nothing can be fixed until the policy exists or is allowed: report every
-            // needed write as failed for that reason.
-            for (resource, _) in bp.remediations() {
-                outcomes.insert(
-                    resource.id.clone(),
-                    WriteOutcome::Failed(WriteFailure {
-                        reason: f.reason,
-                        message: f.message.clone(),
-                    }),
-                );
-            }
-        }
         Some(_) => {}
         None => {
             for (resource, _) in bp.remediations() {

@@ -284,6 +284,14 @@ impl Harness {
 
 /// The status of a status call with every timestamp replaced by `<now>` (after checking it
 /// is one).
+/// `status.orgPolicy` of a project without the allowed-policies constraint.
+fn org_policy_not_set(project: &str) -> Value {
+    json!({
+        "state": "NotSet",
+        "message": format!("constraints/run.allowedBinaryAuthorizationPolicies does not restrict project {project}: nothing prevents a deploy without Binary Authorization"),
+    })
+}
+
 fn status_of(call: &Call) -> Value {
     let Call::Status {
         manager,
@@ -403,6 +411,7 @@ async fn an_all_compliant_binding_writes_its_status_once_and_then_nothing() {
             "summary": summary(json!({"matched": 1, "compliant": 1})),
             "targets": [target("checkout", "Compliant", "default", "default", "")],
             "targetsTruncated": false,
+            "orgPolicy": org_policy_not_set("acme-prod"),
         })
     );
     // The watch delivers the written status; the next pass finds nothing changed and
@@ -445,6 +454,7 @@ async fn drift_is_fixed_with_one_patch_and_reported_once() {
                 target("checkout", "Compliant", "default", "default", ""),
             ],
             "targetsTruncated": false,
+            "orgPolicy": org_policy_not_set("acme-prod"),
         })
     );
     // Then: fixed.
@@ -465,6 +475,7 @@ async fn drift_is_fixed_with_one_patch_and_reported_once() {
                 target("checkout", "Compliant", "default", "default", ""),
             ],
             "targetsTruncated": false,
+            "orgPolicy": org_policy_not_set("acme-prod"),
         })
     );
     assert_eq!(
@@ -517,6 +528,7 @@ async fn audit_mode_reports_drift_and_never_writes() {
                 target("checkout", "Compliant", "default", "default", ""),
             ],
             "targetsTruncated": false,
+            "orgPolicy": org_policy_not_set("acme-prod"),
         })
     );
     assert_eq!(
@@ -564,6 +576,7 @@ async fn equal_priority_bindings_with_different_policies_conflict_and_nobody_wri
                 target("search", "Conflicted", "none", "default", "equal-priority binding(s) team/strict want a different policy; left untouched"),
             ],
             "targetsTruncated": false,
+            "orgPolicy": org_policy_not_set("acme-prod"),
         })
     );
     assert_eq!(
@@ -600,7 +613,7 @@ async fn a_project_refused_everywhere_stalls_the_binding_and_says_what_to_check(
     // Google answers 403 for a project that does not exist and for one the operator
     // cannot see: the advice covers both, and names the permission.
     assert!(
-        message.ends_with("(or it may not exist); project acme-prod does not exist or the operator's Google identity cannot see it: check spec.project, and grant the identity run.services.list on the project (the binauthz-operator role in deploy/gcp/ holds every permission it needs)"),
+        message.ends_with("(or resource may not exist); project acme-prod does not exist or the operator's Google identity cannot see it: check spec.project, and grant the identity run.services.list on the project (the binauthz-operator role in deploy/gcp/ holds every permission it needs)"),
         "{message}"
     );
     for c in status["conditions"].as_array_mut().unwrap() {
@@ -659,6 +672,7 @@ async fn a_missing_named_policy_is_reported_and_nothing_is_written() {
             "summary": summary(json!({"matched": 1, "failed": 1})),
             "targets": [target("checkout", "Failed", "default", missing, &format!("setting policy {missing} failed: policy not found: {message}"))],
             "targetsTruncated": false,
+            "orgPolicy": org_policy_not_set("acme-prod"),
             "policyCheck": {"result": "NotFound", "message": &message},
         })
     );

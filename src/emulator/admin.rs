@@ -33,6 +33,8 @@ pub fn router() -> Router<Arc<Shared>> {
         .route("/reset", post(reset))
         .route("/drift", post(drift))
         .route("/deploy", post(deploy))
+        .route("/traffic", post(traffic))
+        .route("/execute", post(execute))
         .route(
             "/faults",
             get(get_faults).put(put_faults).patch(patch_faults),
@@ -206,7 +208,7 @@ async fn deploy(State(shared): State<Arc<Shared>>, body: Bytes) -> AdminResult {
         Some(value) => Some(Some(value.clone())),
     };
     let mut store = lock(&shared.store);
-    let change = store.deploy(
+    let deployed = store.deploy(
         &name,
         Deploy {
             image,
@@ -217,7 +219,46 @@ async fn deploy(State(shared): State<Arc<Shared>>, body: Bytes) -> AdminResult {
         Instant::now(),
     )?;
     let resource = store.resource_by_name_mut(&name)?.render(Instant::now());
-    ok(json!({"change": change, "resource": resource}))
+    ok(json!({"change": deployed.change, "refused": deployed.refused, "resource": resource}))
+}
+
+/// `POST /_emulator/traffic {"name", "revision", "by"?}`: a user sends all of a service's
+/// traffic to one of its revisions (a traffic change or a rollback). Binary Authorization
+/// refuses it when the service's policy does not authorize that revision's image: the
+/// previous revisions keep serving (`refused: true`).
+async fn traffic(State(shared): State<Arc<Shared>>, body: Bytes) -> AdminResult {
+    let body = object_body(&body)?;
+    check_keys(&body, &["name", "revision", "by"])?;
+    let name = resource_name(&body)?;
+    let actor = admin_actor(&body, "admin.traffic")?;
+    let revision = body
+        .get("revision")
+        .and_then(Value::as_str)
+        .filter(|r| !r.is_empty())
+        .ok_or_else(|| {
+            ApiError::invalid_field(
+                "revision",
+                "'revision' is required: the revision name (latestReadyRevision, or an earlier one)",
+            )
+        })?
+        .to_string();
+    let mut store = lock(&shared.store);
+    let routed = store.route_traffic(&name, &revision, &actor, Instant::now())?;
+    let resource = store.resource_by_name_mut(&name)?.render(Instant::now());
+    ok(json!({"change": routed.change, "refused": routed.refused, "resource": resource}))
+}
+
+/// `POST /_emulator/execute {"name"}`: runs a job once. The execution fails with
+/// `CONTAINER_IMAGE_UNAUTHORIZED` when the job's policy does not authorize its image.
+async fn execute(State(shared): State<Arc<Shared>>, body: Bytes) -> AdminResult {
+    let body = object_body(&body)?;
+    check_keys(&body, &["name"])?;
+    let name = resource_name(&body)?;
+    let mut store = lock(&shared.store);
+    let time = jiff::Timestamp::now().to_string();
+    let (execution, refused) = store.execute(&name, &time)?;
+    let resource = store.resource_by_name_mut(&name)?.render(Instant::now());
+    ok(json!({"execution": execution, "refused": refused, "resource": resource}))
 }
 
 /// `GET /_emulator/faults`: the fault configuration in force.

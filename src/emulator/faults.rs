@@ -8,6 +8,7 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use super::denials::ProjectAccess;
 use super::google::{self, ApiError, Code};
 
 /// Every fault the emulator can inject. The same JSON shape is read and written by the
@@ -41,9 +42,49 @@ pub struct Faults {
     pub operation_failure_rate: f64,
     /// Answer 401 UNAUTHENTICATED to calls without `Authorization: Bearer <token>`.
     pub require_token: bool,
-    /// Projects (id or number) or resource names answering 403 PERMISSION_DENIED; prefix an
-    /// entry with `write:` to refuse only writes (`write:acme-prod`).
+    /// Projects (id or number), locations (`projects/P/locations/L`: every call in that
+    /// region) or resource names answering 403 PERMISSION_DENIED; prefix an entry with
+    /// `write:` to refuse only writes (`write:acme-prod`).
     pub forbidden: Vec<String>,
+    /// Quotas of a kind of project, used for whichever of `readQuotaPerMinute` /
+    /// `writeQuotaPerMinute` is not set (`newProject`: 600 reads and 30 writes per minute
+    /// per project and region).
+    pub quota_preset: Option<QuotaPreset>,
+    /// A 429 also carries `QuotaFailure` and `RetryInfo` details (the emulator's earlier
+    /// shape). Off: Google's usual shape, `ErrorInfo` and `Help` only.
+    pub quota_retry_info: bool,
+    /// How the caller sees a project (id or number): `apiDisabled`, `vpcServiceControls`
+    /// or `notVisible` (403 variants); overrides the seed's `access`.
+    pub project_access: BTreeMap<String, ProjectAccess>,
+    /// Job PATCHes apply whatever etag they carry (whether the real UpdateJob checks it is
+    /// unverified); services and worker pools still check theirs.
+    pub job_etag_ignored: bool,
+}
+
+/// Quotas of a kind of project.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum QuotaPreset {
+    /// A new, low-usage project: 600 reads and 30 writes per minute per project and region
+    /// (readings seen in the Cloud console).
+    NewProject,
+}
+
+impl QuotaPreset {
+    /// `(reads, writes)` per minute per project and region.
+    pub fn limits(self) -> (u32, u32) {
+        match self {
+            QuotaPreset::NewProject => (600, 30),
+        }
+    }
+
+    /// Parses the `--quota-preset` flag (`new-project`).
+    pub fn parse(text: &str) -> Result<QuotaPreset, String> {
+        match text {
+            "new-project" | "newProject" => Ok(QuotaPreset::NewProject),
+            other => Err(format!("unknown quota preset '{other}': use new-project")),
+        }
+    }
 }
 
 impl Default for Faults {
@@ -61,6 +102,10 @@ impl Default for Faults {
             operation_failure_rate: 0.0,
             require_token: true,
             forbidden: Vec::new(),
+            quota_preset: None,
+            quota_retry_info: false,
+            project_access: BTreeMap::new(),
+            job_etag_ignored: false,
         }
     }
 }
@@ -120,6 +165,25 @@ impl Faults {
         Ok(())
     }
 
+    /// The quota in force for reads or writes: the explicit one, else the preset's.
+    pub fn quota(&self, access: Access) -> Option<u32> {
+        let preset = self.quota_preset.map(QuotaPreset::limits);
+        match access {
+            Access::Read => self.read_quota_per_minute.or(preset.map(|(r, _)| r)),
+            Access::Write => self.write_quota_per_minute.or(preset.map(|(_, w)| w)),
+        }
+    }
+
+    /// How the `projectAccess` fault says the caller sees this project (id, number), if it
+    /// says anything.
+    pub fn access_to(&self, project: (&str, &str)) -> Option<ProjectAccess> {
+        let (id, number) = project;
+        self.project_access
+            .get(id)
+            .or_else(|| self.project_access.get(number))
+            .copied()
+    }
+
     /// The latency to add to one call: fixed plus uniform jitter.
     pub fn latency(&self) -> Duration {
         let jitter = if self.latency_jitter_ms > 0 {
@@ -172,8 +236,17 @@ impl Faults {
                     .or_else(|| name.strip_prefix(&by_number))
                     .map(str::to_string)
             };
+            // An entry names the call's resource, or a location (or collection) holding it.
+            let covers = |entry: &str, name: &str| {
+                name == entry
+                    || name
+                        .strip_prefix(entry)
+                        .is_some_and(|rest| rest.starts_with('/'))
+            };
             resource.is_some_and(|name| {
-                target == name || within(target).is_some_and(|rest| within(name) == Some(rest))
+                covers(target, name)
+                    || within(target)
+                        .is_some_and(|rest| within(name).is_some_and(|n| covers(&rest, &n)))
             })
         })
     }
@@ -218,49 +291,80 @@ pub enum Access {
 }
 
 impl Access {
+    /// `(quota_metric, quota_limit, metric label)` as Cloud Run names them.
     fn metric(self) -> (&'static str, &'static str, &'static str) {
         match self {
             Access::Read => (
-                "run.googleapis.com/read_requests",
-                "ReadRequestsPerMinutePerProjectPerRegion",
+                "run.googleapis.com/read_regional",
+                "ReadPerMinutePerProjectRegion",
                 "Read requests",
             ),
             Access::Write => (
-                "run.googleapis.com/write_requests",
-                "WriteRequestsPerMinutePerProjectPerRegion",
+                "run.googleapis.com/write_regional",
+                "WritePerMinutePerProjectRegion",
                 "Write requests",
             ),
         }
     }
 }
 
-/// The 429 RESOURCE_EXHAUSTED error of an exceeded per-region quota, with ErrorInfo,
-/// QuotaFailure and RetryInfo details.
-pub fn quota_error(
-    access: Access,
-    project_number: &str,
-    region: &str,
-    retry_after: Duration,
-) -> ApiError {
-    let (metric, limit, metric_label) = access.metric();
+/// One exceeded per-region quota, as the 429 reports it.
+#[derive(Clone, Copy, Debug)]
+pub struct QuotaExceeded<'a> {
+    /// Reads or writes.
+    pub access: Access,
+    /// The consumer project's number.
+    pub project_number: &'a str,
+    /// The region (`quota_location`).
+    pub region: &'a str,
+    /// Calls per minute allowed (`quota_limit_value`).
+    pub limit: u32,
+    /// When the next call would be allowed (only said with `with_retry_info`).
+    pub retry_after: Duration,
+    /// Add `QuotaFailure` and `RetryInfo` details (not Google's usual shape).
+    pub with_retry_info: bool,
+}
+
+/// The 429 RESOURCE_EXHAUSTED error of an exceeded per-region quota, as Cloud Run sends it:
+/// `ErrorInfo` (`RATE_LIMIT_EXCEEDED`) and a `Help` link; with `with_retry_info` also
+/// `QuotaFailure` and `RetryInfo`.
+pub fn quota_error(quota: QuotaExceeded<'_>) -> ApiError {
+    let QuotaExceeded {
+        access,
+        project_number,
+        region,
+        limit,
+        retry_after,
+        with_retry_info,
+    } = quota;
+    let (metric, limit_name, metric_label) = access.metric();
     let limit_label = format!("{metric_label} per minute per region");
     let message = format!(
         "Quota exceeded for quota metric '{metric_label}' and limit '{limit_label}' of service \
          'run.googleapis.com' for consumer 'project_number:{project_number}'."
     );
-    let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
-    ApiError::new(Code::ResourceExhausted, message.clone())
+    let error = ApiError::new(Code::ResourceExhausted, message.clone())
         .with_detail(google::error_info(
             "RATE_LIMIT_EXCEEDED",
             "googleapis.com",
             json!({
                 "quota_metric": metric,
-                "quota_limit": limit,
+                "quota_limit": limit_name,
+                "quota_limit_value": limit.to_string(),
                 "quota_location": region,
                 "consumer": format!("projects/{project_number}"),
                 "service": "run.googleapis.com",
             }),
         ))
+        .with_detail(google::help(
+            "Request a higher quota limit.",
+            "https://cloud.google.com/docs/quotas/help/request_increase",
+        ));
+    if !with_retry_info {
+        return error;
+    }
+    let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+    error
         .with_detail(json!({
             "@type": "type.googleapis.com/google.rpc.QuotaFailure",
             "violations": [{"subject": format!("project_number:{project_number}"), "description": message}],
@@ -387,5 +491,16 @@ mod tests {
         let other = "projects/acme-sec/locations/us-central1/services/b";
         assert!(!faults.is_forbidden(Access::Read, ("acme-sec", "345"), Some(other)));
         assert!(!faults.is_forbidden(Access::Read, ("acme-sec", "345"), None));
+
+        let region = Faults {
+            forbidden: vec!["projects/123/locations/asia-east1".into()],
+            ..Faults::default()
+        };
+        let list = "projects/acme-prod/locations/asia-east1/services";
+        assert!(region.is_forbidden(Access::Read, ("acme-prod", "123"), Some(list)));
+        let other = "projects/acme-prod/locations/asia-east2/services";
+        assert!(!region.is_forbidden(Access::Read, ("acme-prod", "123"), Some(other)));
+        let longer = "projects/acme-prod/locations/asia-east10/services";
+        assert!(!region.is_forbidden(Access::Read, ("acme-prod", "123"), Some(longer)));
     }
 }

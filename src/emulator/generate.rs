@@ -133,6 +133,7 @@ pub fn estate(spec: &GenerateSpec, known: &BTreeMap<String, String>) -> Result<S
                     .iter()
                     .map(|r| (r.clone(), Some(RegionSeed::default())))
                     .collect(),
+                ..ProjectSeed::default()
             },
         );
     }

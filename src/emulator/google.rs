@@ -199,6 +199,14 @@ pub fn error_info(reason: &str, domain: &str, metadata: Value) -> Value {
     })
 }
 
+/// A `google.rpc.Help` detail with one link.
+pub fn help(description: &str, url: &str) -> Value {
+    json!({
+        "@type": "type.googleapis.com/google.rpc.Help",
+        "links": [{"description": description, "url": url}],
+    })
+}
+
 /// A `google.rpc.RetryInfo` detail; the delay is a protobuf Duration in whole seconds.
 pub fn retry_info(delay_secs: u64) -> Value {
     json!({"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": format!("{delay_secs}s")})

@@ -8,10 +8,13 @@ use serde_json::{json, Map, Value};
 use super::assumed;
 use super::faults::{self, Faults};
 use super::google::{ApiError, Code};
-use super::routes::{Caller, Params, Route};
+use super::orgpolicy::{self, BinaryAuthorization};
+use super::regions;
+use super::routes::{permission_denied, Caller, Params, Route};
 use super::state::{
-    deleted_error, etag_version, validate_binary_authorization, Actor, ChangeSource, CommitOptions,
-    Deploy, Kind, Operation, PageRequest, Store,
+    deleted_error, etag_version, unauthorized_image_message, validate_binary_authorization, Actor,
+    ChangeSource, CommitOptions, Deploy, Kind, Operation, PageRequest, Store, AUTHORIZED_IMAGES,
+    BCID_MANAGED_POLICY,
 };
 use super::{lock, Shared};
 
@@ -84,21 +87,49 @@ pub async fn handle(
         Route::GetPolicy { project, id } => {
             let store = lock(&shared.store);
             let found = store.require_project(project)?;
+            let name = format!("projects/{}/platforms/cloudRun/policies/{id}", found.id);
+            // Google's managed policy is never readable; in a project whose policies the
+            // caller may not read, existing or not, the answer is the same 403.
+            if name == BCID_MANAGED_POLICY || !found.policies_readable {
+                return Err(permission_denied(route));
+            }
             let policy = found.policies.get(id).ok_or_else(|| {
                 ApiError::not_found(format!(
                     "Platform policy 'projects/{project}/platforms/cloudRun/policies/{id}' not found."
                 ))
             })?;
             let mut out = Map::new();
-            out.insert(
-                "name".into(),
-                Value::String(format!(
-                    "projects/{}/platforms/cloudRun/policies/{id}",
-                    found.id
-                )),
+            out.insert("name".into(), Value::String(name));
+            out.extend(
+                policy
+                    .iter()
+                    .filter(|(key, _)| key.as_str() != AUTHORIZED_IMAGES)
+                    .map(|(k, v)| (k.clone(), v.clone())),
             );
-            out.extend(policy.clone());
             Ok(Value::Object(out))
+        }
+        Route::GetEffectivePolicy {
+            project,
+            constraint,
+        } => {
+            let store = lock(&shared.store);
+            let found = store.require_project(project)?;
+            if !found.org_policy_readable {
+                return Err(permission_denied(route));
+            }
+            if constraint != orgpolicy::CONSTRAINT {
+                return Err(ApiError::new(
+                    Code::Unimplemented,
+                    format!(
+                        "The emulator serves only the constraint {} (asked: {constraint}).",
+                        orgpolicy::CONSTRAINT
+                    ),
+                ));
+            }
+            Ok(orgpolicy::effective_policy(
+                &found.number,
+                &found.allowed_policies,
+            ))
         }
     }
 }
@@ -140,6 +171,16 @@ fn locations(store: &Store, project: &str, params: &Params) -> Result<Value, Api
         ));
     }
     let found = store.require_project(project)?;
+    // The whole catalogue, plus any region the seed gives the project that it lacks.
+    let mut all: Vec<&str> = regions::CATALOGUE.iter().map(|(r, _)| *r).collect();
+    for region in &found.regions {
+        if !regions::is_catalogued(region) {
+            all.push(region);
+        }
+    }
+    if assumed::LOCATIONS_SORTED_BY_ID {
+        all.sort_unstable();
+    }
     let page_size = match usize::try_from(params.page_size) {
         Ok(0) | Err(_) => assumed::MAX_LOCATIONS_PAGE_SIZE,
         Ok(n) => n.min(assumed::MAX_LOCATIONS_PAGE_SIZE),
@@ -148,8 +189,7 @@ fn locations(store: &Store, project: &str, params: &Params) -> Result<Value, Api
         None => 0,
         Some(token) => super::state::decode_offset_token(token)?,
     };
-    let page: Vec<Value> = found
-        .regions
+    let page: Vec<Value> = all
         .iter()
         .skip(start)
         .take(page_size)
@@ -157,8 +197,11 @@ fn locations(store: &Store, project: &str, params: &Params) -> Result<Value, Api
             json!({
                 "name": format!("projects/{project}/locations/{region}"),
                 "locationId": region,
-                "displayName": display_name(region),
-                "labels": {"cloud.googleapis.com/region": region},
+                "displayName": regions::display_name(region),
+                "labels": {
+                    "cloud.googleapis.com/region": region,
+                    "run.googleapis.com/supportsPzs": assumed::LOCATION_SUPPORTS_PZS,
+                },
             })
         })
         .collect();
@@ -167,31 +210,13 @@ fn locations(store: &Store, project: &str, params: &Params) -> Result<Value, Api
     if !page.is_empty() {
         out.insert("locations".into(), Value::Array(page));
     }
-    if next < found.regions.len() {
+    if next < all.len() {
         out.insert(
             "nextPageToken".into(),
             Value::String(super::state::encode_offset_token(next)),
         );
     }
     Ok(Value::Object(out))
-}
-
-/// The city a region is in, as the locations list names it.
-fn display_name(region: &str) -> &str {
-    match region {
-        "us-central1" => "Iowa",
-        "us-east1" => "South Carolina",
-        "us-east4" => "Northern Virginia",
-        "us-west1" => "Oregon",
-        "europe-west1" => "Belgium",
-        "europe-west2" => "London",
-        "europe-west3" => "Frankfurt",
-        "europe-west4" => "Netherlands",
-        "asia-northeast1" => "Tokyo",
-        "asia-southeast1" => "Singapore",
-        "australia-southeast1" => "Sydney",
-        other => other,
-    }
 }
 
 /// `{"timeout": "10s"}` (protobuf Duration JSON); absent or empty body: the longest wait.
@@ -359,7 +384,8 @@ fn patch(
     }
     let resource = store.resource(kind, project, location, id)?;
     let body_etag = request.body.get("etag").and_then(Value::as_str);
-    if assumed::etag_checked(body_etag) {
+    let etag_ignored = kind == Kind::Job && faults.job_etag_ignored;
+    if !etag_ignored && assumed::etag_checked(body_etag) {
         let given = body_etag.unwrap_or_default();
         if etag_version(given) != Some(resource.version()) {
             let specified =
@@ -405,6 +431,24 @@ fn patch(
         store,
         &format!("{}.binaryAuthorization", kind.singular()),
     )?;
+    store.check_org_policy(project, &name, next.get("binaryAuthorization"))?;
+    // A new revision of a service or worker pool whose image the policy does not
+    // authorize is refused (a job update always succeeds; its next execution fails).
+    let template_changed = resource.body().get("template") != next.get("template");
+    let deploys = kind != Kind::Job && (template_changed || request.force_new_revision);
+    let unauthorized_image = match kind.image(&next) {
+        Some(image)
+            if deploys
+                && !store.image_authorized(
+                    &resource.project,
+                    &BinaryAuthorization::of(next.get("binaryAuthorization")),
+                    image,
+                ) =>
+        {
+            Some(image.to_string())
+        }
+        _ => None,
+    };
 
     let delay = Duration::from_millis(faults.operation_delay_ms);
     let operation_id = uuid::Builder::from_random_bytes(rand::random()).into_uuid();
@@ -419,7 +463,7 @@ fn patch(
     };
     let options = CommitOptions {
         force_new_revision: request.force_new_revision,
-        refused: false,
+        refused: unauthorized_image.is_some(),
         settle_after: delay,
     };
     let resource = store.resource_mut(kind, project, location, id)?;
@@ -446,12 +490,26 @@ fn patch(
         }
     } else {
         let change = resource.commit(next, &actor, &options, now);
+        let outcome = match &unauthorized_image {
+            None => Ok(resource.render(now + delay)),
+            Some(image) => {
+                let revision = resource
+                    .body()
+                    .get("latestCreatedRevision")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                Err(ApiError::new(
+                    assumed::UNAUTHORIZED_DEPLOY_CODE,
+                    unauthorized_image_message(revision, image),
+                ))
+            }
+        };
         let operation = Operation {
             name: operation_name,
             kind,
             metadata: resource.render(now),
             done_at: now + delay,
-            outcome: Ok(resource.render(now + delay)),
+            outcome,
         };
         if let Some(change) = change {
             store.record(change);

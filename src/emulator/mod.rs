@@ -1,5 +1,6 @@
 //! A local Cloud Run Admin API emulator: v2 services, jobs, worker pools and operations, v1
-//! locations and Binary Authorization platform policies over HTTP/JSON, with fault injection.
+//! locations, Binary Authorization platform policies and the Org Policy effective policy of
+//! `run.allowedBinaryAuthorizationPolicies` over HTTP/JSON, with fault injection.
 //!
 //! It is an independent implementation of the wire contract in `cloudrun-api.md`: it works
 //! on JSON values, never on the Cloud Run client's types, so a mistake in one cannot hide
@@ -26,11 +27,15 @@
 
 mod admin;
 pub mod assumed;
+mod denials;
+mod enums;
 mod faults;
 mod generate;
 mod google;
 mod handlers;
 mod journal;
+mod orgpolicy;
+mod regions;
 mod routes;
 mod seed;
 mod server;
@@ -47,9 +52,11 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-pub use faults::{Faults, FaultsError};
+pub use denials::ProjectAccess;
+pub use faults::{Faults, FaultsError, QuotaPreset};
 pub use generate::GenerateSpec;
 pub use journal::{CallCount, Counters, RequestRecord};
+pub use orgpolicy::AllowedPolicies;
 pub use seed::{DeployBlocked, ProjectSeed, RegionSeed, ResourceSeed, Seed, SeedError};
 pub use state::{ChangeRecord, ChangeSource};
 
@@ -159,8 +166,8 @@ impl Shared {
     fn set_faults(&self, faults: Faults) -> Result<(), FaultsError> {
         faults.validate()?;
         let mut current = self.faults.write().unwrap_or_else(PoisonError::into_inner);
-        if current.read_quota_per_minute != faults.read_quota_per_minute
-            || current.write_quota_per_minute != faults.write_quota_per_minute
+        if current.quota(faults::Access::Read) != faults.quota(faults::Access::Read)
+            || current.quota(faults::Access::Write) != faults.quota(faults::Access::Write)
         {
             lock(&self.quotas).clear();
         }
@@ -370,10 +377,30 @@ pub struct EmulatorArgs {
     /// Accept calls without an `Authorization: Bearer` header.
     #[arg(long, env = "BINAUTHZ_EMULATOR_ALLOW_UNAUTHENTICATED")]
     pub allow_unauthenticated: bool,
-    /// Projects (id or number) or resource names answering 403; prefix `write:` to refuse
-    /// only writes (comma-separated).
+    /// Projects (id or number), locations (projects/P/locations/L) or resource names
+    /// answering 403; prefix `write:` to refuse only writes (comma-separated).
     #[arg(long, env = "BINAUTHZ_EMULATOR_FORBID", value_delimiter = ',')]
     pub forbid: Vec<String>,
+    /// Quotas of a kind of project for whichever of --read-quota / --write-quota is not
+    /// given: new-project (600 reads and 30 writes per minute per project and region).
+    #[arg(long, env = "BINAUTHZ_EMULATOR_QUOTA_PRESET", value_parser = QuotaPreset::parse)]
+    pub quota_preset: Option<QuotaPreset>,
+    /// A 429 also carries QuotaFailure and RetryInfo details (by default it carries
+    /// ErrorInfo and Help only, as Cloud Run usually answers).
+    #[arg(long, env = "BINAUTHZ_EMULATOR_QUOTA_RETRY_INFO")]
+    pub quota_retry_info: bool,
+    /// How the caller sees projects: PROJECT=apiDisabled|vpcServiceControls|notVisible
+    /// (comma-separated; overrides the seed's `access`).
+    #[arg(
+        long,
+        env = "BINAUTHZ_EMULATOR_PROJECT_ACCESS",
+        value_delimiter = ',',
+        value_parser = parse_project_access_arg
+    )]
+    pub project_access: Vec<(String, ProjectAccess)>,
+    /// Job PATCHes do not check the etag they carry (services and worker pools still do).
+    #[arg(long, env = "BINAUTHZ_EMULATOR_JOB_ETAG_IGNORED")]
+    pub job_etag_ignored: bool,
     /// How many API calls the request log keeps.
     #[arg(
         long,
@@ -381,6 +408,16 @@ pub struct EmulatorArgs {
         default_value_t = 100_000
     )]
     pub request_log_limit: usize,
+}
+
+fn parse_project_access_arg(text: &str) -> Result<(String, ProjectAccess), String> {
+    let (project, access) = text
+        .split_once('=')
+        .ok_or_else(|| format!("'{text}' is not PROJECT=ACCESS (e.g. acme-prod=apiDisabled)"))?;
+    Ok((
+        project.trim().to_string(),
+        ProjectAccess::parse(access.trim())?,
+    ))
 }
 
 fn parse_error_rate_arg(text: &str) -> Result<BTreeMap<u16, f64>, String> {
@@ -409,6 +446,10 @@ impl EmulatorArgs {
             operation_failure_rate,
             allow_unauthenticated,
             forbid,
+            quota_preset,
+            quota_retry_info,
+            project_access,
+            job_etag_ignored,
             request_log_limit,
         } = self.clone();
         let mut seed = match seed {
@@ -439,6 +480,10 @@ impl EmulatorArgs {
             operation_failure_rate,
             require_token: !allow_unauthenticated,
             forbidden: forbid,
+            quota_preset,
+            quota_retry_info,
+            project_access: project_access.into_iter().collect(),
+            job_etag_ignored,
         };
         faults.validate()?;
         Ok(EmulatorConfig {

@@ -11,7 +11,10 @@ use axum::response::{IntoResponse, Response};
 use jiff::Timestamp;
 use serde_json::json;
 
-use super::faults::{self, Access, Faults};
+use super::assumed;
+use super::denials::{self, ProjectAccess};
+use super::enums;
+use super::faults::{self, Access, Faults, QuotaExceeded};
 use super::google::{self, ApiError, Code};
 use super::handlers;
 use super::journal::RequestRecord;
@@ -79,12 +82,19 @@ pub enum Route {
         /// Project id or number.
         project: String,
     },
-    /// `GET v1/projects/{p}/platforms/cloudRun/policies/{id}`.
+    /// `GET v1/projects/{p}/platforms/cloudRun/policies/{id}` (Binary Authorization API).
     GetPolicy {
         /// Project id or number.
         project: String,
         /// Policy id.
         id: String,
+    },
+    /// `GET v2/projects/{p}/policies/{constraint}:getEffectivePolicy` (Org Policy API).
+    GetEffectivePolicy {
+        /// Project id or number.
+        project: String,
+        /// The constraint (`run.allowedBinaryAuthorizationPolicies`).
+        constraint: String,
     },
 }
 
@@ -112,6 +122,7 @@ impl Route {
             Route::WaitOperation { .. } => "operations.wait",
             Route::ListLocations { .. } => "locations.list",
             Route::GetPolicy { .. } => "platformPolicies.get",
+            Route::GetEffectivePolicy { .. } => "policies.getEffectivePolicy",
         }
     }
 
@@ -140,6 +151,9 @@ impl Route {
             Route::GetPolicy { .. } => {
                 "google.cloud.binaryauthorization.v1.BinauthzManagementServiceV1.GetPlatformPolicy"
             }
+            Route::GetEffectivePolicy { .. } => {
+                "google.cloud.orgpolicy.v2.OrgPolicy.GetEffectivePolicy"
+            }
         }
     }
 
@@ -160,7 +174,8 @@ impl Route {
             | Route::GetOperation { project, .. }
             | Route::WaitOperation { project, .. }
             | Route::ListLocations { project }
-            | Route::GetPolicy { project, .. } => project,
+            | Route::GetPolicy { project, .. }
+            | Route::GetEffectivePolicy { project, .. } => project,
         }
     }
 
@@ -172,8 +187,20 @@ impl Route {
             | Route::Patch { location, .. }
             | Route::GetOperation { location, .. }
             | Route::WaitOperation { location, .. } => Some(location),
-            Route::ListLocations { .. } | Route::GetPolicy { .. } => None,
+            Route::ListLocations { .. }
+            | Route::GetPolicy { .. }
+            | Route::GetEffectivePolicy { .. } => None,
         }
+    }
+
+    /// Whether the call is to the Cloud Run Admin API (not Binary Authorization's or Org
+    /// Policy's): only those are refused when the Cloud Run Admin API is disabled or a VPC
+    /// Service Controls perimeter keeps the caller out.
+    pub fn is_cloud_run(&self) -> bool {
+        !matches!(
+            self,
+            Route::GetPolicy { .. } | Route::GetEffectivePolicy { .. }
+        )
     }
 
     /// The name the call is about, as the caller wrote it.
@@ -216,21 +243,25 @@ impl Route {
             Route::GetPolicy { project, id } => {
                 format!("projects/{project}/platforms/cloudRun/policies/{id}")
             }
+            Route::GetEffectivePolicy {
+                project,
+                constraint,
+            } => format!("projects/{project}/policies/{constraint}"),
         }
     }
 
-    /// The single resource a call is about (for resource-level forbidden entries).
+    /// What a call is about, for resource- and location-level forbidden entries: the
+    /// resource, the collection listed, or the operation (the project's v1 locations list
+    /// has none).
     fn resource(&self) -> Option<String> {
         match self {
-            Route::Get { .. } | Route::Patch { .. } | Route::GetPolicy { .. } => {
-                Some(self.target())
-            }
-            _ => None,
+            Route::ListLocations { .. } => None,
+            _ => Some(self.target()),
         }
     }
 
     /// The IAM permission the call needs.
-    fn permission(&self) -> String {
+    pub fn permission(&self) -> String {
         match self {
             Route::List { kind, .. } => format!("run.{}.list", kind.permission_noun()),
             Route::Get { kind, .. } => format!("run.{}.get", kind.permission_noun()),
@@ -238,6 +269,7 @@ impl Route {
             Route::GetOperation { .. } | Route::WaitOperation { .. } => "run.operations.get".into(),
             Route::ListLocations { .. } => "run.locations.list".into(),
             Route::GetPolicy { .. } => "binaryauthorization.platformPolicies.get".into(),
+            Route::GetEffectivePolicy { .. } => "orgpolicy.policy.get".into(),
         }
     }
 
@@ -270,7 +302,8 @@ impl Route {
             Route::Get { .. }
             | Route::GetOperation { .. }
             | Route::WaitOperation { .. }
-            | Route::GetPolicy { .. } => &[],
+            | Route::GetPolicy { .. }
+            | Route::GetEffectivePolicy { .. } => &[],
         }
     }
 }
@@ -357,6 +390,12 @@ pub fn parse_route(method: &Method, path: &str) -> Result<Route, ApiError> {
                 project: owned(p),
                 id: owned(id),
             }),
+        ["v2", "projects", p, "policies", last] if last.ends_with(":getEffectivePolicy") => {
+            (method == Method::GET).then(|| Route::GetEffectivePolicy {
+                project: owned(p),
+                constraint: owned(last.trim_end_matches(":getEffectivePolicy")),
+            })
+        }
         _ => return Err(no_route(method, path, false)),
     };
     route.ok_or_else(|| no_route(method, path, true))
@@ -437,6 +476,8 @@ pub struct Params {
     pub pretty: bool,
     /// `access_token` given as a query parameter.
     pub access_token: Option<String>,
+    /// `$alt=json;enum-encoding=int`: answer enums as their numbers.
+    pub enum_int: bool,
 }
 
 fn parse_bool(key: &str, value: &str) -> Result<bool, ApiError> {
@@ -462,6 +503,7 @@ pub fn parse_params(query: Option<&str>, route: &Route) -> Result<Params, ApiErr
         filter: None,
         pretty: true,
         access_token: None,
+        enum_int: false,
     };
     let allowed = route.parameters();
     for (key, value) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
@@ -469,11 +511,18 @@ pub fn parse_params(query: Option<&str>, route: &Route) -> Result<Params, ApiErr
         if SYSTEM_PARAMETERS.contains(&key) {
             match key {
                 "$alt" | "alt" => {
-                    let format = value.split(';').next().unwrap_or("");
-                    if format != "json" {
+                    let mut options = value.split(';').map(str::trim);
+                    if options.next() != Some("json") {
                         return Err(ApiError::invalid_payload(format!(
                             "Invalid value for \"{key}\": \"{value}\" (this API answers json only)"
                         )));
+                    }
+                    for option in options {
+                        match option.split_once('=') {
+                            Some(("enum-encoding", "int")) => params.enum_int = true,
+                            Some(("enum-encoding", "string")) => params.enum_int = false,
+                            _ => {}
+                        }
                     }
                 }
                 "prettyPrint" | "$prettyPrint" => params.pretty = parse_bool(key, value)?,
@@ -564,15 +613,25 @@ impl Caller {
 }
 
 /// The canonical message of an injected error with this status.
-fn injected_error(status: u16, route: &Route, project_number: &str) -> ApiError {
+fn injected_error(status: u16, route: &Route, project_number: &str, faults: &Faults) -> ApiError {
     let code = Code::from_http(status).unwrap_or(Code::Unavailable);
     match code {
-        Code::ResourceExhausted => faults::quota_error(
-            route.access(),
-            project_number,
-            route.location().unwrap_or("global"),
-            std::time::Duration::from_secs(1),
-        ),
+        Code::ResourceExhausted => {
+            let access = route.access();
+            let (reads, writes) = assumed::INJECTED_QUOTA_LIMITS;
+            let limit = faults.quota(access).unwrap_or(match access {
+                Access::Read => reads,
+                Access::Write => writes,
+            });
+            faults::quota_error(QuotaExceeded {
+                access,
+                project_number,
+                region: route.location().unwrap_or("global"),
+                limit,
+                retry_after: std::time::Duration::from_secs(1),
+                with_retry_info: faults.quota_retry_info,
+            })
+        }
         Code::Unauthenticated => unauthenticated(route),
         Code::PermissionDenied => permission_denied(route),
         _ => ApiError::new(
@@ -603,18 +662,9 @@ fn unauthenticated(route: &Route) -> ApiError {
     ))
 }
 
-fn permission_denied(route: &Route) -> ApiError {
-    let permission = route.permission();
-    let resource = route.target();
-    ApiError::new(
-        Code::PermissionDenied,
-        format!("Permission '{permission}' denied on resource '{resource}' (or it may not exist)."),
-    )
-    .with_detail(google::error_info(
-        "IAM_PERMISSION_DENIED",
-        "iam.googleapis.com",
-        json!({"permission": permission, "resource": resource}),
-    ))
+/// 403 PERMISSION_DENIED naming the permission the call needs and what it is about.
+pub fn permission_denied(route: &Route) -> ApiError {
+    denials::permission_denied(&route.permission(), &route.target())
 }
 
 /// The fallback handler serving the whole emulated API.
@@ -686,13 +736,33 @@ async fn serve(
     if faults.require_token && caller.token.is_none() && params.access_token.is_none() {
         return Err(unauthenticated(&route));
     }
-    let (project_id, project_number) = {
+    // A project that does not exist and one the caller cannot see answer alike: 403.
+    let (project_id, project_number, seeded_access) = {
         let store = lock(&shared.store);
-        let project = store.require_project(route.project())?;
-        (project.id.clone(), project.number.clone())
+        let project = store
+            .project(route.project())
+            .ok_or_else(|| permission_denied(&route))?;
+        (project.id.clone(), project.number.clone(), project.access)
     };
+    let access = faults
+        .access_to((&project_id, &project_number))
+        .unwrap_or(seeded_access);
+    match access {
+        ProjectAccess::Granted => {}
+        ProjectAccess::NotVisible => return Err(permission_denied(&route)),
+        ProjectAccess::ApiDisabled if route.is_cloud_run() => {
+            return Err(denials::api_disabled(&project_number))
+        }
+        ProjectAccess::VpcServiceControls if route.is_cloud_run() => {
+            return Err(denials::vpc_service_controls(
+                &project_number,
+                &format!("{}/{}", route.method(), route.target()),
+            ))
+        }
+        ProjectAccess::ApiDisabled | ProjectAccess::VpcServiceControls => {}
+    }
     if let Some(status) = faults.roll_error() {
-        return Err(injected_error(status, &route, &project_number));
+        return Err(injected_error(status, &route, &project_number, faults));
     }
     let resource = route.resource();
     if faults.is_forbidden(
@@ -704,11 +774,7 @@ async fn serve(
     }
     if let Some(location) = route.location() {
         lock(&shared.store).require_location(&project_id, location)?;
-        let limit = match route.access() {
-            Access::Read => faults.read_quota_per_minute,
-            Access::Write => faults.write_quota_per_minute,
-        };
-        if let Some(limit) = limit {
+        if let Some(limit) = faults.quota(route.access()) {
             let taken = lock(&shared.quotas).take(
                 &project_id,
                 location,
@@ -717,12 +783,14 @@ async fn serve(
                 Instant::now(),
             );
             if let Err(retry_after) = taken {
-                return Err(faults::quota_error(
-                    route.access(),
-                    &project_number,
-                    location,
+                return Err(faults::quota_error(QuotaExceeded {
+                    access: route.access(),
+                    project_number: &project_number,
+                    region: location,
+                    limit,
                     retry_after,
-                ));
+                    with_retry_info: faults.quota_retry_info,
+                }));
             }
         }
     }
@@ -736,7 +804,10 @@ async fn serve(
         }
         _ => Default::default(),
     };
-    let value = handlers::handle(shared, faults, caller, &route, &params, &body).await?;
+    let mut value = handlers::handle(shared, faults, caller, &route, &params, &body).await?;
+    if params.enum_int {
+        enums::to_numbers(&mut value);
+    }
     Ok(google::json_response(
         axum::http::StatusCode::OK,
         &value,

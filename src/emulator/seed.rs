@@ -36,8 +36,13 @@ use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{json, Map, Value};
 
+use super::denials::ProjectAccess;
 use super::generate::{self, GenerateSpec};
-use super::state::{self, validate_binary_authorization, Kind, Project, Resource, Store};
+use super::orgpolicy::AllowedPolicies;
+use super::regions;
+use super::state::{
+    self, validate_binary_authorization, Kind, Project, Resource, Store, AUTHORIZED_IMAGES,
+};
 use super::EmulatorError;
 
 /// A whole estate to load: projects and, optionally, generated resources.
@@ -61,12 +66,59 @@ pub struct ProjectSeed {
     #[serde(deserialize_with = "project_number")]
     pub project_number: String,
     /// Binary Authorization platform policies of this project, by id; each value is served
-    /// verbatim (plus its `name`) by `GET v1/projects/{p}/platforms/cloudRun/policies/{id}`.
+    /// verbatim (plus its `name`) by `GET v1/projects/{p}/platforms/cloudRun/policies/{id}`,
+    /// except the emulator-only key `authorizedImages` (image patterns the policy
+    /// authorizes; absent: every image).
     #[serde(default)]
     pub policies: BTreeMap<String, Option<Map<String, Value>>>,
     /// Cloud Run regions of the project and what runs in each.
     #[serde(default)]
     pub regions: BTreeMap<String, Option<RegionSeed>>,
+    /// How the caller sees the project: `granted` (default), `apiDisabled`,
+    /// `vpcServiceControls` or `notVisible` (each a 403 of its own).
+    #[serde(default, skip_serializing_if = "ProjectAccess::is_granted")]
+    pub access: ProjectAccess,
+    /// Whether the caller may read this project's Binary Authorization policies (default
+    /// true; false: every policy read answers 403, whether the policy exists or not).
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub policies_readable: bool,
+    /// Image patterns the project's default policy (`useDefault: true`) authorizes
+    /// (`*` within a path segment, `**` across); absent: every image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_policy_authorized_images: Option<Vec<String>>,
+    /// The organization policy constraint `run.allowedBinaryAuthorizationPolicies` in
+    /// force in this project: a list of allowed values (`default`, policy names),
+    /// `allowAll` or `denyAll`; absent: not set.
+    #[serde(default, skip_serializing_if = "AllowedPolicies::is_not_set")]
+    pub allowed_binary_authorization_policies: AllowedPolicies,
+    /// Whether the caller may read this project's organization policies (default true;
+    /// false: `getEffectivePolicy` answers 403).
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub org_policy_readable: bool,
+}
+
+impl Default for ProjectSeed {
+    /// No number yet, no policies, no regions, default access.
+    fn default() -> Self {
+        ProjectSeed {
+            project_number: String::new(),
+            policies: BTreeMap::new(),
+            regions: BTreeMap::new(),
+            access: ProjectAccess::Granted,
+            policies_readable: true,
+            default_policy_authorized_images: None,
+            allowed_binary_authorization_policies: AllowedPolicies::NotSet,
+            org_policy_readable: true,
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn is_true(value: &bool) -> bool {
+    *value
 }
 
 /// What runs in one region.
@@ -104,7 +156,7 @@ impl RegionSeed {
 }
 
 /// One service, job or worker pool.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ResourceSeed {
     /// The resource id (last segment of its name).
@@ -123,6 +175,104 @@ pub struct ResourceSeed {
     /// Every other Cloud Run field, served verbatim.
     #[serde(flatten)]
     pub fields: Map<String, Value>,
+}
+
+/// The keys of a seed resource that are the emulator's own (every other key is a Cloud Run
+/// field).
+const RESOURCE_SEED_KEYS: &[&str] = &["name", "image", "deployBlocked", "deleted"];
+
+impl<'de> Deserialize<'de> for ResourceSeed {
+    /// Like a derived implementation with `fields` flattened, but a missing `name` (or a
+    /// misspelt seed key) names the keys that look like a misspelling of it.
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let mut fields = Map::<String, Value>::deserialize(deserializer)?;
+        let name = match fields.remove("name") {
+            Some(Value::String(name)) => name,
+            Some(other) => {
+                return Err(D::Error::custom(format!(
+                    "`name` must be a string (the resource id), got {other}"
+                )))
+            }
+            None => {
+                let hint = match misspellings(&fields, "name").as_slice() {
+                    [] => String::new(),
+                    keys => format!(
+                        " (unknown key {}: did you mean `name`?)",
+                        keys.iter()
+                            .map(|k| format!("`{k}`"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                };
+                return Err(D::Error::custom(format!("missing field `name`{hint}")));
+            }
+        };
+        let image = match fields.remove("image") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(image)) => Some(image),
+            Some(other) => {
+                return Err(D::Error::custom(format!(
+                    "resource '{name}': `image` must be a string, got {other}"
+                )))
+            }
+        };
+        let deploy_blocked =
+            match fields.remove("deployBlocked") {
+                None | Some(Value::Null) => None,
+                Some(value) => Some(serde_json::from_value(value).map_err(|e| {
+                    D::Error::custom(format!("resource '{name}': deployBlocked: {e}"))
+                })?),
+            };
+        let deleted = match fields.remove("deleted") {
+            None | Some(Value::Null) => false,
+            Some(Value::Bool(deleted)) => deleted,
+            Some(other) => {
+                return Err(D::Error::custom(format!(
+                    "resource '{name}': `deleted` must be true or false, got {other}"
+                )))
+            }
+        };
+        Ok(ResourceSeed {
+            name,
+            image,
+            deploy_blocked,
+            deleted,
+            fields,
+        })
+    }
+}
+
+/// Keys of `fields` that look like a misspelling of the seed key `wanted` (one or two
+/// letters off, or the same letters in another case or with `_`/`-`), and are not another
+/// seed key.
+fn misspellings(fields: &Map<String, Value>, wanted: &str) -> Vec<String> {
+    fields
+        .keys()
+        .filter(|key| !RESOURCE_SEED_KEYS.contains(&key.as_str()))
+        .filter(|key| {
+            normalized(key) == normalized(wanted) || edit_distance(&key.to_lowercase(), wanted) <= 2
+        })
+        .cloned()
+        .collect()
+}
+
+/// Levenshtein distance, for short keys.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut previous = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let current = row[j + 1];
+            row[j + 1] = (previous + usize::from(ca != *cb))
+                .min(row[j] + 1)
+                .min(current + 1);
+            previous = current;
+        }
+    }
+    row[b.len()]
 }
 
 /// A deploy refused by Binary Authorization.
@@ -276,11 +426,26 @@ fn add_projects(store: &mut Store, seed: &Seed) -> Result<(), SeedError> {
                     "a policy id is letters, digits, '-' or '_'",
                 ));
             }
-            policies.insert(policy.clone(), body.clone().unwrap_or_default());
+            let body = body.clone().unwrap_or_default();
+            match body.get(AUTHORIZED_IMAGES) {
+                None => {}
+                Some(Value::Array(list)) if list.iter().all(Value::is_string) => {}
+                Some(_) => {
+                    return Err(seed_error(
+                        format!("{at}.policies.{policy}.{AUTHORIZED_IMAGES}"),
+                        "a list of image patterns, like [\"us-docker.pkg.dev/acme/**\"]",
+                    ))
+                }
+            }
+            policies.insert(policy.clone(), body);
         }
+        project
+            .allowed_binary_authorization_policies
+            .validate()
+            .map_err(|m| seed_error(format!("{at}.allowedBinaryAuthorizationPolicies"), m))?;
         let mut regions = Vec::new();
         for region in project.regions.keys() {
-            if !is_region(region) {
+            if !regions::is_region_name(region) {
                 return Err(seed_error(
                     format!("{at}.regions.{region}"),
                     "not a Cloud Run region name (like us-central1)",
@@ -302,16 +467,34 @@ fn add_projects(store: &mut Store, seed: &Seed) -> Result<(), SeedError> {
                     }
                 }
                 existing.policies.extend(policies);
+                settle_project(existing, project);
             }
-            None => store.add_project(Project {
-                id: id.clone(),
-                number: number.clone(),
-                regions,
-                policies,
-            }),
+            None => {
+                let mut new = Project::new(id, number);
+                new.regions = regions;
+                new.policies = policies;
+                settle_project(&mut new, project);
+                store.add_project(new);
+            }
         }
     }
     Ok(())
+}
+
+/// The project-level settings of a seed entry (a later seed of the same project replaces
+/// the ones it sets to something other than the default).
+fn settle_project(project: &mut Project, seed: &ProjectSeed) {
+    if !seed.access.is_granted() {
+        project.access = seed.access;
+    }
+    project.policies_readable &= seed.policies_readable;
+    project.org_policy_readable &= seed.org_policy_readable;
+    if seed.default_policy_authorized_images.is_some() {
+        project.default_policy_authorized_images = seed.default_policy_authorized_images.clone();
+    }
+    if !seed.allowed_binary_authorization_policies.is_not_set() {
+        project.allowed_policies = seed.allowed_binary_authorization_policies.clone();
+    }
 }
 
 fn add_resources(store: &mut Store, seed: &Seed) -> Result<(), SeedError> {
@@ -354,8 +537,18 @@ fn add_resources(store: &mut Store, seed: &Seed) -> Result<(), SeedError> {
                         "binaryAuthorization",
                     )
                     .map_err(|e| seed_error(&at, e.message))?;
-                    let resource =
+                    let mut resource =
                         Resource::new(kind, project_id, region, &entry.name, created, body);
+                    if let (Some(image), true) = (&entry.image, entry.deploy_blocked.is_some()) {
+                        if let Some(ready) = resource
+                            .body()
+                            .get("latestReadyRevision")
+                            .and_then(Value::as_str)
+                            .map(str::to_string)
+                        {
+                            resource.remember_revision(&ready, image);
+                        }
+                    }
                     store.insert(resource).map_err(|_| {
                         seed_error(
                             &at,
@@ -395,6 +588,7 @@ const CHECKED_FIELDS: &[&str] = &[
     "launchStage",
     "latestReadyRevision",
     "latestCreatedRevision",
+    "deployBlocked",
 ];
 
 fn normalized(key: &str) -> String {
@@ -446,8 +640,15 @@ fn build_body(
         kind.set_image(&mut body, &blocked.image);
     }
     if kind.image(&body).is_none() {
+        let hint = match misspellings(&body, "image").as_slice() {
+            [] => String::new(),
+            keys => format!(
+                " (unknown key `{}`: did you mean `image`?)",
+                keys.join("`, `")
+            ),
+        };
         return Err(format!(
-            "needs an `image` (or a template with the image of its first container at {})",
+            "needs an `image` (or a template with the image of its first container at {}){hint}",
             match kind {
                 Kind::Job => "template.template.containers[0].image",
                 _ => "template.containers[0].image",
@@ -637,6 +838,11 @@ pub fn dump(store: &Store) -> Seed {
                     .map(|(id, body)| (id.clone(), Some(body.clone())))
                     .collect(),
                 regions,
+                access: project.access,
+                policies_readable: project.policies_readable,
+                default_policy_authorized_images: project.default_policy_authorized_images.clone(),
+                allowed_binary_authorization_policies: project.allowed_policies.clone(),
+                org_policy_readable: project.org_policy_readable,
             },
         );
     }
@@ -654,19 +860,6 @@ fn is_project_id(id: &str) -> bool {
             .iter()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
         && bytes.last().is_some_and(|b| *b != b'-')
-}
-
-fn is_region(region: &str) -> bool {
-    let mut parts = region.splitn(2, '-');
-    let (Some(area), Some(rest)) = (parts.next(), parts.next()) else {
-        return false;
-    };
-    let letters = rest.trim_end_matches(|c: char| c.is_ascii_digit());
-    !area.is_empty()
-        && area.bytes().all(|b| b.is_ascii_lowercase())
-        && !letters.is_empty()
-        && letters.len() < rest.len()
-        && letters.bytes().all(|b| b.is_ascii_lowercase())
 }
 
 fn is_policy_id(id: &str) -> bool {
@@ -756,8 +949,72 @@ projects:
     }
 
     #[test]
+    fn a_misspelt_seed_key_is_named_in_the_error() {
+        let typo = SMALL.replace("- name: checkout", "- nme: checkout");
+        let err = Seed::from_yaml_str(&typo).unwrap_err().to_string();
+        assert!(err.contains("missing field `name`"), "{err}");
+        assert!(err.contains("unknown key `nme`"), "{err}");
+        assert!(err.contains("did you mean `name`?"), "{err}");
+
+        let image = SMALL.replace("image: job:1", "imgae: job:1");
+        let err = load(&Seed::from_yaml_str(&image).unwrap()).unwrap_err();
+        assert!(
+            err.message
+                .contains("unknown key `imgae`: did you mean `image`?"),
+            "{}",
+            err.message
+        );
+        // A key unlike `name` is not blamed.
+        let other = SMALL.replace("- name: checkout", "- title: checkout");
+        let err = Seed::from_yaml_str(&other).unwrap_err().to_string();
+        assert!(
+            err.contains("missing field `name`") && !err.contains("title"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn project_settings_load_check_and_round_trip() {
+        let text = r#"
+projects:
+  acme-prod:
+    projectNumber: 123456789012
+    access: vpcServiceControls
+    policiesReadable: false
+    orgPolicyReadable: false
+    defaultPolicyAuthorizedImages: ["us-docker.pkg.dev/acme-prod/**"]
+    allowedBinaryAuthorizationPolicies: [default]
+    policies:
+      strict: {authorizedImages: ["a/**"]}
+"#;
+        let seed = Seed::from_yaml_str(text).unwrap();
+        let dumped = dump(&load(&seed).unwrap());
+        assert_eq!(
+            dumped.projects["acme-prod"].access,
+            ProjectAccess::VpcServiceControls
+        );
+        assert_eq!(dump(&load(&dumped).unwrap()), dumped);
+        assert_eq!(
+            dumped.projects["acme-prod"].allowed_binary_authorization_policies,
+            AllowedPolicies::Values(vec!["default".into()])
+        );
+        let bad = text.replace("[default]", "[strict]");
+        let err = load(&Seed::from_yaml_str(&bad).unwrap()).unwrap_err();
+        assert_eq!(
+            err.location,
+            "projects.acme-prod.allowedBinaryAuthorizationPolicies"
+        );
+        let bad = text.replace(r#"["a/**"]"#, "yes");
+        let err = load(&Seed::from_yaml_str(&bad).unwrap()).unwrap_err();
+        assert_eq!(
+            err.location,
+            "projects.acme-prod.policies.strict.authorizedImages"
+        );
+        assert!(Seed::from_yaml_str(&text.replace("vpcServiceControls", "vpc")).is_err());
+    }
+
+    #[test]
     fn region_and_project_names_are_checked() {
-        assert!(is_region("us-central1") && is_region("europe-west1") && !is_region("us-central"));
         assert!(is_project_id("acme-prod") && !is_project_id("Acme") && !is_project_id("ab"));
     }
 }

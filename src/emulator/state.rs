@@ -17,7 +17,18 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use super::assumed;
+use super::denials::ProjectAccess;
 use super::google::{ApiError, Code};
+use super::orgpolicy::{self, AllowedPolicies, BinaryAuthorization};
+use super::regions;
+
+/// Google's managed Binary Authorization policy (build provenance from Google's build
+/// service), which hardened organisations pin and no customer can read.
+pub const BCID_MANAGED_POLICY: &str =
+    "projects/bcid-cloud-run-policy/platforms/cloudRun/policies/bcidManagedPolicy";
+
+/// The emulator-only key of a seeded policy listing the images it authorizes (never served).
+pub const AUTHORIZED_IMAGES: &str = "authorizedImages";
 
 /// The three Cloud Run resource kinds the emulator serves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -189,8 +200,36 @@ pub struct Project {
     pub number: String,
     /// Cloud Run regions, in listing order.
     pub regions: Vec<String>,
-    /// Platform policies by id; the JSON is served as stored plus its `name`.
+    /// Platform policies by id; the JSON is served as stored plus its `name` (without the
+    /// emulator-only `authorizedImages`).
     pub policies: BTreeMap<String, Map<String, Value>>,
+    /// How the caller sees the project (403 variants).
+    pub access: ProjectAccess,
+    /// Whether the caller may read the project's Binary Authorization policies.
+    pub policies_readable: bool,
+    /// Image patterns the project's default policy authorizes; `None`: every image.
+    pub default_policy_authorized_images: Option<Vec<String>>,
+    /// The organization policy constraint `run.allowedBinaryAuthorizationPolicies`.
+    pub allowed_policies: AllowedPolicies,
+    /// Whether the caller may read the project's organization policies.
+    pub org_policy_readable: bool,
+}
+
+impl Project {
+    /// A project with default settings and no policies.
+    pub fn new(id: &str, number: &str) -> Project {
+        Project {
+            id: id.to_string(),
+            number: number.to_string(),
+            regions: Vec::new(),
+            policies: BTreeMap::new(),
+            access: ProjectAccess::Granted,
+            policies_readable: true,
+            default_policy_authorized_images: None,
+            allowed_policies: AllowedPolicies::NotSet,
+            org_policy_readable: true,
+        }
+    }
 }
 
 /// Who made a change, for `lastModifier` and the audit log.
@@ -283,6 +322,9 @@ pub struct Resource {
     /// The version encoded in the etag: `updateTime` in microseconds since the epoch.
     version: i64,
     settling: Option<Settling>,
+    /// Revisions (services, worker pools) known to the emulator, oldest first: name and
+    /// image. Not part of the served JSON nor of a dump.
+    revisions: Vec<(String, String)>,
 }
 
 impl Resource {
@@ -311,7 +353,19 @@ impl Resource {
             body,
             version,
             settling: None,
+            revisions: Vec::new(),
         };
+        if let (Some(revision), Some(image)) = (
+            resource
+                .body
+                .get("latestCreatedRevision")
+                .and_then(Value::as_str),
+            kind.image(&resource.body),
+        ) {
+            resource
+                .revisions
+                .push((revision.to_string(), image.to_string()));
+        }
         let etag = resource.etag_for(version);
         resource.body.insert("etag".into(), Value::String(etag));
         resource
@@ -336,6 +390,22 @@ impl Resource {
     /// The stored JSON, as a seed or dump would carry it.
     pub fn body(&self) -> &Map<String, Value> {
         &self.body
+    }
+
+    /// Records that revision `name` runs `image` (a seed's earlier revision).
+    pub fn remember_revision(&mut self, name: &str, image: &str) {
+        if !self.revisions.iter().any(|(n, _)| n == name) {
+            self.revisions
+                .insert(0, (name.to_string(), image.to_string()));
+        }
+    }
+
+    /// The image of a known revision.
+    pub fn revision_image(&self, name: &str) -> Option<&str> {
+        self.revisions
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, image)| image.as_str())
     }
 
     /// The current etag version (microseconds of `updateTime`).
@@ -449,7 +519,13 @@ impl Resource {
 
     /// A new revision (services, worker pools) or execution (jobs) for a template change;
     /// when refused by Binary Authorization it never becomes ready.
-    fn roll_out(&self, next: &mut Map<String, Value>, generation: i64, refused: bool, time: &str) {
+    fn roll_out(
+        &mut self,
+        next: &mut Map<String, Value>,
+        generation: i64,
+        refused: bool,
+        time: &str,
+    ) {
         let image = self.kind.image(next).unwrap_or("").to_string();
         match self.kind {
             Kind::Service | Kind::WorkerPool => {
@@ -458,6 +534,7 @@ impl Resource {
                     "latestCreatedRevision".into(),
                     Value::String(revision.clone()),
                 );
+                self.revisions.push((revision.clone(), image.clone()));
                 if refused {
                     set_conditions(next, self.kind, Some((&revision, &image)), time);
                 } else {
@@ -758,13 +835,16 @@ impl Store {
             .ok_or_else(|| ApiError::not_found(format!("Project '{id_or_number}' not found.")))
     }
 
-    /// The project and one of its regions, or 404.
+    /// The project and a Cloud Run region (any region of the catalogue, or one the seed
+    /// gives the project), or 403 / 404 / 400.
     pub fn require_location(&self, project: &str, location: &str) -> Result<&Project, ApiError> {
         let found = self.require_project(project)?;
-        if assumed::UNKNOWN_LOCATION_IS_NOT_FOUND && !found.regions.iter().any(|r| r == location) {
-            return Err(ApiError::not_found(format!(
-                "Location '{location}' not found in project '{project}'."
-            )));
+        if !regions::is_catalogued(location) && !found.regions.iter().any(|r| r == location) {
+            return Err(assumed::unknown_location_error(
+                project,
+                location,
+                regions::is_region_name(location),
+            ));
         }
         Ok(found)
     }
@@ -930,13 +1010,88 @@ impl Store {
         })
     }
 
-    /// A Binary Authorization policy by name `projects/{p}/platforms/cloudRun/policies/{id}`.
+    /// A Binary Authorization policy by name `projects/{p}/platforms/cloudRun/policies/{id}`
+    /// (project id or number); Google's managed policy always exists.
     pub fn policy_exists(&self, name: &str) -> bool {
-        match name.split('/').collect::<Vec<_>>().as_slice() {
-            ["projects", project, "platforms", "cloudRun", "policies", id] => self
+        name == BCID_MANAGED_POLICY || self.policy(name).is_some()
+    }
+
+    /// A seeded policy's JSON by name.
+    fn policy(&self, name: &str) -> Option<&Map<String, Value>> {
+        let (project, id) = orgpolicy::policy_parts(name)?;
+        self.project(project)?.policies.get(id)
+    }
+
+    /// Whether two policy names name the same policy (a project by id or by number).
+    pub fn same_policy(&self, a: &str, b: &str) -> bool {
+        let canonical = |name: &str| match orgpolicy::policy_parts(name) {
+            Some((project, id)) => {
+                let project = self.project(project).map_or(project, |p| p.id.as_str());
+                format!("projects/{project}/platforms/cloudRun/policies/{id}")
+            }
+            None => name.to_string(),
+        };
+        canonical(a) == canonical(b)
+    }
+
+    /// Whether Binary Authorization lets a resource of `project` with this setting run
+    /// `image`: always when disabled; else when the policy's `authorizedImages` (the
+    /// project's `defaultPolicyAuthorizedImages` for `useDefault`) match it, or when the
+    /// policy lists none.
+    pub fn image_authorized(
+        &self,
+        project: &str,
+        setting: &BinaryAuthorization,
+        image: &str,
+    ) -> bool {
+        let patterns: Option<Vec<String>> = match setting {
+            BinaryAuthorization::Disabled => return true,
+            BinaryAuthorization::Default => self
                 .project(project)
-                .is_some_and(|p| p.policies.contains_key(*id)),
-            _ => false,
+                .and_then(|p| p.default_policy_authorized_images.clone()),
+            BinaryAuthorization::Policy(name) if name == BCID_MANAGED_POLICY => {
+                if assumed::BCID_POLICY_AUTHORIZES_EVERY_IMAGE {
+                    return true;
+                }
+                Some(Vec::new())
+            }
+            BinaryAuthorization::Policy(name) => self
+                .policy(name)
+                .and_then(|p| p.get(AUTHORIZED_IMAGES))
+                .and_then(Value::as_array)
+                .map(|list| {
+                    list.iter()
+                        .filter_map(Value::as_str)
+                        .map(str::to_string)
+                        .collect()
+                }),
+        };
+        patterns.is_none_or(|patterns| {
+            patterns
+                .iter()
+                .any(|pattern| assumed::image_matches(pattern, image))
+        })
+    }
+
+    /// The organization policy's verdict on a resource of `project` carrying `value`
+    /// after a write: `Err` (400) when `run.allowedBinaryAuthorizationPolicies` refuses it.
+    pub fn check_org_policy(
+        &self,
+        project: &str,
+        resource: &str,
+        value: Option<&Value>,
+    ) -> Result<(), ApiError> {
+        let Some(found) = self.project(project) else {
+            return Ok(());
+        };
+        let setting = BinaryAuthorization::of(value);
+        if found
+            .allowed_policies
+            .allows(&setting, |a, b| self.same_policy(a, b))
+        {
+            Ok(())
+        } else {
+            Err(orgpolicy::refused(&found.number, resource, &setting))
         }
     }
 }
@@ -1103,17 +1258,21 @@ pub struct Deploy {
 
 impl Store {
     /// Applies a simulated deploy to the resource `name` and records it in the audit log.
-    /// Fails when the resource does not exist, or when a refused deploy is asked for a
-    /// resource whose Binary Authorization would be disabled.
+    /// A service or worker pool deploy whose image the resulting policy does not authorize
+    /// (or any deploy with `refused`) is refused: the new revision never becomes ready. A
+    /// job deploy always succeeds (its next execution is what fails), unless `refused`
+    /// asks for a failed execution at once. Fails when the resource does not exist, or
+    /// when `refused` is asked for a resource whose Binary Authorization would be disabled.
     pub fn deploy(
         &mut self,
         name: &str,
         deploy: Deploy,
         actor: &Actor,
         now: Instant,
-    ) -> Result<Option<ChangeRecord>, ApiError> {
+    ) -> Result<Deployed, ApiError> {
         let resource = self.resource_by_name_mut(name)?;
         let kind = resource.kind;
+        let project = resource.project.clone();
         let mut next = resource.body().clone();
         let image = match deploy.image {
             Some(image) => image,
@@ -1139,11 +1298,8 @@ impl Store {
         }
         let value = next.get("binaryAuthorization").cloned();
         validate_binary_authorization(value.as_ref(), self, "binaryAuthorization")?;
-        let enabled = value.as_ref().is_some_and(|v| {
-            v.get("useDefault") == Some(&Value::Bool(true))
-                || v.get("policy").is_some_and(|p| !p.is_null())
-        });
-        if deploy.refused && !enabled {
+        let setting = BinaryAuthorization::of(value.as_ref());
+        if deploy.refused && setting == BinaryAuthorization::Disabled {
             return Err(ApiError::new(
                 Code::FailedPrecondition,
                 format!(
@@ -1151,9 +1307,11 @@ impl Store {
                 ),
             ));
         }
+        let refused = deploy.refused
+            || (kind != Kind::Job && !self.image_authorized(&project, &setting, &image));
         let options = CommitOptions {
             force_new_revision: true,
-            refused: deploy.refused,
+            refused,
             settle_after: Duration::ZERO,
         };
         let resource = self.resource_by_name_mut(name)?;
@@ -1161,12 +1319,124 @@ impl Store {
         if let Some(change) = &change {
             self.record(change.clone());
         }
-        Ok(change.map(|mut c| {
-            c.seq = self.next_audit;
-            c
-        }))
+        Ok(Deployed {
+            change: change.map(|mut c| {
+                c.seq = self.next_audit;
+                c
+            }),
+            refused,
+        })
     }
 
+    /// Sends all traffic of a service to one of its revisions (a traffic change or a
+    /// rollback), recorded in the audit log. When the service's policy does not authorize
+    /// the revision's image, the new `traffic` is kept but the previous revisions keep
+    /// serving and the conditions say `CONTAINER_IMAGE_UNAUTHORIZED`.
+    pub fn route_traffic(
+        &mut self,
+        name: &str,
+        revision: &str,
+        actor: &Actor,
+        now: Instant,
+    ) -> Result<Deployed, ApiError> {
+        let resource = self.resource_by_name_mut(name)?;
+        if resource.kind != Kind::Service {
+            return Err(ApiError::invalid_field(
+                "name",
+                format!("'{name}' is not a service: traffic applies to services only."),
+            ));
+        }
+        let image = resource
+            .revision_image(revision)
+            .map(str::to_string)
+            .ok_or_else(|| {
+                ApiError::not_found(format!(
+                    "Revision '{revision}' of '{name}' is not known to the emulator (known: {}).",
+                    resource
+                        .revisions
+                        .iter()
+                        .map(|(n, _)| n.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))
+            })?;
+        let project = resource.project.clone();
+        let setting = BinaryAuthorization::of(resource.body().get("binaryAuthorization"));
+        let authorized = self.image_authorized(&project, &setting, &image);
+        let resource = self.resource_by_name_mut(name)?;
+        let mut next = resource.body().clone();
+        let traffic = json!([{
+            "type": "TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION",
+            "revision": revision,
+            "percent": 100,
+        }]);
+        next.insert("traffic".into(), traffic.clone());
+        let change = resource.commit(next, actor, &CommitOptions::default(), now);
+        let time = resource
+            .body
+            .get("updateTime")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        if authorized {
+            resource.body.insert("trafficStatuses".into(), traffic);
+            set_conditions(&mut resource.body, Kind::Service, None, &time);
+        } else {
+            set_route_refused(&mut resource.body, revision, &image, &time);
+        }
+        if let Some(change) = &change {
+            self.record(change.clone());
+        }
+        Ok(Deployed {
+            change: change.map(|mut c| {
+                c.seq = self.next_audit;
+                c
+            }),
+            refused: !authorized,
+        })
+    }
+
+    /// Runs a job once: a new execution, failed with `CONTAINER_IMAGE_UNAUTHORIZED` when
+    /// the job's policy does not authorize its image. Not a change of the job (no new
+    /// generation, not in the audit log). Answers the execution.
+    pub fn execute(&mut self, name: &str, now_time: &str) -> Result<(Value, bool), ApiError> {
+        let resource = self.resource_by_name_mut(name)?;
+        if resource.kind != Kind::Job {
+            return Err(ApiError::invalid_field(
+                "name",
+                format!("'{name}' is not a job: only jobs are executed."),
+            ));
+        }
+        let image = resource
+            .kind
+            .image(resource.body())
+            .unwrap_or("")
+            .to_string();
+        let project = resource.project.clone();
+        let setting = BinaryAuthorization::of(resource.body().get("binaryAuthorization"));
+        let authorized = self.image_authorized(&project, &setting, &image);
+        let resource = self.resource_by_name_mut(name)?;
+        let count = resource
+            .body
+            .get("executionCount")
+            .and_then(Value::as_i64)
+            .unwrap_or(0)
+            + 1;
+        let execution = execution_name(&resource.id, 1000 + count);
+        let status = if authorized {
+            "EXECUTION_SUCCEEDED"
+        } else {
+            "EXECUTION_FAILED"
+        };
+        let record = json!({"name": execution, "createTime": now_time, "completionStatus": status});
+        resource.body.insert("executionCount".into(), json!(count));
+        resource
+            .body
+            .insert("latestCreatedExecution".into(), record.clone());
+        let blocked = (!authorized).then_some((execution.as_str(), image.as_str()));
+        set_conditions(&mut resource.body, Kind::Job, blocked, now_time);
+        Ok((record, !authorized))
+    }
     /// Sets (`Some`) or clears (`None`) a resource's `binaryAuthorization` as someone
     /// editing it by hand would, recording the change.
     pub fn set_binary_authorization(
@@ -1196,6 +1466,35 @@ impl Store {
             c
         }))
     }
+}
+
+/// What a simulated deploy or traffic change did.
+#[derive(Clone, Debug)]
+pub struct Deployed {
+    /// The change recorded (none when nothing changed).
+    pub change: Option<ChangeRecord>,
+    /// Binary Authorization refused it: the previous revision keeps serving.
+    pub refused: bool,
+}
+
+/// Conditions of a service whose traffic change Binary Authorization refused.
+fn set_route_refused(body: &mut Map<String, Value>, revision: &str, image: &str, time: &str) {
+    let failed = |kind_of: &str| {
+        json!({
+            "type": kind_of,
+            "state": "CONDITION_FAILED",
+            "message": unauthorized_image_message(revision, image),
+            "lastTransitionTime": time,
+            "severity": "ERROR",
+            "reason": "CONTAINER_IMAGE_UNAUTHORIZED",
+        })
+    };
+    let succeeded = json!({"type": "ConfigurationsReady", "state": "CONDITION_SUCCEEDED", "lastTransitionTime": time});
+    body.insert("terminalCondition".into(), failed("Ready"));
+    body.insert(
+        "conditions".into(),
+        Value::Array(vec![failed("RoutesReady"), succeeded]),
+    );
 }
 
 /// A `ApiError` for a resource that is being deleted.

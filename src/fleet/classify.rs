@@ -124,7 +124,7 @@ fn common(
 }
 
 /// Google's words, without the final full stop (what to do follows after a semicolon).
-fn words(err: &cloudrun::Error) -> String {
+pub fn words(err: &cloudrun::Error) -> String {
     let mut google = err.google_message();
     while google.ends_with('.') {
         google.pop();

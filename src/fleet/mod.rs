@@ -11,8 +11,40 @@ pub mod inventory;
 pub mod read;
 pub mod remediate;
 
-use crate::plan::{self, BindingInput, BindingKey, Decision};
-use crate::resource::{ObservedResource, Remediation};
+use std::collections::BTreeMap;
+
+use crate::api::FailureReason;
+use crate::plan::{
+    self, BindingInput, BindingKey, BindingPlan, Decision, PassFailure, WriteFailure, WriteOutcome,
+};
+use crate::resource::{ObservedResource, Remediation, ResourceId};
+
+/// The outcome of every write `plan` asks for when the pass's reads forbid writing for good
+/// — the policy does not exist, or the organization policy does not allow it: each is
+/// failed with that reason, so every target says why nothing was written. Empty otherwise
+/// (an outage leaves the writes pending for the next pass).
+pub fn refused_writes(
+    plan: &BindingPlan<'_>,
+    failure: Option<&PassFailure>,
+) -> BTreeMap<ResourceId, WriteOutcome> {
+    let Some(f) = failure.filter(|f| {
+        matches!(
+            f.reason,
+            FailureReason::PolicyNotFound | FailureReason::OrgPolicyConflict
+        )
+    }) else {
+        return BTreeMap::new();
+    };
+    plan.remediations()
+        .map(|(resource, _)| {
+            let failure = WriteFailure {
+                reason: f.reason,
+                message: f.message.clone(),
+            };
+            (resource.id.clone(), WriteOutcome::Failed(failure))
+        })
+        .collect()
+}
 
 /// Whether `key` still asks for exactly `remediation` on `resource`, planned with
 /// `bindings` as they are now (every binding of the resource's project): the guard every

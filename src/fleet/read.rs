@@ -10,6 +10,11 @@
 //! 3. A named policy is checked: Google's managed policy is known and never read; a
 //!    readable one must exist (else `PolicyNotFound`, nothing is written); one the
 //!    operator may not read (403) is *unverifiable*, and the write goes ahead.
+//! 4. The project's organization policy constraint
+//!    `constraints/run.allowedBinaryAuthorizationPolicies` is read (cached by the client):
+//!    when it does not allow the desired policy the binding is `OrgPolicyConflict` and
+//!    nothing is written; when it cannot be read the pass proceeds and the write's answer
+//!    decides.
 //!
 //! # Guarantees
 //! - Partial progress: when some lists fail and others succeed, the successful ones are
@@ -22,20 +27,20 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use super::classify::{read_failure, ReadScope};
+use super::classify::{read_failure, words, ReadScope};
 use super::inventory::{Listed, Scope, SharedInventory};
 use crate::api::{
-    BinAuthzBindingSpec, FailureReason, PolicyCheck, PolicyCheckResult, ResourceKind,
-    UnreadLocation,
+    BinAuthzBindingSpec, FailureReason, OrgPolicyState, OrgPolicyStatus, PolicyCheck,
+    PolicyCheckResult, ResourceKind, UnreadLocation,
 };
-use crate::cloudrun::{self, Failure};
+use crate::cloudrun::client::PolicyCheck as ClientPolicyCheck;
+use crate::cloudrun::error::clip;
+use crate::cloudrun::{self, AllowedBinauthzValue, OrgPolicyConstraint, ORG_POLICY_CONSTRAINT};
 use crate::plan::{PassFailure, PassFindings};
 use crate::policy::{DesiredPolicy, PolicyName};
 
-/// Google's managed Binary Authorization policy for Cloud Run (built on BCID): customers
-/// can never read it, and Cloud Run always accepts it.
-pub const GOOGLE_MANAGED_POLICY: &str =
-    "projects/bcid-cloud-run-policy/platforms/cloudRun/policies/bcidManagedPolicy";
+/// Longest message in a status field (the CRD's `maxLength`).
+const MAX_MESSAGE: usize = 1020;
 
 /// What the reads of one binding produced.
 #[derive(Debug, Default)]
@@ -160,19 +165,27 @@ pub async fn read_binding(
         read.findings.unread.push(UnreadLocation {
             location: location.to_owned(),
             reason: first.reason,
-            message: crate::cloudrun::error::clip(
+            message: clip(
                 &format!("listing {}: {}", kinds.join(", "), first.message),
-                1024,
+                MAX_MESSAGE,
             ),
         });
     }
 
-    if let Some(DesiredPolicy::Named(name)) = spec.desired_policy() {
-        let check = check_policy(client, &name).await;
-        if let Some(failure) = check.1 {
+    let Some(desired) = spec.desired_policy() else {
+        return read;
+    };
+    if let DesiredPolicy::Named(name) = &desired {
+        let (check, failure) = check_policy(client, name).await;
+        read.findings.policy_check = Some(check);
+        if let Some(failure) = failure {
             read.fail(failure);
         }
-        read.findings.policy_check = Some(check.0);
+    }
+    let (org, failure) = check_org_policy(client, project, &desired).await;
+    read.findings.org_policy = Some(org);
+    if let Some(failure) = failure {
+        read.fail(failure);
     }
     read
 }
@@ -183,20 +196,20 @@ pub async fn check_policy(
     client: &cloudrun::CloudRunClient,
     name: &PolicyName,
 ) -> (PolicyCheck, Option<PassFailure>) {
-    let check = |result, message: String| PolicyCheck { result, message };
-    if name.as_str() == GOOGLE_MANAGED_POLICY {
-        return (
+    let check = |result, message: String| PolicyCheck {
+        result,
+        message: clip(&message, MAX_MESSAGE),
+    };
+    match client.policy_check(name).await {
+        Ok(ClientPolicyCheck::Exists) => (check(PolicyCheckResult::Verified, String::new()), None),
+        Ok(ClientPolicyCheck::GoogleManaged) => (
             check(
                 PolicyCheckResult::GoogleManaged,
-                "Google's managed policy: not readable by customers, always accepted by Cloud Run"
-                    .to_owned(),
+                "Google's managed policy: not readable by customers, always accepted by Cloud Run; never read".to_owned(),
             ),
             None,
-        );
-    }
-    match client.policy_exists(name).await {
-        Ok(true) => (check(PolicyCheckResult::Verified, String::new()), None),
-        Ok(false) => {
+        ),
+        Ok(ClientPolicyCheck::NotFound) => {
             let message = format!(
                 "Binary Authorization platform policy {name} does not exist; create it, or correct spec.policy.name"
             );
@@ -208,34 +221,97 @@ pub async fn check_policy(
                 }),
             )
         }
-        Err(err) => match err.failure() {
-            Failure::PermissionDenied
-            | Failure::ApiDisabled
-            | Failure::VpcServiceControls
-            | Failure::Unauthenticated => (
-                check(
-                    PolicyCheckResult::Unverifiable,
-                    crate::cloudrun::error::clip(
-                        &format!(
-                            "cannot read policy {name}: {}; the write goes ahead and Cloud Run decides (grant binaryauthorization.platformPolicies.get on project {} to verify it)",
-                            err.google_message(),
-                            name.project()
-                        ),
-                        1024,
+        Ok(ClientPolicyCheck::Unverifiable { error }) => (
+            check(
+                PolicyCheckResult::Unverifiable,
+                format!(
+                    "cannot read policy {name}: {}; the write goes ahead and Cloud Run decides (grant binaryauthorization.platformPolicies.get on project {} to verify it)",
+                    words(&error),
+                    name.project()
+                ),
+            ),
+            None,
+        ),
+        Err(err) => {
+            // Cloud Run would probably accept a policy that does not exist and fail every
+            // later deploy: never write a policy whose check failed for a passing reason.
+            let failure = read_failure(&err, ReadScope::Part(name.project()));
+            (
+                check(PolicyCheckResult::Unverifiable, failure.message.clone()),
+                Some(failure),
+            )
+        }
+    }
+}
+
+/// Reads the project's organization policy constraint before writing: the state for the
+/// status, and a failure when it does not allow `desired` (nothing is then written).
+/// When it cannot be read, the pass proceeds and the write's answer decides.
+pub async fn check_org_policy(
+    client: &cloudrun::CloudRunClient,
+    project: &str,
+    desired: &DesiredPolicy,
+) -> (OrgPolicyStatus, Option<PassFailure>) {
+    let status = |state, allowed: &[AllowedBinauthzValue], message: String| OrgPolicyStatus {
+        state,
+        allowed_values: allowed.iter().take(32).map(ToString::to_string).collect(),
+        message: clip(&message, MAX_MESSAGE),
+    };
+    let constraint = match client.effective_org_policy(project).await {
+        Ok(constraint) => constraint,
+        Err(err) => {
+            return (
+                status(
+                    OrgPolicyState::Unreadable,
+                    &[],
+                    format!(
+                        "{}; the operator proceeds and the write's answer decides (grant orgpolicy.policy.get on project {project} to read it)",
+                        words(&err)
                     ),
                 ),
                 None,
+            )
+        }
+    };
+    let found = match &constraint {
+        OrgPolicyConstraint::NotSet | OrgPolicyConstraint::AllowAll => status(
+            OrgPolicyState::NotSet,
+            &[],
+            format!("{ORG_POLICY_CONSTRAINT} does not restrict project {project}: nothing prevents a deploy without Binary Authorization"),
+        ),
+        OrgPolicyConstraint::DenyAll => {
+            status(OrgPolicyState::Enforced, &[], "denies every value".to_owned())
+        }
+        OrgPolicyConstraint::Allowed { values } => status(OrgPolicyState::Enforced, values, String::new()),
+        OrgPolicyConstraint::Denied { values } => status(
+            OrgPolicyState::Enforced,
+            &[],
+            format!(
+                "allows every value but {}",
+                values.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
             ),
-            _ => {
-                // Cloud Run would probably accept a policy that does not exist and fail
-                // every later deploy: never write a policy that could not be checked for
-                // a passing reason.
-                let failure = read_failure(&err, ReadScope::Part(name.project()));
-                (
-                    check(PolicyCheckResult::Unverifiable, failure.message.clone()),
-                    Some(failure),
-                )
-            }
-        },
+        ),
+    };
+    if constraint.allows(desired) {
+        return (found, None);
     }
+    let allowed = match &constraint {
+        OrgPolicyConstraint::Allowed { values } if !values.is_empty() => format!(
+            "allows only {}",
+            values
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        _ if !found.message.is_empty() => found.message.clone(),
+        _ => "allows no value the operator can write".to_owned(),
+    };
+    let failure = PassFailure {
+        reason: FailureReason::OrgPolicyConflict,
+        message: format!(
+            "the organization policy constraint {ORG_POLICY_CONSTRAINT} of project {project} {allowed}, not {desired}; nothing is written: set spec.policy to an allowed value, or ask the organization policy administrators to allow {desired}"
+        ),
+    };
+    (found, Some(failure))
 }
