@@ -1008,8 +1008,9 @@ async fn a_429_without_retry_info_lowers_the_rate_to_the_named_limit_and_it_reco
     // The quota is raised; once the learned limit expires, successes bring the rate back
     // to the configured 12,000, additively.
     quota.lock().unwrap().lifted = true;
-    tokio::time::sleep(Duration::from_secs(8).saturating_sub(started.elapsed())).await;
-    reads(&client, 400).await;
+    // (The limit was learned at the last 429, shortly after the start.)
+    tokio::time::sleep(Duration::from_secs(9).saturating_sub(started.elapsed())).await;
+    reads(&client, 600).await;
     let recovered = client.effective_rate(Budget::Read, "acme-prod", "us-central1");
     assert_eq!(recovered, 12_000.0);
     let rates = recorder.rates.lock().unwrap().clone();
@@ -1657,7 +1658,15 @@ mod against_the_emulator {
 
     #[tokio::test]
     async fn a_job_deployed_between_the_list_and_the_write_is_read_again_not_reverted() {
-        let emulator = start(seed(), Faults::default()).await;
+        // Job etags not enforced: writing back the listed copy would revert the deploy.
+        let emulator = start(
+            seed(),
+            Faults {
+                job_etag_ignored: true,
+                ..Faults::default()
+            },
+        )
+        .await;
         let (client, recorder) = emulator_client(&emulator).await;
         let listed: Vec<LiveResource> = client
             .list_all("acme-prod", "us-central1", ResourceKind::Job)
