@@ -206,7 +206,7 @@ fn convergence(s: &mut String, c: &ConvergenceResult, figure: &str) {
             s,
             "\n#### 2b. The real write quota is half the configured budget\n\n\
              The same, but the client runs with `--write-rate B`, B = 2W: it must find the real quota from the 429s (adaptive rate, docs/cloudrun-client.md). \
-             The emulator's 429s carry RetryInfo. 429s are over every write attempt (429s included).\n"
+             The emulator answers 429 as Google does (ErrorInfo with the quota metric and `quota_limit_value`, no RetryInfo). 429s are over every write attempt (429s included).\n"
         );
         let _ = writeln!(
             s,
