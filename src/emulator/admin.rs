@@ -198,12 +198,16 @@ fn default_user_agent(api: ApiVersion, kind: Kind, action: UserAction) -> String
                  environment/None environment-version/None client-os/LINUX \
                  client-os-ver/6.1.0 client-pltf-arch/x86_64 interactive/True \
                  from-script/False python/3.12.8 term/xterm-256color (Linux 6.1.0),gzip(gfe)",
-                uuid::Builder::from_random_bytes(rand::random()).into_uuid().simple()
+                uuid::Builder::from_random_bytes(rand::random())
+                    .into_uuid()
+                    .simple()
             )
         }
-        ApiVersion::V2 => "Terraform/1.9.8 (+https://www.terraform.io) Terraform-Plugin-SDK/2.33.0 \
+        ApiVersion::V2 => {
+            "Terraform/1.9.8 (+https://www.terraform.io) Terraform-Plugin-SDK/2.33.0 \
              terraform-provider-google/6.12.0,gzip(gfe)"
-            .to_string(),
+                .to_string()
+        }
     }
 }
 
@@ -318,7 +322,13 @@ async fn drift(State(shared): State<Arc<Shared>>, body: Bytes) -> AdminResult {
     let body = object_body(&body)?;
     check_keys(
         &body,
-        &["name", "binaryAuthorization", "by", "apiVersion", "userAgent"],
+        &[
+            "name",
+            "binaryAuthorization",
+            "by",
+            "apiVersion",
+            "userAgent",
+        ],
     )?;
     let name = resource_name(&body)?;
     let actor = admin_actor(&body, "admin.drift")?;

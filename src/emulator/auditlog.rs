@@ -77,8 +77,7 @@ impl FromStr for TopicName {
             name: name.to_string(),
             reason: reason.to_string(),
         };
-        let ["projects", project, "topics", topic] = name.split('/').collect::<Vec<_>>()[..]
-        else {
+        let ["projects", project, "topics", topic] = name.split('/').collect::<Vec<_>>()[..] else {
             return Err(bad("not a topic name"));
         };
         if project.is_empty() {
@@ -90,8 +89,7 @@ impl FromStr for TopicName {
         if topic.len() < 3 || topic.len() > 255 {
             return Err(bad("the topic id must have 3 to 255 characters"));
         }
-        if !topic.starts_with(|c: char| c.is_ascii_alphabetic()) || !topic.chars().all(valid_char)
-        {
+        if !topic.starts_with(|c: char| c.is_ascii_alphabetic()) || !topic.chars().all(valid_char) {
             return Err(bad(
                 "the topic id must start with a letter and hold only letters, digits and - _ . ~ + %",
             ));
@@ -607,7 +605,10 @@ mod tests {
             "projects/p1/subscriptions/abc",
         ] {
             let err = bad.parse::<TopicName>().unwrap_err().to_string();
-            assert!(err.contains(bad) && err.contains("projects/PROJECT/topics/TOPIC"), "{err}");
+            assert!(
+                err.contains(bad) && err.contains("projects/PROJECT/topics/TOPIC"),
+                "{err}"
+            );
         }
         assert!(AuditLogConfig::new("projects/p1/topics/abc", "localhost").is_err());
         assert_eq!(
@@ -626,7 +627,10 @@ mod tests {
             v1["protoPayload"]["methodName"],
             "google.cloud.run.v1.Jobs.ReplaceJob"
         );
-        assert_eq!(v1["protoPayload"]["resourceName"], "namespaces/acme-prod/jobs/checkout");
+        assert_eq!(
+            v1["protoPayload"]["resourceName"],
+            "namespaces/acme-prod/jobs/checkout"
+        );
         assert_eq!(v1["resource"]["type"], "cloud_run_job");
         assert_eq!(v1["resource"]["labels"]["job_name"], "checkout");
         assert!(v1.get("operation").is_none());
@@ -648,10 +652,7 @@ mod tests {
         assert_eq!(last["operation"]["last"], true);
         assert_eq!(last["protoPayload"]["status"]["code"], 13);
         assert_eq!(last["severity"], "ERROR");
-        assert_eq!(
-            last["resource"]["labels"]["worker_pool_name"],
-            "checkout"
-        );
+        assert_eq!(last["resource"]["labels"]["worker_pool_name"], "checkout");
     }
 
     #[test]
