@@ -174,6 +174,9 @@ pub fn v1_collection(kind: super::state::Kind) -> &'static str {
 pub const AUDIT_LOG_RECEIVE_DELAY: Duration = Duration::from_millis(150);
 
 // Also **(assumed)**, implemented in `auditlog.rs`:
+// - worker pool entries use the monitored resource type `cloud_run_worker_pool` with the
+//   label `worker_pool_name` (jobs: `cloud_run_job`, `job_name`, as Cloud Logging lists);
+// - the v1 worker pool method is `google.cloud.run.v1.WorkerPools.ReplaceWorkerPool`;
 // - v2 entries carry `status: {}` on success (v1 entries carry none, as the real one);
 // - v2 `resourceName` is `projects/{project id}/locations/L/{collection}/ID` and
 //   `operation.id` is the operation's full name;
