@@ -20,7 +20,8 @@ const PROJECT: &str = "audit-prod";
 const SERVICE: &str = "projects/audit-prod/locations/us-central1/services/web";
 const JOB: &str = "projects/audit-prod/locations/us-central1/jobs/nightly";
 const POOL: &str = "projects/audit-prod/locations/us-central1/workerPools/queue";
-const OPERATOR_UA: &str = "binauthz-operator/0.1.0";
+/// The User-Agent the operator's Cloud Run client sends.
+const OPERATOR_UA: &str = binauthz_operator::cloudrun::client::USER_AGENT;
 const OPERATOR_SA: &str = "binauthz-operator@ops-project.iam.gserviceaccount.com";
 /// How long an expected entry may take to arrive (a guard, not a performance target).
 const ARRIVAL: Duration = Duration::from_secs(20);
