@@ -303,7 +303,10 @@ fn a_star_binding_lists_each_region_of_the_catalogue_once() {
     ]);
     let report = json_report(&out);
     assert_eq!(report["verdict"], "Compliant", "{report}");
-    assert!(report["bindings"][0].get("unreadLocations").is_none(), "{report}");
+    assert!(
+        report["bindings"][0].get("unreadLocations").is_none(),
+        "{report}"
+    );
     let counters = emulator.admin("counters");
     let calls = |method: &str| -> u64 {
         counters["calls"]
