@@ -68,23 +68,10 @@ impl BindingRead {
         let better = self
             .failure
             .as_ref()
-            .is_none_or(|f| rank(failure.reason) < rank(f.reason));
+            .is_none_or(|f| failure.reason.rank() < f.reason.rank());
         if better {
             self.failure = Some(failure);
         }
-    }
-}
-
-/// Which failure of a pass is reported when several happen: access first.
-fn rank(reason: FailureReason) -> u8 {
-    match reason {
-        FailureReason::ProjectNotFoundOrForbidden => 0,
-        FailureReason::ApiDisabled => 1,
-        FailureReason::VpcServiceControls => 2,
-        FailureReason::PermissionDenied => 3,
-        FailureReason::PolicyNotFound => 4,
-        FailureReason::OrgPolicyConflict => 5,
-        _ => 6,
     }
 }
 
@@ -146,7 +133,7 @@ pub async fn read_binding(
             .values()
             .flatten()
             .map(|(_, err)| read_failure(err, ReadScope::Project(project)))
-            .min_by_key(|f| rank(f.reason));
+            .min_by_key(|f| f.reason.rank());
         if let Some(failure) = worst {
             read.fail(failure);
         }
@@ -157,7 +144,7 @@ pub async fn read_binding(
             .iter()
             .map(|(kind, err)| (*kind, read_failure(err, ReadScope::Part(project))))
             .collect();
-        let Some((_, first)) = classified.iter().min_by_key(|(_, f)| rank(f.reason)) else {
+        let Some((_, first)) = classified.iter().min_by_key(|(_, f)| f.reason.rank()) else {
             continue;
         };
         let kinds: Vec<&str> = classified.iter().map(|(k, _)| k.collection()).collect();
