@@ -43,9 +43,9 @@ use rand::Rng;
 use tracing::{debug, error, info, info_span, warn, Instrument};
 
 use crate::api::{BinAuthzBinding, BinAuthzBindingSpec, RECONCILE_REQUESTED_AT};
-use crate::drift::pubsub::{SubscriptionName, Subscriber};
-use crate::drift::{DriftConfig, Environment, Handler};
 use crate::cloudrun::{CallObserver, CloudRunArgs, CloudRunClient};
+use crate::drift::pubsub::{Subscriber, SubscriptionName};
+use crate::drift::{DriftConfig, Environment, Handler};
 use crate::plan::{affected_bindings, BindingInput, BindingKey, TargetHistory};
 use crate::resource::ResourceId;
 use crate::telemetry::{self, Health, LogFormat, Metrics, PassResult, Telemetry, TelemetryError};
@@ -833,7 +833,10 @@ pub async fn run(args: ControllerArgs) -> Result<(), Error> {
                 .concurrency(max_concurrent_passes.get())
                 .debounce(DEBOUNCE),
         )
-        .reconcile_on(futures::stream::select(trigger_stream, drift_trigger_stream))
+        .reconcile_on(futures::stream::select(
+            trigger_stream,
+            drift_trigger_stream,
+        ))
         .reconcile_all_on(gate.acquired())
         .graceful_shutdown_on(signal.clone())
         .run(reconcile, error_policy, Arc::clone(&ctx))

@@ -40,7 +40,8 @@ use crate::api::{
 };
 use crate::cloudrun::LiveResource;
 use crate::fleet::{
-    self, read::read_binding_within, remediate::remediate_all, remediate::WriteRequest, remediate::Written,
+    self, read::read_binding_within, remediate::remediate_all, remediate::WriteRequest,
+    remediate::Written,
 };
 use crate::plan::{
     self, Activity, BindingInput, BindingKey, BindingPlan, Decision, StatusInput, TargetHistory,

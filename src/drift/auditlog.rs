@@ -405,10 +405,12 @@ mod tests {
         assert_eq!(pool.write, Some(WriteMethod::V2UpdateWorkerPool));
         assert_eq!(pool.resource.unwrap().name, "queue");
         let own = Entry::from_json(&fixture("v2-update-service-by-operator.json")).unwrap();
-        assert!(own
-            .user_agent
-            .unwrap()
-            .starts_with(crate::cloudrun::client::USER_AGENT.split('/').next().unwrap()));
+        assert!(own.user_agent.unwrap().starts_with(
+            crate::cloudrun::client::USER_AGENT
+                .split('/')
+                .next()
+                .unwrap()
+        ));
     }
 
     #[test]
@@ -433,8 +435,14 @@ mod tests {
             err.to_string(),
             "audit log entry x1: field resource.labels.service_name is missing"
         );
-        let err = Entry::from_json(br#"{"insertId":"x2","timestamp":"yesterday","protoPayload":{"methodName":"m"}}"#).unwrap_err();
-        assert!(err.to_string().contains("field timestamp is invalid"), "{err}");
+        let err = Entry::from_json(
+            br#"{"insertId":"x2","timestamp":"yesterday","protoPayload":{"methodName":"m"}}"#,
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("field timestamp is invalid"),
+            "{err}"
+        );
         let err = Entry::from_json(br#"{"insertId":"x3","timestamp":"2026-12-02T08:00:00Z","protoPayload":{"methodName":"google.cloud.run.v2.Jobs.UpdateJob"},"resource":{"type":"cloud_run_revision","labels":{}}}"#).unwrap_err();
         assert!(err.to_string().contains("resource.type"), "{err}");
     }

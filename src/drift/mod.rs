@@ -52,9 +52,7 @@ use crate::matching::{LocationFilter, NameSet};
 use crate::plan::{self, Activity, BindingInput, BindingKey, Decision};
 use crate::policy::DesiredPolicy;
 use crate::resource::{ObservedResource, Remediation, ResourceId};
-use crate::telemetry::{
-    DriftHandled, DriftIgnored, Metrics, RemediationResult, SubscriptionCall,
-};
+use crate::telemetry::{DriftHandled, DriftIgnored, Metrics, RemediationResult, SubscriptionCall};
 use auditlog::Entry;
 use pubsub::{Received, Subscriber};
 
@@ -190,6 +188,13 @@ impl Dedupe {
     }
 }
 
+impl Dedupe {
+    /// Forgets `key` (its next offer is a first again).
+    pub fn forget(&mut self, key: &str) {
+        self.seen.remove(key);
+    }
+}
+
 /// The re-checks of one resource: one in flight, at most one more queued.
 #[derive(Debug, Default)]
 struct Slot {
@@ -200,6 +205,9 @@ struct Slot {
 #[derive(Debug)]
 struct Round {
     acks: Vec<String>,
+    /// The de-duplication keys of its messages, forgotten again when the lease is lost
+    /// before the round is handled (so the redeliveries to the next leader count).
+    keys: Vec<String>,
     since: Timestamp,
 }
 
@@ -293,8 +301,7 @@ impl<E: Environment> Handler<E> {
                         warn!(error = %err, suppressed, retry_in_ms = delay.as_millis() as u64, "cannot pull drift events; retrying with backoff (the periodic pass still runs)");
                     }
                     let half = delay / 2;
-                    let jitter =
-                        rand::rng().random_range(0..=half.as_millis().max(1) as u64);
+                    let jitter = rand::rng().random_range(0..=half.as_millis().max(1) as u64);
                     tokio::select! {
                         () = &mut stop => return,
                         () = tokio::time::sleep(half + Duration::from_millis(jitter)) => {}
@@ -315,7 +322,7 @@ impl<E: Environment> Handler<E> {
             metrics.drift_received();
             let verdict = self.verdict(&message, &bindings);
             match verdict {
-                Ok((id, since)) => self.submit(id, message.ack_id, since),
+                Ok((id, since, keys)) => self.submit(id, message.ack_id, keys, since),
                 Err(reason) => {
                     metrics.drift_ignored(reason);
                     acks.push(message.ack_id);
@@ -329,11 +336,14 @@ impl<E: Environment> Handler<E> {
         &self,
         message: &Received,
         bindings: &[Arc<BinAuthzBinding>],
-    ) -> Result<(ResourceId, Timestamp), DriftIgnored> {
-        if !message.message_id.is_empty()
-            && !lock(&self.dedupe).first(&format!("m/{}", message.message_id))
-        {
-            return Err(DriftIgnored::Duplicate);
+    ) -> Result<(ResourceId, Timestamp, Vec<String>), DriftIgnored> {
+        let mut keys = Vec::new();
+        if !message.message_id.is_empty() {
+            let key = format!("m/{}", message.message_id);
+            if !lock(&self.dedupe).first(&key) {
+                return Err(DriftIgnored::Duplicate);
+            }
+            keys.push(key);
         }
         let entry = message
             .data
@@ -351,28 +361,32 @@ impl<E: Environment> Handler<E> {
         };
         let id = judge(&entry, &self.config, bindings)?;
         if let Some(op) = &entry.operation {
-            if !lock(&self.dedupe).first(&format!("o/{}", op.id)) {
+            let key = format!("o/{}", op.id);
+            if !lock(&self.dedupe).first(&key) {
                 return Err(DriftIgnored::Duplicate);
             }
+            keys.push(key);
         }
         debug!(resource = %id, method = %entry.method_name, "drift event");
-        Ok((id, entry.timestamp))
+        Ok((id, entry.timestamp, keys))
     }
 
     /// Starts a re-check of `id`, or queues one behind the re-check in flight.
-    fn submit(self: &Arc<Self>, id: ResourceId, ack: String, since: Timestamp) {
+    fn submit(self: &Arc<Self>, id: ResourceId, ack: String, keys: Vec<String>, since: Timestamp) {
         {
             let mut slots = lock(&self.slots);
             if let Some(slot) = slots.get_mut(&id) {
                 match &mut slot.queued {
                     Some(round) => {
                         round.acks.push(ack);
+                        round.keys.extend(keys);
                         round.since = round.since.min(since);
                         self.env.metrics().drift_ignored(DriftIgnored::Coalesced);
                     }
                     None => {
                         slot.queued = Some(Round {
                             acks: vec![ack],
+                            keys,
                             since,
                         });
                     }
@@ -385,6 +399,7 @@ impl<E: Environment> Handler<E> {
         tokio::spawn(async move {
             let mut round = Round {
                 acks: vec![ack],
+                keys,
                 since,
             };
             loop {
@@ -393,8 +408,13 @@ impl<E: Environment> Handler<E> {
                 drop(permit);
                 let Some(handled) = handled else {
                     // The lease was lost: leave every message of the resource to the next
-                    // leader (unacknowledged, Pub/Sub delivers them again).
-                    lock(&handler.slots).remove(&id);
+                    // leader (unacknowledged, Pub/Sub delivers them again), and forget
+                    // their ids so that a redelivery here counts too.
+                    let queued = lock(&handler.slots).remove(&id).and_then(|s| s.queued);
+                    let mut dedupe = lock(&handler.dedupe);
+                    for key in round.keys.iter().chain(queued.iter().flat_map(|r| &r.keys)) {
+                        dedupe.forget(key);
+                    }
                     return;
                 };
                 let latency = (handled == DriftHandled::Fixed).then(|| {

@@ -60,7 +60,9 @@ impl std::str::FromStr for SubscriptionName {
 #[derive(Debug, thiserror::Error)]
 pub enum PubSubError {
     /// No credentials (and no emulator).
-    #[error("cannot find Google credentials for Pub/Sub: {0} (set {EMULATOR_HOST_ENV} for an emulator)")]
+    #[error(
+        "cannot find Google credentials for Pub/Sub: {0} (set {EMULATOR_HOST_ENV} for an emulator)"
+    )]
     Credentials(String),
     /// The request failed before an answer.
     #[error("{call} {subscription}: no answer from Pub/Sub: {detail}")]
@@ -174,7 +176,11 @@ impl Subscriber {
 
     /// A subscriber of the Pub/Sub emulator at `host:port` (plain HTTP).
     pub fn emulator(host: &str, subscription: SubscriptionName) -> Self {
-        Self::with(format!("http://{}", host.trim()), Auth::Emulator, subscription)
+        Self::with(
+            format!("http://{}", host.trim()),
+            Auth::Emulator,
+            subscription,
+        )
     }
 
     fn with(base: String, auth: Auth, subscription: SubscriptionName) -> Self {
@@ -243,11 +249,15 @@ impl Subscriber {
         let url = format!("{}/v1/{}:{call}", self.base, self.subscription);
         let mut request = self.http.post(url).json(body);
         if !matches!(self.auth, Auth::Emulator) {
-            let header = self.auth.header().await.map_err(|e| PubSubError::Transport {
-                call,
-                subscription: subscription(),
-                detail: e.to_string(),
-            })?;
+            let header = self
+                .auth
+                .header()
+                .await
+                .map_err(|e| PubSubError::Transport {
+                    call,
+                    subscription: subscription(),
+                    detail: e.to_string(),
+                })?;
             request = request.header(reqwest::header::AUTHORIZATION, header);
         }
         let response = request.send().await.map_err(|e| PubSubError::Transport {

@@ -50,7 +50,11 @@ fn failed_calls_own_writes_and_other_methods_are_ignored() {
     let bindings = [binding("prod", json!({}))];
     let config = DriftConfig::default();
     assert_eq!(
-        judge(&fixture("v2-update-service-failed.json"), &config, &bindings),
+        judge(
+            &fixture("v2-update-service-failed.json"),
+            &config,
+            &bindings
+        ),
         Err(DriftIgnored::FailedCall)
     );
     assert_eq!(
