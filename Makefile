@@ -43,7 +43,7 @@ demo: ## Check-and-fix examples/ against the embedded Cloud Run emulator (no cre
 	if [ "$$code" -ne $(DEMO_EXIT) ]; then echo "demo: check exited $$code, expected $(DEMO_EXIT)" >&2; exit 1; fi; \
 	echo "demo: exit $$code is expected here: platform/legacy asks for a policy its project's organization policy forbids (OrgPolicyConflict); every other binding complies"
 
-dev: build ## Local playground: kube-apiserver, Cloud Run emulator, controller, examples/bindings/ (Ctrl-C stops it)
+dev: build ## Local playground: kube-apiserver, Pub/Sub emulator, Cloud Run emulator publishing audit logs, controller (drift events when it has --drift-events), examples/bindings/; injects a drift and times its fix (Ctrl-C stops it)
 	BINAUTHZ_BIN=$(BIN) scripts/dev.sh
 
 bench: ## Benchmarks of BENCHMARKS.md, every figure (< 30 min on 2 cores); ARGS=--quick for the smoke run

@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# A local playground (`make dev`): a real kube-apiserver + etcd (scripts/envtest.sh), the
-# Cloud Run emulator seeded with examples/cloudrun-seed.yaml, the controller, the CRD and
-# examples/bindings/. Prints the bindings as they become Ready, then leaves everything
-# running and prints how to use it. Ctrl-C stops it all.
+# A local playground (`make dev`): a real kube-apiserver + etcd (scripts/envtest.sh),
+# Google's Pub/Sub emulator (scripts/pubsub-emulator.sh) with a topic and a subscription,
+# the Cloud Run emulator seeded with examples/cloudrun-seed.yaml publishing an audit log
+# entry of every write to that topic, the controller (consuming the subscription with
+# --drift-events when the binary has that flag), the CRD and examples/bindings/. Prints the
+# bindings as they become Ready, injects a drift and shows how fast it is fixed, then
+# leaves everything running and prints how to use it. Ctrl-C stops it all.
 #
 #   scripts/dev.sh
 #
@@ -13,6 +16,8 @@
 #                       port when that one is taken)
 #   BINAUTHZ_DEV_METRICS_ADDR   the controller's /metrics address (default: 127.0.0.1:8080,
 #                       or a free port when that one is taken)
+#   BINAUTHZ_DEV_PUBSUB=0       no Pub/Sub emulator, no audit log, no drift events (for a
+#                       machine without Java); the periodic re-check still fixes drift
 #   KUBEBUILDER_ASSETS  use these kube-apiserver, etcd and kubectl instead of building them
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,6 +29,14 @@ dir="${BINAUTHZ_DEV_DIR:-target/dev}"
 mkdir -p "$dir"
 dir="$(cd "$dir" && pwd)"
 cp_dir="$dir/control-plane"
+pubsub_dir="$dir/pubsub"
+# The topic a Logging sink would publish Cloud Run's audit log to, and the operator's
+# subscription (Pub/Sub emulator names need 3+ characters).
+audit_project=acme-ops
+audit_topic="projects/${audit_project}/topics/cloudrun-audit"
+audit_subscription="projects/${audit_project}/subscriptions/binauthz-operator"
+pubsub_host=""
+events=0
 seed=examples/cloudrun-seed.yaml
 emulator_pid=""
 controller_pid=""
@@ -60,6 +73,9 @@ cleanup() {
     say "stopping the controller, the emulator and the control plane"
     stop_pid "$controller_pid" controller
     stop_pid "$emulator_pid" emulator
+    if [[ -n "$pubsub_host" ]]; then
+        scripts/pubsub-emulator.sh stop --dir "$pubsub_dir" || true
+    fi
     scripts/envtest.sh stop --dir "$cp_dir" || true
     say "stopped (logs kept in $dir)"
 }
@@ -95,10 +111,25 @@ kubectl="$(sed -n 's/^KUBECTL=//p' "$cp_dir/env")"
 [[ -x "$kubectl" ]] || die "no kubectl in $cp_dir/env"
 export KUBECONFIG="$kubeconfig"
 
-# --- 2. the emulator ---------------------------------------------------------------------
+# --- 2. Pub/Sub and the Cloud Run emulator -----------------------------------------------
+emulator_args=()
+if [[ "${BINAUTHZ_DEV_PUBSUB:-1}" != 0 ]]; then
+    say "starting Google's Pub/Sub emulator (scripts/pubsub-emulator.sh)"
+    scripts/pubsub-emulator.sh stop --dir "$pubsub_dir" # leftovers of a run that was killed
+    pubsub_host="$(scripts/pubsub-emulator.sh start --dir "$pubsub_dir" --owner-pid $$)"
+    for name in "$audit_topic" "$audit_subscription"; do
+        body='{}'
+        [[ "$name" == "$audit_subscription" ]] && body="{\"topic\":\"$audit_topic\"}"
+        curl -fsS -X PUT -H 'content-type: application/json' -d "$body" \
+            "http://$pubsub_host/v1/$name" >/dev/null || die "cannot create $name on the Pub/Sub emulator"
+    done
+    say "Pub/Sub emulator at $pubsub_host: $audit_topic -> $audit_subscription"
+    emulator_args+=(--audit-log-topic "$audit_topic" --pubsub-emulator-host "$pubsub_host")
+fi
 emulator_addr="${BINAUTHZ_DEV_EMULATOR_ADDR:-$(free_addr 127.0.0.1:8787)}"
 : >"$dir/emulator.out" # the job's own redirection happens later, in the child
-"$bin" emulator --listen "$emulator_addr" --seed "$seed" >"$dir/emulator.out" 2>"$dir/emulator.log" &
+"$bin" emulator --listen "$emulator_addr" --seed "$seed" "${emulator_args[@]}" \
+    >"$dir/emulator.out" 2>"$dir/emulator.log" &
 emulator_pid=$!
 for ((i = 0; i < 100; i++)); do
     emulator_url="$(sed -n '1s/^listening on //p' "$dir/emulator.out")"
@@ -123,9 +154,22 @@ done
 
 # --- 4. the controller -------------------------------------------------------------------
 metrics_addr="${BINAUTHZ_DEV_METRICS_ADDR:-$(free_addr 127.0.0.1:8080)}"
+controller_args=()
+if [[ -n "$pubsub_host" ]]; then
+    if "$bin" controller --help 2>/dev/null | grep -q -- '--drift-events'; then
+        controller_args+=(--drift-events "$audit_subscription")
+        events=1
+    else
+        say "this controller has no --drift-events flag: drift is fixed by the periodic re-check only"
+    fi
+fi
+if [[ -n "$pubsub_host" ]]; then
+    export PUBSUB_EMULATOR_HOST="$pubsub_host"
+fi
 # A short inventory TTL: a binding edited right after a drift sees the drift at once.
-NO_COLOR=1 "$bin" controller --cloud-run-endpoint "$emulator_url" --metrics-addr "$metrics_addr" \
-    --inventory-ttl 2s --shutdown-grace 5s >"$dir/controller.log" 2>&1 &
+NO_COLOR=1 "$bin" controller \
+    --cloud-run-endpoint "$emulator_url" --metrics-addr "$metrics_addr" \
+    --inventory-ttl 2s --shutdown-grace 5s "${controller_args[@]}" >"$dir/controller.log" 2>&1 &
 controller_pid=$!
 for ((i = 0; ; i++)); do
     curl -fsS "http://$metrics_addr/healthz" >/dev/null 2>&1 && break
@@ -133,7 +177,11 @@ for ((i = 0; ; i++)); do
     ((i < 300)) || die "the controller did not answer /healthz in 30 s (see $dir/controller.log)"
     sleep 0.1
 done
-say "controller running (metrics on http://$metrics_addr/metrics)"
+if ((events)); then
+    say "controller running (metrics on http://$metrics_addr/metrics; drift events from $audit_subscription)"
+else
+    say "controller running (metrics on http://$metrics_addr/metrics)"
+fi
 
 # --- 5. the example bindings -------------------------------------------------------------
 grep -h '^  namespace:' examples/bindings/*.yaml | awk '{print $2}' | sort -u |
@@ -164,6 +212,55 @@ done
 [[ "$(pending)" == 0 ]] || say "some bindings have no Ready condition yet; see $dir/controller.log"
 
 drift_name=projects/acme-prod/locations/us-central1/services/checkout
+# Is checkout's Binary Authorization set? (The emulator answers pretty JSON; a cleared
+# field is absent.)
+has_binauthz() {
+    local body
+    body="$(curl -fsS -H 'Authorization: Bearer dev' "$emulator_url/v2/$drift_name" 2>/dev/null)" || return 1
+    [[ "$body" == *'"binaryAuthorization"'* ]]
+}
+# --- 7. a drift, fixed by the event it causes --------------------------------------------
+if ((events)); then
+    say "injecting a drift: someone clears Binary Authorization on checkout with gcloud"
+    curl -fsS -XPOST "$emulator_url/_emulator/drift" -H 'content-type: application/json' \
+        -d "{\"name\":\"$drift_name\",\"binaryAuthorization\":null,\"by\":\"mallory@example.com\"}" >/dev/null
+    t0=$(date +%s%N)
+    fixed=""
+    for ((i = 0; i < 300; i++)); do
+        if has_binauthz; then
+            fixed=$((($(date +%s%N) - t0) / 1000000))
+            break
+        fi
+        sleep 0.1
+    done
+    if [[ -n "$fixed" ]]; then
+        say "drift on checkout fixed in ${fixed} ms (audit log entry -> $audit_subscription -> one GET, one PATCH)"
+    else
+        say "drift on checkout not fixed within 30 s; see $dir/controller.log (the periodic re-check will fix it)"
+    fi
+fi
+
+if ((events)); then
+    drift_note="# ... the operator reads the audit log entry from $audit_subscription and puts it
+  # back within seconds; watch it come back:
+  until curl -s -H 'Authorization: Bearer x' $emulator_url/v2/$drift_name | grep -q binaryAuthorization; do sleep 0.2; done; echo fixed"
+elif [[ -n "$pubsub_host" ]]; then
+    drift_note="# ... the operator puts it back at prod-critical's next pass (interval 5m), or at once
+  # when the binding changes (a spec change triggers a pass):
+  kubectl patch bab prod-critical -n platform --type merge -p '{\"spec\":{\"interval\":\"1m\"}}'
+  # The audit log entry the drift made (what an event-driven operator would consume):
+  curl -s -XPOST http://$pubsub_host/v1/$audit_subscription:pull -H 'content-type: application/json' -d '{\"maxMessages\":5}'"
+else
+    drift_note="# ... the operator puts it back at prod-critical's next pass (interval 5m), or at once
+  # when the binding changes (a spec change triggers a pass):
+  kubectl patch bab prod-critical -n platform --type merge -p '{\"spec\":{\"interval\":\"1m\"}}'"
+fi
+pubsub_note=""
+if [[ -n "$pubsub_host" ]]; then
+    pubsub_note="
+  Pub/Sub emulator:   PUBSUB_EMULATOR_HOST=$pubsub_host ($audit_topic -> $audit_subscription)"
+fi
+
 cat <<EOF
 
 The playground is running. In another terminal:
@@ -175,20 +272,20 @@ The playground is running. In another terminal:
   kubectl describe bab prod-critical -n platform
   kubectl get events.events.k8s.io -n platform
 
-  # Someone turns Binary Authorization off on checkout (Cloud Run emulator admin API) ...
+  # Someone turns Binary Authorization off on checkout (Cloud Run emulator admin API;
+  # "apiVersion":"v2" logs it as a v2 UpdateService call instead of gcloud's v1) ...
   curl -s -XPOST $emulator_url/_emulator/drift -H 'content-type: application/json' \\
     -d '{"name":"$drift_name","binaryAuthorization":null}'
-  # ... the operator puts it back at prod-critical's next pass (interval 5m), or at once
-  # when the binding changes (a spec change triggers a pass):
-  kubectl patch bab prod-critical -n platform --type merge -p '{"spec":{"interval":"1m"}}'
+  $drift_note
   curl -s $emulator_url/_emulator/audit        # every change, by whom
+  curl -s $emulator_url/_emulator/auditlog     # audit log entries published to Pub/Sub
   curl -s $emulator_url/_emulator/counters     # calls by method
 
   # Edit a binding (e.g. mode: Audit, or another policy) and watch its status:
   kubectl edit bab staging -n platform
   kubectl get bab -A -o wide -w
 
-  Cloud Run emulator: $emulator_url (docs/emulator.md)
+  Cloud Run emulator: $emulator_url (docs/emulator.md)$pubsub_note
   Metrics:            http://$metrics_addr/metrics
   Logs:               $dir/controller.log, $dir/emulator.log, $cp_dir/kube-apiserver.log
 
@@ -196,7 +293,7 @@ Ctrl-C stops everything.
 EOF
 say "ready"
 
-# --- 7. run until Ctrl-C (or until a process dies) ---------------------------------------
+# --- 8. run until Ctrl-C (or until a process dies) ---------------------------------------
 set +e
 wait -n "$controller_pid" "$emulator_pid"
 status=$?

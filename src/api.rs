@@ -412,6 +412,22 @@ impl FailureReason {
         }
     }
 
+    /// Which of several failures a binding reports: what a person must fix first (the
+    /// project, the API, the perimeter, a permission, then the policy), then an outage,
+    /// then a failed write. Lower first.
+    pub fn rank(self) -> u8 {
+        match self {
+            Self::ProjectNotFoundOrForbidden => 0,
+            Self::ApiDisabled => 1,
+            Self::VpcServiceControls => 2,
+            Self::PermissionDenied => 3,
+            Self::PolicyNotFound => 4,
+            Self::OrgPolicyConflict => 5,
+            Self::CloudRunUnavailable => 6,
+            Self::ConcurrentUpdate | Self::Rejected => 7,
+        }
+    }
+
     /// Nothing changes until a person acts (grants, enables, corrects the spec).
     pub fn needs_a_person(self) -> bool {
         !matches!(self, Self::CloudRunUnavailable | Self::ConcurrentUpdate)

@@ -1099,16 +1099,10 @@ fn attention_rank(r: &Resolved<'_, '_>) -> u8 {
 /// How soon a cause of failure is reported: what a person must fix first (access, then
 /// the policy), then an outage. Writes failing for other reasons are RemediationFailed.
 fn precedence(reason: FailureReason) -> Option<u8> {
-    Some(match reason {
-        FailureReason::ProjectNotFoundOrForbidden => 0,
-        FailureReason::ApiDisabled => 1,
-        FailureReason::VpcServiceControls => 2,
-        FailureReason::PermissionDenied => 3,
-        FailureReason::PolicyNotFound => 4,
-        FailureReason::OrgPolicyConflict => 5,
-        FailureReason::CloudRunUnavailable => 6,
-        FailureReason::ConcurrentUpdate | FailureReason::Rejected => return None,
-    })
+    match reason {
+        FailureReason::ConcurrentUpdate | FailureReason::Rejected => None,
+        other => Some(other.rank()),
+    }
 }
 
 /// The binding-level cause of failure, if any: from the pass, the unread regions and the

@@ -286,6 +286,49 @@ fn make_demo_summary_counts_the_fixes_as_remediated_and_says_it_once() {
     );
 }
 
+/// `locations: ["*"]` covers the catalogue of Cloud Run regions, as Google answers it:
+/// a full re-check costs one list per region and selected kind (empty regions answer 200
+/// `{}` and never fail the check) plus one regions list per project.
+#[test]
+fn a_star_binding_lists_each_region_of_the_catalogue_once() {
+    let emulator = Emulator::start(&[]);
+    let out = check(&[
+        "-f",
+        path(&repo().join("examples/bindings/prod-baseline.yaml")),
+        "--cloud-run-endpoint",
+        emulator.url.as_str(),
+        "--fix",
+        "-o",
+        "json",
+    ]);
+    let report = json_report(&out);
+    assert_eq!(report["verdict"], "Compliant", "{report}");
+    assert!(
+        report["bindings"][0].get("unreadLocations").is_none(),
+        "{report}"
+    );
+    let counters = emulator.admin("counters");
+    let calls = |method: &str| -> u64 {
+        counters["calls"]
+            .as_array()
+            .expect("calls")
+            .iter()
+            .filter(|c| c["method"] == method)
+            .map(|c| c["count"].as_u64().unwrap_or(0))
+            .sum()
+    };
+    let regions = calls("locations.list");
+    assert_eq!(regions, 1, "{counters}");
+    // Two passes (before and after --fix), 3 kinds, every region of the catalogue.
+    let lists = calls("services.list") + calls("jobs.list") + calls("workerPools.list");
+    let catalogue = lists / (2 * 3);
+    assert!(catalogue >= 40, "{lists} lists: {counters}");
+    assert_eq!(lists, catalogue * 2 * 3, "{counters}");
+    for method in ["services.list", "jobs.list", "workerPools.list"] {
+        assert_eq!(calls(method), 2 * catalogue, "{method}: {counters}");
+    }
+}
+
 #[test]
 fn the_json_report_counts_the_fixes_as_remediated_like_the_table() {
     let out = check(&[

@@ -890,38 +890,319 @@ async fn breakglass_and_blocked_deploys_are_reported_without_writing() {
     drop(s.operator);
 }
 
+/// One row of the fault matrix: a binding, the Cloud Run it meets, and what both the
+/// controller and `check` must report.
+struct FaultRow {
+    name: &'static str,
+    spec: Value,
+    /// The Ready reason (status) and the binding's `reason` (check's report).
+    reason: &'static str,
+    /// A region reported in `unreadLocations`, if any.
+    unread: Option<&'static str>,
+    /// `policyCheck.result`, if any.
+    policy_check: Option<&'static str>,
+}
+
+/// Rows sharing one set of emulator flags: one emulator and controller for the
+/// controller's side, another emulator (same flags, fresh state) for `check --fix`.
+struct FaultGroup {
+    emulator_args: &'static [&'static str],
+    rows: Vec<FaultRow>,
+}
+
+fn row(name: &'static str, spec: Value, reason: &'static str) -> FaultRow {
+    FaultRow {
+        name,
+        spec,
+        reason,
+        unread: None,
+        policy_check: None,
+    }
+}
+
+fn fault_matrix() -> Vec<FaultGroup> {
+    let services = |project: &str, locations: Value, policy: Value| {
+        json!({
+            "project": project,
+            "locations": locations,
+            "targets": { "services": { "names": ["*"] } },
+            "policy": policy,
+        })
+    };
+    let us = || json!(["us-central1"]);
+    let default = || json!({ "useDefault": true });
+    let bcid = "projects/bcid-cloud-run-policy/platforms/cloudRun/policies/bcidManagedPolicy";
+    vec![
+        FaultGroup {
+            emulator_args: &[],
+            rows: vec![
+                // Google answers 403, never 404, for a project that does not exist.
+                row(
+                    "missing-project",
+                    services("acme-nowhere", us(), default()),
+                    "ProjectNotFoundOrForbidden",
+                ),
+                FaultRow {
+                    policy_check: Some("NotFound"),
+                    ..row(
+                        "policy-not-found",
+                        services(
+                            "acme-prod",
+                            us(),
+                            json!({"name": "projects/acme-sec/platforms/cloudRun/policies/missing"}),
+                        ),
+                        "PolicyNotFound",
+                    )
+                },
+                row(
+                    "org-policy-conflict",
+                    services("acme-legacy", us(), default()),
+                    "OrgPolicyConflict",
+                ),
+                // A policy the operator may not read is written anyway.
+                FaultRow {
+                    policy_check: Some("Unverifiable"),
+                    ..row(
+                        "unverifiable-policy",
+                        services(
+                            "acme-staging",
+                            us(),
+                            json!({"name": "projects/acme-shared/platforms/cloudRun/policies/baseline"}),
+                        ),
+                        "Compliant",
+                    )
+                },
+                FaultRow {
+                    policy_check: Some("GoogleManaged"),
+                    ..row(
+                        "google-managed-policy",
+                        services("acme-data", json!(["us-east1"]), json!({ "name": bcid })),
+                        "Compliant",
+                    )
+                },
+            ],
+        },
+        FaultGroup {
+            emulator_args: &["--forbid=acme-prod"],
+            rows: vec![row(
+                "project-refused",
+                services("acme-prod", us(), json!({ "name": STRICT })),
+                "ProjectNotFoundOrForbidden",
+            )],
+        },
+        FaultGroup {
+            emulator_args: &["--project-access=acme-prod=apiDisabled"],
+            rows: vec![row(
+                "api-disabled",
+                services("acme-prod", us(), default()),
+                "ApiDisabled",
+            )],
+        },
+        FaultGroup {
+            emulator_args: &["--project-access=acme-prod=vpcServiceControls"],
+            rows: vec![row(
+                "vpc-service-controls",
+                services("acme-prod", us(), default()),
+                "VpcServiceControls",
+            )],
+        },
+        FaultGroup {
+            emulator_args: &["--forbid=write:acme-prod"],
+            rows: vec![row(
+                "write-denied",
+                services("acme-prod", us(), default()),
+                "PermissionDenied",
+            )],
+        },
+        // One region refused: the other is still reconciled (partial progress).
+        FaultGroup {
+            emulator_args: &["--forbid=projects/acme-prod/locations/europe-west1"],
+            rows: vec![FaultRow {
+                unread: Some("europe-west1"),
+                ..row(
+                    "region-refused",
+                    services(
+                        "acme-prod",
+                        json!(["us-central1", "europe-west1"]),
+                        default(),
+                    ),
+                    "PermissionDenied",
+                )
+            }],
+        },
+        FaultGroup {
+            emulator_args: &["--operation-failure-rate=1"],
+            rows: vec![row(
+                "operations-fail",
+                services("acme-prod", us(), default()),
+                "RemediationFailed",
+            )],
+        },
+        FaultGroup {
+            emulator_args: &["--stale-etag-rate=1"],
+            rows: vec![row(
+                "always-stale",
+                services("acme-prod", us(), default()),
+                "RemediationFailed",
+            )],
+        },
+    ]
+}
+
+/// What `check --fix -o json` reports for each binding of `group`, against its own
+/// emulator started with the group's flags: name → (reason, unread regions, policyCheck).
+fn check_reports(
+    group: &FaultGroup,
+    ns: &str,
+) -> Vec<(String, String, Vec<String>, Option<String>)> {
+    let emulator = Emulator::start_with(SEED, group.emulator_args);
+    let dir = tempfile::tempdir().expect("temporary directory");
+    for r in &group.rows {
+        let mut b = binding(r.name, r.spec.clone());
+        b.metadata.namespace = Some(ns.to_owned());
+        std::fs::write(
+            dir.path().join(format!("{}.yaml", r.name)),
+            serde_yaml_ng::to_string(&b).expect("YAML"),
+        )
+        .expect("writing a binding");
+    }
+    let out = std::process::Command::new(operator::BINARY)
+        .args(["check", "--fix", "-o", "json", "-f"])
+        .arg(dir.path())
+        .args(["--cloud-run-endpoint", emulator.url()])
+        .env("NO_COLOR", "1")
+        .env_remove("CLOUD_RUN_EMULATOR_HOST")
+        .output()
+        .expect("running check");
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "check's report is not JSON ({e}): {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    report["bindings"]
+        .as_array()
+        .expect("bindings")
+        .iter()
+        .map(|b| {
+            let unread = b["unreadLocations"]
+                .as_array()
+                .map(|u| {
+                    u.iter()
+                        .filter_map(|l| l["location"].as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default();
+            (
+                b["name"].as_str().unwrap_or_default().to_owned(),
+                b["reason"].as_str().unwrap_or_default().to_owned(),
+                unread,
+                b["policyCheck"]["result"].as_str().map(str::to_owned),
+            )
+        })
+        .collect()
+}
+
+/// The same Cloud Run answers mean the same to both surfaces: for every row of the fault
+/// matrix, the controller's Ready reason (over the real API server) and `check --fix`'s
+/// reason agree, and so do the unread regions and the policy check.
 #[tokio::test]
-async fn a_project_refused_everywhere_stalls_the_binding() {
-    // Cloud Run answers 403 to every call in acme-prod: Google's answer for a project that
-    // does not exist and for one the operator cannot see.
-    let Some(s) = scenario_with(&["--forbid=acme-prod"]).await else {
+async fn the_controller_and_check_report_the_same_reason_for_every_fault() {
+    let Some((cp, kubeconfig)) = cluster().await else {
         return;
     };
-    s.api
-        .create(
-            &PostParams::default(),
-            &binding(
-                "denied",
-                prod_services(json!({ "name": STRICT }), json!({})),
-            ),
-        )
+    let groups = fault_matrix();
+    let runs = groups.iter().map(|group| async move {
+        let ns = cp.fresh_namespace().await;
+        let api: Api<BinAuthzBinding> = Api::namespaced(cp.client().await, &ns);
+        let emulator = Emulator::start_with(SEED, group.emulator_args);
+        let operator = Operator::start(OperatorConfig {
+            kubeconfig,
+            emulator: emulator.url(),
+            namespace: Some(&ns),
+            identity: &format!("operator-{ns}"),
+            args: Vec::new(),
+        })
+        .await;
+        for r in &group.rows {
+            api.create(&PostParams::default(), &binding(r.name, r.spec.clone()))
+                .await
+                .unwrap_or_else(|e| panic!("creating {}: {e}", r.name));
+        }
+        let mut controller = Vec::new();
+        for r in &group.rows {
+            let b = wait_reason(&api, r.name, r.reason).await;
+            let status = b.status.clone().unwrap_or_default();
+            if r.reason != "Compliant" && r.reason != "RemediationFailed" {
+                assert_eq!(
+                    condition(&b, "Stalled").map(|c| c.status.as_str()),
+                    Some("True"),
+                    "{}: {}",
+                    r.name,
+                    describe(&b)
+                );
+            }
+            controller.push((
+                r.name.to_owned(),
+                r.reason.to_owned(),
+                status
+                    .unread_locations
+                    .iter()
+                    .map(|u| u.location.clone())
+                    .collect::<Vec<_>>(),
+                status.policy_check.map(|c| format!("{:?}", c.result)),
+            ));
+        }
+        if group.emulator_args == ["--forbid=acme-prod"] {
+            argocd_sample(
+                cp,
+                &ns,
+                "project-refused",
+                "controller-degraded-permission-denied.json",
+            );
+        }
+        drop(operator);
+        let check = tokio::task::spawn_blocking({
+            let ns = ns.clone();
+            let group_rows: Vec<&'static str> = group.rows.iter().map(|r| r.name).collect();
+            let args = group.emulator_args;
+            move || {
+                let group = FaultGroup {
+                    emulator_args: args,
+                    rows: fault_matrix()
+                        .into_iter()
+                        .flat_map(|g| g.rows)
+                        .filter(|r| group_rows.contains(&r.name))
+                        .collect(),
+                };
+                check_reports(&group, &ns)
+            }
+        })
         .await
-        .expect("creating the binding");
-    let b = wait_reason(&s.api, "denied", "ProjectNotFoundOrForbidden").await;
-    assert_eq!(
-        condition(&b, "Stalled").map(|c| c.status.as_str()),
-        Some("True"),
-        "{}",
-        describe(&b)
-    );
-    assert_eq!(s.emulator.counters().await["changes"], 0);
-    argocd_sample(
-        s.cp,
-        &s.ns,
-        "denied",
-        "controller-degraded-permission-denied.json",
-    );
-    drop(s.operator);
+        .expect("check ran");
+        (group, controller, check)
+    });
+    for (group, controller, check) in futures::future::join_all(runs).await {
+        for (r, (name, reason, unread, policy_check)) in group.rows.iter().zip(&controller) {
+            let (_, check_reason, check_unread, check_policy) = check
+                .iter()
+                .find(|(n, ..)| n == name)
+                .unwrap_or_else(|| panic!("{name} is missing from check's report: {check:?}"));
+            assert_eq!(
+                check_reason, reason,
+                "{name}: check says {check_reason}, the controller {reason}"
+            );
+            assert_eq!(check_unread, unread, "{name}: unread regions differ");
+            assert_eq!(
+                check_policy.as_deref(),
+                policy_check.as_deref(),
+                "{name}: policy checks differ"
+            );
+            assert_eq!(unread.first().map(String::as_str), r.unread, "{name}");
+            assert_eq!(policy_check.as_deref(), r.policy_check, "{name}");
+        }
+    }
 }
 
 #[tokio::test]

@@ -166,7 +166,8 @@ impl Canaries {
 }
 
 fn emulator_faults() -> Faults {
-    // The second project refuses everything: errors travel through every output too.
+    // The second project refuses everything (Google's answer for a project that does not
+    // exist or cannot be seen): errors travel through every output too.
     Faults {
         forbidden: vec!["gen-project-2".into()],
         ..Faults::default()
@@ -304,7 +305,7 @@ async fn the_controller_never_exposes_a_credential() {
                 let list = bindings(cp, &ns);
                 let reasons: Vec<_> = list.iter().map(ready_reason).collect();
                 reasons.len() == 2
-                    && reasons.contains(&"PermissionDenied".to_owned())
+                    && reasons.contains(&"ProjectNotFoundOrForbidden".to_owned())
                     && reasons.contains(&"Compliant".to_owned())
                     && list
                         .iter()
@@ -336,8 +337,8 @@ async fn the_controller_never_exposes_a_credential() {
     ));
     let events = &outputs[outputs.len() - 2].1;
     assert!(
-        events.contains("PermissionDenied"),
-        "no PermissionDenied event"
+        events.contains("ProjectNotFoundOrForbidden"),
+        "no ProjectNotFoundOrForbidden event"
     );
     assert!(events.contains("Remediated"), "no Remediated event");
     assert!(

@@ -16,11 +16,13 @@ use axum::Router;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
+use super::assumed;
+use super::auditlog::{ApiVersion, AuditedWrite, LongRunning, Outcome};
 use super::faults::Faults;
 use super::generate::{self, GenerateSpec};
 use super::google::{self, ApiError, Code};
 use super::seed::{self, Seed};
-use super::state::{Actor, ChangeSource, Deploy};
+use super::state::{Actor, ChangeSource, Deploy, Kind};
 use super::{lock, Shared};
 
 /// Principal recorded for admin changes without a `by`.
@@ -43,6 +45,7 @@ pub fn router() -> Router<Arc<Shared>> {
         .route("/requests", get(requests))
         .route("/audit", get(audit))
         .route("/generate", post(grow))
+        .route("/auditlog", get(audit_log))
         .fallback(unknown_route)
 }
 
@@ -128,6 +131,166 @@ fn check_keys(body: &Map<String, Value>, allowed: &[&str]) -> Result<(), ApiErro
     }
 }
 
+/// The tool a simulated user's write came from, for its audit log entry.
+#[derive(Clone, Copy, Debug)]
+enum UserAction {
+    /// Someone edits Binary Authorization (`gcloud run services update --binary-authorization`).
+    Update,
+    /// A deploy (`gcloud run deploy`).
+    Deploy,
+    /// A traffic change or rollback (`gcloud run services update-traffic`).
+    Traffic,
+}
+
+/// How an admin write appears in the audit log: `apiVersion` (`"v1"`, the default, as
+/// gcloud and the console call; or `"v2"`) and `userAgent` (default: gcloud's for v1,
+/// Terraform's for v2).
+struct AdminAudit {
+    api: ApiVersion,
+    user_agent: Option<String>,
+}
+
+fn admin_audit(body: &Map<String, Value>) -> Result<AdminAudit, ApiError> {
+    let api = match body.get("apiVersion") {
+        None | Some(Value::Null) => ApiVersion::default(),
+        Some(Value::String(text)) => ApiVersion::parse(text).ok_or_else(|| {
+            ApiError::invalid_field(
+                "apiVersion",
+                format!("'apiVersion' must be \"v1\" or \"v2\", got \"{text}\""),
+            )
+        })?,
+        Some(other) => {
+            return Err(ApiError::invalid_field(
+                "apiVersion",
+                format!("'apiVersion' must be \"v1\" or \"v2\", got {other}"),
+            ))
+        }
+    };
+    let user_agent = match body.get("userAgent") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(ua)) if !ua.trim().is_empty() => Some(ua.clone()),
+        Some(other) => {
+            return Err(ApiError::invalid_field(
+                "userAgent",
+                format!("'userAgent' must be a non-empty string, got {other}"),
+            ))
+        }
+    };
+    Ok(AdminAudit { api, user_agent })
+}
+
+/// The User-Agent of the tool a simulated user writes with: gcloud for v1 (its command
+/// names the action), the Terraform Google provider for v2.
+fn default_user_agent(api: ApiVersion, kind: Kind, action: UserAction) -> String {
+    match api {
+        ApiVersion::V1 => {
+            let command = match (kind, action) {
+                (Kind::Service, UserAction::Update) => "gcloud.run.services.update",
+                (Kind::Service, UserAction::Deploy) => "gcloud.run.deploy",
+                (Kind::Service, UserAction::Traffic) => "gcloud.run.services.update-traffic",
+                (Kind::Job, UserAction::Update) => "gcloud.run.jobs.update",
+                (Kind::Job, _) => "gcloud.run.jobs.deploy",
+                (Kind::WorkerPool, UserAction::Update) => "gcloud.beta.run.worker-pools.update",
+                (Kind::WorkerPool, _) => "gcloud.beta.run.worker-pools.deploy",
+            };
+            format!(
+                "google-cloud-sdk gcloud/502.0.0 command/{command} invocation-id/{} \
+                 environment/None environment-version/None client-os/LINUX \
+                 client-os-ver/6.1.0 client-pltf-arch/x86_64 interactive/True \
+                 from-script/False python/3.12.8 term/xterm-256color (Linux 6.1.0),gzip(gfe)",
+                uuid::Builder::from_random_bytes(rand::random())
+                    .into_uuid()
+                    .simple()
+            )
+        }
+        ApiVersion::V2 => {
+            "Terraform/1.9.8 (+https://www.terraform.io) Terraform-Plugin-SDK/2.33.0 \
+             terraform-provider-google/6.12.0,gzip(gfe)"
+                .to_string()
+        }
+    }
+}
+
+/// Puts a successful admin write in the audit log (when one is configured). `refused`:
+/// Binary Authorization refused the new revision, so a v2 operation ends with
+/// FAILED_PRECONDITION and the resource's condition message.
+fn record_admin_write(
+    shared: &Shared,
+    resource: &Map<String, Value>,
+    name: &str,
+    actor: &Actor,
+    audit: AdminAudit,
+    action: UserAction,
+    refused: bool,
+) {
+    let Some(log) = &shared.audit_log else { return };
+    let ["projects", _, "locations", location, collection, id] =
+        name.split('/').collect::<Vec<_>>()[..]
+    else {
+        return;
+    };
+    let Some(kind) = Kind::from_collection(collection) else {
+        return;
+    };
+    // The project id, also when the admin call named the project by number.
+    let project = resource
+        .get("name")
+        .and_then(Value::as_str)
+        .and_then(|n| n.split('/').nth(1))
+        .unwrap_or_default()
+        .to_string();
+    let operation = (audit.api == ApiVersion::V2).then(|| LongRunning {
+        name: format!(
+            "projects/{project}/locations/{location}/operations/{}",
+            uuid::Builder::from_random_bytes(rand::random()).into_uuid()
+        ),
+        done_at: Instant::now(),
+        outcome: if refused {
+            let message = resource
+                .get("terminalCondition")
+                .and_then(|c| c.get("message"))
+                .and_then(Value::as_str)
+                .unwrap_or("The container image is not authorized by policy.");
+            Outcome::Failed(Code::FailedPrecondition, message.to_string())
+        } else {
+            Outcome::Done(resource.clone())
+        },
+    });
+    log.record(AuditedWrite {
+        kind,
+        project,
+        location: location.to_string(),
+        id: id.to_string(),
+        api: audit.api,
+        principal: actor.principal.clone(),
+        user_agent: audit
+            .user_agent
+            .unwrap_or_else(|| default_user_agent(audit.api, kind, action)),
+        caller_ip: assumed::ADMIN_CALLER_IP.to_string(),
+        operation,
+    });
+}
+
+/// `GET /_emulator/auditlog`: the audit log publisher's topic and counts.
+async fn audit_log(State(shared): State<Arc<Shared>>) -> AdminResult {
+    match &shared.audit_log {
+        None => ok(json!({"enabled": false})),
+        Some(log) => {
+            let mut out = json!({
+                "enabled": true,
+                "topic": log.config().topic.to_string(),
+                "pubsubEmulatorHost": log.config().pubsub_host,
+            });
+            if let (Value::Object(out), Ok(Value::Object(stats))) =
+                (&mut out, serde_json::to_value(log.stats()))
+            {
+                out.extend(stats);
+            }
+            ok(out)
+        }
+    }
+}
+
 /// `GET /_emulator/state`: the whole estate in the seed format.
 async fn state(State(shared): State<Arc<Shared>>) -> AdminResult {
     let dump = seed::dump(&lock(&shared.store));
@@ -157,9 +320,19 @@ async fn reset(State(shared): State<Arc<Shared>>, body: Bytes) -> AdminResult {
 /// edits a resource's Binary Authorization (null or absent clears it).
 async fn drift(State(shared): State<Arc<Shared>>, body: Bytes) -> AdminResult {
     let body = object_body(&body)?;
-    check_keys(&body, &["name", "binaryAuthorization", "by"])?;
+    check_keys(
+        &body,
+        &[
+            "name",
+            "binaryAuthorization",
+            "by",
+            "apiVersion",
+            "userAgent",
+        ],
+    )?;
     let name = resource_name(&body)?;
     let actor = admin_actor(&body, "admin.drift")?;
+    let audit = admin_audit(&body)?;
     let value = body
         .get("binaryAuthorization")
         .cloned()
@@ -167,6 +340,16 @@ async fn drift(State(shared): State<Arc<Shared>>, body: Bytes) -> AdminResult {
     let mut store = lock(&shared.store);
     let change = store.set_binary_authorization(&name, value, &actor, Instant::now())?;
     let resource = store.resource_by_name_mut(&name)?.render(Instant::now());
+    drop(store);
+    record_admin_write(
+        &shared,
+        &resource,
+        &name,
+        &actor,
+        audit,
+        UserAction::Update,
+        false,
+    );
     ok(json!({"change": change, "resource": resource}))
 }
 
@@ -178,10 +361,19 @@ async fn deploy(State(shared): State<Arc<Shared>>, body: Bytes) -> AdminResult {
     let body = object_body(&body)?;
     check_keys(
         &body,
-        &["name", "image", "binaryAuthorization", "unauthorized", "by"],
+        &[
+            "name",
+            "image",
+            "binaryAuthorization",
+            "unauthorized",
+            "by",
+            "apiVersion",
+            "userAgent",
+        ],
     )?;
     let name = resource_name(&body)?;
     let actor = admin_actor(&body, "admin.deploy")?;
+    let audit = admin_audit(&body)?;
     let image = match body.get("image") {
         None | Some(Value::Null) => None,
         Some(Value::String(image)) if !image.is_empty() => Some(image.clone()),
@@ -219,6 +411,16 @@ async fn deploy(State(shared): State<Arc<Shared>>, body: Bytes) -> AdminResult {
         Instant::now(),
     )?;
     let resource = store.resource_by_name_mut(&name)?.render(Instant::now());
+    drop(store);
+    record_admin_write(
+        &shared,
+        &resource,
+        &name,
+        &actor,
+        audit,
+        UserAction::Deploy,
+        deployed.refused,
+    );
     ok(json!({"change": deployed.change, "refused": deployed.refused, "resource": resource}))
 }
 
@@ -228,9 +430,13 @@ async fn deploy(State(shared): State<Arc<Shared>>, body: Bytes) -> AdminResult {
 /// previous revisions keep serving (`refused: true`).
 async fn traffic(State(shared): State<Arc<Shared>>, body: Bytes) -> AdminResult {
     let body = object_body(&body)?;
-    check_keys(&body, &["name", "revision", "by"])?;
+    check_keys(
+        &body,
+        &["name", "revision", "by", "apiVersion", "userAgent"],
+    )?;
     let name = resource_name(&body)?;
     let actor = admin_actor(&body, "admin.traffic")?;
+    let audit = admin_audit(&body)?;
     let revision = body
         .get("revision")
         .and_then(Value::as_str)
@@ -245,6 +451,16 @@ async fn traffic(State(shared): State<Arc<Shared>>, body: Bytes) -> AdminResult 
     let mut store = lock(&shared.store);
     let routed = store.route_traffic(&name, &revision, &actor, Instant::now())?;
     let resource = store.resource_by_name_mut(&name)?.render(Instant::now());
+    drop(store);
+    record_admin_write(
+        &shared,
+        &resource,
+        &name,
+        &actor,
+        audit,
+        UserAction::Traffic,
+        routed.refused,
+    );
     ok(json!({"change": routed.change, "refused": routed.refused, "resource": resource}))
 }
 

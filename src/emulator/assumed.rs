@@ -152,6 +152,46 @@ pub fn unknown_policy_message(policy: &str) -> String {
     format!("Binary Authorization policy '{policy}' was not found.")
 }
 
+// --- Audit log entries (`--audit-log-topic`) -------------------------------------------
+// Settled by a real v1 `ReplaceService` entry and Google's docs (see docs/emulator.md,
+// "Audit log"): logName, resource type `cloud_run_revision` with empty
+// `configuration_name`/`revision_name`, v1 `resourceName` `namespaces/P/services/S`,
+// authorizationInfo, requestMetadata, severity NOTICE/ERROR, one entry per v1 call, two
+// (first/last) per long-running v2 call. The items below are not settled.
+
+/// The collection segment of a v1 `resourceName` (`namespaces/P/{collection}/ID`): the v1
+/// REST paths' spelling; `workerpools` is **(assumed)** (no published v1 worker pool entry).
+pub fn v1_collection(kind: super::state::Kind) -> &'static str {
+    match kind {
+        super::state::Kind::Service => "services",
+        super::state::Kind::Job => "jobs",
+        super::state::Kind::WorkerPool => "workerpools",
+    }
+}
+
+/// How much later than its `timestamp` an entry's `receiveTimestamp` is (real entries show
+/// a fraction of a second) **(assumed)**.
+pub const AUDIT_LOG_RECEIVE_DELAY: Duration = Duration::from_millis(150);
+
+// Also **(assumed)**, implemented in `auditlog.rs`:
+// - worker pool entries use the monitored resource type `cloud_run_worker_pool` with the
+//   label `worker_pool_name` (jobs: `cloud_run_job`, `job_name`, as Cloud Logging lists);
+// - the v1 worker pool method is `google.cloud.run.v1.WorkerPools.ReplaceWorkerPool`;
+// - v2 entries carry `status: {}` on success (v1 entries carry none, as the real one);
+// - v2 `resourceName` is `projects/{project id}/locations/L/{collection}/ID` and
+//   `operation.id` is the operation's full name;
+// - the last entry of a long-running call repeats `authenticationInfo` and
+//   `requestMetadata`, carries `response` (the resource) when the operation succeeded and
+//   `status {code, message}` with severity ERROR when it failed;
+// - refused calls (4xx) and `validateOnly` calls make no entry (Google logs some refused
+//   calls with their status; the operator ignores failed calls either way);
+// - a write that changes nothing still makes its entries (the call succeeded);
+// - `callerIp` of an API write is the TCP peer's address; admin drift and deploys, which
+//   stand for a user elsewhere, use `ADMIN_CALLER_IP`.
+
+/// `requestMetadata.callerIp` of admin-API writes (a documentation address).
+pub const ADMIN_CALLER_IP: &str = "198.51.100.23";
+
 #[cfg(test)]
 mod tests {
     use super::*;

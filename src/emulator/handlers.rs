@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Map, Value};
 
 use super::assumed;
+use super::auditlog::{ApiVersion, AuditedWrite, LongRunning, Outcome};
 use super::faults::{self, Faults};
 use super::google::{ApiError, Code};
 use super::orgpolicy::{self, BinaryAuthorization};
@@ -52,14 +53,18 @@ pub async fn handle(
             id,
         } => {
             let request = PatchRequest::parse(*kind, params, body)?;
-            patch(
+            let (operation, audited) = patch(
                 &mut lock(&shared.store),
                 faults,
                 caller,
                 (*kind, project, location, id),
                 request,
                 now,
-            )
+            )?;
+            if let (Some(log), Some(write)) = (&shared.audit_log, audited) {
+                log.record(write);
+            }
+            Ok(operation)
         }
         Route::GetOperation {
             project,
@@ -351,7 +356,8 @@ fn normalize_binary_authorization(
     Ok(())
 }
 
-/// Applies a PATCH and returns its operation.
+/// Applies a PATCH and returns its operation, and what the audit log records of it (nothing
+/// for `validateOnly`).
 fn patch(
     store: &mut Store,
     faults: &Faults,
@@ -359,7 +365,7 @@ fn patch(
     (kind, project, location, id): (Kind, &str, &str, &str),
     request: PatchRequest,
     now: Instant,
-) -> Result<Value, ApiError> {
+) -> Result<(Value, Option<AuditedWrite>), ApiError> {
     let missing = store.resource(kind, project, location, id).is_err();
     if missing && request.allow_missing {
         store.require_location(project, location)?;
@@ -517,8 +523,26 @@ fn patch(
         operation
     };
     let rendered = operation.render(now);
+    let audited = (!request.validate_only).then(|| AuditedWrite {
+        kind,
+        project: project_id,
+        location: location.to_string(),
+        id: id.to_string(),
+        api: ApiVersion::V2,
+        principal: caller.principal.clone(),
+        user_agent: caller.user_agent.clone(),
+        caller_ip: caller.ip.clone(),
+        operation: Some(LongRunning {
+            name: operation.name.clone(),
+            done_at: operation.done_at,
+            outcome: match &operation.outcome {
+                Ok(resource) => Outcome::Done(resource.clone()),
+                Err(error) => Outcome::Failed(error.code, error.message.clone()),
+            },
+        }),
+    });
     store.add_operation(operation);
-    Ok(rendered)
+    Ok((rendered, audited))
 }
 
 #[cfg(test)]

@@ -27,6 +27,7 @@
 
 mod admin;
 pub mod assumed;
+mod auditlog;
 mod denials;
 mod enums;
 mod faults;
@@ -52,6 +53,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+pub use auditlog::{ApiVersion, AuditLogConfig, AuditLogError, AuditLogStats, TopicName};
 pub use denials::ProjectAccess;
 pub use faults::{Faults, FaultsError, QuotaPreset};
 pub use generate::GenerateSpec;
@@ -60,6 +62,7 @@ pub use orgpolicy::AllowedPolicies;
 pub use seed::{DeployBlocked, ProjectSeed, RegionSeed, ResourceSeed, Seed, SeedError};
 pub use state::{ChangeRecord, ChangeSource};
 
+use auditlog::AuditLog;
 use faults::Quotas;
 use journal::Journal;
 use state::Store;
@@ -90,6 +93,9 @@ pub enum EmulatorError {
         #[source]
         source: std::io::Error,
     },
+    /// The audit log settings are unusable.
+    #[error("{0}")]
+    AuditLog(AuditLogError),
     /// Waiting for a shutdown signal failed.
     #[error("cannot wait for a shutdown signal")]
     Signal(#[source] std::io::Error),
@@ -100,6 +106,12 @@ pub enum EmulatorError {
 impl From<SeedError> for EmulatorError {
     fn from(err: SeedError) -> Self {
         EmulatorError::InvalidSeed(err)
+    }
+}
+
+impl From<AuditLogError> for EmulatorError {
+    fn from(err: AuditLogError) -> Self {
+        EmulatorError::AuditLog(err)
     }
 }
 
@@ -114,7 +126,14 @@ impl EmulatorError {
     pub fn is_invalid_input(&self) -> bool {
         matches!(
             self,
-            EmulatorError::Seed { .. } | EmulatorError::InvalidSeed(_) | EmulatorError::Faults(_)
+            EmulatorError::Seed { .. }
+                | EmulatorError::InvalidSeed(_)
+                | EmulatorError::Faults(_)
+                | EmulatorError::AuditLog(
+                    AuditLogError::Topic { .. }
+                        | AuditLogError::MissingHost { .. }
+                        | AuditLogError::Host { .. }
+                )
         )
     }
 }
@@ -131,6 +150,9 @@ pub struct EmulatorConfig {
     pub faults: Faults,
     /// How many API calls the request log keeps (oldest dropped first; counters stay exact).
     pub request_log_limit: usize,
+    /// Publish an Admin Activity audit log entry to this Pub/Sub topic for every
+    /// successful write (none by default).
+    pub audit_log: Option<AuditLogConfig>,
 }
 
 impl Default for EmulatorConfig {
@@ -141,6 +163,7 @@ impl Default for EmulatorConfig {
             seed: Seed::default(),
             faults: Faults::default(),
             request_log_limit: 100_000,
+            audit_log: None,
         }
     }
 }
@@ -153,6 +176,8 @@ pub(crate) struct Shared {
     journal: Mutex<Journal>,
     /// The seed a reset goes back to.
     initial: Mutex<Seed>,
+    /// The audit log publisher, with `--audit-log-topic`.
+    audit_log: Option<AuditLog>,
 }
 
 impl Shared {
@@ -237,6 +262,11 @@ impl EmulatorHandle {
         self.shared.set_faults(faults)
     }
 
+    /// What the audit log publisher did so far (`None` without an audit log topic).
+    pub fn audit_log_stats(&self) -> Option<AuditLogStats> {
+        self.shared.audit_log.as_ref().map(AuditLog::stats)
+    }
+
     /// The whole estate as a seed (what `GET /_emulator/state` answers).
     pub fn state(&self) -> Seed {
         seed::dump(&lock(&self.shared.store))
@@ -265,6 +295,7 @@ pub async fn start(config: EmulatorConfig) -> Result<EmulatorHandle, EmulatorErr
         seed,
         faults,
         request_log_limit,
+        audit_log,
     } = config;
     faults.validate()?;
     let store = seed::load(&seed)?;
@@ -280,18 +311,22 @@ pub async fn start(config: EmulatorConfig) -> Result<EmulatorHandle, EmulatorErr
             addr: listen,
             source,
         })?;
+    let shutdown = CancellationToken::new();
+    let audit_log = audit_log
+        .map(|config| AuditLog::start(config, shutdown.clone()))
+        .transpose()?;
     let shared = Arc::new(Shared {
         store: Mutex::new(store),
         faults: RwLock::new(faults),
         quotas: Mutex::new(Quotas::default()),
         journal: Mutex::new(Journal::new(request_log_limit)),
         initial: Mutex::new(seed),
+        audit_log,
     });
     let app = Router::new()
         .nest("/_emulator", admin::router())
         .fallback(routes::api)
         .with_state(shared.clone());
-    let shutdown = CancellationToken::new();
     let task = tokio::spawn(server::serve(listener, app, shutdown.clone()));
     Ok(EmulatorHandle {
         addr,
@@ -401,6 +436,13 @@ pub struct EmulatorArgs {
     /// Job PATCHes do not check the etag they carry (services and worker pools still do).
     #[arg(long, env = "BINAUTHZ_EMULATOR_JOB_ETAG_IGNORED")]
     pub job_etag_ignored: bool,
+    /// Publish an Admin Activity audit log entry (a LogEntry, as a Logging sink delivers
+    /// it) to this Pub/Sub topic, projects/P/topics/T, for every successful write.
+    #[arg(long, env = "BINAUTHZ_EMULATOR_AUDIT_LOG_TOPIC")]
+    pub audit_log_topic: Option<String>,
+    /// The Pub/Sub emulator the audit log goes to, HOST:PORT.
+    #[arg(long, env = "PUBSUB_EMULATOR_HOST")]
+    pub pubsub_emulator_host: Option<String>,
     /// How many API calls the request log keeps.
     #[arg(
         long,
@@ -451,6 +493,8 @@ impl EmulatorArgs {
             project_access,
             job_etag_ignored,
             request_log_limit,
+            audit_log_topic,
+            pubsub_emulator_host,
         } = self.clone();
         let mut seed = match seed {
             Some(path) => Seed::from_file(&path)?,
@@ -486,11 +530,17 @@ impl EmulatorArgs {
             job_etag_ignored,
         };
         faults.validate()?;
+        let audit_log = match (audit_log_topic, pubsub_emulator_host) {
+            (None, _) => None,
+            (Some(topic), None) => return Err(AuditLogError::MissingHost { topic }.into()),
+            (Some(topic), Some(host)) => Some(AuditLogConfig::new(&topic, &host)?),
+        };
         Ok(EmulatorConfig {
             listen,
             seed,
             faults,
             request_log_limit,
+            audit_log,
         })
     }
 }
@@ -523,6 +573,13 @@ pub async fn run(args: EmulatorArgs) -> Result<(), EmulatorError> {
         "Cloud Run emulator at {url} ({summary}); admin API at {url}/_emulator/",
         url = handle.url()
     );
+    if let Some(log) = &handle.shared.audit_log {
+        eprintln!(
+            "audit log entries of every write published to {} on the Pub/Sub emulator at {}",
+            log.config().topic,
+            log.config().pubsub_host
+        );
+    }
     wait_for_signal().await?;
     handle.shutdown().await;
     Ok(())

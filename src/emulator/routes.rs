@@ -18,7 +18,7 @@ use super::faults::{self, Access, Faults, QuotaExceeded};
 use super::google::{self, ApiError, Code};
 use super::handlers;
 use super::journal::RequestRecord;
-use super::server::ConnControl;
+use super::server::{ConnControl, PeerAddr};
 use super::state::Kind;
 use super::{lock, Shared};
 
@@ -581,6 +581,10 @@ pub struct Caller {
     pub principal: String,
     /// The bearer token, if one was sent.
     pub token: Option<String>,
+    /// The User-Agent, recorded as `callerSuppliedUserAgent` in audit log entries.
+    pub user_agent: String,
+    /// The TCP peer's IP address (`callerIp` in audit log entries).
+    pub ip: String,
 }
 
 /// Principal recorded for API writes without an `x-emulator-principal` header.
@@ -608,6 +612,8 @@ impl Caller {
                 .unwrap_or_default(),
             principal: header("x-emulator-principal").unwrap_or_else(|| DEFAULT_PRINCIPAL.into()),
             token,
+            user_agent: header("user-agent").unwrap_or_default(),
+            ip: String::new(),
         }
     }
 }
@@ -671,7 +677,10 @@ pub fn permission_denied(route: &Route) -> ApiError {
 pub async fn api(State(shared): State<Arc<Shared>>, request: Request) -> Response {
     let time = Timestamp::now().to_string();
     let (parts, body) = request.into_parts();
-    let caller = Caller::from_headers(&parts.headers);
+    let mut caller = Caller::from_headers(&parts.headers);
+    if let Some(PeerAddr(peer)) = parts.extensions.get::<PeerAddr>() {
+        caller.ip = peer.ip().to_string();
+    }
     let path = parts.uri.path().to_string();
     let path_and_query = parts
         .uri

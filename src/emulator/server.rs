@@ -29,6 +29,10 @@ impl ConnControl {
     }
 }
 
+/// The address of the peer a request came from; found in the request's extensions.
+#[derive(Clone, Copy, Debug)]
+pub struct PeerAddr(pub std::net::SocketAddr);
+
 /// Accepts connections until `shutdown` is cancelled, then drops every open connection.
 pub async fn serve(listener: TcpListener, app: Router, shutdown: CancellationToken) {
     let mut connections = JoinSet::new();
@@ -53,6 +57,7 @@ pub async fn serve(listener: TcpListener, app: Router, shutdown: CancellationTok
 
 async fn serve_connection(stream: TcpStream, app: Router, shutdown: CancellationToken) {
     let _ = stream.set_nodelay(true);
+    let peer = stream.peer_addr().ok().map(PeerAddr);
     // A second handle on the socket, to set SO_LINGER=0 before a reset: the close that
     // follows then sends RST instead of FIN.
     let control_socket = socket2::SockRef::from(&stream).try_clone().ok();
@@ -62,6 +67,9 @@ async fn serve_connection(stream: TcpStream, app: Router, shutdown: Cancellation
     };
     let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
         request.extensions_mut().insert(control.clone());
+        if let Some(peer) = peer {
+            request.extensions_mut().insert(peer);
+        }
         let mut app = app.clone();
         async move {
             Ok::<_, Infallible>(

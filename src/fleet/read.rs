@@ -68,23 +68,10 @@ impl BindingRead {
         let better = self
             .failure
             .as_ref()
-            .is_none_or(|f| rank(failure.reason) < rank(f.reason));
+            .is_none_or(|f| failure.reason.rank() < f.reason.rank());
         if better {
             self.failure = Some(failure);
         }
-    }
-}
-
-/// Which failure of a pass is reported when several happen: access first.
-fn rank(reason: FailureReason) -> u8 {
-    match reason {
-        FailureReason::ProjectNotFoundOrForbidden => 0,
-        FailureReason::ApiDisabled => 1,
-        FailureReason::VpcServiceControls => 2,
-        FailureReason::PermissionDenied => 3,
-        FailureReason::PolicyNotFound => 4,
-        FailureReason::OrgPolicyConflict => 5,
-        _ => 6,
     }
 }
 
@@ -162,7 +149,7 @@ pub async fn read_binding_within(
             .values()
             .flatten()
             .map(|(_, err)| read_failure(err, ReadScope::Project(project)))
-            .min_by_key(|f| rank(f.reason));
+            .min_by_key(|f| f.reason.rank());
         if let Some(failure) = worst {
             read.fail(failure);
         }
@@ -173,7 +160,7 @@ pub async fn read_binding_within(
             .iter()
             .map(|(kind, err)| (*kind, read_failure(err, ReadScope::Part(project))))
             .collect();
-        let Some((_, first)) = classified.iter().min_by_key(|(_, f)| rank(f.reason)) else {
+        let Some((_, first)) = classified.iter().min_by_key(|(_, f)| f.reason.rank()) else {
             continue;
         };
         let kinds: Vec<&str> = classified.iter().map(|(k, _)| k.collection()).collect();
