@@ -554,3 +554,64 @@ async fn a_published_drift_is_fixed_with_one_read_and_one_write() {
     running.await.unwrap();
     emu.shutdown().await;
 }
+
+#[tokio::test]
+async fn the_cloud_run_emulators_own_audit_log_closes_the_loop() {
+    let pubsub = start_pubsub().await;
+    let subscription = pubsub.topic("loop", 10).await;
+    let emu = emulator::start(EmulatorConfig {
+        seed: Seed::from_yaml_str(SEED).unwrap(),
+        audit_log: Some(
+            emulator::AuditLogConfig::new(&format!("projects/{PROJECT}/topics/loop"), &pubsub.host)
+                .unwrap(),
+        ),
+        ..EmulatorConfig::default()
+    })
+    .await
+    .unwrap();
+    let client = CloudRunClient::new(CloudRunConfig::emulator(&emu.url()))
+        .await
+        .unwrap();
+    let env = Arc::new(TestEnv {
+        inventory: SharedInventory::new(client, Duration::from_secs(20)),
+        bindings: vec![binding()],
+        leader: AtomicBool::new(true),
+        metrics: Metrics::new(),
+        rechecked: Mutex::new(Vec::new()),
+    });
+    let handler = Handler::new(
+        Arc::clone(&env),
+        Subscriber::emulator(&pubsub.host, subscription),
+        DriftConfig::default(),
+    );
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(Arc::clone(&handler).run(async {
+        let _ = stopped.await;
+    }));
+
+    // Someone clears Binary Authorization; the emulator logs it as Cloud Run would, the
+    // handler fixes it, and the entries of the operator's own write are ignored.
+    let started = Instant::now();
+    drift(&emu, "acme-prod", Value::Null).await;
+    wait_for(&env, &handler, FIXED, 1).await;
+    eprintln!(
+        "drift → fixed through the emulator's audit log: {:?}",
+        started.elapsed()
+    );
+    wait_for(&env, &handler, OWN, 1).await;
+    assert_eq!(count(&emu, "services.patch"), 1);
+    assert_eq!(
+        binary_authorization(&emu).await,
+        json!({"useDefault": true})
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        count(&emu, "services.patch"),
+        1,
+        "the operator's own write started no re-check"
+    );
+
+    let _ = stop.send(());
+    running.await.unwrap();
+    emu.shutdown().await;
+}
