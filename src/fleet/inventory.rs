@@ -587,6 +587,41 @@ projects:
     }
 
     #[tokio::test]
+    async fn a_drift_refresh_plans_on_the_ticks_list_with_the_resource_just_read() {
+        let (emulator, inventory) = setup(Duration::ZERO).await;
+        let since = long_ago();
+        inventory.list(&scope(), since).await.unwrap();
+        // Stale for the ttl, still of this tick: no second list within a longer age.
+        let id = ResourceId {
+            kind: ResourceKind::Service,
+            project: "acme-prod".into(),
+            location: "us-central1".into(),
+            name: "checkout".into(),
+        };
+        let mut read = inventory.client().get(&id).await.unwrap();
+        read.observed.policy = ObservedPolicy::ProjectDefault;
+        inventory.observe(&read);
+        let listed = inventory
+            .list_within(&scope(), since, Duration::from_secs(3600))
+            .await
+            .unwrap();
+        assert_eq!(lists(&emulator), 1, "no re-list");
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].observed.policy, ObservedPolicy::ProjectDefault);
+        // A resource created since the list is added to it.
+        let mut created = read.clone();
+        created.observed.id.name = "fresh".into();
+        inventory.observe(&created);
+        let listed = inventory
+            .list_within(&scope(), since, Duration::from_secs(3600))
+            .await
+            .unwrap();
+        assert_eq!(listed.len(), 2);
+        assert!(inventory.latest(&created.observed.id).is_some());
+        emulator.shutdown().await;
+    }
+
+    #[tokio::test]
     async fn a_failed_list_is_not_kept() {
         let (emulator, inventory) = setup(Duration::from_secs(3600)).await;
         emulator
