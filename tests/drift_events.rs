@@ -269,6 +269,14 @@ projects:
           - name: checkout
             image: us-docker.pkg.dev/acme-prod/shop/checkout:1.0.0
             binaryAuthorization: {useDefault: true}
+        jobs:
+          - name: nightly
+            image: us-docker.pkg.dev/acme-prod/shop/nightly:1.0.0
+            binaryAuthorization: {useDefault: true}
+        workerPools:
+          - name: queue
+            image: us-docker.pkg.dev/acme-prod/shop/queue:1.0.0
+            binaryAuthorization: {useDefault: true}
   acme-dev:
     projectNumber: 223456789012
     regions:
@@ -279,6 +287,10 @@ projects:
 "#;
 
 fn binding() -> Arc<BinAuthzBinding> {
+    binding_over(json!({"services": {"names": ["*"]}}))
+}
+
+fn binding_over(targets: Value) -> Arc<BinAuthzBinding> {
     Arc::new(
         serde_json::from_value(json!({
             "apiVersion": "binauthz.dev/v1alpha1",
@@ -287,7 +299,7 @@ fn binding() -> Arc<BinAuthzBinding> {
             "spec": {
                 "project": "acme-prod",
                 "locations": ["us-central1"],
-                "targets": {"services": {"names": ["*"]}},
+                "targets": targets,
                 "policy": {"useDefault": true},
             },
         }))
@@ -343,10 +355,15 @@ async fn wait_for(env: &TestEnv, handler: &Handler<TestEnv>, series: &str, n: u6
 }
 
 async fn drift(emu: &EmulatorHandle, project: &str, binary_authorization: Value) {
+    let name = format!("projects/{project}/locations/us-central1/services/checkout");
+    drift_of(emu, &name, binary_authorization).await;
+}
+
+async fn drift_of(emu: &EmulatorHandle, name: &str, binary_authorization: Value) {
     let response = reqwest::Client::new()
         .post(format!("{}/_emulator/drift", emu.url()))
         .json(&json!({
-            "name": format!("projects/{project}/locations/us-central1/services/checkout"),
+            "name": name,
             "binaryAuthorization": binary_authorization,
             "by": "mallory@acme.example",
         }))
@@ -361,11 +378,13 @@ async fn drift(emu: &EmulatorHandle, project: &str, binary_authorization: Value)
 }
 
 async fn binary_authorization(emu: &EmulatorHandle) -> Value {
+    let name = "projects/acme-prod/locations/us-central1/services/checkout";
+    binary_authorization_of(emu, name).await
+}
+
+async fn binary_authorization_of(emu: &EmulatorHandle, name: &str) -> Value {
     let answer: Value = reqwest::Client::new()
-        .get(format!(
-            "{}/v2/projects/acme-prod/locations/us-central1/services/checkout",
-            emu.url()
-        ))
+        .get(format!("{}/v2/{name}", emu.url()))
         .bearer_auth("test")
         .send()
         .await
@@ -574,7 +593,11 @@ async fn the_cloud_run_emulators_own_audit_log_closes_the_loop() {
         .unwrap();
     let env = Arc::new(TestEnv {
         inventory: SharedInventory::new(client, Duration::from_secs(20)),
-        bindings: vec![binding()],
+        bindings: vec![binding_over(json!({
+            "services": {"names": ["*"]},
+            "jobs": {"names": ["*"]},
+            "workerPools": {"names": ["*"]},
+        }))],
         leader: AtomicBool::new(true),
         metrics: Metrics::new(),
         rechecked: Mutex::new(Vec::new()),
@@ -589,26 +612,39 @@ async fn the_cloud_run_emulators_own_audit_log_closes_the_loop() {
         let _ = stopped.await;
     }));
 
-    // Someone clears Binary Authorization; the emulator logs it as Cloud Run would, the
-    // handler fixes it, and the entries of the operator's own write are ignored.
-    let started = Instant::now();
-    drift(&emu, "acme-prod", Value::Null).await;
-    wait_for(&env, &handler, FIXED, 1).await;
-    eprintln!(
-        "drift → fixed through the emulator's audit log: {:?}",
-        started.elapsed()
-    );
-    wait_for(&env, &handler, OWN, 1).await;
-    assert_eq!(count(&emu, "services.patch"), 1);
-    assert_eq!(
-        binary_authorization(&emu).await,
-        json!({"useDefault": true})
-    );
+    // Someone clears Binary Authorization on a service, a job and a worker pool; the
+    // emulator logs each as Cloud Run would, the handler fixes each, and the entries of
+    // the operator's own writes are ignored.
+    let base = "projects/acme-prod/locations/us-central1";
+    for (n, (kind, patch)) in [
+        ("services/checkout", "services.patch"),
+        ("jobs/nightly", "jobs.patch"),
+        ("workerPools/queue", "workerPools.patch"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let name = format!("{base}/{kind}");
+        let started = Instant::now();
+        drift_of(&emu, &name, Value::Null).await;
+        wait_for(&env, &handler, FIXED, n as u64 + 1).await;
+        eprintln!(
+            "{kind}: drift → fixed through the emulator's audit log: {:?}",
+            started.elapsed()
+        );
+        wait_for(&env, &handler, OWN, n as u64 + 1).await;
+        assert_eq!(count(&emu, patch), 1, "{kind}");
+        assert_eq!(
+            binary_authorization_of(&emu, &name).await,
+            json!({"useDefault": true}),
+            "{kind}"
+        );
+    }
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(
-        count(&emu, "services.patch"),
-        1,
-        "the operator's own write started no re-check"
+        metric(&env, FIXED),
+        3,
+        "the operator's own writes started no re-check"
     );
 
     let _ = stop.send(());
