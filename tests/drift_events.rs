@@ -44,6 +44,10 @@ fn free_port() -> u16 {
 }
 
 async fn start_pubsub() -> PubSub {
+    start_pubsub_on(free_port()).await
+}
+
+async fn start_pubsub_on(port: u16) -> PubSub {
     let jar = std::fs::read_dir(JAR_DIR)
         .expect("the Google Cloud SDK's Pub/Sub emulator is installed")
         .filter_map(Result::ok)
@@ -54,7 +58,6 @@ async fn start_pubsub() -> PubSub {
                 .is_some_and(|n| n.starts_with("cloud-pubsub-emulator-") && n.ends_with("-all.jar"))
         })
         .expect("cloud-pubsub-emulator-*-all.jar");
-    let port = free_port();
     let child = Command::new("java")
         .arg("-jar")
         .arg(&jar)
@@ -650,4 +653,66 @@ async fn the_cloud_run_emulators_own_audit_log_closes_the_loop() {
     let _ = stop.send(());
     running.await.unwrap();
     emu.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_subscriber_reconnects_when_pubsub_comes_back() {
+    let mut pubsub = start_pubsub().await;
+    let subscription = pubsub.topic("flaky", 10).await;
+    let emu = emulator::start(EmulatorConfig {
+        seed: Seed::from_yaml_str(SEED).unwrap(),
+        ..EmulatorConfig::default()
+    })
+    .await
+    .unwrap();
+    let client = CloudRunClient::new(CloudRunConfig::emulator(&emu.url()))
+        .await
+        .unwrap();
+    let env = Arc::new(TestEnv {
+        inventory: SharedInventory::new(client, Duration::from_secs(20)),
+        bindings: vec![binding()],
+        leader: AtomicBool::new(true),
+        metrics: Metrics::new(),
+        rechecked: Mutex::new(Vec::new()),
+    });
+    let handler = Handler::new(
+        Arc::clone(&env),
+        Subscriber::emulator(&pubsub.host, subscription),
+        DriftConfig::default(),
+    );
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(Arc::clone(&handler).run(async {
+        let _ = stopped.await;
+    }));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // Pub/Sub goes away mid-pull: errors are counted, the subscriber keeps trying.
+    let port: u16 = pubsub.host.rsplit_once(':').unwrap().1.parse().unwrap();
+    drop(pubsub);
+    let errors = "binauthz_drift_subscription_errors_total{call=\"pull\"}";
+    wait_for(&env, &handler, errors, 2).await;
+    assert!(!running.is_finished(), "the subscriber stopped");
+
+    // Back (empty, as the emulator restarts): the next pull succeeds and a drift is fixed.
+    pubsub = start_pubsub_on(port).await;
+    pubsub.topic("flaky", 10).await;
+    drift(&emu, "acme-prod", Value::Null).await;
+    let back = Instant::now();
+    pubsub
+        .publish(
+            "flaky",
+            &[entry("acme-prod", "op-r", true, "gcloud/502.0.0")],
+        )
+        .await;
+    wait_for(&env, &handler, FIXED, 1).await;
+    eprintln!(
+        "published after Pub/Sub came back → fixed: {:?} (retry backoff at most 30 s)",
+        back.elapsed()
+    );
+    assert_eq!(count(&emu, "services.patch"), 1);
+
+    let _ = stop.send(());
+    running.await.unwrap();
+    emu.shutdown().await;
+    drop(pubsub);
 }
