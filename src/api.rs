@@ -356,7 +356,17 @@ pub struct BinAuthzBindingStatus {
     /// `constraints/run.allowedBinaryAuthorizationPolicies`, as last read.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub org_policy: Option<OrgPolicyStatus>,
+    /// The value of the annotation `binauthz.dev/reconcile-requested-at` the last pass
+    /// handled: setting the annotation to a new value starts a pass at once, and this
+    /// echoes it when that pass wrote the status.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 256))]
+    pub last_handled_reconcile_at: Option<String>,
 }
+
+/// The annotation that asks for a pass now (any value; a new value asks again), after
+/// Flux's `reconcile.fluxcd.io/requestedAt`.
+pub const RECONCILE_REQUESTED_AT: &str = "binauthz.dev/reconcile-requested-at";
 
 /// Why something could not be read or written: the operator's failure taxonomy, as status
 /// reasons and `check`'s report name it (troubleshooting in the README).

@@ -25,7 +25,7 @@ pub mod leader;
 mod pass;
 pub mod status;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::num::NonZeroU16;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -42,8 +42,10 @@ use kube::{Api, Client, Resource, ResourceExt};
 use rand::Rng;
 use tracing::{debug, error, info, info_span, warn, Instrument};
 
-use crate::api::{BinAuthzBinding, BinAuthzBindingSpec};
+use crate::api::{BinAuthzBinding, BinAuthzBindingSpec, RECONCILE_REQUESTED_AT};
 use crate::cloudrun::{CallObserver, CloudRunArgs, CloudRunClient};
+use crate::drift::pubsub::{Subscriber, SubscriptionName};
+use crate::drift::{DriftConfig, Environment, Handler};
 use crate::plan::{affected_bindings, BindingInput, BindingKey, TargetHistory};
 use crate::resource::ResourceId;
 use crate::telemetry::{self, Health, LogFormat, Metrics, PassResult, Telemetry, TelemetryError};
@@ -126,6 +128,24 @@ pub struct ControllerArgs {
     #[arg(long, env = "MAX_CONCURRENT_PASSES", value_name = "N", default_value_t = NonZeroU16::new(8).unwrap_or(NonZeroU16::MIN))]
     pub max_concurrent_passes: NonZeroU16,
 
+    /// Consume Cloud Run's Admin Activity audit log entries from this Pub/Sub
+    /// subscription (`projects/P/subscriptions/S`, fed by a Logging sink) and re-check the
+    /// one resource each names within seconds; the periodic pass stays the backstop.
+    /// `PUBSUB_EMULATOR_HOST` points it at the Pub/Sub emulator. See docs/drift-events.md.
+    #[arg(long, env = "BINAUTHZ_DRIFT_EVENTS", value_name = "SUBSCRIPTION")]
+    pub drift_events: Option<SubscriptionName>,
+
+    /// A principal (e.g. the operator's Google service account) whose Cloud Run writes are
+    /// the operator's own: their audit log entries are ignored. Repeat or separate with
+    /// commas. Writes carrying the operator's user agent are always ignored.
+    #[arg(
+        long,
+        env = "BINAUTHZ_DRIFT_EVENTS_IGNORE_PRINCIPAL",
+        value_name = "EMAIL",
+        value_delimiter = ','
+    )]
+    pub drift_events_ignore_principal: Vec<String>,
+
     /// Cloud Run client flags.
     #[command(flatten)]
     pub cloud_run: CloudRunArgs,
@@ -184,6 +204,9 @@ pub enum Error {
     /// The planner refused its input (a bug: the watch cache holds unique bindings).
     #[error("planning failed: {0}")]
     Plan(String),
+    /// The drift events subscriber cannot start (no credentials for Pub/Sub).
+    #[error(transparent)]
+    DriftEvents(#[from] crate::drift::pubsub::PubSubError),
 }
 
 impl Error {
@@ -200,6 +223,7 @@ impl Error {
             Self::StatusWrite { .. } => "StatusWrite",
             Self::CloudRunRetry { .. } => "CloudRunRetry",
             Self::Plan(_) => "Plan",
+            Self::DriftEvents(_) => "DriftEvents",
         }
     }
 }
@@ -248,6 +272,9 @@ pub struct Context {
     reporter: Reporter,
     memory: Mutex<HashMap<BindingKey, BindingMemory>>,
     failures: Mutex<HashMap<BindingKey, u32>>,
+    /// Bindings whose next pass was queued by a drift event's re-check (it may plan on
+    /// the lists of the current tick).
+    refresh: Mutex<HashSet<BindingKey>>,
 }
 
 impl std::fmt::Debug for Context {
@@ -276,7 +303,24 @@ impl Context {
             reporter,
             memory: Mutex::new(HashMap::new()),
             failures: Mutex::new(HashMap::new()),
+            refresh: Mutex::new(HashSet::new()),
         }
+    }
+
+    /// Marks the next pass of `key` as queued by a drift event's re-check.
+    fn request_refresh(&self, key: &BindingKey) {
+        self.refresh
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(key.clone());
+    }
+
+    /// Whether this pass of `key` was queued by a drift event's re-check (and forgets it).
+    pub(crate) fn take_refresh(&self, key: &BindingKey) -> bool {
+        self.refresh
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(key)
     }
 
     fn take_memory(&self, key: &BindingKey) -> BindingMemory {
@@ -528,6 +572,53 @@ impl Tap {
     }
 }
 
+/// What starts a pass on a watch event: a new generation (spec change) or a new value of
+/// the reconcile-now annotation. Status writes change neither.
+fn pass_trigger(binding: &BinAuthzBinding) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    predicates::generation(binding).hash(&mut hasher);
+    binding
+        .annotations()
+        .get(RECONCILE_REQUESTED_AT)
+        .hash(&mut hasher);
+    Some(hasher.finish())
+}
+
+/// The drift handler's view of the controller: the passes' inventory, watch cache, lease
+/// and metrics; a re-check queues passes of the bindings that cover the resource.
+struct DriftEnv {
+    ctx: Arc<Context>,
+    triggers: mpsc::UnboundedSender<ObjectRef<BinAuthzBinding>>,
+}
+
+impl Environment for DriftEnv {
+    fn inventory(&self) -> &SharedInventory {
+        &self.ctx.inventory
+    }
+
+    fn bindings(&self) -> Vec<Arc<BinAuthzBinding>> {
+        self.ctx.bindings.state()
+    }
+
+    fn is_leader(&self) -> bool {
+        self.ctx.leader.is_leader()
+    }
+
+    fn metrics(&self) -> &Metrics {
+        &self.ctx.telemetry.metrics
+    }
+
+    fn rechecked(&self, bindings: &[BindingKey]) {
+        for key in bindings {
+            self.ctx.request_refresh(key);
+            let _ = self
+                .triggers
+                .unbounded_send(ObjectRef::new(&key.name).within(&key.namespace));
+        }
+    }
+}
+
 /// Resolves on SIGTERM or SIGINT.
 async fn shutdown_signal() {
     let terminate = async {
@@ -602,6 +693,8 @@ pub async fn run(args: ControllerArgs) -> Result<(), Error> {
         shutdown_grace,
         inventory_ttl,
         max_concurrent_passes,
+        drift_events,
+        drift_events_ignore_principal,
         cloud_run,
     } = args;
     let telemetry = Telemetry {
@@ -621,6 +714,10 @@ pub async fn run(args: ControllerArgs) -> Result<(), Error> {
     check_cluster(&kube, &url).await?;
     telemetry.health.set_crd_served(true);
 
+    let subscriber = match drift_events {
+        Some(subscription) => Some(Subscriber::from_env(subscription).await?),
+        None => None,
+    };
     let observer: Arc<dyn CallObserver> = Arc::new(telemetry.clone());
     let cloud_run = CloudRunClient::with_observer(cloud_run.config()?, observer).await?;
     info!(
@@ -715,16 +812,31 @@ pub async fn run(args: ControllerArgs) -> Result<(), Error> {
         .reflect(writer)
         .inspect(move |event| tap.observe(event))
         .applied_objects()
-        .predicate_filter(predicates::generation, PredicateConfig::default());
+        .predicate_filter(pass_trigger, PredicateConfig::default());
 
     let signal = shutdown_signal().boxed().shared();
+    let (drift_triggers, drift_trigger_stream) = mpsc::unbounded();
+    let drift = subscriber.map(|subscriber| {
+        let env = Arc::new(DriftEnv {
+            ctx: Arc::clone(&ctx),
+            triggers: drift_triggers,
+        });
+        let config = DriftConfig {
+            ignore_principals: drift_events_ignore_principal,
+        };
+        let handler = Handler::new(env, subscriber, config);
+        tokio::spawn(handler.run(signal.clone()))
+    });
     let controller = Controller::for_stream(bindings, reader)
         .with_config(
             kube::runtime::Config::default()
                 .concurrency(max_concurrent_passes.get())
                 .debounce(DEBOUNCE),
         )
-        .reconcile_on(trigger_stream)
+        .reconcile_on(futures::stream::select(
+            trigger_stream,
+            drift_trigger_stream,
+        ))
         .reconcile_all_on(gate.acquired())
         .graceful_shutdown_on(signal.clone())
         .run(reconcile, error_policy, Arc::clone(&ctx))
@@ -757,6 +869,9 @@ pub async fn run(args: ControllerArgs) -> Result<(), Error> {
         election.release(Duration::from_secs(5)).await;
     }
     crd_check.abort();
+    if let Some(drift) = drift {
+        drift.abort();
+    }
     let _ = stop_server.send(());
     match server.await {
         Ok(Err(err)) => error!(error = %err, "the metrics server failed"),

@@ -6,6 +6,7 @@ pub mod api;
 pub mod check;
 pub mod cloudrun;
 pub mod controller;
+pub mod drift;
 pub mod emulator;
 pub mod fleet;
 pub mod manifests;

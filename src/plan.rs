@@ -1004,6 +1004,9 @@ impl<'r> BindingPlan<'r> {
                     .unwrap_or_default(),
                 policy_check: input.findings.and_then(|f| f.policy_check.clone()),
                 org_policy: input.findings.and_then(|f| f.org_policy.clone()),
+                last_handled_reconcile_at: input
+                    .previous
+                    .and_then(|p| p.last_handled_reconcile_at.clone()),
             },
             ready: reason,
             transitions,

@@ -157,6 +157,110 @@ impl RemediationResult {
     }
 }
 
+/// Why a drift event (an audit log message) led to no re-check, as the `reason` label of
+/// `binauthz_drift_events_ignored_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DriftIgnored {
+    /// Not base64, not JSON, or a LogEntry lacking a field the handler needs.
+    Unparsable,
+    /// A method that is not a watched Cloud Run write (a delete, a read, another service).
+    NotAWrite,
+    /// The call failed (`protoPayload.status.code` is not 0): nothing changed.
+    FailedCall,
+    /// The operator's own write (its user agent, or an ignored principal).
+    OwnWrite,
+    /// No binding covers the resource's project, region and kind (no Cloud Run call).
+    Uncovered,
+    /// A redelivery of a message already handled, or the second entry of one operation.
+    Duplicate,
+    /// Arrived while a re-check of the resource was in flight and another was already
+    /// queued: that one covers it.
+    Coalesced,
+}
+
+impl DriftIgnored {
+    /// Every reason, for docs and tests.
+    pub const ALL: [Self; 7] = [
+        Self::Unparsable,
+        Self::NotAWrite,
+        Self::FailedCall,
+        Self::OwnWrite,
+        Self::Uncovered,
+        Self::Duplicate,
+        Self::Coalesced,
+    ];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Unparsable => "unparsable",
+            Self::NotAWrite => "not_a_write",
+            Self::FailedCall => "failed_call",
+            Self::OwnWrite => "own_write",
+            Self::Uncovered => "uncovered",
+            Self::Duplicate => "duplicate",
+            Self::Coalesced => "coalesced",
+        }
+    }
+}
+
+/// What a drift re-check of one resource ended with, as the `result` label of
+/// `binauthz_drift_events_handled_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DriftHandled {
+    /// The resource drifted and was written (operation finished or still running).
+    Fixed,
+    /// Read and planned: nothing to write (it complies, is not owned, Audit mode,
+    /// breakglass, or the user changed it back).
+    NoWrite,
+    /// The resource is gone.
+    Gone,
+    /// The read or the write failed, or the write is refused (policy missing, organization
+    /// policy); the periodic pass retries and reports it.
+    Failed,
+}
+
+impl DriftHandled {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Fixed => "fixed",
+            Self::NoWrite => "no_write",
+            Self::Gone => "gone",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+/// Which Pub/Sub call failed, as the `call` label of
+/// `binauthz_drift_subscription_errors_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SubscriptionCall {
+    /// `:pull`.
+    Pull,
+    /// `:acknowledge`.
+    Acknowledge,
+}
+
+impl SubscriptionCall {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Pull => "pull",
+            Self::Acknowledge => "acknowledge",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CallNameLabels {
+    call: &'static str,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ResultLabels {
     result: &'static str,
@@ -278,6 +382,11 @@ pub struct Metrics {
     events: Family<ResultLabels, Counter>,
     status_writes: Counter,
     leader: Gauge,
+    drift_received: Counter,
+    drift_handled: Family<ResultLabels, Counter>,
+    drift_ignored: Family<ReasonLabels, Counter>,
+    drift_latency: Histogram,
+    drift_subscription_errors: Family<CallNameLabels, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -394,6 +503,36 @@ impl Metrics {
             "1 when this replica may write (leader, or leader election off), 0 on a standby",
             leader.clone(),
         );
+        let drift_received = Counter::default();
+        registry.register(
+            "binauthz_drift_events_received",
+            "Audit log messages pulled from the drift events subscription",
+            drift_received.clone(),
+        );
+        let drift_handled = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "binauthz_drift_events_handled",
+            "Re-checks of one resource made for drift events, by result (fixed, no_write, gone, failed)",
+            drift_handled.clone(),
+        );
+        let drift_ignored = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "binauthz_drift_events_ignored",
+            "Drift events that led to no re-check, by reason",
+            drift_ignored.clone(),
+        );
+        let drift_latency = seconds_histogram();
+        registry.register(
+            "binauthz_drift_event_to_fix_seconds",
+            "Time from the audit log entry's timestamp to the end of the write that fixed the drift",
+            drift_latency.clone(),
+        );
+        let drift_subscription_errors = Family::<CallNameLabels, Counter>::default();
+        registry.register(
+            "binauthz_drift_subscription_errors",
+            "Failed Pub/Sub calls of the drift events subscriber, by call (pull, acknowledge)",
+            drift_subscription_errors.clone(),
+        );
         Self {
             registry,
             passes,
@@ -412,6 +551,11 @@ impl Metrics {
             events,
             status_writes,
             leader,
+            drift_received,
+            drift_handled,
+            drift_ignored,
+            drift_latency,
+            drift_subscription_errors,
         }
     }
 
@@ -513,6 +657,41 @@ impl Metrics {
     /// Sets the leader gauge.
     pub fn set_leader(&self, leader: bool) {
         self.leader.set(i64::from(leader));
+    }
+
+    /// Counts one message pulled from the drift events subscription.
+    pub fn drift_received(&self) {
+        self.drift_received.inc();
+    }
+
+    /// Counts one drift event that led to no re-check.
+    pub fn drift_ignored(&self, reason: DriftIgnored) {
+        self.drift_ignored
+            .get_or_create(&ReasonLabels {
+                reason: reason.as_str(),
+            })
+            .inc();
+    }
+
+    /// Counts one drift re-check; `since_event` is set when it fixed a drift.
+    pub fn drift_handled(&self, result: DriftHandled, since_event: Option<Duration>) {
+        self.drift_handled
+            .get_or_create(&ResultLabels {
+                result: result.as_str(),
+            })
+            .inc();
+        if let Some(latency) = since_event {
+            self.drift_latency.observe(latency.as_secs_f64());
+        }
+    }
+
+    /// Counts one failed Pub/Sub call.
+    pub fn drift_subscription_error(&self, call: SubscriptionCall) {
+        self.drift_subscription_errors
+            .get_or_create(&CallNameLabels {
+                call: call.as_str(),
+            })
+            .inc();
     }
 }
 
@@ -900,6 +1079,10 @@ mod tests {
         m.event(true);
         m.status_written();
         m.set_leader(true);
+        m.drift_received();
+        m.drift_ignored(DriftIgnored::Uncovered);
+        m.drift_handled(DriftHandled::Fixed, Some(Duration::from_secs(2)));
+        m.drift_subscription_error(SubscriptionCall::Pull);
         m
     }
 

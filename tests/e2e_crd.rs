@@ -526,6 +526,7 @@ async fn kubectl_get_shows_the_printer_columns() {
             allowed_values: vec!["default".to_owned()],
             message: String::new(),
         }),
+        last_handled_reconcile_at: Some("2026-01-05T10:00:00Z".to_owned()),
     };
     let typed = bindings_api(client, &ns);
     let patched = typed

@@ -35,10 +35,13 @@ use tracing::{debug, info, warn};
 
 use super::events::{pass_events, PassSummary};
 use super::{key_of, status, BindingMemory, Context, Error};
-use crate::api::{BinAuthzBinding, BinAuthzBindingStatus, FailureReason, Mode};
+use crate::api::{
+    BinAuthzBinding, BinAuthzBindingStatus, FailureReason, Mode, RECONCILE_REQUESTED_AT,
+};
 use crate::cloudrun::LiveResource;
 use crate::fleet::{
-    self, read::read_binding, remediate::remediate_all, remediate::WriteRequest, remediate::Written,
+    self, read::read_binding_within, remediate::remediate_all, remediate::WriteRequest,
+    remediate::Written,
 };
 use crate::plan::{
     self, Activity, BindingInput, BindingKey, BindingPlan, Decision, StatusInput, TargetHistory,
@@ -93,7 +96,8 @@ pub(crate) async fn pass(binding: &BinAuthzBinding, ctx: &Context) -> Result<Pas
                 previous: binding.status.as_ref(),
                 history: None,
             };
-            let report = bp.status(&input);
+            let mut report = bp.status(&input);
+            echo_reconcile_request(binding, &mut report.status);
             write_status(binding, &key, ctx, binding.status.as_ref(), &report.status).await?;
             let summary = PassSummary {
                 transitions: &report.transitions,
@@ -112,6 +116,18 @@ pub(crate) async fn pass(binding: &BinAuthzBinding, ctx: &Context) -> Result<Pas
         }
     }
 }
+
+/// Echoes the reconcile request this pass handles (`binauthz.dev/reconcile-requested-at`)
+/// in the status; without the annotation the status keeps the last value echoed.
+fn echo_reconcile_request(binding: &BinAuthzBinding, status: &mut BinAuthzBindingStatus) {
+    if let Some(value) = binding.annotations().get(RECONCILE_REQUESTED_AT) {
+        status.last_handled_reconcile_at =
+            Some(crate::cloudrun::error::clip(value, MAX_RECONCILE_VALUE));
+    }
+}
+
+/// Longest reconcile request value echoed, in bytes (under the CRD's `maxLength` of 256).
+const MAX_RECONCILE_VALUE: usize = 250;
 
 fn previous_ready(binding: &BinAuthzBinding) -> Option<&str> {
     binding
@@ -143,7 +159,10 @@ async fn active_pass(
         .ok_or_else(|| Error::Plan(format!("binding {key} has no desired policy")))?;
 
     let not_before = ctx.inventory.ticks().last(spec.interval(), Instant::now());
-    let read = read_binding(&ctx.inventory, spec, not_before).await;
+    // A pass queued by a drift event's re-check plans on the lists of the current tick
+    // (the re-check recorded what it read and wrote into them): no re-list.
+    let max_age = ctx.take_refresh(key).then(|| spec.interval());
+    let read = read_binding_within(&ctx.inventory, spec, not_before, max_age).await;
     ctx.telemetry.health.progress();
     let lists = &read.lists;
 
@@ -219,7 +238,7 @@ async fn active_pass(
                 bp.remediations().map(|(r, rem)| (r, rem.clone())).collect();
             if !writes.is_empty() && spec.mode == Mode::Enforce {
                 // Say a fix is in flight before making it.
-                let interim = bp.status(&StatusInput {
+                let mut interim = bp.status(&StatusInput {
                     generation,
                     now: Timestamp::now(),
                     pass_failure: None,
@@ -228,6 +247,7 @@ async fn active_pass(
                     previous: current.as_ref(),
                     history: Some(&history),
                 });
+                echo_reconcile_request(binding, &mut interim.status);
                 if write_status(binding, key, ctx, current.as_ref(), &interim.status).await? {
                     current = Some(interim.status);
                 }
@@ -265,6 +285,7 @@ async fn active_pass(
         report.status = kept;
         report.transitions.clear();
     }
+    echo_reconcile_request(binding, &mut report.status);
 
     if lost_lease || !ctx.leader.is_leader() {
         ctx.put_memory(key, memory);

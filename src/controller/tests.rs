@@ -713,6 +713,56 @@ async fn a_suspended_binding_makes_no_cloud_run_call() {
 }
 
 #[tokio::test]
+async fn a_reconcile_request_starts_a_pass_and_is_echoed_in_the_status() {
+    let mut prod = binding(
+        "prod",
+        json!({"targets": {"services": {"names": ["checkout"]}}}),
+    );
+    let annotate = |b: &mut BinAuthzBinding, value: &str| {
+        b.metadata.annotations = Some(BTreeMap::from([(
+            crate::api::RECONCILE_REQUESTED_AT.to_owned(),
+            value.to_owned(),
+        )]));
+    };
+    let plain = prod.clone();
+    annotate(&mut prod, "2026-12-02T09:00:00Z");
+    // The watch starts a pass on a new annotation value, not on a status change.
+    assert_ne!(super::pass_trigger(&plain), super::pass_trigger(&prod));
+    let mut with_status_only = prod.clone();
+    with_status_only.status = Some(Default::default());
+    assert_eq!(
+        super::pass_trigger(&prod),
+        super::pass_trigger(&with_status_only)
+    );
+
+    let h = harness(
+        Faults::default(),
+        std::slice::from_ref(&prod),
+        LeaderGate::always(),
+    )
+    .await;
+    h.pass(&prod).await.unwrap();
+    let calls = h.calls();
+    assert_eq!(calls.len(), 1, "{calls:#?}");
+    assert_eq!(
+        status_of(&calls[0])["lastHandledReconcileAt"],
+        json!("2026-12-02T09:00:00Z")
+    );
+    // Handled: the same value again writes nothing; a new one is echoed.
+    let mut written = with_status(&prod, &calls[0]);
+    h.pass(&written).await.unwrap();
+    assert_eq!(h.calls().len(), 1);
+    annotate(&mut written, "again");
+    h.pass(&written).await.unwrap();
+    let (calls, _, _) = h.finish().await;
+    assert_eq!(calls.len(), 2, "{calls:#?}");
+    assert_eq!(
+        status_of(&calls[1])["lastHandledReconcileAt"],
+        json!("again")
+    );
+}
+
+#[tokio::test]
 async fn a_standby_replica_reads_and_writes_nothing() {
     let prod = binding("prod", json!({}));
     let h = harness(

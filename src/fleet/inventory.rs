@@ -185,11 +185,26 @@ impl SharedInventory {
     /// # Errors
     /// The client's error for the list (shared with every caller that waited for it).
     pub async fn list(&self, scope: &Scope, not_before: Instant) -> ListResult {
+        self.list_within(scope, not_before, self.ttl).await
+    }
+
+    /// Like [`SharedInventory::list`], with a list fresh for `max_age` instead of the
+    /// inventory's ttl: a pass queued right after an event's write (recorded into the
+    /// list) plans on the list of the current tick instead of listing again.
+    ///
+    /// # Errors
+    /// The client's error for the list (shared with every caller that waited for it).
+    pub async fn list_within(
+        &self,
+        scope: &Scope,
+        not_before: Instant,
+        max_age: Duration,
+    ) -> ListResult {
         let (generation, future) = {
             let mut entries = self.entries();
             let fresh = entries
                 .get(scope)
-                .filter(|e| e.started >= not_before && e.started.elapsed() < self.ttl);
+                .filter(|e| e.started >= not_before && e.started.elapsed() < max_age);
             match fresh.map(|e| (&e.state, e.generation)) {
                 Some((EntryState::Ready(items), _)) => return Ok(Arc::clone(items)),
                 Some((EntryState::Loading(future), generation)) => (generation, future.clone()),
@@ -259,6 +274,41 @@ impl SharedInventory {
             Some(Arc::new(updated))
         });
         if let Some(updated) = written {
+            if let EntryState::Ready(items) = &mut entry.state {
+                *items = Arc::clone(&updated);
+            }
+            entry.last_ok = Some(updated);
+        }
+        if matches!(entry.state, EntryState::Loading(_)) {
+            entry.generation = generation;
+            entry.state = EntryState::Expired;
+        }
+    }
+
+    /// Writes a resource just read (wire object and all) through to the lists of its
+    /// scope, adding it when they do not hold it yet (a resource created since the list).
+    /// Nothing happens when the scope was never listed (its first pass lists it). A list
+    /// in flight may have read an older state: it is expired.
+    pub fn observe(&self, resource: &LiveResource) {
+        let scope = Scope::of(&resource.observed.id);
+        let generation = self.generation();
+        let mut entries = self.entries();
+        let Some(entry) = entries.get_mut(&scope) else {
+            return;
+        };
+        let upsert = |items: &Listed| {
+            let mut updated = Vec::clone(items);
+            let fresh = Arc::new(resource.clone());
+            match updated
+                .iter()
+                .position(|r| r.observed.id == resource.observed.id)
+            {
+                Some(i) => updated[i] = fresh,
+                None => updated.push(fresh),
+            }
+            Arc::new(updated)
+        };
+        if let Some(updated) = entry.last_ok.as_ref().map(upsert) {
             if let EntryState::Ready(items) = &mut entry.state {
                 *items = Arc::clone(&updated);
             }
@@ -533,6 +583,41 @@ projects:
         assert_eq!(lists(&emulator), 2);
         assert_eq!(inventory.last_known("acme-prod").len(), 1);
         assert!(inventory.last_known("other").is_empty());
+        emulator.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn a_drift_refresh_plans_on_the_ticks_list_with_the_resource_just_read() {
+        let (emulator, inventory) = setup(Duration::ZERO).await;
+        let since = long_ago();
+        inventory.list(&scope(), since).await.unwrap();
+        // Stale for the ttl, still of this tick: no second list within a longer age.
+        let id = ResourceId {
+            kind: ResourceKind::Service,
+            project: "acme-prod".into(),
+            location: "us-central1".into(),
+            name: "checkout".into(),
+        };
+        let mut read = inventory.client().get(&id).await.unwrap();
+        read.observed.policy = ObservedPolicy::ProjectDefault;
+        inventory.observe(&read);
+        let listed = inventory
+            .list_within(&scope(), since, Duration::from_secs(3600))
+            .await
+            .unwrap();
+        assert_eq!(lists(&emulator), 1, "no re-list");
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].observed.policy, ObservedPolicy::ProjectDefault);
+        // A resource created since the list is added to it.
+        let mut created = read.clone();
+        created.observed.id.name = "fresh".into();
+        inventory.observe(&created);
+        let listed = inventory
+            .list_within(&scope(), since, Duration::from_secs(3600))
+            .await
+            .unwrap();
+        assert_eq!(listed.len(), 2);
+        assert!(inventory.latest(&created.observed.id).is_some());
         emulator.shutdown().await;
     }
 

@@ -25,7 +25,7 @@
 //!   knew instead of reporting an empty binding.
 
 use std::collections::BTreeMap;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::classify::{read_failure, words, ReadScope};
 use super::inventory::{Listed, Scope, SharedInventory};
@@ -77,11 +77,22 @@ impl BindingRead {
 
 /// Reads everything `spec` covers on lists started at or after `not_before` (see the
 /// module docs).
-#[tracing::instrument(skip_all, fields(project = %spec.project))]
 pub async fn read_binding(
     inventory: &SharedInventory,
     spec: &BinAuthzBindingSpec,
     not_before: Instant,
+) -> BindingRead {
+    read_binding_within(inventory, spec, not_before, None).await
+}
+
+/// Like [`read_binding`], accepting lists up to `max_age` old (instead of the inventory's
+/// ttl) when given: see [`SharedInventory::list_within`].
+#[tracing::instrument(skip_all, fields(project = %spec.project))]
+pub async fn read_binding_within(
+    inventory: &SharedInventory,
+    spec: &BinAuthzBindingSpec,
+    not_before: Instant,
+    max_age: Option<Duration>,
 ) -> BindingRead {
     let mut read = BindingRead::default();
     let project = spec.project.as_str();
@@ -111,8 +122,13 @@ pub async fn read_binding(
                 })
         })
         .collect();
-    let results =
-        futures::future::join_all(scopes.iter().map(|s| inventory.list(s, not_before))).await;
+    let results = futures::future::join_all(scopes.iter().map(|s| async move {
+        match max_age {
+            Some(max_age) => inventory.list_within(s, not_before, max_age).await,
+            None => inventory.list(s, not_before).await,
+        }
+    }))
+    .await;
 
     let mut failed: BTreeMap<&str, Vec<(ResourceKind, std::sync::Arc<cloudrun::Error>)>> =
         BTreeMap::new();
