@@ -716,3 +716,334 @@ async fn the_subscriber_reconnects_when_pubsub_comes_back() {
     emu.shutdown().await;
     drop(pubsub);
 }
+
+/// An audit entry of `method` for service `service` in `project`/`region`: one entry of
+/// operation `operation` (`first` or last), by a user, timestamped now.
+fn service_entry(
+    project: &str,
+    region: &str,
+    service: &str,
+    operation: &str,
+    first: bool,
+) -> Vec<u8> {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/auditlog/v2-update-service-first.json"
+    );
+    let mut e: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    e["timestamp"] = json!(jiff::Timestamp::now().to_string());
+    e["resource"]["labels"]["project_id"] = json!(project);
+    e["resource"]["labels"]["location"] = json!(region);
+    e["resource"]["labels"]["service_name"] = json!(service);
+    e["protoPayload"]["resourceName"] = json!(format!(
+        "projects/{project}/locations/{region}/services/{service}"
+    ));
+    e["operation"] =
+        json!({"id": operation, "producer": "run.googleapis.com", "first": first, "last": !first});
+    serde_json::to_vec(&e).unwrap()
+}
+
+/// A binding over every service of `project` in us-central1.
+fn binding_for(project: &str) -> Arc<BinAuthzBinding> {
+    Arc::new(
+        serde_json::from_value(json!({
+            "apiVersion": "binauthz.dev/v1alpha1",
+            "kind": "BinAuthzBinding",
+            "metadata": {"name": project, "namespace": "team", "generation": 1},
+            "spec": {
+                "project": project,
+                "locations": ["us-central1"],
+                "targets": {"services": {"names": ["*"]}},
+                "policy": {"useDefault": true},
+            },
+        }))
+        .unwrap(),
+    )
+}
+
+#[tokio::test]
+async fn a_burst_of_a_thousand_entries_fixes_every_drift_once_within_the_write_budget() {
+    use rand::seq::SliceRandom;
+    use rand::{Rng, SeedableRng};
+    use std::collections::{BTreeMap, BTreeSet};
+    use std::fmt::Write as _;
+
+    // Four covered projects, each with 12 services in us-central1 (4 drifted: no Binary
+    // Authorization; 8 compliant) and 5 drifted services in europe-west1, which their
+    // binding does not cover; one project no binding covers, 10 drifted services.
+    const COVERED: [&str; 4] = ["burst-p0", "burst-p1", "burst-p2", "burst-p3"];
+    const UNCOVERED_PROJECT: &str = "burst-u0";
+    let mut seed = String::from("projects:\n");
+    let mut covered_drifted = BTreeSet::new();
+    let mut covered_compliant = BTreeSet::new();
+    let mut uncovered = BTreeSet::new();
+    let service = |seed: &mut String, project: &str, name: &str, compliant: bool| {
+        writeln!(seed, "          - name: {name}").unwrap();
+        writeln!(
+            seed,
+            "            image: us-docker.pkg.dev/{project}/shop/{name}:1.0.0"
+        )
+        .unwrap();
+        if compliant {
+            writeln!(
+                seed,
+                "            binaryAuthorization: {{useDefault: true}}"
+            )
+            .unwrap();
+        }
+    };
+    for (n, project) in COVERED.iter().chain([&UNCOVERED_PROJECT]).enumerate() {
+        writeln!(
+            seed,
+            "  {project}:\n    projectNumber: {}\n    regions:",
+            900_000_000_000u64 + n as u64
+        )
+        .unwrap();
+        if *project == UNCOVERED_PROJECT {
+            writeln!(seed, "      us-central1:\n        services:").unwrap();
+            for i in 0..10 {
+                let name = format!("svc-{i:02}");
+                service(&mut seed, project, &name, false);
+                uncovered.insert((project.to_string(), "us-central1", name));
+            }
+            continue;
+        }
+        writeln!(seed, "      us-central1:\n        services:").unwrap();
+        for i in 0..12 {
+            let name = format!("svc-{i:02}");
+            let compliant = i >= 4;
+            service(&mut seed, project, &name, compliant);
+            let key = (project.to_string(), "us-central1", name);
+            if compliant {
+                covered_compliant.insert(key);
+            } else {
+                covered_drifted.insert(key);
+            }
+        }
+        writeln!(seed, "      europe-west1:\n        services:").unwrap();
+        for i in 0..5 {
+            let name = format!("eu-{i:02}");
+            service(&mut seed, project, &name, false);
+            uncovered.insert((project.to_string(), "europe-west1", name));
+        }
+    }
+
+    // The emulator enforces exactly the client's budgets: a write beyond them is a 429.
+    let client_config = CloudRunConfig::default();
+    let budgets = client_config.rate_limits;
+    let pubsub = start_pubsub().await;
+    let subscription = pubsub.topic("burst", 10).await;
+    let emu = emulator::start(EmulatorConfig {
+        seed: Seed::from_yaml_str(&seed).unwrap(),
+        faults: emulator::Faults {
+            read_quota_per_minute: Some(budgets.reads_per_minute.get()),
+            write_quota_per_minute: Some(budgets.writes_per_minute.get()),
+            ..emulator::Faults::default()
+        },
+        ..EmulatorConfig::default()
+    })
+    .await
+    .unwrap();
+    let client = CloudRunClient::new(CloudRunConfig::emulator(&emu.url()))
+        .await
+        .unwrap();
+    let env = Arc::new(TestEnv {
+        inventory: SharedInventory::new(client, Duration::from_secs(20)),
+        bindings: COVERED.iter().map(|p| binding_for(p)).collect(),
+        leader: AtomicBool::new(true),
+        metrics: Metrics::new(),
+        rechecked: Mutex::new(Vec::new()),
+    });
+    let handler = Handler::new(
+        Arc::clone(&env),
+        Subscriber::emulator(&pubsub.host, subscription.clone()),
+        DriftConfig::default(),
+    );
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(Arc::clone(&handler).run(async {
+        let _ = stopped.await;
+    }));
+
+    // 1,000 entries: every resource's operation as two entries (a third of them last
+    // before first), further operations on random resources, and exact re-deliveries.
+    let mut rng = rand::rngs::StdRng::seed_from_u64(16);
+    let resources: Vec<_> = covered_drifted
+        .iter()
+        .chain(&covered_compliant)
+        .chain(&uncovered)
+        .cloned()
+        .collect();
+    let mut entries: Vec<Vec<u8>> = Vec::new();
+    for (i, (project, region, name)) in resources.iter().enumerate() {
+        let op = format!("op-{i}");
+        let (a, b) = (
+            service_entry(project, region, name, &op, true),
+            service_entry(project, region, name, &op, false),
+        );
+        if i % 3 == 0 {
+            entries.extend([b, a]);
+        } else {
+            entries.extend([a, b]);
+        }
+    }
+    let mut extra = 0;
+    while entries.len() < 1000 {
+        if rng.random_bool(0.3) {
+            let again = entries[rng.random_range(0..entries.len())].clone();
+            entries.push(again);
+        } else {
+            let (project, region, name) = &resources[rng.random_range(0..resources.len())];
+            extra += 1;
+            entries.push(service_entry(
+                project,
+                region,
+                name,
+                &format!("op-x{extra}"),
+                rng.random_bool(0.5),
+            ));
+        }
+    }
+    entries.shuffle(&mut rng);
+    assert_eq!(entries.len(), 1000);
+
+    let started = Instant::now();
+    for batch in entries.chunks(50) {
+        assert_eq!(pubsub.publish("burst", batch).await.len(), batch.len());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let published = started.elapsed();
+    assert!(
+        published < Duration::from_secs(10),
+        "publishing 1,000 entries took {published:?}: the burst must fit in 10 s"
+    );
+
+    // Done when every message was received and judged, the drifted covered services read
+    // compliant, and nothing is in flight. Bounded: the budgets allow it in seconds.
+    let state_of = |emu: &EmulatorHandle| {
+        let state = serde_json::to_value(emu.state()).unwrap();
+        let mut out = BTreeMap::new();
+        for (project, p) in state["projects"].as_object().unwrap() {
+            for (region, r) in p["regions"].as_object().unwrap() {
+                for s in r["services"].as_array().into_iter().flatten() {
+                    let name = s["name"].as_str().unwrap().to_owned();
+                    out.insert(
+                        (project.clone(), region.clone(), name),
+                        s["binaryAuthorization"].clone(),
+                    );
+                }
+            }
+        }
+        out
+    };
+    let deadline = Instant::now() + Duration::from_secs(45);
+    loop {
+        let state = state_of(&emu);
+        let fixed = covered_drifted
+            .iter()
+            .filter(|(p, r, n)| {
+                state[&(p.clone(), r.to_string(), n.clone())] == json!({"useDefault": true})
+            })
+            .count();
+        if fixed == covered_drifted.len() && metric(&env, RECEIVED) >= 1000 && handler.idle() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "after 45 s, {fixed} of {} drifted services fixed, {} messages received:\n{}",
+            covered_drifted.len(),
+            metric(&env, RECEIVED),
+            env.metrics.encode()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!(
+        "1,000 entries published in {published:?}; every drift fixed {:?} after the first publish",
+        started.elapsed()
+    );
+
+    // Nothing that mattered dropped; each drifted service written once, nothing else
+    // written; uncovered resources never called; no call over the quotas.
+    let requests = emu.requests();
+    let mut writes: BTreeMap<String, u64> = BTreeMap::new();
+    for r in requests.iter().filter(|r| r.method.ends_with(".patch")) {
+        *writes
+            .entry(r.resource.clone().unwrap_or_default())
+            .or_default() += 1;
+    }
+    let expected: BTreeMap<String, u64> = covered_drifted
+        .iter()
+        .map(|(p, r, n)| (format!("projects/{p}/locations/{r}/services/{n}"), 1))
+        .collect();
+    assert_eq!(
+        writes, expected,
+        "one write per drifted covered service, none elsewhere"
+    );
+    let touched_uncovered: Vec<_> = requests
+        .iter()
+        .filter(|r| {
+            let on = format!("{} {}", r.path, r.resource.as_deref().unwrap_or_default());
+            on.contains(UNCOVERED_PROJECT) || on.contains("europe-west1")
+        })
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect();
+    assert!(
+        touched_uncovered.is_empty(),
+        "uncovered resources cost calls: {touched_uncovered:?}"
+    );
+    let refused: Vec<_> = emu
+        .counters(None)
+        .calls
+        .into_iter()
+        .filter(|c| c.code >= 400)
+        .collect();
+    assert!(
+        refused.is_empty(),
+        "calls refused (429 is over the budget): {refused:?}"
+    );
+    let state = state_of(&emu);
+    for (p, r, n) in covered_compliant.iter().chain(&covered_drifted) {
+        assert_eq!(
+            state[&(p.clone(), r.to_string(), n.clone())],
+            json!({"useDefault": true}),
+            "{p}/{r}/{n}"
+        );
+    }
+    for (p, r, n) in &uncovered {
+        assert_eq!(
+            state[&(p.clone(), r.to_string(), n.clone())],
+            Value::Null,
+            "{p}/{r}/{n}"
+        );
+    }
+    assert_eq!(metric(&env, FIXED), covered_drifted.len() as u64);
+    assert!(metric(&env, UNCOVERED) >= 1, "{}", env.metrics.encode());
+    assert!(metric(&env, DUPLICATE) >= 1, "{}", env.metrics.encode());
+    let gets = count(&emu, "services.get");
+    eprintln!(
+        "burst: {} writes, {gets} GETs for {} covered services (coalesced per resource)",
+        writes.values().sum::<u64>(),
+        covered_drifted.len() + covered_compliant.len()
+    );
+
+    // Acknowledged everything: stop the handler and, after the ack deadline, nothing
+    // comes back.
+    let _ = stop.send(());
+    running.await.unwrap();
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    let http = reqwest::Client::new();
+    for _ in 0..3 {
+        let answer: Value = http
+            .post(format!("http://{}/v1/{}:pull", pubsub.host, subscription))
+            .json(&json!({"maxMessages": 100, "returnImmediately": true}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let back = answer["receivedMessages"].as_array().map_or(0, Vec::len);
+        assert_eq!(back, 0, "{back} messages were not acknowledged");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    emu.shutdown().await;
+}
