@@ -50,7 +50,7 @@ use crate::plan::{affected_bindings, BindingInput, BindingKey, TargetHistory};
 use crate::resource::ResourceId;
 use crate::telemetry::{self, Health, LogFormat, Metrics, PassResult, Telemetry, TelemetryError};
 
-use crate::fleet::inventory::SharedInventory;
+use crate::fleet::{inventory::SharedInventory, key_of};
 use leader::{LeaderConfig, LeaderError, LeaderGate};
 
 /// The API group/version of bindings, for the CRD check.
@@ -365,10 +365,6 @@ impl Context {
             .unwrap_or_else(PoisonError::into_inner)
             .remove(key);
     }
-}
-
-fn key_of(binding: &BinAuthzBinding) -> BindingKey {
-    BindingKey::new(binding.namespace().unwrap_or_default(), binding.name_any())
 }
 
 /// Runs one pass over a binding (the controller's reconcile function).

@@ -34,7 +34,7 @@ use kube::{Api, Resource, ResourceExt};
 use tracing::{debug, info, warn};
 
 use super::events::{pass_events, PassSummary};
-use super::{key_of, status, BindingMemory, Context, Error};
+use super::{status, BindingMemory, Context, Error};
 use crate::api::{
     BinAuthzBinding, BinAuthzBindingStatus, FailureReason, Mode, RECONCILE_REQUESTED_AT,
 };
@@ -48,7 +48,7 @@ use crate::plan::{
     WriteOutcome,
 };
 use crate::resource::{ObservedResource, Remediation, ResourceId};
-use crate::telemetry::{PassResult, RemediationResult};
+use crate::telemetry::PassResult;
 
 /// Passes with remediations still running come back this soon to verify them.
 const VERIFY_PENDING_AFTER: Duration = Duration::from_secs(30);
@@ -171,15 +171,8 @@ async fn active_pass(
     // snapshot, or arrives after them, when the inventory knows the project's resources and
     // the watch's re-check of overlapping bindings queues another pass of this one.
     let all = ctx.bindings.state();
-    let mut inputs: Vec<BindingInput<'_>> = all
-        .iter()
-        .filter(|b| b.spec.project == spec.project)
-        .map(|b| BindingInput {
-            key: key_of(b),
-            spec: &b.spec,
-        })
-        .filter(|input| input.key != *key)
-        .collect();
+    let mut inputs = fleet::project_inputs(&all, &spec.project);
+    inputs.retain(|input| input.key != *key);
     inputs.push(BindingInput {
         key: key.clone(),
         spec,
@@ -411,28 +404,17 @@ async fn remediate(
     // that one resource again with the bindings as they are now.
     let still_wanted = |now: &ObservedResource, remediation: &Remediation| {
         let all = ctx.bindings.state();
-        let inputs: Vec<BindingInput<'_>> = all
-            .iter()
-            .filter(|b| b.spec.project == now.id.project)
-            .map(|b| BindingInput {
-                key: key_of(b),
-                spec: &b.spec,
-            })
-            .collect();
-        fleet::still_owned(&inputs, key, now, remediation)
+        fleet::still_owned(
+            &fleet::project_inputs(&all, &now.id.project),
+            key,
+            now,
+            remediation,
+        )
     };
     let may_write = || ctx.leader.is_leader();
     let done = |id: &ResourceId, written: &Written| {
         ctx.telemetry.health.progress();
-        let result = match written {
-            Written::Applied => RemediationResult::Succeeded,
-            Written::AlreadySatisfied | Written::Withdrawn | Written::Gone => {
-                RemediationResult::Skipped
-            }
-            Written::Pending { .. } => RemediationResult::Pending,
-            Written::Failed(_) => RemediationResult::Failed,
-        };
-        ctx.telemetry.metrics.remediation(id.kind, result);
+        ctx.telemetry.metrics.remediation(id.kind, written.metric());
     };
     remediate_all(&ctx.inventory, requests, &still_wanted, &may_write, &done)
         .await

@@ -47,12 +47,12 @@ use crate::cloudrun::client::USER_AGENT;
 use crate::fleet::inventory::SharedInventory;
 use crate::fleet::read::{check_org_policy, check_policy};
 use crate::fleet::remediate::{remediate_all, WriteRequest, Written};
-use crate::fleet::still_owned;
+use crate::fleet::{key_of, project_inputs, still_owned};
 use crate::matching::{LocationFilter, NameSet};
-use crate::plan::{self, Activity, BindingInput, BindingKey, Decision};
+use crate::plan::{self, Activity, BindingKey, Decision};
 use crate::policy::DesiredPolicy;
 use crate::resource::{ObservedResource, Remediation, ResourceId};
-use crate::telemetry::{DriftHandled, DriftIgnored, Metrics, RemediationResult, SubscriptionCall};
+use crate::telemetry::{DriftHandled, DriftIgnored, Metrics, SubscriptionCall};
 use auditlog::Entry;
 use pubsub::{Received, Subscriber};
 
@@ -478,14 +478,7 @@ pub async fn recheck<E: Environment + ?Sized>(env: &E, id: &ResourceId) -> Optio
     };
     inventory.observe(&live);
     let all = env.bindings();
-    let inputs: Vec<BindingInput<'_>> = all
-        .iter()
-        .filter(|b| b.spec.project == id.project)
-        .map(|b| BindingInput {
-            key: key_of(b),
-            spec: &b.spec,
-        })
-        .collect();
+    let inputs = project_inputs(&all, &id.project);
     let plan = match plan::plan(&inputs, std::iter::once(&live.observed)) {
         Ok(plan) => plan,
         Err(err) => {
@@ -554,27 +547,16 @@ async fn write_one<E: Environment + ?Sized>(
     }];
     let still_wanted = |now: &ObservedResource, remediation: &Remediation| {
         let all = env.bindings();
-        let inputs: Vec<BindingInput<'_>> = all
-            .iter()
-            .filter(|b| b.spec.project == now.id.project)
-            .map(|b| BindingInput {
-                key: key_of(b),
-                spec: &b.spec,
-            })
-            .collect();
-        still_owned(&inputs, key, now, remediation)
+        still_owned(
+            &project_inputs(&all, &now.id.project),
+            key,
+            now,
+            remediation,
+        )
     };
     let may_write = || env.is_leader();
     let done = |id: &ResourceId, written: &Written| {
-        let result = match written {
-            Written::Applied => RemediationResult::Succeeded,
-            Written::AlreadySatisfied | Written::Withdrawn | Written::Gone => {
-                RemediationResult::Skipped
-            }
-            Written::Pending { .. } => RemediationResult::Pending,
-            Written::Failed(_) => RemediationResult::Failed,
-        };
-        env.metrics().remediation(id.kind, result);
+        env.metrics().remediation(id.kind, written.metric());
     };
     let results = remediate_all(inventory, requests, &still_wanted, &may_write, &done).await;
     let written = results.into_iter().next().and_then(|(_, w)| w)?;
@@ -584,12 +566,6 @@ async fn write_one<E: Environment + ?Sized>(
         Written::Gone => DriftHandled::Gone,
         Written::Failed(_) => DriftHandled::Failed,
     })
-}
-
-/// `namespace/name` of a binding.
-pub fn key_of(binding: &BinAuthzBinding) -> BindingKey {
-    use kube::ResourceExt;
-    BindingKey::new(binding.namespace().unwrap_or_default(), binding.name_any())
 }
 
 #[cfg(test)]

@@ -12,8 +12,11 @@ pub mod read;
 pub mod remediate;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
-use crate::api::FailureReason;
+use kube::ResourceExt;
+
+use crate::api::{BinAuthzBinding, FailureReason};
 use crate::plan::{
     self, BindingInput, BindingKey, BindingPlan, Decision, PassFailure, WriteFailure, WriteOutcome,
 };
@@ -42,6 +45,27 @@ pub fn refused_writes(
                 message: f.message.clone(),
             };
             (resource.id.clone(), WriteOutcome::Failed(failure))
+        })
+        .collect()
+}
+
+/// `namespace/name` of a binding.
+pub fn key_of(binding: &BinAuthzBinding) -> BindingKey {
+    BindingKey::new(binding.namespace().unwrap_or_default(), binding.name_any())
+}
+
+/// Every binding of `project`, as the planner takes them (ownership is decided among the
+/// bindings of one project).
+pub fn project_inputs<'b>(
+    bindings: &'b [Arc<BinAuthzBinding>],
+    project: &str,
+) -> Vec<BindingInput<'b>> {
+    bindings
+        .iter()
+        .filter(|b| b.spec.project == project)
+        .map(|b| BindingInput {
+            key: key_of(b),
+            spec: &b.spec,
         })
         .collect()
 }

@@ -25,6 +25,7 @@ use crate::cloudrun::ratelimit::{interleave_by_region, WRITE_QUEUE};
 use crate::cloudrun::{self, LiveResource, RemediationOutcome};
 use crate::plan::{WriteFailure, WriteOutcome};
 use crate::resource::{BreakglassChange, ObservedResource, Remediation, ResourceId};
+use crate::telemetry::RemediationResult;
 
 /// What became of one remediation.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -47,6 +48,16 @@ pub enum Written {
 }
 
 impl Written {
+    /// The `binauthz_remediations_total` result it counts as.
+    pub fn metric(&self) -> RemediationResult {
+        match self {
+            Self::Applied => RemediationResult::Succeeded,
+            Self::AlreadySatisfied | Self::Withdrawn | Self::Gone => RemediationResult::Skipped,
+            Self::Pending { .. } => RemediationResult::Pending,
+            Self::Failed(_) => RemediationResult::Failed,
+        }
+    }
+
     /// The planner's outcome for the binding's status.
     pub fn outcome(&self) -> WriteOutcome {
         match self {
