@@ -537,4 +537,24 @@ mod tests {
             "cleared by the write"
         );
     }
+
+    #[test]
+    fn an_unverifiable_policy_is_said_once() {
+        let check = PolicyCheck {
+            result: PolicyCheckResult::Unverifiable,
+            message: "cannot read policy x; the write goes ahead".into(),
+        };
+        let reasons = |before: Option<PolicyCheckResult>| -> Vec<EventReason> {
+            let mut pass = summary(&[], Mode::Enforce);
+            pass.policy_check = Some((&check, before));
+            pass_events(&pass).into_iter().map(|e| e.reason).collect()
+        };
+        assert_eq!(reasons(None), [EventReason::PolicyUnverifiable]);
+        assert_eq!(
+            reasons(Some(PolicyCheckResult::Verified)),
+            [EventReason::PolicyUnverifiable]
+        );
+        // Still unverifiable on the next pass: nothing new to say.
+        assert!(reasons(Some(PolicyCheckResult::Unverifiable)).is_empty());
+    }
 }
