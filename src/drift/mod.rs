@@ -6,7 +6,7 @@
 //! 1. While this replica is the leader, pull the subscription ([`pubsub::Subscriber`]);
 //!    on failure retry with backoff (1 s doubling to 30 s, with jitter), counted, never
 //!    stopping the controller.
-//! 2. Per message: drop a redelivery (message id), read the entry ([`auditlog::Entry`]),
+//! 2. Per message: drop a redelivery (message id and publish time), read the entry ([`auditlog::Entry`]),
 //!    ignore failed calls, the operator's own writes (its user agent, or a configured
 //!    principal), methods that are not watched writes, the second entry of a long-running
 //!    call (operation id) and resources no binding covers (judged on the watch cache: no
@@ -153,6 +153,13 @@ fn covers(spec: &BinAuthzBindingSpec, id: &ResourceId) -> bool {
         (Some(names), None) => NameSet::new(names).matches(&id.name),
         _ => true,
     }
+}
+
+/// What makes a delivery a redelivery: the message id with its publish time. Ids are
+/// unique per topic on Pub/Sub, but the emulator counts them from 1 again when it restarts,
+/// and a new message must not pass for an old one's redelivery.
+fn redelivery_key(message: &Received) -> String {
+    format!("m/{}@{}", message.message_id, message.publish_time)
 }
 
 /// Message and operation ids seen recently.
@@ -339,7 +346,7 @@ impl<E: Environment> Handler<E> {
     ) -> Result<(ResourceId, Timestamp, Vec<String>), DriftIgnored> {
         let mut keys = Vec::new();
         if !message.message_id.is_empty() {
-            let key = format!("m/{}", message.message_id);
+            let key = redelivery_key(message);
             if !lock(&self.dedupe).first(&key) {
                 return Err(DriftIgnored::Duplicate);
             }

@@ -105,6 +105,8 @@ pub struct Received {
     pub ack_id: String,
     /// The message id (the same on every redelivery).
     pub message_id: String,
+    /// When Pub/Sub accepted the message, RFC 3339 (the same on every redelivery).
+    pub publish_time: String,
     /// The decoded payload, or why it could not be decoded.
     pub data: Result<Vec<u8>, String>,
 }
@@ -130,6 +132,8 @@ struct RawMessage {
     data: Option<String>,
     #[serde(default)]
     message_id: String,
+    #[serde(default)]
+    publish_time: String,
 }
 
 #[derive(Serialize)]
@@ -220,6 +224,7 @@ impl Subscriber {
             .map(|r| Received {
                 ack_id: r.ack_id,
                 message_id: r.message.message_id,
+                publish_time: r.message.publish_time,
                 data: engine
                     .decode(r.message.data.unwrap_or_default())
                     .map_err(|e| format!("message data is not base64: {e}")),

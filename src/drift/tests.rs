@@ -169,3 +169,22 @@ fn the_two_entries_of_one_operation_share_an_id() {
     assert!(a.first && b.last);
     assert_eq!(first.resource, last.resource);
 }
+
+#[test]
+fn a_new_message_reusing_an_old_id_is_not_a_redelivery() {
+    let delivery = |id: &str, published: &str| Received {
+        ack_id: format!("ack-{id}-{published}"),
+        message_id: id.to_string(),
+        publish_time: published.to_string(),
+        data: Ok(Vec::new()),
+    };
+    let mut dedupe = Dedupe::default();
+    let first = delivery("1", "2026-12-02T13:46:40.100Z");
+    assert!(dedupe.first(&redelivery_key(&first)));
+    // Pub/Sub delivers the same message again: same id, same publish time.
+    let again = delivery("1", "2026-12-02T13:46:40.100Z");
+    assert!(!dedupe.first(&redelivery_key(&again)));
+    // A restarted emulator counts ids from 1 again: a new message, handled.
+    let after_restart = delivery("1", "2026-12-02T13:47:20.900Z");
+    assert!(dedupe.first(&redelivery_key(&after_restart)));
+}

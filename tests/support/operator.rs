@@ -296,6 +296,15 @@ impl Operator {
         response.text().await.unwrap_or_default()
     }
 
+    /// The HTTP status of `/readyz` (0 when it does not answer).
+    pub async fn readyz(&self) -> u16 {
+        let url = format!("http://{}/readyz", self.metrics);
+        match self.http.get(&url).send().await {
+            Ok(response) => response.status().as_u16(),
+            Err(_) => 0,
+        }
+    }
+
     /// The sum of every sample of `metric` (e.g. a counter over all its labels) whose
     /// labels contain `label_filter` (`""` for all).
     pub async fn metric_sum(&self, metric: &str, label_filter: &str) -> f64 {
