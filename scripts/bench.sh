@@ -8,7 +8,8 @@
 #   scripts/bench.sh --quick         a short smoke run (< 2 min) that keeps the harness
 #                                    working (CI); publishes nothing
 #   scripts/bench.sh --only cost,convergence
-#                                    a subset: cost, convergence, reaction, planner
+#                                    a subset: cost, convergence, reaction, planner,
+#                                    drift-events
 #   scripts/bench.sh --no-publish    measure without touching BENCHMARKS.md
 #
 # Other arguments go to the driver (`cargo bench --bench operator -- --help`).

@@ -203,6 +203,19 @@ impl Controller {
         extra: &[String],
         log: &Path,
     ) -> Result<Self> {
+        Self::start_with_env(bin, kubeconfig, cloud_run, namespace, extra, &[], log).await
+    }
+
+    /// [`Controller::start`] with extra environment variables.
+    pub async fn start_with_env(
+        bin: &Path,
+        kubeconfig: &Path,
+        cloud_run: &str,
+        namespace: &str,
+        extra: &[String],
+        env: &[(&str, &str)],
+        log: &Path,
+    ) -> Result<Self> {
         let port = free_port()?;
         let metrics = format!("127.0.0.1:{port}");
         let out =
@@ -213,6 +226,7 @@ impl Controller {
             .args(["--namespace", namespace, "--metrics-addr", &metrics])
             .args(["--cloud-run-endpoint", cloud_run])
             .args(extra)
+            .envs(env.iter().copied())
             .env("KUBECONFIG", kubeconfig)
             .env("POD_NAME", "binauthz-bench")
             .stdin(Stdio::null())
@@ -259,15 +273,20 @@ impl Controller {
         self.pid
     }
 
-    /// The value of one sample of `/metrics`, e.g.
-    /// `binauthz_passes_total{result="completed"}` (0 when absent).
-    pub async fn metric(&self, sample: &str) -> Result<f64> {
-        let text = reqwest::get(format!("http://{}/metrics", self.metrics))
+    /// The text of `/metrics`.
+    pub async fn metrics(&self) -> Result<String> {
+        reqwest::get(format!("http://{}/metrics", self.metrics))
             .await
             .context("scraping the controller's /metrics")?
             .text()
             .await
-            .context("reading the controller's /metrics")?;
+            .context("reading the controller's /metrics")
+    }
+
+    /// The value of one sample of `/metrics`, e.g.
+    /// `binauthz_passes_total{result="completed"}` (0 when absent).
+    pub async fn metric(&self, sample: &str) -> Result<f64> {
+        let text = self.metrics().await?;
         Ok(text
             .lines()
             .filter_map(|line| line.strip_prefix(sample))

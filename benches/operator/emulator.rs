@@ -239,10 +239,25 @@ impl Emulator {
 
     /// Someone clears the Binary Authorization of resource `name` (full name).
     pub async fn clear_binary_authorization(&self, name: &str) -> Result<ChangeRecord> {
+        self.clear_binary_authorization_through(name, None).await
+    }
+
+    /// The same through Cloud Run's API version `api` (`"v1"`: gcloud's Replace call, `"v2"`:
+    /// an Update operation), which shapes the audit log entry the emulator publishes.
+    pub async fn clear_binary_authorization_through(
+        &self,
+        name: &str,
+        api: Option<&str>,
+    ) -> Result<ChangeRecord> {
         let answer = self
             .post(
                 "drift",
-                &json!({"name": name, "binaryAuthorization": null, "by": "bench@example.com"}),
+                &json!({
+                    "name": name,
+                    "binaryAuthorization": null,
+                    "by": "bench@example.com",
+                    "apiVersion": api,
+                }),
             )
             .await?;
         serde_json::from_value::<DriftAnswer>(answer)

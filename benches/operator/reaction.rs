@@ -3,13 +3,13 @@
 //! Footprint (peak RSS, CPU per pass window, idle CPU between windows) comes from /proc;
 //! reaction times (injection → correction) from the emulator's audit log.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use binauthz_operator::emulator::RequestRecord;
+use binauthz_operator::emulator::{ChangeRecord, RequestRecord};
 use rand::rngs::StdRng;
 use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};
@@ -115,10 +115,27 @@ pub struct ReactionResult {
     pub footprint: Footprint,
 }
 
-struct Injection {
-    name: String,
-    time: f64,
-    seq: u64,
+/// One drift injected: the resource, when (seconds since the epoch) and the audit log
+/// sequence number of the injection.
+pub struct Injection {
+    pub name: String,
+    pub time: f64,
+    pub seq: u64,
+}
+
+/// Seconds from each injection to the first fix of its resource after it, from the
+/// subject's changes in the emulator's audit log (`None`: not fixed yet).
+pub fn reactions(changes: &[ChangeRecord], injections: &[Injection]) -> Result<Vec<Option<f64>>> {
+    injections
+        .iter()
+        .map(|inj| {
+            changes
+                .iter()
+                .find(|c| c.resource == inj.name && c.seq > inj.seq)
+                .map(|c| Ok(epoch_seconds(&c.time)? - inj.time))
+                .transpose()
+        })
+        .collect()
 }
 
 /// Runs scenarios 3 and 4.
@@ -256,26 +273,14 @@ pub async fn run(ctx: &Ctx, plan: &Plan) -> Result<ReactionResult> {
     let corrections = loop {
         tokio::time::sleep(Duration::from_secs(1)).await;
         let changes = emulator.api_changes_since(audit0).await?;
-        let mut first: BTreeMap<&str, f64> = BTreeMap::new();
-        let mut found = Vec::new();
-        for inj in &injections {
-            let fix = changes
-                .iter()
-                .find(|c| c.resource == inj.name && c.seq > inj.seq)
-                .map(|c| epoch_seconds(&c.time))
-                .transpose()?;
-            if let Some(t) = fix {
-                first.insert(&inj.name, t);
-            }
-            found.push(fix.map(|t| t - inj.time));
-        }
+        let found = reactions(&changes, &injections)?;
         if found.iter().all(Option::is_some) {
             break found.into_iter().flatten().collect::<Vec<f64>>();
         }
         if now_seconds() > deadline {
             bail!(
                 "{} of {} drifts were corrected in time",
-                first.len(),
+                found.iter().flatten().count(),
                 injections.len()
             );
         }

@@ -4,6 +4,7 @@ use std::fmt::Write as _;
 
 use crate::convergence::ConvergenceResult;
 use crate::cost::{CostResult, SubjectCost};
+use crate::events::{DriftEventsResult, TARGET_P99_SECONDS};
 use crate::planner::{PlannerResult, TARGET_MS};
 use crate::reaction::ReactionResult;
 use crate::stats::Spread;
@@ -34,6 +35,15 @@ fn thousands(n: usize) -> String {
 /// relative to the document the markdown goes into (`convergence.svg` beside
 /// results.md, `docs/bench/convergence.svg` from BENCHMARKS.md).
 pub fn markdown(r: &Results, figure: &str) -> String {
+    let mut s = scenarios(r, figure).unwrap_or_default();
+    if let Some(x) = &r.drift_events {
+        s.push_str(&drift_events_section(r, x));
+    }
+    s
+}
+
+/// "Measured … on … cores …": where and when a run measured.
+fn provenance(r: &Results) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
@@ -43,6 +53,15 @@ pub fn markdown(r: &Results, figure: &str) -> String {
     for note in &r.notes {
         let _ = writeln!(s, "> {note}\n");
     }
+    s
+}
+
+/// Scenarios 1–5 with the run's provenance; `None` when none of them ran.
+pub fn scenarios(r: &Results, figure: &str) -> Option<String> {
+    if r.cost.is_none() && r.convergence.is_none() && r.reaction.is_none() && r.planner.is_none() {
+        return None;
+    }
+    let mut s = provenance(r);
     if let Some(c) = &r.cost {
         cost(&mut s, c);
     }
@@ -56,6 +75,79 @@ pub fn markdown(r: &Results, figure: &str) -> String {
     if let Some(p) = &r.planner {
         planner(&mut s, p);
     }
+    Some(s)
+}
+
+/// Scenario 6 with the run's provenance (it is published on its own: `--only drift-events`
+/// refreshes it without the 30 minutes of the others).
+pub fn drift_events_section(r: &Results, x: &DriftEventsResult) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "### 6. Drift events\n");
+    s.push_str(&provenance(r));
+    let _ = writeln!(
+        s,
+        "Two controllers side by side, each over {} bindings ({} generated resources, interval {:.0} s), one with `--drift-events`: {} drifts each at random moments over {:.0} s (within one interval), half through Cloud Run's v1 API and half through v2; time from the drift to the fix, both from each side's emulator audit log.\n",
+        x.bindings, thousands(x.resources), x.interval_seconds, x.events.injected, x.span_seconds
+    );
+    let _ = writeln!(
+        s,
+        "| Drift → fix, seconds | events on | events off (periodic re-check) | off ÷ on |"
+    );
+    let _ = writeln!(s, "|---|---|---|---|");
+    for (name, on, off) in [
+        ("p50", x.events.p50_seconds, x.polling.p50_seconds),
+        ("p99", x.events.p99_seconds, x.polling.p99_seconds),
+        ("max", x.events.max_seconds, x.polling.max_seconds),
+    ] {
+        let _ = writeln!(
+            s,
+            "| {name} | {on:.2} | {off:.1} | {:.0}× |",
+            off / on.max(1e-3)
+        );
+    }
+    let _ = writeln!(
+        s,
+        "\nTarget p99 with events under {TARGET_P99_SECONDS:.0} s: {}.\n",
+        verdict(x.events.p99_seconds < TARGET_P99_SECONDS)
+    );
+    let _ = writeln!(
+        s,
+        "Cloud Run calls of the events side from the first drift to the end, by the kind of resource they name (its periodic re-check listed {} pages meanwhile; lists are not per event). Target: 1 GET and 1 write per drift.\n",
+        x.lists
+    );
+    let _ = writeln!(
+        s,
+        "| Kind | Drifts | GETs per drift | Writes per drift | 429s |"
+    );
+    let _ = writeln!(s, "|---|---|---|---|---|");
+    for k in &x.calls_by_kind {
+        let per = |n: u64| n as f64 / k.drifts.max(1) as f64;
+        let _ = writeln!(
+            s,
+            "| {} | {} | {:.2} | {:.2} | {} |",
+            k.kind,
+            k.drifts,
+            per(k.calls.gets),
+            per(k.calls.writes),
+            k.calls.throttled
+        );
+    }
+    let _ = writeln!(
+        s,
+        "\nOperation polls (v2 writes are long-running): {} for {} drifts. Drifts on a project no binding covers: {}, Cloud Run calls naming it: {} (target 0: {}).\n",
+        x.operation_polls,
+        x.events.injected,
+        x.uncovered_injected,
+        x.uncovered_calls,
+        verdict(x.uncovered_calls == 0)
+    );
+    let _ = writeln!(s, "The events side's counters at the end:\n");
+    let _ = writeln!(s, "| Sample | Value |");
+    let _ = writeln!(s, "|---|---|");
+    for (name, value) in &x.event_counts.samples {
+        let _ = writeln!(s, "| `{name}` | {value} |");
+    }
+    let _ = writeln!(s);
     s
 }
 
