@@ -1,0 +1,47 @@
+//! The flags of `binauthz-operator check`.
+
+use std::path::PathBuf;
+
+use crate::cloudrun::CloudRunArgs;
+
+/// Flags of `binauthz-operator check`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct CheckArgs {
+    /// Binding manifests: files, directories (searched recursively for *.yaml and *.yml)
+    /// or `-` for stdin. Documents of other kinds are skipped.
+    #[arg(short = 'f', long = "filename", value_name = "PATH", required = true, num_args = 1..)]
+    pub files: Vec<PathBuf>,
+
+    /// Fix drift: set the policy on every drifted resource owned by an Enforce binding,
+    /// then check again. Audit bindings are only reported.
+    #[arg(long, env = "BINAUTHZ_CHECK_FIX")]
+    pub fix: bool,
+
+    /// Report format: `table` for people, `json` or `yaml` for machines (schema in README).
+    #[arg(short = 'o', long, value_enum, default_value_t = OutputFormat::Table, env = "BINAUTHZ_CHECK_OUTPUT")]
+    pub output: OutputFormat,
+
+    /// In the table, list compliant targets too (by default only those that need
+    /// attention or changed).
+    #[arg(long)]
+    pub wide: bool,
+
+    /// Start an embedded Cloud Run emulator seeded from this file and check against it
+    /// (no Google credentials, no network). See `binauthz-operator emulator --help`.
+    #[arg(long, value_name = "SEED.yaml", conflicts_with = "cloud_run_endpoint")]
+    pub emulator: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub cloud_run: CloudRunArgs,
+}
+
+/// Report formats.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutputFormat {
+    /// Aligned columns for people (colour on a terminal unless NO_COLOR is set).
+    Table,
+    /// One JSON document.
+    Json,
+    /// One YAML document.
+    Yaml,
+}

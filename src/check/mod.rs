@@ -1,0 +1,188 @@
+//! `check`: a one-shot drift report (and fix) over binding files, without a cluster.
+//!
+//! # Expected flow
+//! 1. Read and validate every binding manifest ([`crate::manifests`]). Any invalid input
+//!    ends the run with exit code 1 **before any Cloud Run call**.
+//! 2. Read Cloud Run: one list per (project, location, kind) any binding needs (`*`
+//!    locations resolved through the project's regions), plus an existence check of every
+//!    named policy.
+//! 3. Plan with the same planner as the controller, across all bindings (priorities and
+//!    conflicts included), and report.
+//! 4. With `--fix`: one remediation write per drifted resource owned by an `Enforce`
+//!    binding (Audit bindings are only reported), then read and plan again and report the
+//!    result, so the exit code describes Cloud Run as it is after the fixes.
+//!
+//! # Exit codes
+//! 0: every target complies (after fixes). 2: drift remains (Audit mode, conflicts, no
+//! `--fix`). 1: an error (invalid input, permission denied, policy not found, Cloud Run
+//! unavailable after retries, a failed fix).
+//!
+//! # Parts
+//! - `cli`: the flags.
+//! - `run`: the passes — reads through the shared inventory, planning, and the fixes.
+//! - `report`: the report model (what `-o json`/`-o yaml` print) and the verdict.
+//! - `table`: the report as tables on a terminal.
+
+mod cli;
+mod report;
+mod run;
+mod table;
+
+pub use cli::{CheckArgs, OutputFormat};
+pub use report::{BindingReport, Change, ChangeResult, Report, TargetRow};
+
+use std::collections::BTreeMap;
+use std::io::{IsTerminal, Write as _};
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::cloudrun::{self, CloudRunClient};
+use crate::fleet::inventory::SharedInventory;
+use crate::manifests::{self};
+use crate::plan::WriteOutcome;
+use crate::resource::ResourceId;
+
+use run::Checker;
+use table::print_report;
+
+/// How long a list serves the bindings of one check pass: every pass asks for lists
+/// started at or after its own start, so this only bounds how long a list is kept.
+const LIST_TTL: Duration = Duration::from_secs(3600);
+
+/// Why `check` could not produce a report.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckError {
+    /// Some inputs are invalid (each problem has been printed).
+    #[error("{count} problem(s) in the binding manifests; fix them and run again (no Cloud Run call was made)")]
+    InvalidInput {
+        /// How many problems.
+        count: usize,
+    },
+    /// The Cloud Run client could not be set up.
+    #[error(transparent)]
+    Client(#[from] cloudrun::Error),
+    /// The embedded emulator could not start.
+    #[error("cannot start the embedded emulator from {seed}: {detail}")]
+    Emulator {
+        /// The seed file.
+        seed: String,
+        /// What went wrong.
+        detail: String,
+    },
+    /// The report could not be written.
+    #[error("cannot write the report: {0}")]
+    Output(String),
+}
+
+/// The process exit code of a finished check.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub enum Verdict {
+    /// Every target complies. Exit 0.
+    Compliant,
+    /// Drift remains. Exit 2.
+    DriftRemains,
+    /// Something failed. Exit 1.
+    Error,
+}
+
+impl Verdict {
+    /// The exit code.
+    pub fn exit_code(self) -> u8 {
+        match self {
+            Self::Compliant => 0,
+            Self::Error => 1,
+            Self::DriftRemains => 2,
+        }
+    }
+}
+
+/// Runs `check` and prints its report on stdout (progress and problems on stderr).
+pub async fn check(args: CheckArgs) -> Result<Verdict, CheckError> {
+    let CheckArgs {
+        files,
+        fix,
+        output,
+        wide,
+        emulator,
+        cloud_run,
+    } = args;
+
+    let loaded = manifests::load(&files);
+    if !loaded.errors.is_empty() {
+        let mut err = std::io::stderr().lock();
+        for problem in &loaded.errors {
+            let _ = writeln!(err, "error: {problem}");
+        }
+        return Err(CheckError::InvalidInput {
+            count: loaded.errors.len(),
+        });
+    }
+
+    // The embedded emulator lives until the end of this function.
+    let mut config = cloud_run.config()?;
+    let _emulator = match &emulator {
+        Some(seed) => {
+            let handle = start_emulator(seed).await?;
+            let rates = config.rate_limits;
+            let timeout = config.request_timeout;
+            config = cloudrun::CloudRunConfig::emulator(&handle.url());
+            config.rate_limits = rates;
+            config.request_timeout = timeout;
+            Some(handle)
+        }
+        None => None,
+    };
+    let client = CloudRunClient::new(config).await?;
+    let checker = Checker {
+        inventory: SharedInventory::new(client, LIST_TTL),
+        bindings: loaded.bindings,
+        interactive: std::io::stderr().is_terminal(),
+    };
+
+    let no_outcomes = BTreeMap::new();
+    let first = checker.pass().await;
+    let mut report = Report::new(&checker, &first, false, &no_outcomes);
+    if fix {
+        let changes = checker.fix(&first).await;
+        if changes.is_empty() {
+            report.fix = true;
+            report.changes = Some(Vec::new());
+        } else {
+            // Read again: the final report describes Cloud Run as it is now. Fixes that
+            // failed or are still running keep their outcome, so a failure is an error
+            // (exit 1), not mere drift.
+            let unfinished: BTreeMap<ResourceId, WriteOutcome> = changes
+                .iter()
+                .filter(|c| !matches!(c.outcome, WriteOutcome::Succeeded | WriteOutcome::Gone))
+                .map(|c| (c.id.clone(), c.outcome.clone()))
+                .collect();
+            let before = report;
+            let after = checker.pass().await;
+            report = Report::new(&checker, &after, true, &unfinished);
+            report.count_remediated(&changes);
+            report.before = Some(Box::new(before));
+            report.changes = Some(changes);
+        }
+    }
+    print_report(&report, output, wide).map_err(|e| CheckError::Output(e.to_string()))?;
+    Ok(report.verdict)
+}
+
+async fn start_emulator(
+    seed: &std::path::Path,
+) -> Result<crate::emulator::EmulatorHandle, CheckError> {
+    let error = |detail: String| CheckError::Emulator {
+        seed: seed.display().to_string(),
+        detail,
+    };
+    let seed_state = crate::emulator::Seed::from_file(seed).map_err(|e| error(e.to_string()))?;
+    let config = crate::emulator::EmulatorConfig {
+        seed: seed_state,
+        ..Default::default()
+    };
+    crate::emulator::start(config)
+        .await
+        .map_err(|e| error(e.to_string()))
+}

@@ -1,0 +1,180 @@
+//! One `check` run: passes that read Cloud Run through the shared inventory and plan every binding, and the fixes.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::cloudrun::LiveResource;
+use crate::fleet::inventory::SharedInventory;
+use crate::fleet::read::{read_binding, BindingRead};
+use crate::fleet::remediate::{remediate_all, WriteRequest, Written};
+use crate::manifests::LoadedBinding;
+use crate::plan::{self, BindingInput, BindingKey, PassFailure};
+use crate::policy::DesiredPolicy;
+use crate::resource::{ObservedResource, Remediation, ResourceId};
+
+use super::report::Change;
+
+/// Shared state of one `check` run.
+pub(super) struct Checker {
+    /// Every read goes through it, as in the controller: bindings that need the same list
+    /// share it.
+    pub(super) inventory: SharedInventory,
+    pub(super) bindings: Vec<LoadedBinding>,
+    pub(super) interactive: bool,
+}
+
+/// What one read-and-plan pass saw.
+pub(super) struct Pass {
+    /// Every resource listed, by id.
+    pub(super) live: BTreeMap<ResourceId, Arc<LiveResource>>,
+    /// What each active binding's reads produced.
+    pub(super) reads: BTreeMap<BindingKey, BindingRead>,
+}
+
+impl Pass {
+    pub(super) fn failure(&self, key: &BindingKey) -> Option<&PassFailure> {
+        self.reads.get(key).and_then(|r| r.failure.as_ref())
+    }
+}
+
+impl Checker {
+    pub(super) fn key(binding: &LoadedBinding) -> BindingKey {
+        BindingKey::new(
+            binding
+                .binding
+                .metadata
+                .namespace
+                .clone()
+                .unwrap_or_else(|| "default".into()),
+            binding.binding.metadata.name.clone().unwrap_or_default(),
+        )
+    }
+
+    /// Reads everything the bindings need from Cloud Run, on lists started now, through
+    /// the same reader as the controller's passes ([`read_binding`]).
+    pub(super) async fn pass(&self) -> Pass {
+        let not_before = Instant::now();
+        let reads: Vec<(BindingKey, BindingRead)> =
+            futures::future::join_all(self.active().map(|b| async move {
+                let read = read_binding(&self.inventory, &b.binding.spec, not_before).await;
+                (Self::key(b), read)
+            }))
+            .await;
+        let mut live = BTreeMap::new();
+        for (_, read) in &reads {
+            for list in &read.lists {
+                for r in list.iter() {
+                    live.insert(r.observed.id.clone(), Arc::clone(r));
+                }
+            }
+        }
+        Pass {
+            live,
+            reads: reads.into_iter().collect(),
+        }
+    }
+
+    pub(super) fn active(&self) -> impl Iterator<Item = &LoadedBinding> {
+        self.bindings.iter().filter(|b| !b.binding.spec.suspend)
+    }
+
+    /// Every binding, as the planner takes them.
+    pub(super) fn inputs(&self) -> Vec<BindingInput<'_>> {
+        self.bindings
+            .iter()
+            .map(|b| BindingInput {
+                key: Self::key(b),
+                spec: &b.binding.spec,
+            })
+            .collect()
+    }
+
+    /// Applies every remediation of the pass owned by an Enforce binding whose reads allow
+    /// writing, through the controller's writer; returns what was done, in resource order.
+    pub(super) async fn fix(&self, pass: &Pass) -> Vec<Change> {
+        let inputs = self.inputs();
+        let Ok(plan) = plan::plan(&inputs, pass.live.values().map(|l| &l.observed)) else {
+            return Vec::new();
+        };
+        let requests: Vec<WriteRequest<'_>> = plan
+            .writes()
+            .into_iter()
+            .filter(|w| {
+                w.bindings
+                    .iter()
+                    .any(|b| pass.reads.get(b).is_some_and(BindingRead::may_write))
+            })
+            .filter_map(|w| {
+                let listed = pass.live.get(&w.resource.id)?;
+                Some(WriteRequest {
+                    resource: w.resource,
+                    remediation: w.remediation,
+                    listed: Some(listed.as_ref()),
+                })
+            })
+            .collect();
+        if requests.is_empty() {
+            return Vec::new();
+        }
+        let wanted: BTreeMap<ResourceId, (Arc<LiveResource>, DesiredPolicy)> = requests
+            .iter()
+            .filter_map(|r| {
+                let live = pass.live.get(&r.resource.id)?;
+                Some((
+                    r.resource.id.clone(),
+                    (Arc::clone(live), r.remediation.desired.clone()),
+                ))
+            })
+            .collect();
+        let progress = self.interactive.then(|| Progress::new(requests.len()));
+        // The bindings of a check never change while it runs: every planned write stays
+        // wanted (the controller re-plans here, because its bindings can change).
+        let still_wanted = |_: &ObservedResource, _: &Remediation| true;
+        let may_write = || true;
+        let done = |id: &ResourceId, _: &Written| {
+            if let Some(p) = &progress {
+                p.tick(id);
+            }
+        };
+        let written =
+            remediate_all(&self.inventory, requests, &still_wanted, &may_write, &done).await;
+        if let Some(p) = progress {
+            p.finish();
+        }
+        let mut changes: Vec<Change> = written
+            .into_iter()
+            .filter_map(|(id, w)| {
+                let (live, desired) = wanted.get(&id)?;
+                Some(Change::new(live, desired, w?))
+            })
+            .collect();
+        changes.sort_by(|a, b| a.id.cmp(&b.id));
+        changes
+    }
+}
+
+/// A progress line on stderr for long fixes (terminals only).
+pub(super) struct Progress {
+    bar: indicatif::ProgressBar,
+}
+
+impl Progress {
+    pub(super) fn new(total: usize) -> Self {
+        let bar = indicatif::ProgressBar::new(total as u64);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("fixing {bar:30} {pos}/{len} {msg}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        Self { bar }
+    }
+
+    pub(super) fn tick(&self, id: &ResourceId) {
+        self.bar.set_message(format!("{} {}", id.kind, id.name));
+        self.bar.inc(1);
+    }
+
+    pub(super) fn finish(self) {
+        self.bar.finish_and_clear();
+    }
+}
