@@ -2,7 +2,7 @@
 //!
 //! Two ways to ask, with the same answers:
 //! - [`BindingMatcher::matches`] judges one resource against one binding — the reference
-//!   semantics, written to read like DESIGN.md §3;
+//!   semantics, written to read like docs/planner.md ("Matching");
 //! - [`Inventory::matching`] finds every resource a binding matches in an indexed estate,
 //!   without looking at resources of other projects, locations or kinds, and without
 //!   scanning a location when the names are exact or globs with a literal prefix.

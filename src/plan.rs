@@ -12,7 +12,7 @@
 //!    into the binding's status: summary, bounded target list, Ready/Reconciling/Stalled.
 //! 4. [`affected_bindings`] says which other bindings to re-check when one changes.
 //!
-//! # Rules (DESIGN.md §3)
+//! # Rules (docs/planner.md)
 //! - **Matching** is [`crate::matching`]. Deleted resources never match.
 //! - **Who takes part in ownership**: bindings whose spec is valid and not suspended.
 //!   A suspended binding steps aside completely (it neither owns, supersedes nor

@@ -8,8 +8,9 @@ use crate::cloudrun::CloudRunArgs;
 #[derive(clap::Args, Debug, Clone)]
 pub struct CheckArgs {
     /// Binding manifests: files, directories (searched recursively for *.yaml and *.yml)
-    /// or `-` for stdin. Documents of other kinds are skipped.
-    #[arg(short = 'f', long = "filename", value_name = "PATH", required = true, num_args = 1..)]
+    /// or `-` for stdin. Documents of other kinds are skipped. The environment variable
+    /// holds one path.
+    #[arg(short = 'f', long = "filename", env = "BINAUTHZ_CHECK_FILENAME", value_name = "PATH", required = true, num_args = 1..)]
     pub files: Vec<PathBuf>,
 
     /// Fix drift: set the policy on every drifted resource owned by an Enforce binding,
@@ -23,12 +24,17 @@ pub struct CheckArgs {
 
     /// In the table, list compliant targets too (by default only those that need
     /// attention or changed).
-    #[arg(long)]
+    #[arg(long, env = "BINAUTHZ_CHECK_WIDE")]
     pub wide: bool,
 
     /// Start an embedded Cloud Run emulator seeded from this file and check against it
     /// (no Google credentials, no network). See `binauthz-operator emulator --help`.
-    #[arg(long, value_name = "SEED.yaml", conflicts_with = "cloud_run_endpoint")]
+    #[arg(
+        long,
+        env = "BINAUTHZ_CHECK_EMULATOR",
+        value_name = "SEED.yaml",
+        conflicts_with = "cloud_run_endpoint"
+    )]
     pub emulator: Option<PathBuf>,
 
     #[command(flatten)]

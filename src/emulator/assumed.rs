@@ -1,4 +1,4 @@
-//! Every emulator behaviour that no source settles (marked **(assumed)** in cloudrun-api.md), in one place.
+//! Every emulator behaviour that no source settles (marked **assumed** in docs/emulator.md), in one place.
 //!
 //! The real Cloud Run Admin API does not document these. They are implemented as written
 //! here; change them here and nowhere else. Besides the items below:

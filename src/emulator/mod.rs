@@ -2,9 +2,9 @@
 //! locations, Binary Authorization platform policies and the Org Policy effective policy of
 //! `run.allowedBinaryAuthorizationPolicies` over HTTP/JSON, with fault injection.
 //!
-//! It is an independent implementation of the wire contract in `cloudrun-api.md`: it works
-//! on JSON values, never on the Cloud Run client's types, so a mistake in one cannot hide
-//! in the other. Behaviours no source settles live in [`assumed`].
+//! It is an independent implementation of the wire contract (docs/emulator.md, "What it
+//! serves"): it works on JSON values, never on the Cloud Run client's types, so a mistake in
+//! one cannot hide in the other. Behaviours no source settles live in [`assumed`].
 //!
 //! # Use
 //!
