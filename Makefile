@@ -46,7 +46,7 @@ demo: ## Check-and-fix examples/ against the embedded Cloud Run emulator (no cre
 dev: build ## Local playground: kube-apiserver, Pub/Sub emulator, Cloud Run emulator publishing audit logs, controller (drift events when it has --drift-events), examples/bindings/; injects a drift and times its fix (Ctrl-C stops it)
 	BINAUTHZ_BIN=$(BIN) scripts/dev.sh
 
-bench: ## Benchmarks of BENCHMARKS.md, every figure (< 30 min on 2 cores); ARGS=--quick for the smoke run
+bench: ## Benchmarks of BENCHMARKS.md, every figure (about 30 min on 2 cores; scenario 6 alone 11 min); ARGS=--quick for the smoke run
 	scripts/bench.sh $(ARGS)
 
 bench-quick: ## Benchmark smoke run (< 2 min, what CI can afford); publishes nothing

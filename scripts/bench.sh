@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the benchmarks of BENCHMARKS.md (the method is written there).
 #
-#   scripts/bench.sh                 every figure (< 30 min on 2 cores): release build,
+#   scripts/bench.sh                 every figure (about 30 min on 2 cores): release build,
 #                                    criterion's planner benchmark, then the operator
 #                                    benchmark driver (benches/operator/); refreshes the
 #                                    generated part of BENCHMARKS.md and docs/bench/

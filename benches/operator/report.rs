@@ -79,7 +79,7 @@ pub fn scenarios(r: &Results, figure: &str) -> Option<String> {
 }
 
 /// Scenario 6 with the run's provenance (it is published on its own: `--only drift-events`
-/// refreshes it without the 30 minutes of the others).
+/// refreshes it without the 19 minutes of the others).
 pub fn drift_events_section(r: &Results, x: &DriftEventsResult) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "### 6. Drift events\n");
