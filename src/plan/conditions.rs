@@ -1,0 +1,221 @@
+//! The conditions a binding's status carries (Ready, Reconciling, Stalled), their reasons,
+//! and how they are built from a pass.
+
+use std::fmt;
+
+use super::messages::bounded;
+use super::status::StatusInput;
+use crate::api::{Condition, FailureReason};
+
+/// The Ready condition's reason. `as_str` is what the status and events carry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ReadyReason {
+    /// Every owned target complies (Ready True).
+    Compliant,
+    /// Some owned target drifts: Audit mode, or a fix in progress.
+    Drifted,
+    /// Some remediation failed.
+    RemediationFailed,
+    /// Cloud Run refused the operator (listing or writing): a permission is missing.
+    PermissionDenied,
+    /// The Cloud Run Admin API is not enabled in the project.
+    ApiDisabled,
+    /// A VPC Service Controls perimeter refuses the operator.
+    VpcServiceControls,
+    /// The project does not exist or the operator cannot see it.
+    ProjectNotFoundOrForbidden,
+    /// The named policy does not exist.
+    PolicyNotFound,
+    /// The organization policy constraint does not allow the desired policy.
+    OrgPolicyConflict,
+    /// Cloud Run did not answer.
+    CloudRunUnavailable,
+    /// An equal-priority binding wants a different policy for some target.
+    Conflict,
+    /// The spec breaks a rule.
+    InvalidSpec,
+    /// `spec.suspend` is true (Ready Unknown).
+    Suspended,
+}
+
+impl ReadyReason {
+    /// The CamelCase reason.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Compliant => "Compliant",
+            Self::Drifted => "Drifted",
+            Self::RemediationFailed => "RemediationFailed",
+            Self::PermissionDenied => "PermissionDenied",
+            Self::ApiDisabled => "ApiDisabled",
+            Self::VpcServiceControls => "VpcServiceControls",
+            Self::ProjectNotFoundOrForbidden => "ProjectNotFoundOrForbidden",
+            Self::PolicyNotFound => "PolicyNotFound",
+            Self::OrgPolicyConflict => "OrgPolicyConflict",
+            Self::CloudRunUnavailable => "CloudRunUnavailable",
+            Self::Conflict => "Conflict",
+            Self::InvalidSpec => "InvalidSpec",
+            Self::Suspended => "Suspended",
+        }
+    }
+
+    /// The Ready condition's status with this reason.
+    pub fn ready_status(self) -> ConditionStatus {
+        match self {
+            Self::Compliant => ConditionStatus::True,
+            Self::Suspended => ConditionStatus::Unknown,
+            _ => ConditionStatus::False,
+        }
+    }
+
+    /// Whether nothing will change without a human (Stalled True).
+    pub fn is_stalled(self) -> bool {
+        matches!(
+            self,
+            Self::PermissionDenied
+                | Self::ApiDisabled
+                | Self::VpcServiceControls
+                | Self::ProjectNotFoundOrForbidden
+                | Self::PolicyNotFound
+                | Self::OrgPolicyConflict
+                | Self::Conflict
+                | Self::InvalidSpec
+        )
+    }
+
+    /// The Ready reason a failure gives a binding.
+    pub fn of_failure(reason: FailureReason) -> Self {
+        match reason {
+            FailureReason::PermissionDenied => Self::PermissionDenied,
+            FailureReason::ApiDisabled => Self::ApiDisabled,
+            FailureReason::VpcServiceControls => Self::VpcServiceControls,
+            FailureReason::ProjectNotFoundOrForbidden => Self::ProjectNotFoundOrForbidden,
+            FailureReason::PolicyNotFound => Self::PolicyNotFound,
+            FailureReason::OrgPolicyConflict => Self::OrgPolicyConflict,
+            FailureReason::CloudRunUnavailable => Self::CloudRunUnavailable,
+            FailureReason::ConcurrentUpdate | FailureReason::Rejected => Self::RemediationFailed,
+        }
+    }
+}
+
+impl fmt::Display for ReadyReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The condition types a binding's status carries, in the order written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ConditionType {
+    /// Last pass succeeded and every owned target complies.
+    Ready,
+    /// Remediations are in flight.
+    Reconciling,
+    /// Nothing will change without a human.
+    Stalled,
+}
+
+impl ConditionType {
+    /// The condition's `type`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ready => "Ready",
+            Self::Reconciling => "Reconciling",
+            Self::Stalled => "Stalled",
+        }
+    }
+}
+
+/// A condition's `status`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ConditionStatus {
+    /// "True".
+    True,
+    /// "False".
+    False,
+    /// "Unknown".
+    Unknown,
+}
+
+impl ConditionStatus {
+    /// "True", "False" or "Unknown".
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::True => "True",
+            Self::False => "False",
+            Self::Unknown => "Unknown",
+        }
+    }
+}
+
+/// Reason of `Reconciling=True`; `Reconciling=False` and `Stalled` carry the Ready reason.
+pub const REMEDIATION_IN_PROGRESS: &str = "RemediationInProgress";
+
+pub(super) fn conditions(
+    input: &StatusInput<'_>,
+    now: &str,
+    reason: ReadyReason,
+    message: &str,
+    pending: usize,
+) -> Vec<Condition> {
+    let previous = |type_: ConditionType| {
+        input
+            .previous?
+            .conditions
+            .iter()
+            .find(|c| c.type_ == type_.as_str())
+    };
+    let condition = |type_: ConditionType, status: ConditionStatus, reason: &str, message: &str| {
+        let last_transition_time = match previous(type_) {
+            Some(p) if p.status == status.as_str() => p.last_transition_time.clone(),
+            _ => now.to_owned(),
+        };
+        Condition {
+            type_: type_.as_str().to_owned(),
+            status: status.as_str().to_owned(),
+            reason: reason.to_owned(),
+            message: bounded(message.to_owned()),
+            last_transition_time,
+            observed_generation: input.generation,
+        }
+    };
+    let reconciling = if pending > 0 {
+        condition(
+            ConditionType::Reconciling,
+            ConditionStatus::True,
+            REMEDIATION_IN_PROGRESS,
+            &format!("{pending} remediation(s) in flight; the next pass verifies them"),
+        )
+    } else {
+        condition(
+            ConditionType::Reconciling,
+            ConditionStatus::False,
+            reason.as_str(),
+            "no remediation in flight",
+        )
+    };
+    let stalled = if reason.is_stalled() {
+        condition(
+            ConditionType::Stalled,
+            ConditionStatus::True,
+            reason.as_str(),
+            message,
+        )
+    } else {
+        condition(
+            ConditionType::Stalled,
+            ConditionStatus::False,
+            reason.as_str(),
+            "nothing needs a human to make progress",
+        )
+    };
+    vec![
+        condition(
+            ConditionType::Ready,
+            reason.ready_status(),
+            reason.as_str(),
+            message,
+        ),
+        reconciling,
+        stalled,
+    ]
+}

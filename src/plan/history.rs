@@ -1,0 +1,128 @@
+//! What was last reported about each target, to date transitions and tell them apart from
+//! steady states.
+
+use jiff::Timestamp;
+
+use crate::api::{BinAuthzBindingStatus, ResourceKind, TargetState};
+use crate::resource::ResourceId;
+
+/// Identifies a target within one binding (whose project is fixed).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TargetKey {
+    /// Service, Job or WorkerPool.
+    pub kind: ResourceKind,
+    /// Cloud Run region.
+    pub location: String,
+    /// Resource name.
+    pub name: String,
+}
+
+impl From<&ResourceId> for TargetKey {
+    fn from(id: &ResourceId) -> Self {
+        Self {
+            kind: id.kind,
+            location: id.location.clone(),
+            name: id.name.clone(),
+        }
+    }
+}
+
+/// What was last reported about one target.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TargetRecord {
+    /// Its state.
+    pub state: TargetState,
+    /// Whether its latest deploy was blocked.
+    pub deploy_blocked: bool,
+    /// Since when it has been in `state`.
+    pub since: Timestamp,
+}
+
+/// The previous state of a binding's targets, for `lastTransitionTime` and for telling
+/// transitions (events) apart from steady states.
+///
+/// Built from the previous status ([`TargetHistory::from_status`], which lists at most 100
+/// targets) or kept in memory from the last [`StatusReport::history`] (complete).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TargetHistory(
+    /// Sorted by key, unique keys.
+    pub(super) Vec<(TargetKey, TargetRecord)>,
+);
+
+impl TargetHistory {
+    /// The targets listed in a status (entries without a parsable `lastTransitionTime` are
+    /// skipped).
+    pub fn from_status(status: &BinAuthzBindingStatus) -> Self {
+        let mut records: Vec<(TargetKey, TargetRecord)> = status
+            .targets
+            .iter()
+            .filter_map(|t| {
+                let since = t.last_transition_time.as_deref()?.parse().ok()?;
+                let key = TargetKey {
+                    kind: t.kind,
+                    location: t.location.clone(),
+                    name: t.name.clone(),
+                };
+                let record = TargetRecord {
+                    state: t.state,
+                    deploy_blocked: t.deploy_blocked,
+                    since,
+                };
+                Some((key, record))
+            })
+            .collect();
+        records.sort_by(|a, b| a.0.cmp(&b.0));
+        records.dedup_by(|later, earlier| later.0 == earlier.0);
+        Self(records)
+    }
+
+    /// The record of one target.
+    pub fn get(&self, key: &TargetKey) -> Option<&TargetRecord> {
+        self.lookup(key.kind, &key.location, &key.name)
+    }
+
+    fn lookup(&self, kind: ResourceKind, location: &str, name: &str) -> Option<&TargetRecord> {
+        self.0
+            .binary_search_by(|(k, _)| key_cmp(k, kind, location, name))
+            .ok()
+            .map(|i| &self.0[i].1)
+    }
+
+    /// How many targets are recorded.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether nothing is recorded.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+fn key_cmp(key: &TargetKey, kind: ResourceKind, location: &str, name: &str) -> std::cmp::Ordering {
+    (key.kind, key.location.as_str(), key.name.as_str()).cmp(&(kind, location, name))
+}
+
+/// Looks up records for keys asked in ascending order, in one linear walk.
+pub(super) struct HistoryWalk<'h> {
+    pub(super) rest: &'h [(TargetKey, TargetRecord)],
+}
+
+impl<'h> HistoryWalk<'h> {
+    pub(super) fn seek(
+        &mut self,
+        kind: ResourceKind,
+        location: &str,
+        name: &str,
+    ) -> Option<&'h TargetRecord> {
+        use std::cmp::Ordering::{Equal, Less};
+        while let Some(((key, record), tail)) = self.rest.split_first() {
+            match key_cmp(key, kind, location, name) {
+                Less => self.rest = tail,
+                Equal => return Some(record),
+                _ => return None,
+            }
+        }
+        None
+    }
+}
