@@ -1,0 +1,62 @@
+//! The CustomResourceDefinition derived from the types, finished by hand where the derive
+//! cannot say it.
+
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
+    CustomResourceDefinition, JSONSchemaProps, JSONSchemaPropsOrArray, JSONSchemaPropsOrBool,
+};
+use kube::CustomResourceExt;
+
+use super::patterns::LABEL_VALUE;
+use super::BinAuthzBinding;
+
+/// The CustomResourceDefinition, derived from the types above and finished by hand where
+/// the derive cannot say it:
+/// - no `nullable: true` (kube marks every `Option` so): an explicit `null` must not pass
+///   `has()` in the CEL rules, so absent is the only way to leave a field out;
+/// - the `matchLabels` value constraints (schemars has no attribute for map values).
+pub fn crd() -> CustomResourceDefinition {
+    let mut crd = BinAuthzBinding::crd();
+    for version in &mut crd.spec.versions {
+        if let Some(schema) = version
+            .schema
+            .as_mut()
+            .and_then(|s| s.open_api_v3_schema.as_mut())
+        {
+            finish_schema(schema);
+        }
+    }
+    crd
+}
+
+fn finish_schema(schema: &mut JSONSchemaProps) {
+    schema.nullable = None;
+    if let Some(properties) = schema.properties.as_mut() {
+        for (name, property) in properties.iter_mut() {
+            if name == "matchLabels" {
+                if let Some(JSONSchemaPropsOrBool::Schema(values)) =
+                    property.additional_properties.as_mut()
+                {
+                    values.pattern = Some(LABEL_VALUE.regex.to_owned());
+                    values.max_length = i64::try_from(LABEL_VALUE.max_len).ok();
+                }
+            }
+            finish_schema(property);
+        }
+    }
+    if let Some(JSONSchemaPropsOrArray::Schema(items)) = schema.items.as_mut() {
+        finish_schema(items);
+    }
+    if let Some(JSONSchemaPropsOrBool::Schema(values)) = schema.additional_properties.as_mut() {
+        finish_schema(values);
+    }
+}
+
+/// The CRD as YAML, exactly as `binauthz-operator crd` prints it and `crds/` holds it.
+pub fn crd_yaml() -> Result<String, serde_yaml_ng::Error> {
+    serde_yaml_ng::to_string(&crd())
+}
+
+/// The `apiVersion` of bindings.
+pub const API_VERSION: &str = "binauthz.dev/v1alpha1";
+/// The `kind` of bindings.
+pub const KIND: &str = "BinAuthzBinding";

@@ -1,0 +1,43 @@
+//! The `BinAuthzBinding` custom resource (`binauthz.dev/v1alpha1`): spec, status, CRD rules.
+//!
+//! The Rust types here are the single source of the CRD: `binauthz-operator crd` prints
+//! what they derive, and `crds/` holds a committed copy that a test keeps in step. Every
+//! validation rule exists twice, on purpose and tested against each other: in the schema
+//! (OpenAPI constraints and CEL `x-kubernetes-validations`, enforced by the API server) and
+//! in [`BinAuthzBindingSpec::validate`] (for `check`, which reads files without an API server). The string rules
+//! are written once, in `patterns`, and both sides take them from there.
+
+use std::time::Duration;
+
+mod crd;
+mod patterns;
+mod spec;
+mod status;
+mod validate;
+
+pub use crd::{crd, crd_yaml, API_VERSION, KIND};
+pub use spec::{
+    BinAuthzBinding, BinAuthzBindingSpec, BreakglassMode, LabelOperator, LabelSelector,
+    LabelSelectorRequirement, Mode, PolicyRef, ResourceKind, TargetSelector, Targets,
+};
+pub use status::{
+    BinAuthzBindingStatus, Condition, FailureReason, OrgPolicyState, OrgPolicyStatus, PolicyCheck,
+    PolicyCheckResult, Summary, TargetState, TargetStatus, UnreadLocation, RECONCILE_REQUESTED_AT,
+};
+pub use validate::{binding_from_value, FieldError, ValidationErrors};
+
+#[cfg(test)]
+mod tests;
+
+/// Shortest accepted `spec.interval`.
+pub const MIN_INTERVAL: Duration = Duration::from_secs(30);
+/// `spec.interval` when the binding does not say.
+pub const DEFAULT_INTERVAL: &str = "10m";
+/// Most entries in `status.targets`.
+pub const MAX_STATUS_TARGETS: usize = 100;
+/// Most names or excludes in one target selector.
+pub const MAX_SELECTOR_NAMES: usize = 200;
+/// Most entries in `spec.locations`.
+pub const MAX_LOCATIONS: usize = 50;
+/// Bounds of `spec.priority`.
+pub const PRIORITY_RANGE: std::ops::RangeInclusive<i32> = -1000..=1000;
