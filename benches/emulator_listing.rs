@@ -2,6 +2,13 @@
 //! loopback HTTP, the way a client follows `nextPageToken`. Run with
 //! `cargo bench --bench emulator_listing`; the figures go to docs/emulator.md.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "benchmark setup: a failed unwrap, expect or panic aborts the run, which is its report"
+)]
+
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 

@@ -9,6 +9,13 @@
 //! A second case measures the worst shape: 100 catch-all bindings over one project's
 //! 10,000 resources (one million binding × resource pairs).
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "benchmark setup: a failed unwrap, expect or panic aborts the run, which is its report"
+)]
+
 use std::collections::BTreeMap;
 use std::hint::black_box;
 

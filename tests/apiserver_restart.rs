@@ -6,6 +6,13 @@
 //! spec change made after the restart is reconciled and its status written); Cloud Run is
 //! never written twice for one needed change.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failed unwrap, expect or panic is how a test reports failure"
+)]
+
 #[path = "support/envtest.rs"]
 mod envtest;
 mod reliability;

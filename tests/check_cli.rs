@@ -1,6 +1,13 @@
 //! `binauthz-operator check`, run as a subprocess against the emulator (also a subprocess,
 //! or embedded with `--emulator`), the way a CI job or a person runs it.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failed unwrap, expect or panic is how a test reports failure"
+)]
+
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};

@@ -1,6 +1,13 @@
 //! The Cloud Run client over loopback HTTP: scripted fault sequences against a tiny local
 //! server (exact call counts), and the full behaviour against the Cloud Run emulator.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failed unwrap, expect or panic is how a test reports failure"
+)]
+
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};

@@ -15,6 +15,13 @@
 //! The CRD corpus, RBAC and the ordinary controller scenarios are the end-to-end suite's
 //! (tests/e2e_*.rs). Figures go to `target/reliability/*.json`.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failed unwrap, expect or panic is how a test reports failure"
+)]
+
 #[path = "support/envtest.rs"]
 mod envtest;
 mod reliability;

@@ -3,6 +3,13 @@
 //!
 //! The end-to-end suite sends the same corpus to a real kube-apiserver; both must agree.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failed unwrap, expect or panic is how a test reports failure"
+)]
+
 use std::path::{Path, PathBuf};
 
 use binauthz_operator::api;

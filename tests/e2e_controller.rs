@@ -3,6 +3,13 @@
 //! with exactly the RBAC of deploy/. Each test has its own namespace, emulator and
 //! controller(s); waits poll with generous deadlines and never assert on speed.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failed unwrap, expect or panic is how a test reports failure"
+)]
+
 #[path = "support/envtest.rs"]
 mod envtest;
 #[path = "support/operator.rs"]

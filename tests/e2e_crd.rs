@@ -4,6 +4,13 @@
 //! `kubectl get` shows the printer columns, `kubectl explain` prints the descriptions, and
 //! the Argo CD health samples in tests/fixtures/argocd/ are what the server really stores.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failed unwrap, expect or panic is how a test reports failure"
+)]
+
 #[path = "support/envtest.rs"]
 mod envtest;
 

@@ -4,6 +4,13 @@
 //! tests/fixtures/rbac-expectations.txt says — checked by impersonation, both with
 //! `kubectl auth can-i` and with real requests made as the service account.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failed unwrap, expect or panic is how a test reports failure"
+)]
+
 #[path = "support/envtest.rs"]
 mod envtest;
 

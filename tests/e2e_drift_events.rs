@@ -4,6 +4,13 @@
 //! a drift is fixed within seconds by the event, without a re-list; the reconcile-now
 //! annotation starts a pass and is echoed in the status.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failed unwrap, expect or panic is how a test reports failure"
+)]
+
 #[path = "support/envtest.rs"]
 mod envtest;
 #[path = "support/operator.rs"]

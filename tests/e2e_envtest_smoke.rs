@@ -1,6 +1,13 @@
 //! The end-to-end harness itself: a real etcd + kube-apiserver start for this
 //! test binary (scripts/envtest.sh), a client and kubectl reach it.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failed unwrap, expect or panic is how a test reports failure"
+)]
+
 #[path = "support/envtest.rs"]
 mod envtest;
 

@@ -1,6 +1,13 @@
 //! The controller's start-up checks against a real kube-apiserver: this binary's control
 //! plane starts without the BinAuthzBinding CRD, as a fresh cluster does.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failed unwrap, expect or panic is how a test reports failure"
+)]
+
 #[path = "support/envtest.rs"]
 mod envtest;
 #[path = "support/operator.rs"]

@@ -1,6 +1,13 @@
 //! The emulator's admin API over loopback HTTP: drift and deploy injection, counters, the
 //! request and audit logs, state dump and reset, estate generation.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failed unwrap, expect or panic is how a test reports failure"
+)]
+
 mod emulator_common;
 
 use binauthz_operator::emulator::{Faults, GenerateSpec, Seed};

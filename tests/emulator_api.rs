@@ -1,6 +1,13 @@
 //! The emulator's Cloud Run wire contract, spoken over loopback HTTP with raw JSON: lists,
 //! pages, gets, patches, operations, locations, policies, errors and bookkeeping.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failed unwrap, expect or panic is how a test reports failure"
+)]
+
 mod emulator_common;
 
 use std::collections::BTreeMap;

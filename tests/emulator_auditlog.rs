@@ -1,6 +1,13 @@
 //! The Cloud Run emulator's audit log: Admin Activity entries published to Google's real
 //! Pub/Sub emulator (started by `scripts/pubsub-emulator.sh`), read back over its REST API.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failed unwrap, expect or panic is how a test reports failure"
+)]
+
 #[path = "support/pubsub.rs"]
 mod pubsub;
 

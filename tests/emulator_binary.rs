@@ -1,6 +1,13 @@
 //! `binauthz-operator emulator` as a subprocess: the printed URL, serving the seed, flags,
 //! and one-line errors for bad input.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failed unwrap, expect or panic is how a test reports failure"
+)]
+
 use std::io::Write as _;
 use std::process::Stdio;
 use std::time::Duration;

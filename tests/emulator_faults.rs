@@ -2,6 +2,13 @@
 //! connection resets, quotas, stale-etag races, permissions, and configuring them by flag
 //! and through the admin API.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failed unwrap, expect or panic is how a test reports failure"
+)]
+
 mod emulator_common;
 
 use std::time::{Duration, Instant};

@@ -4,6 +4,13 @@
 //! enforcement timing, job etags not enforced, and condition enums as numbers.
 //! The estate is `tests/fixtures/emulator/real-service.yaml`.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failed unwrap, expect or panic is how a test reports failure"
+)]
+
 mod emulator_common;
 
 use binauthz_operator::emulator::{Faults, ProjectAccess, Seed};

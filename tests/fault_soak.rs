@@ -8,6 +8,13 @@
 //! fixing. `BINAUTHZ_SOAK_RESOURCES` sets the estate size (200 in `make test`, 1,000 in
 //! `make soak`); figures go to `target/reliability/check-fix-soak.json`.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failed unwrap, expect or panic is how a test reports failure"
+)]
+
 mod reliability;
 
 use std::process::Stdio;

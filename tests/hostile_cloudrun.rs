@@ -15,6 +15,13 @@
 //! Every call runs under the test's own `tokio::time::timeout` guard: a hang fails the test.
 //! `BINAUTHZ_FUZZ_CASES` scales the number of generated cases (`make soak` raises it).
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failed unwrap, expect or panic is how a test reports failure"
+)]
+
 use std::io;
 use std::net::SocketAddr;
 use std::num::{NonZeroU32, NonZeroUsize};

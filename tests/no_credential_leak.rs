@@ -10,6 +10,13 @@
 //! report in each format, `/metrics`, `/healthz`, `/readyz`, the bindings' status and the
 //! events — with both a successful remediation and a permission error in the run.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failed unwrap, expect or panic is how a test reports failure"
+)]
+
 #[path = "support/envtest.rs"]
 mod envtest;
 mod reliability;

@@ -13,6 +13,7 @@ use super::{
     Targets, API_VERSION, KIND, MAX_LOCATIONS, MAX_SELECTOR_NAMES, MIN_INTERVAL, PRIORITY_RANGE,
 };
 
+/// A rule a binding breaks: the field (as the API server names it) and what is wrong.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FieldError {
     /// Path of the field, e.g. `spec.locations[1]`.

@@ -37,6 +37,7 @@ pub struct CheckArgs {
     )]
     pub emulator: Option<PathBuf>,
 
+    /// Cloud Run client flags.
     #[command(flatten)]
     pub cloud_run: CloudRunArgs,
 }
