@@ -2,7 +2,7 @@
 //!
 //! It wires Kubernetes, the Cloud Run client and the planner together:
 //! - a watch (reflector) of every binding — in one namespace or all — whose cache feeds
-//!   the planner's ownership decisions (`src/plan.rs`);
+//!   the planner's ownership decisions (`src/plan/`);
 //! - a pass per binding ([`pass`]) on create/update (generation changes only, so status
 //!   writes never trigger one), every `spec.interval` (on the ticks of a clock shared by
 //!   every binding, see [`crate::fleet::inventory::Ticks`]), when an overlapping binding
@@ -19,39 +19,46 @@
 //! `--shutdown-grace` to finish, then are cancelled; the lease is released so a standby
 //! takes over at once.
 
+mod error;
 pub mod events;
-
 pub mod leader;
 mod pass;
+mod startup;
 pub mod status;
+mod triggers;
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
 use std::net::SocketAddr;
 use std::num::NonZeroU16;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use futures::channel::mpsc;
-use futures::future::FutureExt;
-use futures::StreamExt;
+use futures::future::{BoxFuture, FutureExt, Shared};
+use futures::{Stream, StreamExt};
 use kube::runtime::controller::Action;
 use kube::runtime::events::Reporter;
-use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{predicates, watcher, Controller, PredicateConfig, WatchStreamExt};
-use kube::{Api, Client, Resource, ResourceExt};
+use kube::runtime::reflector::{self, store::Writer, ObjectRef, Store};
+use kube::runtime::{watcher, Controller, PredicateConfig, WatchStreamExt};
+use kube::{Api, Client, Resource};
 use rand::Rng;
-use tracing::{debug, error, info, info_span, warn, Instrument};
+use tracing::{error, info, info_span, warn, Instrument};
 
-use crate::api::{BinAuthzBinding, BinAuthzBindingSpec, RECONCILE_REQUESTED_AT};
+use crate::api::BinAuthzBinding;
 use crate::cloudrun::{CallObserver, CloudRunArgs, CloudRunClient};
 use crate::drift::pubsub::{Subscriber, SubscriptionName};
-use crate::drift::{DriftConfig, Environment, Handler};
-use crate::plan::{affected_bindings, BindingInput, BindingKey, TargetHistory};
+use crate::drift::{DriftConfig, Handler};
+use crate::fleet::{inventory::SharedInventory, key_of};
+use crate::plan::{BindingKey, TargetHistory};
 use crate::resource::ResourceId;
 use crate::telemetry::{self, Health, LogFormat, Metrics, PassResult, Telemetry, TelemetryError};
 
-use crate::fleet::{inventory::SharedInventory, key_of};
-use leader::{LeaderConfig, LeaderError, LeaderGate};
+use error::kube_error_line;
+pub use error::{Error, RetryCause};
+use leader::{LeaderConfig, LeaderElection, LeaderGate};
+use startup::{check_cluster, crd_served, identity, shutdown_signal};
+use triggers::{pass_trigger, DriftEnv, Tap, WatchBackoff};
 
 /// The API group/version of bindings, for the CRD check.
 const GROUP_VERSION: &str = "binauthz.dev/v1alpha1";
@@ -149,106 +156,6 @@ pub struct ControllerArgs {
     /// Cloud Run client flags.
     #[command(flatten)]
     pub cloud_run: CloudRunArgs,
-}
-
-/// Everything that can go wrong in the controller. Display is one line for a person.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// No kubeconfig and not in a cluster.
-    #[error(
-        "cannot load a Kubernetes configuration: {0} (set KUBECONFIG or run inside a cluster)"
-    )]
-    KubeConfig(String),
-    /// The API server does not answer (or refuses the credentials).
-    #[error("cannot reach the Kubernetes API server at {url}: {detail}")]
-    ApiServerUnreachable {
-        /// The server.
-        url: String,
-        /// What went wrong.
-        detail: String,
-    },
-    /// The CRD is not installed.
-    #[error("the BinAuthzBinding CRD ({PLURAL}.binauthz.dev) is not installed: run `kubectl apply -f crds/binauthzbindings.binauthz.dev.yaml` or `binauthz-operator crd | kubectl apply -f -`")]
-    CrdNotInstalled,
-    /// Discovery failed for another reason.
-    #[error("cannot check whether the BinAuthzBinding CRD is installed: {0}")]
-    Discovery(String),
-    /// The Cloud Run client cannot be built (credentials, flags).
-    #[error(transparent)]
-    CloudRun(#[from] crate::cloudrun::Error),
-    /// The telemetry server failed.
-    #[error(transparent)]
-    Telemetry(#[from] TelemetryError),
-    /// Leader election could not start.
-    #[error(transparent)]
-    Leader(#[from] LeaderError),
-    /// A status write failed (the pass is retried with backoff).
-    #[error(
-        "cannot write the status of binding {binding}: {}",
-        kube_error_line(error)
-    )]
-    StatusWrite {
-        /// The binding.
-        binding: BindingKey,
-        /// The API server's answer.
-        error: Box<kube::Error>,
-    },
-    /// Cloud Run failed in a way worth retrying soon (the status already says so).
-    #[error("binding {binding}: Cloud Run failed, retrying with backoff: {message}")]
-    CloudRunRetry {
-        /// The binding.
-        binding: BindingKey,
-        /// Cloud Run's error.
-        message: String,
-    },
-    /// The planner refused its input (a bug: the watch cache holds unique bindings).
-    #[error("planning failed: {0}")]
-    Plan(String),
-    /// The drift events subscriber cannot start (no credentials for Pub/Sub).
-    #[error(transparent)]
-    DriftEvents(#[from] crate::drift::pubsub::PubSubError),
-}
-
-impl Error {
-    /// A stable CamelCase name of the variant, for logs and metrics.
-    pub fn reason(&self) -> &'static str {
-        match self {
-            Self::KubeConfig(_) => "KubeConfig",
-            Self::ApiServerUnreachable { .. } => "ApiServerUnreachable",
-            Self::CrdNotInstalled => "CrdNotInstalled",
-            Self::Discovery(_) => "Discovery",
-            Self::CloudRun(_) => "CloudRun",
-            Self::Telemetry(_) => "Telemetry",
-            Self::Leader(_) => "Leader",
-            Self::StatusWrite { .. } => "StatusWrite",
-            Self::CloudRunRetry { .. } => "CloudRunRetry",
-            Self::Plan(_) => "Plan",
-            Self::DriftEvents(_) => "DriftEvents",
-        }
-    }
-}
-
-/// One line for a Kubernetes client error (kube's own Display of API errors repeats the
-/// whole status as a debug dump).
-fn kube_error_line(err: &kube::Error) -> String {
-    match err {
-        kube::Error::Api(status) => {
-            format!("{} {}: {}", status.code, status.reason, status.message)
-        }
-        other => {
-            let mut text = other.to_string();
-            let mut source = std::error::Error::source(other);
-            while let Some(cause) = source {
-                let cause_text = cause.to_string();
-                if !text.contains(&cause_text) {
-                    text.push_str(": ");
-                    text.push_str(&cause_text);
-                }
-                source = cause.source();
-            }
-            text
-        }
-    }
 }
 
 /// What a pass remembers about a binding between passes (in memory only; a new leader
@@ -426,251 +333,6 @@ fn backoff(failures: u32, interval: Duration) -> Duration {
     half + Duration::from_millis(jitter)
 }
 
-/// How the bindings watch retries after an error: 0.5 s doubling to at most
-/// [`WATCH_BACKOFF_MAX`], half of each delay random. While the API server is away the watch
-/// reports an error at least that often, so once it reports none for
-/// [`telemetry::WATCH_ERROR_GRACE`] it has reconnected (a resumed watch is silent until
-/// something changes) and `/readyz` recovers within seconds of the API server's return.
-#[derive(Debug)]
-struct WatchBackoff {
-    next: Duration,
-}
-
-/// First retry delay of the bindings watch.
-const WATCH_BACKOFF_MIN: Duration = Duration::from_millis(500);
-/// Longest retry delay of the bindings watch.
-const WATCH_BACKOFF_MAX: Duration = Duration::from_secs(5);
-
-impl Default for WatchBackoff {
-    fn default() -> Self {
-        Self {
-            next: WATCH_BACKOFF_MIN,
-        }
-    }
-}
-
-impl Iterator for WatchBackoff {
-    type Item = Duration;
-
-    fn next(&mut self) -> Option<Duration> {
-        let delay = self.next;
-        self.next = (delay * 2).min(WATCH_BACKOFF_MAX);
-        let half = delay / 2;
-        let jitter = rand::rng().random_range(0..=half.as_millis().max(1) as u64);
-        Some(half + Duration::from_millis(jitter))
-    }
-}
-
-impl kube::runtime::utils::Backoff for WatchBackoff {
-    fn reset(&mut self) {
-        self.next = WATCH_BACKOFF_MIN;
-    }
-}
-
-/// Watches binding events beside the reflector: readiness, re-checks of overlapping
-/// bindings, and cleanup of deleted ones.
-struct Tap {
-    ctx: Arc<Context>,
-    triggers: mpsc::UnboundedSender<ObjectRef<BinAuthzBinding>>,
-    /// The generation and spec last seen per binding.
-    seen: HashMap<BindingKey, (Option<i64>, BinAuthzBindingSpec)>,
-}
-
-impl Tap {
-    fn observe(&mut self, event: &Result<watcher::Event<BinAuthzBinding>, watcher::Error>) {
-        let health = &self.ctx.telemetry.health;
-        let event = match event {
-            Ok(event) => {
-                health.watch_recovered();
-                event
-            }
-            Err(err) => {
-                warn!(error = %err, "watching bindings failed; retrying with backoff");
-                health.watch_failed();
-                return;
-            }
-        };
-        match event {
-            watcher::Event::Init => {}
-            watcher::Event::InitApply(binding) => {
-                self.seen.insert(
-                    key_of(binding),
-                    (binding.meta().generation, binding.spec.clone()),
-                );
-            }
-            watcher::Event::InitDone => health.set_synced(),
-            watcher::Event::Apply(binding) => {
-                let key = key_of(binding);
-                let now = (binding.meta().generation, binding.spec.clone());
-                let old = self.seen.insert(key.clone(), now);
-                let changed = old
-                    .as_ref()
-                    .is_none_or(|(g, _)| *g != binding.meta().generation);
-                if changed {
-                    self.recheck(
-                        &key,
-                        old.as_ref().map(|(_, spec)| spec),
-                        Some(&binding.spec),
-                    );
-                }
-            }
-            watcher::Event::Delete(binding) => {
-                let key = key_of(binding);
-                let old = self.seen.remove(&key);
-                self.recheck(&key, old.as_ref().map(|(_, spec)| spec), None);
-                self.ctx.forget(&key);
-            }
-        }
-    }
-
-    /// Triggers a pass of every binding sharing resources with `changed`'s old or new
-    /// spec, judged on the last resources listed for their projects.
-    fn recheck(
-        &self,
-        changed: &BindingKey,
-        old: Option<&BinAuthzBindingSpec>,
-        new: Option<&BinAuthzBindingSpec>,
-    ) {
-        let projects: BTreeSet<&str> = old
-            .into_iter()
-            .chain(new)
-            .map(|s| s.project.as_str())
-            .collect();
-        let resources: Vec<_> = projects
-            .iter()
-            .flat_map(|p| self.ctx.inventory.last_known(p))
-            .collect();
-        if resources.is_empty() {
-            return;
-        }
-        let all = self.ctx.bindings.state();
-        let inputs: Vec<BindingInput<'_>> = all
-            .iter()
-            .filter(|b| projects.contains(b.spec.project.as_str()))
-            .map(|b| BindingInput {
-                key: key_of(b),
-                spec: &b.spec,
-            })
-            .collect();
-        let affected =
-            affected_bindings(changed, old, &inputs, resources.iter().map(|r| &r.observed));
-        if !affected.is_empty() {
-            // One line per change, not per pair: a flood of N overlapping bindings would
-            // otherwise log N² lines.
-            info!(changed = %changed, rechecks = affected.len(), "a binding changed; re-checking the bindings it shares resources with");
-        }
-        for other in affected {
-            debug!(changed = %changed, recheck = %other, "re-checking an overlapping binding");
-            let _ = self
-                .triggers
-                .unbounded_send(ObjectRef::new(&other.name).within(&other.namespace));
-        }
-    }
-}
-
-/// What starts a pass on a watch event: a new generation (spec change) or a new value of
-/// the reconcile-now annotation. Status writes change neither.
-fn pass_trigger(binding: &BinAuthzBinding) -> Option<u64> {
-    use std::hash::{Hash, Hasher};
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    predicates::generation(binding).hash(&mut hasher);
-    binding
-        .annotations()
-        .get(RECONCILE_REQUESTED_AT)
-        .hash(&mut hasher);
-    Some(hasher.finish())
-}
-
-/// The drift handler's view of the controller: the passes' inventory, watch cache, lease
-/// and metrics; a re-check queues passes of the bindings that cover the resource.
-struct DriftEnv {
-    ctx: Arc<Context>,
-    triggers: mpsc::UnboundedSender<ObjectRef<BinAuthzBinding>>,
-}
-
-impl Environment for DriftEnv {
-    fn inventory(&self) -> &SharedInventory {
-        &self.ctx.inventory
-    }
-
-    fn bindings(&self) -> Vec<Arc<BinAuthzBinding>> {
-        self.ctx.bindings.state()
-    }
-
-    fn is_leader(&self) -> bool {
-        self.ctx.leader.is_leader()
-    }
-
-    fn metrics(&self) -> &Metrics {
-        &self.ctx.telemetry.metrics
-    }
-
-    fn rechecked(&self, bindings: &[BindingKey]) {
-        for key in bindings {
-            self.ctx.request_refresh(key);
-            let _ = self
-                .triggers
-                .unbounded_send(ObjectRef::new(&key.name).within(&key.namespace));
-        }
-    }
-}
-
-/// Resolves on SIGTERM or SIGINT.
-async fn shutdown_signal() {
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(err) => {
-                warn!(error = %err, "cannot listen for SIGTERM; only SIGINT stops the controller");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => info!("SIGINT received: shutting down"),
-        () = terminate => info!("SIGTERM received: shutting down"),
-    }
-}
-
-/// Checks the API server answers and serves the CRD.
-async fn check_cluster(client: &Client, url: &str) -> Result<(), Error> {
-    client
-        .apiserver_version()
-        .await
-        .map_err(|err| Error::ApiServerUnreachable {
-            url: url.to_owned(),
-            detail: kube_error_line(&err),
-        })?;
-    crd_served(client)
-        .await?
-        .then_some(())
-        .ok_or(Error::CrdNotInstalled)
-}
-
-/// Whether discovery lists the bindings resource. The API server answers discovery of a
-/// group/version it does not serve with a plain-text `404 page not found`, not a Status
-/// (kube keeps only the HTTP code), so the code decides.
-async fn crd_served(client: &Client) -> Result<bool, Error> {
-    match client.list_api_group_resources(GROUP_VERSION).await {
-        Ok(list) => Ok(list.resources.iter().any(|r| r.name == PLURAL)),
-        Err(kube::Error::Api(status)) if status.is_not_found() || status.code == 404 => Ok(false),
-        Err(err) => Err(Error::Discovery(kube_error_line(&err))),
-    }
-}
-
-/// This replica's identity: `$POD_NAME`, else `$HOSTNAME`, else a random name.
-fn identity() -> String {
-    let from_env = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
-    from_env("POD_NAME")
-        .or_else(|| from_env("HOSTNAME"))
-        .unwrap_or_else(|| {
-            let suffix: u32 = rand::rng().random();
-            format!("{CONTROLLER_NAME}-{suffix:08x}")
-        })
-}
-
 /// Runs the controller until SIGTERM/SIGINT.
 ///
 /// # Errors
@@ -698,18 +360,7 @@ pub async fn run(args: ControllerArgs) -> Result<(), Error> {
         health: Health::new(),
     };
     let listener = telemetry::bind(metrics_addr).await?;
-
-    let config = kube::Config::infer()
-        .await
-        .map_err(|err| Error::KubeConfig(err.to_string()))?;
-    let url = config.cluster_url.to_string();
-    let kube = Client::try_from(config).map_err(|err| Error::ApiServerUnreachable {
-        url: url.clone(),
-        detail: kube_error_line(&err),
-    })?;
-    check_cluster(&kube, &url).await?;
-    telemetry.health.set_crd_served(true);
-
+    let kube = connect(&telemetry.health).await?;
     let subscriber = match drift_events {
         Some(subscription) => Some(Subscriber::from_env(subscription).await?),
         None => None,
@@ -722,64 +373,20 @@ pub async fn run(args: ControllerArgs) -> Result<(), Error> {
         leader_election,
         "starting the controller"
     );
-
-    let (stop_server, server_stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(telemetry::serve(listener, telemetry.clone(), async {
-        let _ = server_stopped.await;
-    }));
+    let server = MetricsServer::start(listener, &telemetry);
 
     let identity = identity();
-    let (gate, election) = if leader_election {
-        let lease_namespace = lease_namespace
+    let lease = leader_election.then(|| LeaderConfig {
+        lease_name,
+        lease_namespace: lease_namespace
             .or_else(|| std::env::var("POD_NAMESPACE").ok())
             .filter(|ns| !ns.trim().is_empty())
-            .unwrap_or_else(|| kube.default_namespace().to_owned());
-        let config = LeaderConfig {
-            lease_name,
-            lease_namespace,
-            identity: identity.clone(),
-            duration: lease_duration,
-        };
-        let (gate, election) = leader::start(
-            kube.clone(),
-            config,
-            telemetry.health.clone(),
-            Arc::clone(&telemetry.metrics),
-        )
-        .await?;
-        (gate, Some(election))
-    } else {
-        telemetry.metrics.set_leader(true);
-        (LeaderGate::always(), None)
-    };
-
-    let crd_check = tokio::spawn({
-        let kube = kube.clone();
-        let health = telemetry.health.clone();
-        async move {
-            let mut tick = tokio::time::interval(API_CHECK_EVERY);
-            loop {
-                tick.tick().await;
-                match tokio::time::timeout(API_CHECK_TIMEOUT, crd_served(&kube)).await {
-                    Ok(Ok(served)) => {
-                        health.set_api_reachable(true);
-                        health.set_crd_served(served);
-                    }
-                    Ok(Err(err)) => {
-                        warn!(error = %err, "cannot check the CRD");
-                        health.set_api_reachable(false);
-                    }
-                    Err(_) => {
-                        warn!(
-                            timeout_secs = API_CHECK_TIMEOUT.as_secs(),
-                            "the API server did not answer in time"
-                        );
-                        health.set_api_reachable(false);
-                    }
-                }
-            }
-        }
+            .unwrap_or_else(|| kube.default_namespace().to_owned()),
+        identity: identity.clone(),
+        duration: lease_duration,
     });
+    let (gate, election) = elect(&kube, lease, &telemetry).await?;
+    let api_check = tokio::spawn(check_api_server(kube.clone(), telemetry.health.clone()));
 
     let (reader, writer) = reflector::store();
     let ctx = Arc::new(Context::new(
@@ -793,24 +400,14 @@ pub async fn run(args: ControllerArgs) -> Result<(), Error> {
             instance: Some(identity),
         },
     ));
-    let (triggers, trigger_stream) = mpsc::unbounded();
-    let mut tap = Tap {
-        ctx: Arc::clone(&ctx),
-        triggers,
-        seen: HashMap::new(),
-    };
-    let api: Api<BinAuthzBinding> = match &namespace {
-        Some(ns) => Api::namespaced(kube.clone(), ns),
-        None => Api::all(kube.clone()),
-    };
-    let bindings = watcher(api, watcher::Config::default())
-        .backoff(WatchBackoff::default())
-        .reflect(writer)
-        .inspect(move |event| tap.observe(event))
-        .applied_objects()
-        .predicate_filter(pass_trigger, PredicateConfig::default());
-
-    let signal = shutdown_signal().boxed().shared();
+    let (watch_triggers, watch_trigger_stream) = mpsc::unbounded();
+    let bindings = watch_bindings(
+        &kube,
+        namespace.as_deref(),
+        writer,
+        Tap::new(&ctx, watch_triggers),
+    );
+    let signal: Shutdown = shutdown_signal().boxed().shared();
     let (drift_triggers, drift_trigger_stream) = mpsc::unbounded();
     let drift = subscriber.map(|subscriber| {
         let env = Arc::new(DriftEnv {
@@ -820,62 +417,204 @@ pub async fn run(args: ControllerArgs) -> Result<(), Error> {
         let config = DriftConfig {
             ignore_principals: drift_events_ignore_principal,
         };
-        let handler = Handler::new(env, subscriber, config);
-        tokio::spawn(handler.run(signal.clone()))
+        tokio::spawn(Handler::new(env, subscriber, config).run(signal.clone()))
     });
-    let controller = Controller::for_stream(bindings, reader)
+    let triggers = futures::stream::select(watch_trigger_stream, drift_trigger_stream);
+    let controller = passes(
+        bindings,
+        reader,
+        triggers,
+        &ctx,
+        max_concurrent_passes,
+        signal.clone(),
+    );
+
+    telemetry.health.set_controller_running(true);
+    run_until_shutdown(controller, signal, shutdown_grace).await;
+    telemetry.health.set_controller_running(false);
+    if let Some(election) = election {
+        election.release(Duration::from_secs(5)).await;
+    }
+    api_check.abort();
+    if let Some(drift) = drift {
+        drift.abort();
+    }
+    server.stop().await;
+    info!("stopped");
+    Ok(())
+}
+
+/// Resolves on SIGTERM or SIGINT, for every task that stops then.
+type Shutdown = Shared<BoxFuture<'static, ()>>;
+
+/// Connects to the API server and checks it serves the CRD.
+async fn connect(health: &Health) -> Result<Client, Error> {
+    let config = kube::Config::infer()
+        .await
+        .map_err(|err| Error::KubeConfig(err.to_string()))?;
+    let url = config.cluster_url.to_string();
+    let kube = Client::try_from(config).map_err(|err| Error::ApiServerUnreachable {
+        url: url.clone(),
+        detail: kube_error_line(&err),
+    })?;
+    check_cluster(&kube, &url).await?;
+    health.set_crd_served(true);
+    Ok(kube)
+}
+
+/// The HTTP server of /metrics, /healthz and /readyz, running until stopped.
+struct MetricsServer {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Result<(), TelemetryError>>,
+}
+
+impl MetricsServer {
+    fn start(listener: tokio::net::TcpListener, telemetry: &Telemetry) -> Self {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(telemetry::serve(listener, telemetry.clone(), async {
+            let _ = stopped.await;
+        }));
+        Self { stop, task }
+    }
+
+    /// Stops serving and logs how the server ended.
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        match self.task.await {
+            Ok(Err(err)) => error!(error = %err, "the metrics server failed"),
+            Err(err) => error!(error = %err, "the metrics server task failed"),
+            Ok(Ok(())) => {}
+        }
+    }
+}
+
+/// Starts leader election on `lease`, or, without one, opens the gate for good.
+async fn elect(
+    kube: &Client,
+    lease: Option<LeaderConfig>,
+    telemetry: &Telemetry,
+) -> Result<(LeaderGate, Option<LeaderElection>), Error> {
+    let Some(config) = lease else {
+        telemetry.metrics.set_leader(true);
+        return Ok((LeaderGate::always(), None));
+    };
+    let (gate, election) = leader::start(
+        kube.clone(),
+        config,
+        telemetry.health.clone(),
+        Arc::clone(&telemetry.metrics),
+    )
+    .await?;
+    Ok((gate, Some(election)))
+}
+
+/// Checks every [`API_CHECK_EVERY`] that the API server answers and serves the CRD, for
+/// `/readyz`.
+async fn check_api_server(kube: Client, health: Health) {
+    let mut tick = tokio::time::interval(API_CHECK_EVERY);
+    loop {
+        tick.tick().await;
+        match tokio::time::timeout(API_CHECK_TIMEOUT, crd_served(&kube)).await {
+            Ok(Ok(served)) => {
+                health.set_api_reachable(true);
+                health.set_crd_served(served);
+            }
+            Ok(Err(err)) => {
+                warn!(error = %err, "cannot check the CRD");
+                health.set_api_reachable(false);
+            }
+            Err(_) => {
+                warn!(
+                    timeout_secs = API_CHECK_TIMEOUT.as_secs(),
+                    "the API server did not answer in time"
+                );
+                health.set_api_reachable(false);
+            }
+        }
+    }
+}
+
+/// The bindings watch (in `namespace`, or every namespace) feeding the reflector and the
+/// tap; yields the bindings whose generation or reconcile request changed.
+fn watch_bindings(
+    kube: &Client,
+    namespace: Option<&str>,
+    writer: Writer<BinAuthzBinding>,
+    mut tap: Tap,
+) -> impl Stream<Item = Result<BinAuthzBinding, watcher::Error>> + Send + 'static {
+    let api: Api<BinAuthzBinding> = match namespace {
+        Some(ns) => Api::namespaced(kube.clone(), ns),
+        None => Api::all(kube.clone()),
+    };
+    watcher(api, watcher::Config::default())
+        .backoff(WatchBackoff::default())
+        .reflect(writer)
+        .inspect(move |event| tap.observe(event))
+        .applied_objects()
+        .predicate_filter(pass_trigger, PredicateConfig::default())
+}
+
+/// The kube-runtime controller running passes: on watch events, on `triggers`, for every
+/// binding when this replica takes over the lease, and on each pass's requeue; at most
+/// `concurrency` at once, debounced; no new pass once `signal` fires.
+fn passes(
+    bindings: impl Stream<Item = Result<BinAuthzBinding, watcher::Error>> + Send + 'static,
+    reader: Store<BinAuthzBinding>,
+    triggers: impl Stream<Item = ObjectRef<BinAuthzBinding>> + Send + 'static,
+    ctx: &Arc<Context>,
+    concurrency: NonZeroU16,
+    signal: Shutdown,
+) -> impl Future<Output = ()> {
+    Controller::for_stream(bindings, reader)
         .with_config(
             kube::runtime::Config::default()
-                .concurrency(max_concurrent_passes.get())
+                .concurrency(concurrency.get())
                 .debounce(DEBOUNCE),
         )
-        .reconcile_on(futures::stream::select(
-            trigger_stream,
-            drift_trigger_stream,
-        ))
-        .reconcile_all_on(gate.acquired())
-        .graceful_shutdown_on(signal.clone())
-        .run(reconcile, error_policy, Arc::clone(&ctx))
-        .for_each(|result| async move {
-            use kube::runtime::controller::Error as RunError;
-            match result {
-                // Failed passes are logged by `error_policy`, watch errors by the tap.
-                Ok(_) | Err(RunError::ReconcilerFailed(..) | RunError::QueueError(_)) => {}
-                Err(RunError::ObjectNotFound(object)) => {
-                    tracing::debug!(binding = %object, "binding deleted before its pass")
-                }
-                Err(other) => error!(error = %other, "the controller failed"),
-            }
-        });
-    telemetry.health.set_controller_running(true);
+        .reconcile_on(triggers)
+        .reconcile_all_on(ctx.leader.acquired())
+        .graceful_shutdown_on(signal)
+        .run(reconcile, error_policy, Arc::clone(ctx))
+        .for_each(|result| async move { log_controller_result(result) })
+}
+
+/// Logs what the controller's stream reports beyond passes and watch errors.
+fn log_controller_result(
+    result: Result<
+        (ObjectRef<BinAuthzBinding>, Action),
+        kube::runtime::controller::Error<Error, watcher::Error>,
+    >,
+) {
+    use kube::runtime::controller::Error as RunError;
+    match result {
+        // Failed passes are logged by `error_policy`, watch errors by the tap.
+        Ok(_) | Err(RunError::ReconcilerFailed(..) | RunError::QueueError(_)) => {}
+        Err(RunError::ObjectNotFound(object)) => {
+            tracing::debug!(binding = %object, "binding deleted before its pass")
+        }
+        Err(other) => error!(error = %other, "the controller failed"),
+    }
+}
+
+/// Runs the controller until it stops or the signal comes; then passes in flight get
+/// `grace` to finish.
+async fn run_until_shutdown(
+    controller: impl Future<Output = ()>,
+    signal: Shutdown,
+    grace: Duration,
+) {
     let mut controller = std::pin::pin!(controller);
     tokio::select! {
         () = &mut controller => {
             warn!("the controller stopped unexpectedly");
         }
-        () = signal.clone() => {
-            info!(grace_secs = shutdown_grace.as_secs(), "no new passes; waiting for passes in flight");
-            if tokio::time::timeout(shutdown_grace, &mut controller).await.is_err() {
+        () = signal => {
+            info!(grace_secs = grace.as_secs(), "no new passes; waiting for passes in flight");
+            if tokio::time::timeout(grace, &mut controller).await.is_err() {
                 warn!("passes still running after --shutdown-grace are cancelled");
             }
         }
     }
-    telemetry.health.set_controller_running(false);
-    if let Some(election) = election {
-        election.release(Duration::from_secs(5)).await;
-    }
-    crd_check.abort();
-    if let Some(drift) = drift {
-        drift.abort();
-    }
-    let _ = stop_server.send(());
-    match server.await {
-        Ok(Err(err)) => error!(error = %err, "the metrics server failed"),
-        Err(err) => error!(error = %err, "the metrics server task failed"),
-        Ok(Ok(())) => {}
-    }
-    info!("stopped");
-    Ok(())
 }
 
 #[cfg(test)]

@@ -126,109 +126,146 @@ pub struct PassSummary<'a, 'r> {
 
 /// The events of one pass, in a fixed order (by reason).
 pub fn pass_events(pass: &PassSummary<'_, '_>) -> Vec<PassEvent> {
-    let mut events = Vec::new();
-    let entering = |state: TargetState| -> Vec<&TargetTransition<'_>> {
-        pass.transitions
-            .iter()
-            .filter(|t| t.to == state && t.from != Some(state))
-            .collect()
-    };
     let desired = pass
         .desired
         .map_or_else(|| "the desired policy".to_owned(), ToString::to_string);
+    let remediated = entering(pass, TargetState::Remediated);
+    [
+        remediated_event(&remediated, &desired),
+        drift_event(pass, &desired),
+        failure_event(pass, &desired),
+        conflict_event(pass),
+        breakglass_event(pass, &remediated),
+        deploy_blocked_event(pass),
+        policy_unverifiable_event(pass),
+        binding_event(pass),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
+}
 
-    let remediated = entering(TargetState::Remediated);
-    if !remediated.is_empty() {
-        let head = format!(
-            "Set Binary Authorization policy {desired} on {} resource(s): ",
-            remediated.len()
-        );
-        let tail = ". Cloud Run enforces it from each resource's next deploy.";
-        let items = remediated
-            .iter()
-            .map(|t| format!("{} (was {})", short(t), t.resource.policy));
-        events.push(event(
-            EventType::Normal,
-            EventReason::Remediated,
-            "Remediate",
-            &head,
-            items,
-            tail,
-        ));
+/// The transitions of the pass into `state` (from another state, or new).
+fn entering<'a, 'r>(
+    pass: &PassSummary<'a, 'r>,
+    state: TargetState,
+) -> Vec<&'a TargetTransition<'r>> {
+    pass.transitions
+        .iter()
+        .filter(|t| t.to == state && t.from != Some(state))
+        .collect()
+}
+
+/// Remediated: the targets fixed in this pass.
+fn remediated_event(remediated: &[&TargetTransition<'_>], desired: &str) -> Option<PassEvent> {
+    if remediated.is_empty() {
+        return None;
     }
+    let head = format!(
+        "Set Binary Authorization policy {desired} on {} resource(s): ",
+        remediated.len()
+    );
+    let tail = ". Cloud Run enforces it from each resource's next deploy.";
+    let items = remediated
+        .iter()
+        .map(|t| format!("{} (was {})", short(t), t.resource.policy));
+    Some(event(
+        EventType::Normal,
+        EventReason::Remediated,
+        "Remediate",
+        &head,
+        items,
+        tail,
+    ))
+}
 
-    let drifted = entering(TargetState::Drifted);
-    if !drifted.is_empty() {
-        let (head, tail) = match pass.mode {
-            Some(Mode::Audit) => (
-                format!("{} resource(s) do not carry Binary Authorization policy {desired} (Audit mode: reported, not fixed): ", drifted.len()),
-                format!(". Fix them (e.g. {}) or set spec.mode: Enforce to let the operator fix them.", gcloud_fix(&drifted, pass.desired)),
-            ),
-            _ => (
-                format!("{} resource(s) do not carry Binary Authorization policy {desired}; a fix is in progress: ", drifted.len()),
-                ". The next pass verifies the fix; nothing to do unless this repeats.".to_owned(),
-            ),
-        };
-        let items = drifted
-            .iter()
-            .map(|t| format!("{} (carries {})", short(t), t.resource.policy));
-        events.push(event(
-            EventType::Warning,
-            EventReason::DriftDetected,
-            "Check",
-            &head,
-            items,
-            &tail,
-        ));
+/// DriftDetected: the targets newly drifting (Audit mode, or a fix in progress).
+fn drift_event(pass: &PassSummary<'_, '_>, desired: &str) -> Option<PassEvent> {
+    let drifted = entering(pass, TargetState::Drifted);
+    if drifted.is_empty() {
+        return None;
     }
+    let (head, tail) = match pass.mode {
+        Some(Mode::Audit) => (
+            format!("{} resource(s) do not carry Binary Authorization policy {desired} (Audit mode: reported, not fixed): ", drifted.len()),
+            format!(". Fix them (e.g. {}) or set spec.mode: Enforce to let the operator fix them.", gcloud_fix(&drifted, pass.desired)),
+        ),
+        _ => (
+            format!("{} resource(s) do not carry Binary Authorization policy {desired}; a fix is in progress: ", drifted.len()),
+            ". The next pass verifies the fix; nothing to do unless this repeats.".to_owned(),
+        ),
+    };
+    let items = drifted
+        .iter()
+        .map(|t| format!("{} (carries {})", short(t), t.resource.policy));
+    Some(event(
+        EventType::Warning,
+        EventReason::DriftDetected,
+        "Check",
+        &head,
+        items,
+        &tail,
+    ))
+}
 
+/// RemediationFailed: the targets whose fix failed in this pass.
+fn failure_event(pass: &PassSummary<'_, '_>, desired: &str) -> Option<PassEvent> {
     // With the policy missing or forbidden nothing was attempted: the binding's own event
     // says it all.
     let failed = match pass.ready.0 {
         ReadyReason::PolicyNotFound | ReadyReason::OrgPolicyConflict => Vec::new(),
-        _ => entering(TargetState::Failed),
+        _ => entering(pass, TargetState::Failed),
     };
-    if !failed.is_empty() {
-        let head = format!(
-            "Could not set Binary Authorization policy {desired} on {} resource(s): ",
-            failed.len()
-        );
-        let tail = ". The operator retries with backoff; see each target's message in the status (permissions, quota, or a policy Cloud Run refuses).";
-        let items = failed
-            .iter()
-            .map(|t| format!("{}: {}", short(t), t.message));
-        events.push(event(
-            EventType::Warning,
-            EventReason::RemediationFailed,
-            "Remediate",
-            &head,
-            items,
-            tail,
-        ));
+    if failed.is_empty() {
+        return None;
     }
+    let head = format!(
+        "Could not set Binary Authorization policy {desired} on {} resource(s): ",
+        failed.len()
+    );
+    let tail = ". The operator retries with backoff; see each target's message in the status (permissions, quota, or a policy Cloud Run refuses).";
+    let items = failed
+        .iter()
+        .map(|t| format!("{}: {}", short(t), t.message));
+    Some(event(
+        EventType::Warning,
+        EventReason::RemediationFailed,
+        "Remediate",
+        &head,
+        items,
+        tail,
+    ))
+}
 
-    let conflicted = entering(TargetState::Conflicted);
-    if !conflicted.is_empty() {
-        let head = format!("{} resource(s) are claimed with a different policy by an equal-priority binding and are left untouched: ", conflicted.len());
-        let tail =
-            ". Align the policies of the bindings or give one of them a higher spec.priority.";
-        let items = conflicted
-            .iter()
-            .map(|t| format!("{} ({})", short(t), t.message));
-        events.push(event(
-            EventType::Warning,
-            EventReason::Conflict,
-            "Check",
-            &head,
-            items,
-            tail,
-        ));
+/// Conflict: the targets newly claimed with a different policy by an equal-priority binding.
+fn conflict_event(pass: &PassSummary<'_, '_>) -> Option<PassEvent> {
+    let conflicted = entering(pass, TargetState::Conflicted);
+    if conflicted.is_empty() {
+        return None;
     }
+    let head = format!("{} resource(s) are claimed with a different policy by an equal-priority binding and are left untouched: ", conflicted.len());
+    let tail = ". Align the policies of the bindings or give one of them a higher spec.priority.";
+    let items = conflicted
+        .iter()
+        .map(|t| format!("{} ({})", short(t), t.message));
+    Some(event(
+        EventType::Warning,
+        EventReason::Conflict,
+        "Check",
+        &head,
+        items,
+        tail,
+    ))
+}
 
-    // Newly reported under breakglass: entering Breakglass (except right after a
-    // remediation, which reported it already), or remediated with the justification left
-    // in place (`breakglass: Allow`).
-    let mut breakglass: Vec<&TargetTransition<'_>> = entering(TargetState::Breakglass)
+/// Breakglass: the targets newly reported under breakglass.
+fn breakglass_event(
+    pass: &PassSummary<'_, '_>,
+    remediated: &[&TargetTransition<'_>],
+) -> Option<PassEvent> {
+    // Entering Breakglass (except right after a remediation, which reported it already), or
+    // remediated with the justification left in place (`breakglass: Allow`).
+    let mut breakglass: Vec<&TargetTransition<'_>> = entering(pass, TargetState::Breakglass)
         .into_iter()
         .filter(|t| t.from != Some(TargetState::Remediated))
         .collect();
@@ -240,91 +277,95 @@ pub fn pass_events(pass: &PassSummary<'_, '_>) -> Vec<PassEvent> {
         );
         breakglass.sort_by(|a, b| a.resource.id.cmp(&b.resource.id));
     }
-    if !breakglass.is_empty() {
-        let head = format!(
-            "{} resource(s) carry a breakglass justification (their policy is still enforced): ",
-            breakglass.len()
-        );
-        let tail = ". Review the justification; once the emergency is over, redeploy normally or set spec.breakglass: Clear to have the operator remove it.";
-        let items = breakglass.iter().map(|t| {
-            format!(
-                "{}: {:?}",
-                short(t),
-                t.resource.breakglass.as_deref().unwrap_or_default()
-            )
-        });
-        events.push(event(
-            EventType::Warning,
-            EventReason::Breakglass,
-            "Check",
-            &head,
-            items,
-            tail,
-        ));
+    if breakglass.is_empty() {
+        return None;
     }
+    let head = format!(
+        "{} resource(s) carry a breakglass justification (their policy is still enforced): ",
+        breakglass.len()
+    );
+    let tail = ". Review the justification; once the emergency is over, redeploy normally or set spec.breakglass: Clear to have the operator remove it.";
+    let items = breakglass.iter().map(|t| {
+        format!(
+            "{}: {:?}",
+            short(t),
+            t.resource.breakglass.as_deref().unwrap_or_default()
+        )
+    });
+    Some(event(
+        EventType::Warning,
+        EventReason::Breakglass,
+        "Check",
+        &head,
+        items,
+        tail,
+    ))
+}
 
+/// DeployBlocked: the targets whose latest deploy Binary Authorization newly refused.
+fn deploy_blocked_event(pass: &PassSummary<'_, '_>) -> Option<PassEvent> {
     let blocked: Vec<&TargetTransition<'_>> = pass
         .transitions
         .iter()
         .filter(|t| t.newly_deploy_blocked)
         .collect();
-    if !blocked.is_empty() {
-        let head = format!("The latest deploy of {} resource(s) was refused by Binary Authorization; they keep serving their previous revision: ", blocked.len());
-        let tail = ". Attest or sign the image so the policy admits it (or correct the policy), then deploy again.";
-        let items = blocked.iter().map(|t| {
-            format!(
-                "{}: {}",
-                short(t),
-                t.resource.deploy_blocked.as_deref().unwrap_or_default()
-            )
-        });
-        events.push(event(
-            EventType::Warning,
-            EventReason::DeployBlocked,
-            "Check",
-            &head,
-            items,
-            tail,
-        ));
+    if blocked.is_empty() {
+        return None;
     }
+    let head = format!("The latest deploy of {} resource(s) was refused by Binary Authorization; they keep serving their previous revision: ", blocked.len());
+    let tail = ". Attest or sign the image so the policy admits it (or correct the policy), then deploy again.";
+    let items = blocked.iter().map(|t| {
+        format!(
+            "{}: {}",
+            short(t),
+            t.resource.deploy_blocked.as_deref().unwrap_or_default()
+        )
+    });
+    Some(event(
+        EventType::Warning,
+        EventReason::DeployBlocked,
+        "Check",
+        &head,
+        items,
+        tail,
+    ))
+}
 
-    // Said once, when the check starts failing: the writes go ahead regardless.
-    if let Some((check, before)) = pass.policy_check {
-        if check.result == PolicyCheckResult::Unverifiable
-            && before != Some(PolicyCheckResult::Unverifiable)
-        {
-            events.push(PassEvent {
-                type_: EventType::Warning,
-                reason: EventReason::PolicyUnverifiable,
-                action: "Check",
-                note: bounded(check.message.clone()),
-            });
-        }
-    }
+/// PolicyUnverifiable: said once, when the check starts failing (the writes go ahead
+/// regardless).
+fn policy_unverifiable_event(pass: &PassSummary<'_, '_>) -> Option<PassEvent> {
+    let (check, before) = pass.policy_check?;
+    let starts_failing = check.result == PolicyCheckResult::Unverifiable
+        && before != Some(PolicyCheckResult::Unverifiable);
+    starts_failing.then(|| PassEvent {
+        type_: EventType::Warning,
+        reason: EventReason::PolicyUnverifiable,
+        action: "Check",
+        note: bounded(check.message.clone()),
+    })
+}
 
+/// The binding's own event when its Ready reason changes to a failure that needs
+/// attention.
+fn binding_event(pass: &PassSummary<'_, '_>) -> Option<PassEvent> {
     let (reason, message) = pass.ready;
-    let pass_reason = match reason {
-        ReadyReason::PermissionDenied => Some(EventReason::PermissionDenied),
-        ReadyReason::ApiDisabled => Some(EventReason::ApiDisabled),
-        ReadyReason::VpcServiceControls => Some(EventReason::VpcServiceControls),
-        ReadyReason::ProjectNotFoundOrForbidden => Some(EventReason::ProjectNotFoundOrForbidden),
-        ReadyReason::PolicyNotFound => Some(EventReason::PolicyNotFound),
-        ReadyReason::OrgPolicyConflict => Some(EventReason::OrgPolicyConflict),
-        ReadyReason::CloudRunUnavailable => Some(EventReason::CloudRunUnavailable),
-        ReadyReason::InvalidSpec => Some(EventReason::InvalidSpec),
-        _ => None,
+    let event_reason = match reason {
+        ReadyReason::PermissionDenied => EventReason::PermissionDenied,
+        ReadyReason::ApiDisabled => EventReason::ApiDisabled,
+        ReadyReason::VpcServiceControls => EventReason::VpcServiceControls,
+        ReadyReason::ProjectNotFoundOrForbidden => EventReason::ProjectNotFoundOrForbidden,
+        ReadyReason::PolicyNotFound => EventReason::PolicyNotFound,
+        ReadyReason::OrgPolicyConflict => EventReason::OrgPolicyConflict,
+        ReadyReason::CloudRunUnavailable => EventReason::CloudRunUnavailable,
+        ReadyReason::InvalidSpec => EventReason::InvalidSpec,
+        _ => return None,
     };
-    if let Some(event_reason) = pass_reason {
-        if pass.previous_ready != Some(reason.as_str()) {
-            events.push(PassEvent {
-                type_: EventType::Warning,
-                reason: event_reason,
-                action: "Check",
-                note: bounded(message.to_owned()),
-            });
-        }
-    }
-    events
+    (pass.previous_ready != Some(reason.as_str())).then(|| PassEvent {
+        type_: EventType::Warning,
+        reason: event_reason,
+        action: "Check",
+        note: bounded(message.to_owned()),
+    })
 }
 
 /// `Service us-central1/checkout`: the resource's project is the binding's.

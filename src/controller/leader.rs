@@ -165,16 +165,16 @@ pub async fn start(
     let (stop, stop_rx) = watch::channel(false);
     health.set_lease(LeaseState::Standby);
     metrics.set_leader(false);
-    let task = tokio::spawn(combine(
+    let task = tokio::spawn(combine(Election {
         client,
         config,
         manager,
         stop_rx,
-        gate_tx,
-        Arc::clone(&valid_until),
+        gate: gate_tx,
+        valid_until: Arc::clone(&valid_until),
         health,
         metrics,
-    ));
+    }));
     Ok((
         LeaderGate {
             open: gate_rx,
@@ -231,6 +231,26 @@ async fn build_manager(
 const RETRY_MIN: Duration = Duration::from_secs(1);
 const RETRY_MAX: Duration = Duration::from_secs(30);
 
+/// What the election task drives and reports to.
+struct Election {
+    /// For the Lease watch and fresh lease managers.
+    client: Client,
+    /// Which Lease, under which identity, for how long.
+    config: LeaderConfig,
+    /// Acquires, renews and releases the Lease.
+    manager: LeaseManager,
+    /// Becomes true when the controller shuts down.
+    stop_rx: watch::Receiver<bool>,
+    /// The gate passes check before every write.
+    gate: watch::Sender<bool>,
+    /// Until when the last renewal seen in our name keeps the gate open.
+    valid_until: Arc<Mutex<Option<Instant>>>,
+    /// `/readyz`'s view of the lease.
+    health: Health,
+    /// The leader gauge.
+    metrics: Arc<Metrics>,
+}
+
 /// Drives the lease manager and opens or closes the gate.
 ///
 /// `LeaseManager::changed` acquires a free lease, renews a held one, and otherwise sleeps
@@ -238,38 +258,25 @@ const RETRY_MAX: Duration = Duration::from_secs(30);
 /// that a lease released by a leader shutting down is taken over at once rather than at
 /// that expiry, a standby that sees the Lease released (through its own watch) starts
 /// over with a fresh manager, which reads the Lease first.
-#[allow(clippy::too_many_arguments)]
-async fn combine(
-    client: Client,
-    config: LeaderConfig,
-    mut manager: LeaseManager,
-    mut stop_rx: watch::Receiver<bool>,
-    gate: watch::Sender<bool>,
-    valid_until: Arc<Mutex<Option<Instant>>>,
-    health: Health,
-    metrics: Arc<Metrics>,
-) {
-    let leases_client = client.clone();
-    let leases: Api<Lease> = Api::namespaced(client, &config.lease_namespace);
-    let selector = format!("metadata.name={}", config.lease_name);
-    let mut lease_events = std::pin::pin!(watcher(
-        leases,
-        watcher::Config::default().fields(&selector)
-    )
-    .default_backoff()
-    .applied_objects());
-    let mut holder = false;
-    let mut watch_ok = true;
-    let mut manager_ok = true;
-    let mut retry = RETRY_MIN;
-    let mut paused_until: Option<Instant> = None;
+async fn combine(election: Election) {
+    let Election {
+        client,
+        config,
+        mut manager,
+        mut stop_rx,
+        gate,
+        valid_until,
+        health,
+        metrics,
+    } = election;
+    let mut lease_events = std::pin::pin!(watch_lease(client.clone(), &config));
     let set_deadline = |deadline: Option<Instant>| {
         *valid_until.lock().unwrap_or_else(PoisonError::into_inner) = deadline;
     };
-    let mut released = false;
+    let mut state = ElectionState::default();
     loop {
-        if std::mem::take(&mut released) && !holder {
-            match build_manager(leases_client.clone(), &config).await {
+        if std::mem::take(&mut state.released) && !state.holder {
+            match build_manager(client.clone(), &config).await {
                 Ok(fresh) => manager = fresh,
                 Err(err) => {
                     warn!(error = %err, "cannot re-read the released lease; taking over when it expires")
@@ -277,21 +284,9 @@ async fn combine(
             }
         }
         let deadline = *valid_until.lock().unwrap_or_else(PoisonError::into_inner);
-        let open = holder && deadline.is_some_and(|t| Instant::now() < t);
-        if *gate.borrow() != open {
-            if open {
-                info!(identity = %config.identity, lease = %config.lease_name, "acquired the lease: this replica now writes");
-            } else {
-                info!(identity = %config.identity, lease = %config.lease_name, "not holding the lease: this replica stops writing and stands by");
-            }
-            let _ = gate.send(open);
-            metrics.set_leader(open);
-        }
-        health.set_lease(match (watch_ok && manager_ok, open) {
-            (false, _) => LeaseState::Failing,
-            (true, true) => LeaseState::Leader,
-            (true, false) => LeaseState::Standby,
-        });
+        let open = state.holder && deadline.is_some_and(|t| Instant::now() < t);
+        set_gate(&gate, &metrics, &config, open);
+        health.set_lease(state.lease_state(open));
         let expiry = async {
             match deadline {
                 Some(t) if open => tokio::time::sleep_until(t.into()).await,
@@ -299,33 +294,21 @@ async fn combine(
             }
         };
         let pause = async {
-            match paused_until {
+            match state.paused_until {
                 Some(t) => tokio::time::sleep_until(t.into()).await,
                 None => std::future::pending().await,
             }
         };
         tokio::select! {
-            result = manager.changed(), if paused_until.is_none() => match result {
-                Ok(is_holder) => {
-                    holder = is_holder;
-                    manager_ok = true;
-                    retry = RETRY_MIN;
-                }
-                Err(err) => {
-                    warn!(error = %err, retry_in_secs = retry.as_secs(), "leader election failed; retrying");
-                    manager_ok = false;
-                    paused_until = Some(Instant::now() + retry);
-                    retry = (retry * 2).min(RETRY_MAX);
-                }
-            },
-            () = pause => paused_until = None,
+            result = manager.changed(), if state.paused_until.is_none() => state.manager_changed(result),
+            () = pause => state.paused_until = None,
             event = lease_events.next() => match event {
                 Some(Ok(lease)) => {
-                    watch_ok = true;
+                    state.watch_ok = true;
                     if let Some(deadline) = renewal_deadline(&lease, &config) {
                         set_deadline(Some(deadline));
                     }
-                    released = lease
+                    state.released = lease
                         .spec
                         .as_ref()
                         .and_then(|s| s.holder_identity.as_deref())
@@ -333,9 +316,9 @@ async fn combine(
                 }
                 Some(Err(err)) => {
                     warn!(error = %err, "watching the lease failed; retrying");
-                    watch_ok = false;
+                    state.watch_ok = false;
                 }
-                None => watch_ok = false,
+                None => state.watch_ok = false,
             },
             () = expiry => {
                 warn!(identity = %config.identity, "no lease renewal seen in time; this replica stops writing until it sees one");
@@ -352,6 +335,90 @@ async fn combine(
             warn!(error = %err, "releasing the lease failed; a standby takes over when it expires")
         }
     }
+}
+
+/// What the election task knows between two events.
+#[derive(Debug)]
+struct ElectionState {
+    /// The lease manager says this replica holds the lease.
+    holder: bool,
+    /// The Lease watch works.
+    watch_ok: bool,
+    /// The last lease operation worked.
+    manager_ok: bool,
+    /// The pause after the next failed lease operation.
+    retry: Duration,
+    /// No lease operation before this instant (after a failure).
+    paused_until: Option<Instant>,
+    /// The watch saw the Lease released: a standby starts over with a fresh manager.
+    released: bool,
+}
+
+impl Default for ElectionState {
+    fn default() -> Self {
+        Self {
+            holder: false,
+            watch_ok: true,
+            manager_ok: true,
+            retry: RETRY_MIN,
+            paused_until: None,
+            released: false,
+        }
+    }
+}
+
+impl ElectionState {
+    /// Takes in the result of a lease operation (acquire, renew, or wait for expiry).
+    fn manager_changed(&mut self, result: kube_lease_manager::Result<bool>) {
+        match result {
+            Ok(is_holder) => {
+                self.holder = is_holder;
+                self.manager_ok = true;
+                self.retry = RETRY_MIN;
+            }
+            Err(err) => {
+                warn!(error = %err, retry_in_secs = self.retry.as_secs(), "leader election failed; retrying");
+                self.manager_ok = false;
+                self.paused_until = Some(Instant::now() + self.retry);
+                self.retry = (self.retry * 2).min(RETRY_MAX);
+            }
+        }
+    }
+
+    /// The lease's state for `/readyz`, with the gate `open` or not.
+    fn lease_state(&self, open: bool) -> LeaseState {
+        match (self.watch_ok && self.manager_ok, open) {
+            (false, _) => LeaseState::Failing,
+            (true, true) => LeaseState::Leader,
+            (true, false) => LeaseState::Standby,
+        }
+    }
+}
+
+/// The Lease as it changes, through this replica's own watch.
+fn watch_lease(
+    client: Client,
+    config: &LeaderConfig,
+) -> impl Stream<Item = Result<Lease, watcher::Error>> {
+    let leases: Api<Lease> = Api::namespaced(client, &config.lease_namespace);
+    let selector = format!("metadata.name={}", config.lease_name);
+    watcher(leases, watcher::Config::default().fields(&selector))
+        .default_backoff()
+        .applied_objects()
+}
+
+/// Opens or closes the gate (and says so) when it changes.
+fn set_gate(gate: &watch::Sender<bool>, metrics: &Metrics, config: &LeaderConfig, open: bool) {
+    if *gate.borrow() == open {
+        return;
+    }
+    if open {
+        info!(identity = %config.identity, lease = %config.lease_name, "acquired the lease: this replica now writes");
+    } else {
+        info!(identity = %config.identity, lease = %config.lease_name, "not holding the lease: this replica stops writing and stands by");
+    }
+    let _ = gate.send(open);
+    metrics.set_leader(open);
 }
 
 #[cfg(test)]

@@ -25,6 +25,7 @@
 //!   the conditions: a Cloud Run outage never makes a binding look empty.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
@@ -34,19 +35,23 @@ use kube::{Api, Resource, ResourceExt};
 use tracing::{debug, info, warn};
 
 use super::events::{pass_events, PassSummary};
-use super::{status, BindingMemory, Context, Error};
+use super::{status, BindingMemory, Context, Error, RetryCause};
 use crate::api::{
     BinAuthzBinding, BinAuthzBindingStatus, FailureReason, Mode, RECONCILE_REQUESTED_AT,
 };
 use crate::cloudrun::LiveResource;
 use crate::fleet::{
-    self, read::read_binding_within, remediate::remediate_all, remediate::WriteRequest,
+    self,
+    read::{read_binding_within, BindingRead},
+    remediate::remediate_all,
+    remediate::WriteRequest,
     remediate::Written,
 };
 use crate::plan::{
-    self, Activity, BindingInput, BindingKey, BindingPlan, Decision, StatusInput, TargetHistory,
-    WriteOutcome,
+    self, Activity, BindingInput, BindingKey, BindingPlan, Decision, StatusInput, StatusReport,
+    TargetHistory, WriteOutcome,
 };
+use crate::policy::DesiredPolicy;
 use crate::resource::{ObservedResource, Remediation, ResourceId};
 use crate::telemetry::PassResult;
 
@@ -81,11 +86,10 @@ pub(crate) async fn pass(binding: &BinAuthzBinding, ctx: &Context) -> Result<Pas
                 key: key.clone(),
                 spec,
             };
-            let plan =
-                plan::plan(&[input], std::iter::empty()).map_err(|e| Error::Plan(e.to_string()))?;
+            let plan = plan::plan(&[input], std::iter::empty())?;
             let bp = plan
                 .binding(&key)
-                .ok_or_else(|| Error::Plan(format!("binding {key} is missing from its plan")))?;
+                .ok_or_else(|| Error::NotPlanned(key.clone()))?;
             let now = Timestamp::now();
             let input = StatusInput {
                 generation: binding.meta().generation,
@@ -147,62 +151,31 @@ fn ready_message(status: &BinAuthzBindingStatus) -> &str {
         .map_or("", |c| c.message.as_str())
 }
 
+/// The pass of an active binding (see the module docs): read, plan, fix, report, requeue.
 async fn active_pass(
     binding: &BinAuthzBinding,
     key: &BindingKey,
     ctx: &Context,
 ) -> Result<PassEnd, Error> {
     let spec = &binding.spec;
-    let generation = binding.meta().generation;
     let desired = spec
         .desired_policy()
-        .ok_or_else(|| Error::Plan(format!("binding {key} has no desired policy")))?;
-
-    let not_before = ctx.inventory.ticks().last(spec.interval(), Instant::now());
-    // A pass queued by a drift event's re-check plans on the lists of the current tick
-    // (the re-check recorded what it read and wrote into them): no re-list.
-    let max_age = ctx.take_refresh(key).then(|| spec.interval());
-    let read = read_binding_within(&ctx.inventory, spec, not_before, max_age).await;
-    ctx.telemetry.health.progress();
-    let lists = &read.lists;
-
+        .ok_or_else(|| Error::NoDesiredPolicy(key.clone()))?;
+    let read = read_cloud_run(binding, key, ctx).await;
     // Every binding of the project takes part in ownership; the watch cache has them all.
     // Taken after the reads: a binding that appears while they run is then either in this
     // snapshot, or arrives after them, when the inventory knows the project's resources and
     // the watch's re-check of overlapping bindings queues another pass of this one.
     let all = ctx.bindings.state();
-    let mut inputs = fleet::project_inputs(&all, &spec.project);
-    inputs.retain(|input| input.key != *key);
-    inputs.push(BindingInput {
-        key: key.clone(),
-        spec,
-    });
-
-    let plan = plan::plan(
-        &inputs,
-        lists.iter().flat_map(|l| l.iter()).map(|r| &r.observed),
-    )
-    .map_err(|e| Error::Plan(e.to_string()))?;
+    let inputs = planning_inputs(&all, binding, key);
+    let plan = plan::plan(&inputs, listed(&read).map(|r| &r.observed))?;
     let bp = plan
         .into_binding(key)
-        .ok_or_else(|| Error::Plan(format!("binding {key} is missing from its plan")))?;
-    // The listed state of what this binding writes (a write starts from it when the
-    // inventory knows nothing newer).
-    let writing: HashSet<&ResourceId> = bp.remediations().map(|(r, _)| &r.id).collect();
-    let live: HashMap<&ResourceId, &LiveResource> = if writing.is_empty() {
-        HashMap::new()
-    } else {
-        lists
-            .iter()
-            .flat_map(|l| l.iter())
-            .filter(|r| writing.contains(&r.observed.id))
-            .map(|r| (&r.observed.id, &**r))
-            .collect()
-    };
+        .ok_or_else(|| Error::NotPlanned(key.clone()))?;
 
     let mut memory = ctx.take_memory(key);
     // Transitions (events, lastTransitionTime) are relative to the state before this
-    // pass, also after the interim Reconciling status below has been written.
+    // pass, also after the interim Reconciling status written while fixing.
     let history = memory.history.clone().unwrap_or_else(|| {
         binding
             .status
@@ -210,66 +183,166 @@ async fn active_pass(
             .map(TargetHistory::from_status)
             .unwrap_or_default()
     });
-    let seen_at = Instant::now();
-    let mut outcomes: BTreeMap<ResourceId, WriteOutcome> = BTreeMap::new();
-    let mut current = binding.status.clone();
-    let mut lost_lease = false;
+    let fixed = fix_drift(binding, key, ctx, &bp, &read, &history, &mut memory).await?;
+    observe_drift_correction(&bp, &fixed.outcomes, &mut memory, ctx);
+    let report = final_report(binding, &bp, &read, &fixed, &history);
 
-    // Nothing can be fixed until the policy exists or is allowed: every needed write is
-    // reported failed for that reason.
-    outcomes.extend(fleet::refused_writes(&bp, read.failure.as_ref()));
-    match &read.failure {
-        Some(_) => {}
-        None => {
-            for (resource, _) in bp.remediations() {
-                memory
-                    .first_seen
-                    .entry(resource.id.clone())
-                    .or_insert(seen_at);
+    if fixed.lost_lease || !ctx.leader.is_leader() {
+        ctx.put_memory(key, memory);
+        info!("lost the lease during the pass: leaving status and events to the new leader");
+        return Ok(PassEnd {
+            result: PassResult::Standby,
+            action: Action::await_change(),
+        });
+    }
+    let written = write_status(binding, key, ctx, fixed.current.as_ref(), &report.status).await;
+    if written.is_ok() && read.listed {
+        // The next pass's transitions are relative to what this one reported.
+        memory.history = Some(report.history.clone());
+    }
+    ctx.put_memory(key, memory);
+    written?;
+    publish(binding, ctx, &active_summary(binding, &report, &desired)).await;
+    record_targets(key, ctx, &bp, &report);
+    end_pass(key, ctx, spec.interval(), read, &fixed.outcomes)
+}
+
+/// Reads the binding's regions through the shared inventory, no older than the current
+/// tick (or, for a pass queued by a drift event's re-check, the lists of the current tick
+/// as they stand: the re-check recorded what it read and wrote into them).
+async fn read_cloud_run(binding: &BinAuthzBinding, key: &BindingKey, ctx: &Context) -> BindingRead {
+    let spec = &binding.spec;
+    let not_before = ctx.inventory.ticks().last(spec.interval(), Instant::now());
+    let max_age = ctx.take_refresh(key).then(|| spec.interval());
+    let read = read_binding_within(&ctx.inventory, spec, not_before, max_age).await;
+    ctx.telemetry.health.progress();
+    read
+}
+
+/// Every resource the read listed.
+fn listed(read: &BindingRead) -> impl Iterator<Item = &LiveResource> {
+    read.lists.iter().flat_map(|l| l.iter()).map(|r| &**r)
+}
+
+/// The planner's input: every binding of the project from the watch cache, with this
+/// binding as the pass sees it.
+fn planning_inputs<'s>(
+    all: &'s [Arc<BinAuthzBinding>],
+    binding: &'s BinAuthzBinding,
+    key: &BindingKey,
+) -> Vec<BindingInput<'s>> {
+    let mut inputs = fleet::project_inputs(all, &binding.spec.project);
+    inputs.retain(|input| input.key != *key);
+    inputs.push(BindingInput {
+        key: key.clone(),
+        spec: &binding.spec,
+    });
+    inputs
+}
+
+/// What fixing the drift left behind.
+struct Fixed {
+    /// The outcome of every write asked for (refused ones included).
+    outcomes: BTreeMap<ResourceId, WriteOutcome>,
+    /// The binding's status as last written (the interim one, if it was).
+    current: Option<BinAuthzBindingStatus>,
+    /// Some write was not attempted because the lease was lost.
+    lost_lease: bool,
+}
+
+/// Enforce: says a fix is in flight (interim status), then makes the writes. Audit, or a
+/// pass that may not write: records what would be fixed, writes nothing. Writes the
+/// policy is missing or forbidden for are reported failed for that reason.
+async fn fix_drift(
+    binding: &BinAuthzBinding,
+    key: &BindingKey,
+    ctx: &Context,
+    bp: &BindingPlan<'_>,
+    read: &BindingRead,
+    history: &TargetHistory,
+    memory: &mut BindingMemory,
+) -> Result<Fixed, Error> {
+    let mut fixed = Fixed {
+        outcomes: fleet::refused_writes(bp, read.failure.as_ref()),
+        current: binding.status.clone(),
+        lost_lease: false,
+    };
+    if read.failure.is_some() {
+        return Ok(fixed);
+    }
+    let seen_at = Instant::now();
+    for (resource, _) in bp.remediations() {
+        memory
+            .first_seen
+            .entry(resource.id.clone())
+            .or_insert(seen_at);
+    }
+    let writes: Vec<(&ObservedResource, Remediation)> =
+        bp.remediations().map(|(r, rem)| (r, rem.clone())).collect();
+    if writes.is_empty() || binding.spec.mode != Mode::Enforce {
+        return Ok(fixed);
+    }
+    // Say a fix is in flight before making it.
+    let mut interim = bp.status(&StatusInput {
+        generation: binding.meta().generation,
+        now: Timestamp::now(),
+        pass_failure: None,
+        findings: Some(&read.findings),
+        outcomes: &fixed.outcomes,
+        previous: fixed.current.as_ref(),
+        history: Some(history),
+    });
+    echo_reconcile_request(binding, &mut interim.status);
+    if write_status(binding, key, ctx, fixed.current.as_ref(), &interim.status).await? {
+        fixed.current = Some(interim.status);
+    }
+    let live = listed_state(bp, read);
+    for (id, outcome) in remediate(key, &writes, &live, ctx).await {
+        match outcome {
+            Some(outcome) => {
+                fixed.outcomes.insert(id, outcome);
             }
-            let writes: Vec<(&ObservedResource, Remediation)> =
-                bp.remediations().map(|(r, rem)| (r, rem.clone())).collect();
-            if !writes.is_empty() && spec.mode == Mode::Enforce {
-                // Say a fix is in flight before making it.
-                let mut interim = bp.status(&StatusInput {
-                    generation,
-                    now: Timestamp::now(),
-                    pass_failure: None,
-                    findings: Some(&read.findings),
-                    outcomes: &outcomes,
-                    previous: current.as_ref(),
-                    history: Some(&history),
-                });
-                echo_reconcile_request(binding, &mut interim.status);
-                if write_status(binding, key, ctx, current.as_ref(), &interim.status).await? {
-                    current = Some(interim.status);
-                }
-                let results = remediate(key, &writes, &live, ctx).await;
-                for (id, outcome) in results {
-                    match outcome {
-                        Some(outcome) => {
-                            outcomes.insert(id, outcome);
-                        }
-                        None => lost_lease = true,
-                    }
-                }
-            }
+            None => fixed.lost_lease = true,
         }
     }
-    observe_drift_correction(&bp, &outcomes, &mut memory, ctx);
+    Ok(fixed)
+}
 
-    let now = Timestamp::now();
+/// The listed state of what this binding writes (a write starts from it when the
+/// inventory knows nothing newer).
+fn listed_state<'l>(
+    bp: &BindingPlan<'_>,
+    read: &'l BindingRead,
+) -> HashMap<&'l ResourceId, &'l LiveResource> {
+    let writing: HashSet<&ResourceId> = bp.remediations().map(|(r, _)| &r.id).collect();
+    if writing.is_empty() {
+        return HashMap::new();
+    }
+    listed(read)
+        .filter(|r| writing.contains(&r.observed.id))
+        .map(|r| (&r.observed.id, r))
+        .collect()
+}
+
+/// The status after the pass. A pass whose lists failed keeps what the last good pass
+/// found and updates only the conditions.
+fn final_report<'r>(
+    binding: &BinAuthzBinding,
+    bp: &BindingPlan<'r>,
+    read: &BindingRead,
+    fixed: &Fixed,
+    history: &TargetHistory,
+) -> StatusReport<'r> {
     let mut report = bp.status(&StatusInput {
-        generation,
-        now,
+        generation: binding.meta().generation,
+        now: Timestamp::now(),
         pass_failure: read.failure.as_ref(),
         findings: Some(&read.findings),
-        outcomes: &outcomes,
-        previous: current.as_ref(),
-        history: Some(&history),
+        outcomes: &fixed.outcomes,
+        previous: fixed.current.as_ref(),
+        history: Some(history),
     });
-    let listing_failed = !read.listed;
-    if listing_failed {
+    if !read.listed {
         // No data: keep what the last good pass found, update only the conditions.
         let mut kept = binding.status.clone().unwrap_or_default();
         kept.observed_generation = report.status.observed_generation;
@@ -279,29 +352,22 @@ async fn active_pass(
         report.transitions.clear();
     }
     echo_reconcile_request(binding, &mut report.status);
+    report
+}
 
-    if lost_lease || !ctx.leader.is_leader() {
-        ctx.put_memory(key, memory);
-        info!("lost the lease during the pass: leaving status and events to the new leader");
-        return Ok(PassEnd {
-            result: PassResult::Standby,
-            action: Action::await_change(),
-        });
-    }
-    let written = write_status(binding, key, ctx, current.as_ref(), &report.status).await;
-    if written.is_ok() && !listing_failed {
-        // The next pass's transitions are relative to what this one reported.
-        memory.history = Some(report.history.clone());
-    }
-    ctx.put_memory(key, memory);
-    written?;
-    let summary = PassSummary {
+/// What the events of an active binding's pass are computed from.
+fn active_summary<'a, 'r>(
+    binding: &'a BinAuthzBinding,
+    report: &'a StatusReport<'r>,
+    desired: &'a DesiredPolicy,
+) -> PassSummary<'a, 'r> {
+    PassSummary {
         transitions: &report.transitions,
         ready: (report.ready, ready_message(&report.status)),
         previous_ready: previous_ready(binding),
-        mode: Some(spec.mode),
-        breakglass: Some(spec.breakglass),
-        desired: Some(&desired),
+        mode: Some(binding.spec.mode),
+        breakglass: Some(binding.spec.breakglass),
+        desired: Some(desired),
         policy_check: report.status.policy_check.as_ref().map(|check| {
             let before = binding
                 .status
@@ -310,28 +376,49 @@ async fn active_pass(
                 .map(|c| c.result);
             (check, before)
         }),
-    };
-    publish(binding, ctx, &summary).await;
-    if let Some(summary) = &report.status.summary {
-        let breakglass_state = bp
-            .targets()
-            .iter()
-            .filter(|t| t.decision == Decision::Breakglass)
-            .count();
-        ctx.telemetry.metrics.set_targets(
-            &key.to_string(),
-            summary,
-            u32::try_from(breakglass_state).unwrap_or(u32::MAX),
-        );
     }
+}
 
-    let interval = spec.interval();
+/// The binding's target gauges.
+fn record_targets(
+    key: &BindingKey,
+    ctx: &Context,
+    bp: &BindingPlan<'_>,
+    report: &StatusReport<'_>,
+) {
+    let Some(summary) = &report.status.summary else {
+        return;
+    };
+    let breakglass_state = bp
+        .targets()
+        .iter()
+        .filter(|t| t.decision == Decision::Breakglass)
+        .count();
+    ctx.telemetry.metrics.set_targets(
+        &key.to_string(),
+        summary,
+        u32::try_from(breakglass_state).unwrap_or(u32::MAX),
+    );
+}
+
+/// How the pass ends: a retry with backoff when Cloud Run failed in a way worth retrying
+/// soon, else the next tick (sooner while remediations are pending).
+fn end_pass(
+    key: &BindingKey,
+    ctx: &Context,
+    interval: Duration,
+    read: BindingRead,
+    outcomes: &BTreeMap<ResourceId, WriteOutcome>,
+) -> Result<PassEnd, Error> {
+    let retry = |cause| {
+        Err(Error::CloudRunRetry {
+            binding: key.clone(),
+            cause: Box::new(cause),
+        })
+    };
     if let Some(f) = read.failure {
         if read.retry {
-            return Err(Error::CloudRunRetry {
-                binding: key.clone(),
-                message: f.message,
-            });
+            return retry(RetryCause::Pass(f));
         }
         return Ok(PassEnd {
             result: PassResult::Failed,
@@ -340,10 +427,7 @@ async fn active_pass(
     }
     if let Some(unread) = read.findings.unread.first() {
         if read.retry {
-            return Err(Error::CloudRunRetry {
-                binding: key.clone(),
-                message: format!("{}: {}", unread.location, unread.message),
-            });
+            return retry(RetryCause::Region(unread.clone()));
         }
     }
     let retryable = outcomes.iter().find_map(|(id, o)| match o {
@@ -353,15 +437,15 @@ async fn active_pass(
                 FailureReason::CloudRunUnavailable | FailureReason::ConcurrentUpdate
             ) =>
         {
-            Some(format!("{id}: {}", f.message))
+            Some(RetryCause::Write {
+                resource: id.clone(),
+                failure: f.clone(),
+            })
         }
         _ => None,
     });
-    if let Some(message) = retryable {
-        return Err(Error::CloudRunRetry {
-            binding: key.clone(),
-            message,
-        });
+    if let Some(cause) = retryable {
+        return retry(cause);
     }
     let pending = outcomes.values().any(|o| *o == WriteOutcome::Pending);
     let next_tick = ctx.inventory.ticks().until_next(interval, Instant::now());

@@ -1,0 +1,225 @@
+//! What starts passes besides the controller's own schedule: the bindings watch (readiness,
+//! re-checks of overlapping bindings, cleanup of deleted ones), the reconcile-now
+//! annotation, and drift events' re-checks.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::channel::mpsc;
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::{predicates, watcher};
+use kube::{Resource, ResourceExt};
+use rand::Rng;
+use tracing::{debug, info, warn};
+
+use super::Context;
+use crate::api::{BinAuthzBinding, BinAuthzBindingSpec, RECONCILE_REQUESTED_AT};
+use crate::drift::Environment;
+use crate::fleet::{inventory::SharedInventory, key_of};
+use crate::plan::{affected_bindings, BindingInput, BindingKey};
+use crate::telemetry::Metrics;
+
+/// How the bindings watch retries after an error: 0.5 s doubling to at most
+/// [`WATCH_BACKOFF_MAX`], half of each delay random. While the API server is away the watch
+/// reports an error at least that often, so once it reports none for
+/// [`crate::telemetry::WATCH_ERROR_GRACE`] it has reconnected (a resumed watch is silent until
+/// something changes) and `/readyz` recovers within seconds of the API server's return.
+#[derive(Debug)]
+pub(super) struct WatchBackoff {
+    next: Duration,
+}
+
+/// First retry delay of the bindings watch.
+pub(super) const WATCH_BACKOFF_MIN: Duration = Duration::from_millis(500);
+/// Longest retry delay of the bindings watch.
+pub(super) const WATCH_BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+impl Default for WatchBackoff {
+    fn default() -> Self {
+        Self {
+            next: WATCH_BACKOFF_MIN,
+        }
+    }
+}
+
+impl Iterator for WatchBackoff {
+    type Item = Duration;
+
+    fn next(&mut self) -> Option<Duration> {
+        let delay = self.next;
+        self.next = (delay * 2).min(WATCH_BACKOFF_MAX);
+        let half = delay / 2;
+        let jitter = rand::rng().random_range(0..=half.as_millis().max(1) as u64);
+        Some(half + Duration::from_millis(jitter))
+    }
+}
+
+impl kube::runtime::utils::Backoff for WatchBackoff {
+    fn reset(&mut self) {
+        self.next = WATCH_BACKOFF_MIN;
+    }
+}
+
+/// Watches binding events beside the reflector: readiness, re-checks of overlapping
+/// bindings, and cleanup of deleted ones.
+pub(super) struct Tap {
+    ctx: Arc<Context>,
+    triggers: mpsc::UnboundedSender<ObjectRef<BinAuthzBinding>>,
+    /// The generation and spec last seen per binding.
+    seen: HashMap<BindingKey, (Option<i64>, BinAuthzBindingSpec)>,
+}
+
+impl Tap {
+    /// A tap that queues re-checks on `triggers`.
+    pub(super) fn new(
+        ctx: &Arc<Context>,
+        triggers: mpsc::UnboundedSender<ObjectRef<BinAuthzBinding>>,
+    ) -> Self {
+        Self {
+            ctx: Arc::clone(ctx),
+            triggers,
+            seen: HashMap::new(),
+        }
+    }
+
+    pub(super) fn observe(
+        &mut self,
+        event: &Result<watcher::Event<BinAuthzBinding>, watcher::Error>,
+    ) {
+        let health = &self.ctx.telemetry.health;
+        let event = match event {
+            Ok(event) => {
+                health.watch_recovered();
+                event
+            }
+            Err(err) => {
+                warn!(error = %err, "watching bindings failed; retrying with backoff");
+                health.watch_failed();
+                return;
+            }
+        };
+        match event {
+            watcher::Event::Init => {}
+            watcher::Event::InitApply(binding) => {
+                self.seen.insert(
+                    key_of(binding),
+                    (binding.meta().generation, binding.spec.clone()),
+                );
+            }
+            watcher::Event::InitDone => health.set_synced(),
+            watcher::Event::Apply(binding) => {
+                let key = key_of(binding);
+                let now = (binding.meta().generation, binding.spec.clone());
+                let old = self.seen.insert(key.clone(), now);
+                let changed = old
+                    .as_ref()
+                    .is_none_or(|(g, _)| *g != binding.meta().generation);
+                if changed {
+                    self.recheck(
+                        &key,
+                        old.as_ref().map(|(_, spec)| spec),
+                        Some(&binding.spec),
+                    );
+                }
+            }
+            watcher::Event::Delete(binding) => {
+                let key = key_of(binding);
+                let old = self.seen.remove(&key);
+                self.recheck(&key, old.as_ref().map(|(_, spec)| spec), None);
+                self.ctx.forget(&key);
+            }
+        }
+    }
+
+    /// Triggers a pass of every binding sharing resources with `changed`'s old or new
+    /// spec, judged on the last resources listed for their projects.
+    fn recheck(
+        &self,
+        changed: &BindingKey,
+        old: Option<&BinAuthzBindingSpec>,
+        new: Option<&BinAuthzBindingSpec>,
+    ) {
+        let projects: BTreeSet<&str> = old
+            .into_iter()
+            .chain(new)
+            .map(|s| s.project.as_str())
+            .collect();
+        let resources: Vec<_> = projects
+            .iter()
+            .flat_map(|p| self.ctx.inventory.last_known(p))
+            .collect();
+        if resources.is_empty() {
+            return;
+        }
+        let all = self.ctx.bindings.state();
+        let inputs: Vec<BindingInput<'_>> = all
+            .iter()
+            .filter(|b| projects.contains(b.spec.project.as_str()))
+            .map(|b| BindingInput {
+                key: key_of(b),
+                spec: &b.spec,
+            })
+            .collect();
+        let affected =
+            affected_bindings(changed, old, &inputs, resources.iter().map(|r| &r.observed));
+        if !affected.is_empty() {
+            // One line per change, not per pair: a flood of N overlapping bindings would
+            // otherwise log N² lines.
+            info!(changed = %changed, rechecks = affected.len(), "a binding changed; re-checking the bindings it shares resources with");
+        }
+        for other in affected {
+            debug!(changed = %changed, recheck = %other, "re-checking an overlapping binding");
+            let _ = self
+                .triggers
+                .unbounded_send(ObjectRef::new(&other.name).within(&other.namespace));
+        }
+    }
+}
+
+/// What starts a pass on a watch event: a new generation (spec change) or a new value of
+/// the reconcile-now annotation. Status writes change neither.
+pub(super) fn pass_trigger(binding: &BinAuthzBinding) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    predicates::generation(binding).hash(&mut hasher);
+    binding
+        .annotations()
+        .get(RECONCILE_REQUESTED_AT)
+        .hash(&mut hasher);
+    Some(hasher.finish())
+}
+
+/// The drift handler's view of the controller: the passes' inventory, watch cache, lease
+/// and metrics; a re-check queues passes of the bindings that cover the resource.
+pub(super) struct DriftEnv {
+    pub(super) ctx: Arc<Context>,
+    pub(super) triggers: mpsc::UnboundedSender<ObjectRef<BinAuthzBinding>>,
+}
+
+impl Environment for DriftEnv {
+    fn inventory(&self) -> &SharedInventory {
+        &self.ctx.inventory
+    }
+
+    fn bindings(&self) -> Vec<Arc<BinAuthzBinding>> {
+        self.ctx.bindings.state()
+    }
+
+    fn is_leader(&self) -> bool {
+        self.ctx.leader.is_leader()
+    }
+
+    fn metrics(&self) -> &Metrics {
+        &self.ctx.telemetry.metrics
+    }
+
+    fn rechecked(&self, bindings: &[BindingKey]) {
+        for key in bindings {
+            self.ctx.request_refresh(key);
+            let _ = self
+                .triggers
+                .unbounded_send(ObjectRef::new(&key.name).within(&key.namespace));
+        }
+    }
+}
