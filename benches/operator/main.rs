@@ -18,6 +18,12 @@ mod planner;
 mod procfs;
 /// Google's Pub/Sub emulator (scenario 6): the integration tests' support module.
 #[path = "../../tests/support/pubsub.rs"]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test support shared with tests/, where a failed unwrap, expect or panic is the report"
+)]
 mod pubsub;
 mod reaction;
 mod report;
