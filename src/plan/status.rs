@@ -9,8 +9,8 @@ use super::conditions::conditions;
 use super::history::HistoryWalk;
 use super::messages::{ready, target_message};
 use super::{
-    Activity, BindingPlan, Decision, PassFailure, PassFindings, PlannedTarget, ReadyReason,
-    TargetHistory, TargetKey, TargetRecord, WriteFailure, WriteOutcome,
+    ActiveBinding, Activity, BindingPlan, Decision, PassFailure, PassFindings, PlannedTarget,
+    ReadyReason, TargetHistory, TargetKey, TargetRecord, WriteFailure, WriteOutcome,
 };
 use crate::api::{BinAuthzBindingStatus, Summary, TargetState, TargetStatus, MAX_STATUS_TARGETS};
 use crate::resource::{BreakglassChange, ObservedResource, ResourceId};
@@ -126,25 +126,7 @@ impl<'r> BindingPlan<'r> {
         let me = match &self.activity {
             Activity::Active(me) => me,
             Activity::Suspended | Activity::Invalid(_) => {
-                let (reason, message) = match &self.activity {
-                    Activity::Invalid(errors) => (
-                        ReadyReason::InvalidSpec,
-                        format!("the spec is invalid: {errors}; fix the binding"),
-                    ),
-                    _ => (
-                        ReadyReason::Suspended,
-                        "spec.suspend is true: the operator makes no Cloud Run calls for this binding".to_owned(),
-                    ),
-                };
-                let mut status = input.previous.cloned().unwrap_or_default();
-                status.observed_generation = input.generation;
-                status.conditions = conditions(input, &now, reason, &message, 0);
-                return StatusReport {
-                    status,
-                    ready: reason,
-                    transitions: Vec::new(),
-                    history: history.clone(),
-                };
+                return self.inactive_status(input, &now, history);
             }
         };
 
@@ -156,73 +138,13 @@ impl<'r> BindingPlan<'r> {
         let summary = summarize(&resolved);
         let (reason, message) = ready(me, &summary, &resolved, input.pass_failure, input.findings);
         let pending = resolved.iter().filter(|r| r.pending).count();
-
-        // One pass over every target for history and transitions; the (allocating) status
-        // entries are built only for the listed ones.
-        let mut since = Vec::with_capacity(resolved.len());
-        let mut transitions = Vec::new();
-        let mut records = Vec::with_capacity(resolved.len());
-        // Targets are sorted by id and share the binding's project: ascending by key.
-        let mut walk = HistoryWalk { rest: &history.0 };
-        for r in &resolved {
-            let id = &r.target.resource.id;
-            let before = walk.seek(id.kind, &id.location, &id.name);
-            let newly_blocked = r.deploy_blocked && !before.is_some_and(|b| b.deploy_blocked);
-            let changed = before.map(|b| b.state) != Some(r.state);
-            if changed || newly_blocked {
-                transitions.push(TargetTransition {
-                    resource: r.target.resource,
-                    from: before.map(|b| b.state),
-                    to: r.state,
-                    newly_deploy_blocked: newly_blocked,
-                    message: target_message(me, r),
-                });
-            }
-            let record = TargetRecord {
-                state: r.state,
-                deploy_blocked: r.deploy_blocked,
-                since: match before {
-                    Some(b) if !changed => b.since,
-                    _ => input.now,
-                },
-            };
-            since.push(record.since);
-            records.push((TargetKey::from(id), record));
-        }
-        // Targets arrive sorted by id (kind, project, location, name) and share the
-        // binding's project, so they are in (kind, location, name) order already, and a
-        // stable sort by rank keeps that order within each rank.
-        if !records.is_sorted_by(|a, b| a.0 <= b.0) {
-            records.sort_by(|a, b| a.0.cmp(&b.0));
-        }
-        let mut order: Vec<usize> = (0..resolved.len()).collect();
-        order.sort_by_key(|&i| attention_rank(&resolved[i]));
+        let Walked {
+            since,
+            transitions,
+            records,
+        } = walk_history(me, &resolved, history, input.now);
         let desired = me.desired.to_string();
-        let targets = order
-            .iter()
-            .take(limit)
-            .map(|&i| {
-                let r = &resolved[i];
-                let id = &r.target.resource.id;
-                TargetStatus {
-                    kind: id.kind,
-                    location: id.location.clone(),
-                    name: id.name.clone(),
-                    state: r.state,
-                    // A remediated target carries the desired policy now; the message
-                    // says what it carried before ("set policy X (was Y)").
-                    observed: if r.state == TargetState::Remediated {
-                        desired.clone()
-                    } else {
-                        r.target.resource.policy.to_string()
-                    },
-                    desired: desired.clone(),
-                    message: target_message(me, r),
-                    deploy_blocked: r.deploy_blocked,
-                    last_transition_time: Some(format_time(since[i])),
-                }
-            })
-            .collect();
+        let targets = listed_targets(me, &resolved, &since, &desired, limit);
 
         StatusReport {
             status: BinAuthzBindingStatus {
@@ -254,6 +176,132 @@ impl<'r> BindingPlan<'r> {
             history: TargetHistory(records),
         }
     }
+
+    /// A suspended or invalid binding keeps its last summary, targets and policy; only the
+    /// conditions say why.
+    fn inactive_status(
+        &self,
+        input: &StatusInput<'_>,
+        now: &str,
+        history: &TargetHistory,
+    ) -> StatusReport<'r> {
+        let (reason, message) = match &self.activity {
+            Activity::Invalid(errors) => (
+                ReadyReason::InvalidSpec,
+                format!("the spec is invalid: {errors}; fix the binding"),
+            ),
+            _ => (
+                ReadyReason::Suspended,
+                "spec.suspend is true: the operator makes no Cloud Run calls for this binding"
+                    .to_owned(),
+            ),
+        };
+        let mut status = input.previous.cloned().unwrap_or_default();
+        status.observed_generation = input.generation;
+        status.conditions = conditions(input, now, reason, &message, 0);
+        StatusReport {
+            status,
+            ready: reason,
+            transitions: Vec::new(),
+            history: history.clone(),
+        }
+    }
+}
+
+/// Every target's record against the history: since when it is in its state (by target),
+/// the transitions, and the new history's records (sorted by key).
+struct Walked<'r> {
+    since: Vec<Timestamp>,
+    transitions: Vec<TargetTransition<'r>>,
+    records: Vec<(TargetKey, TargetRecord)>,
+}
+
+/// One pass over every target for history and transitions.
+fn walk_history<'r>(
+    me: &ActiveBinding,
+    resolved: &[Resolved<'_, 'r>],
+    history: &TargetHistory,
+    now: Timestamp,
+) -> Walked<'r> {
+    let mut since = Vec::with_capacity(resolved.len());
+    let mut transitions = Vec::new();
+    let mut records = Vec::with_capacity(resolved.len());
+    // Targets are sorted by id and share the binding's project: ascending by key.
+    let mut walk = HistoryWalk { rest: &history.0 };
+    for r in resolved {
+        let id = &r.target.resource.id;
+        let before = walk.seek(id.kind, &id.location, &id.name);
+        let newly_blocked = r.deploy_blocked && !before.is_some_and(|b| b.deploy_blocked);
+        let changed = before.map(|b| b.state) != Some(r.state);
+        if changed || newly_blocked {
+            transitions.push(TargetTransition {
+                resource: r.target.resource,
+                from: before.map(|b| b.state),
+                to: r.state,
+                newly_deploy_blocked: newly_blocked,
+                message: target_message(me, r),
+            });
+        }
+        let record = TargetRecord {
+            state: r.state,
+            deploy_blocked: r.deploy_blocked,
+            since: match before {
+                Some(b) if !changed => b.since,
+                _ => now,
+            },
+        };
+        since.push(record.since);
+        records.push((TargetKey::from(id), record));
+    }
+    // Targets arrive sorted by id (kind, project, location, name) and share the
+    // binding's project, so they are in (kind, location, name) order already, and a
+    // stable sort by rank keeps that order within each rank.
+    if !records.is_sorted_by(|a, b| a.0 <= b.0) {
+        records.sort_by(|a, b| a.0.cmp(&b.0));
+    }
+    Walked {
+        since,
+        transitions,
+        records,
+    }
+}
+
+/// The status's target entries: at most `limit`, those needing attention first (the
+/// allocating entries are built only for the listed ones).
+fn listed_targets(
+    me: &ActiveBinding,
+    resolved: &[Resolved<'_, '_>],
+    since: &[Timestamp],
+    desired: &str,
+    limit: usize,
+) -> Vec<TargetStatus> {
+    let mut order: Vec<usize> = (0..resolved.len()).collect();
+    order.sort_by_key(|&i| attention_rank(&resolved[i]));
+    order
+        .iter()
+        .take(limit)
+        .map(|&i| {
+            let r = &resolved[i];
+            let id = &r.target.resource.id;
+            TargetStatus {
+                kind: id.kind,
+                location: id.location.clone(),
+                name: id.name.clone(),
+                state: r.state,
+                // A remediated target carries the desired policy now; the message
+                // says what it carried before ("set policy X (was Y)").
+                observed: if r.state == TargetState::Remediated {
+                    desired.to_owned()
+                } else {
+                    r.target.resource.policy.to_string()
+                },
+                desired: desired.to_owned(),
+                message: target_message(me, r),
+                deploy_blocked: r.deploy_blocked,
+                last_transition_time: Some(format_time(since[i])),
+            }
+        })
+        .collect()
 }
 
 /// Applies the write outcome to a planned target; `None` when the resource is gone.
