@@ -11,6 +11,7 @@ use super::{
 };
 use crate::api::BinAuthzBindingSpec;
 use crate::matching::{BindingMatcher, Inventory};
+use crate::policy::DesiredPolicy;
 use crate::resource::{BreakglassChange, ObservedResource, Remediation, ResourceId};
 
 /// The plan for one binding.
@@ -71,20 +72,22 @@ where
     }
     let inventory = Inventory::new(resources);
     let activities: Vec<Activity> = sorted.iter().map(|b| Activity::of(b.spec)).collect();
-
-    let active: Vec<Option<&ActiveBinding>> = activities
-        .iter()
-        .map(|a| match a {
-            Activity::Active(a) => Some(a),
-            _ => None,
-        })
-        .collect();
+    let claimants = Claimants {
+        sorted: &sorted,
+        active: activities
+            .iter()
+            .map(|a| match a {
+                Activity::Active(a) => Some(a),
+                _ => None,
+            })
+            .collect(),
+    };
 
     // Which participating bindings claim each resource (indices into `sorted`).
     let mut matched: Vec<Vec<usize>> = vec![Vec::new(); sorted.len()];
     let mut claims: Vec<Vec<usize>> = vec![Vec::new(); inventory.resources().len()];
     for (b, input) in sorted.iter().enumerate() {
-        if active[b].is_some() {
+        if claimants.active[b].is_some() {
             let found = inventory.matching(&BindingMatcher::new(input.spec));
             for &r in &found {
                 claims[r].push(b);
@@ -92,72 +95,19 @@ where
             matched[b] = found;
         }
     }
-
-    let priority = |b: usize| active[b].map_or(i32::MIN, |a| a.priority);
-    let desired = |b: usize| active[b].map(|a| &a.desired);
-    // Owner sets repeat across resources; share one list of keys per set.
-    let mut key_sets: HashMap<Vec<usize>, Arc<[BindingKey]>> = HashMap::new();
-    let ownership: Vec<Option<Ownership>> = claims
-        .iter_mut()
-        .map(|claimants| {
-            let &first = claimants.first()?;
-            if claimants.len() == 1 {
-                return Some(Ownership {
-                    priority: priority(first),
-                    top_len: 1,
-                    conflicted: false,
-                    top_keys: None,
-                });
-            }
-            // Highest priority first; a stable sort keeps key order among equals.
-            claimants.sort_by_key(|&b| Reverse(priority(b)));
-            let top_priority = priority(claimants[0]);
-            let top_len = claimants
-                .iter()
-                .take_while(|&&b| priority(b) == top_priority)
-                .count();
-            let top = &claimants[..top_len];
-            let conflicted = top.iter().any(|&b| desired(b) != desired(top[0]));
-            let top_keys = (top_len < claimants.len()).then(|| {
-                Arc::clone(
-                    key_sets
-                        .entry(top.to_vec())
-                        .or_insert_with(|| top.iter().map(|&b| sorted[b].key.clone()).collect()),
-                )
-            });
-            Some(Ownership {
-                priority: top_priority,
-                top_len,
-                conflicted,
-                top_keys,
-            })
-        })
-        .collect();
+    let ownership = claimants.ownership(&mut claims);
 
     let mut plans = BTreeMap::new();
     for (b, (input, activity)) in sorted.iter().zip(&activities).enumerate() {
         let mut targets = Vec::new();
-        if let Some(me) = active[b] {
+        if let Some(me) = claimants.active[b] {
             targets.reserve_exact(matched[b].len());
             for &r in &matched[b] {
                 let Some(owner) = &ownership[r] else {
                     continue;
                 };
                 let resource = inventory.resources()[r];
-                let decision = match &owner.top_keys {
-                    Some(by) if me.priority < owner.priority => Decision::Superseded {
-                        by: Arc::clone(by),
-                        priority: owner.priority,
-                    },
-                    _ if owner.conflicted => Decision::Conflicted {
-                        with: claims[r][..owner.top_len]
-                            .iter()
-                            .filter(|&&o| desired(o) != Some(&me.desired))
-                            .map(|&o| sorted[o].key.clone())
-                            .collect(),
-                    },
-                    _ => decide(me, resource),
-                };
+                let decision = claimants.decision(me, owner, &claims[r], resource);
                 targets.push(PlannedTarget { resource, decision });
             }
         }
@@ -171,6 +121,86 @@ where
         );
     }
     Ok(Plan { bindings: plans })
+}
+
+/// The bindings of a plan, sorted by key, and the active ones among them (same index).
+struct Claimants<'a, 's> {
+    sorted: &'a [&'a BindingInput<'s>],
+    active: Vec<Option<&'a ActiveBinding>>,
+}
+
+impl Claimants<'_, '_> {
+    fn priority(&self, b: usize) -> i32 {
+        self.active[b].map_or(i32::MIN, |a| a.priority)
+    }
+
+    fn desired(&self, b: usize) -> Option<&DesiredPolicy> {
+        self.active[b].map(|a| &a.desired)
+    }
+
+    /// Who owns each resource, from the bindings claiming it (each claim list is sorted
+    /// highest priority first on the way; a stable sort keeps key order among equals).
+    fn ownership(&self, claims: &mut [Vec<usize>]) -> Vec<Option<Ownership>> {
+        // Owner sets repeat across resources; share one list of keys per set.
+        let mut key_sets: HashMap<Vec<usize>, Arc<[BindingKey]>> = HashMap::new();
+        claims
+            .iter_mut()
+            .map(|claimants| {
+                let &first = claimants.first()?;
+                if claimants.len() == 1 {
+                    return Some(Ownership {
+                        priority: self.priority(first),
+                        top_len: 1,
+                        conflicted: false,
+                        top_keys: None,
+                    });
+                }
+                claimants.sort_by_key(|&b| Reverse(self.priority(b)));
+                let top_priority = self.priority(claimants[0]);
+                let top_len = claimants
+                    .iter()
+                    .take_while(|&&b| self.priority(b) == top_priority)
+                    .count();
+                let top = &claimants[..top_len];
+                let conflicted = top.iter().any(|&b| self.desired(b) != self.desired(top[0]));
+                let top_keys = (top_len < claimants.len()).then(|| {
+                    Arc::clone(key_sets.entry(top.to_vec()).or_insert_with(|| {
+                        top.iter().map(|&b| self.sorted[b].key.clone()).collect()
+                    }))
+                });
+                Some(Ownership {
+                    priority: top_priority,
+                    top_len,
+                    conflicted,
+                    top_keys,
+                })
+            })
+            .collect()
+    }
+
+    /// The decision of `me` about a resource `owner` describes and `claims` claim.
+    fn decision(
+        &self,
+        me: &ActiveBinding,
+        owner: &Ownership,
+        claims: &[usize],
+        resource: &ObservedResource,
+    ) -> Decision {
+        match &owner.top_keys {
+            Some(by) if me.priority < owner.priority => Decision::Superseded {
+                by: Arc::clone(by),
+                priority: owner.priority,
+            },
+            _ if owner.conflicted => Decision::Conflicted {
+                with: claims[..owner.top_len]
+                    .iter()
+                    .filter(|&&o| self.desired(o) != Some(&me.desired))
+                    .map(|&o| self.sorted[o].key.clone())
+                    .collect(),
+            },
+            _ => decide(me, resource),
+        }
+    }
 }
 
 impl<'r> Plan<'r> {
