@@ -130,6 +130,18 @@ fn echo_reconcile_request(binding: &BinAuthzBinding, status: &mut BinAuthzBindin
     }
 }
 
+/// Whether the binding carries a reconcile request its status has not echoed yet.
+fn new_reconcile_request(binding: &BinAuthzBinding) -> bool {
+    let Some(value) = binding.annotations().get(RECONCILE_REQUESTED_AT) else {
+        return false;
+    };
+    let handled = binding
+        .status
+        .as_ref()
+        .and_then(|s| s.last_handled_reconcile_at.as_deref());
+    handled != Some(crate::cloudrun::error::clip(value, MAX_RECONCILE_VALUE).as_str())
+}
+
 /// Longest reconcile request value echoed, in bytes (under the CRD's `maxLength` of 256).
 const MAX_RECONCILE_VALUE: usize = 250;
 
@@ -209,10 +221,17 @@ async fn active_pass(
 
 /// Reads the binding's regions through the shared inventory, no older than the current
 /// tick (or, for a pass queued by a drift event's re-check, the lists of the current tick
-/// as they stand: the re-check recorded what it read and wrote into them).
+/// as they stand: the re-check recorded what it read and wrote into them). A pass that
+/// handles a new reconcile request reads afresh: whoever asked has usually just seen
+/// Cloud Run change, and a list of this tick may predate it.
 async fn read_cloud_run(binding: &BinAuthzBinding, key: &BindingKey, ctx: &Context) -> BindingRead {
     let spec = &binding.spec;
-    let not_before = ctx.inventory.ticks().last(spec.interval(), Instant::now());
+    let now = Instant::now();
+    let not_before = if new_reconcile_request(binding) {
+        now
+    } else {
+        ctx.inventory.ticks().last(spec.interval(), now)
+    };
     let max_age = ctx.take_refresh(key).then(|| spec.interval());
     let read = read_binding_within(&ctx.inventory, spec, not_before, max_age).await;
     ctx.telemetry.health.progress();

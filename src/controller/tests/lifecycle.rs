@@ -32,6 +32,59 @@ async fn a_suspended_binding_makes_no_cloud_run_call() {
 }
 
 #[tokio::test]
+async fn a_reconcile_request_reads_cloud_run_afresh() {
+    let prod = binding(
+        "prod",
+        json!({"targets": {"services": {"names": ["checkout"]}}}),
+    );
+    let h = harness(
+        Faults::default(),
+        std::slice::from_ref(&prod),
+        LeaderGate::always(),
+    )
+    .await;
+    h.pass(&prod).await.unwrap();
+    let calls = h.calls();
+    let status = calls
+        .iter()
+        .rev()
+        .find(|c| matches!(c, Call::Status { .. }))
+        .unwrap();
+    let prod = with_status(&prod, status);
+    // Someone clears Binary Authorization within the tick the first pass listed in.
+    let name = "projects/acme-prod/locations/us-central1/services/checkout";
+    reqwest::Client::new()
+        .post(format!("{}/_emulator/drift", h.emulator.url()))
+        .json(&json!({"name": name, "binaryAuthorization": null}))
+        .send()
+        .await
+        .unwrap()
+        .error_for_status()
+        .unwrap();
+    let before = h.emulator.counters(None);
+    // A pass on the same tick plans on that tick's list: it cannot see the drift.
+    h.pass(&prod).await.unwrap();
+    let same_tick = h.emulator.counters(None);
+    assert_eq!(
+        (same_tick.reads, same_tick.writes),
+        (before.reads, before.writes)
+    );
+    // Asked to reconcile now, it lists again and fixes it.
+    let mut asked = prod.clone();
+    asked.metadata.annotations = Some(BTreeMap::from([(
+        crate::api::RECONCILE_REQUESTED_AT.to_owned(),
+        "after-the-drift".to_owned(),
+    )]));
+    h.pass(&asked).await.unwrap();
+    let (_, counters, _) = h.finish().await;
+    assert_eq!(
+        (counters.writes, counters.changes),
+        (before.writes + 1, before.changes + 1),
+        "{counters:?}"
+    );
+}
+
+#[tokio::test]
 async fn a_reconcile_request_starts_a_pass_and_is_echoed_in_the_status() {
     let mut prod = binding(
         "prod",
