@@ -8,10 +8,14 @@ FROM rust:1.95-alpine3.22 AS build
 # hadolint ignore=DL3018
 RUN apk add --no-cache musl-dev ca-certificates
 WORKDIR /src
+# The whole workspace must be present for cargo to read it, the emulator crate included,
+# but the image is built without the `emulator` feature: the production binary has neither
+# the `emulator` subcommand nor `check --emulator`, and none of the emulator's code.
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
 COPY benches ./benches
-RUN cargo build --release --locked --bin binauthz-operator \
+COPY crates ./crates
+RUN cargo build --release --locked --no-default-features --bin binauthz-operator \
  && install -D -m 0555 target/release/binauthz-operator /out/binauthz-operator
 
 # Runtime stage: nothing but the binary and the CA bundle for Google APIs (TLS via rustls).

@@ -10,7 +10,7 @@ CRD := crds/binauthzbindings.binauthz.dev.yaml
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
-build: ## Build the binary (debug)
+build: ## Build the binary (debug, with the emulator: default features)
 	$(CARGO) build --locked
 
 test: lint unit ## Every check and every test (what CI runs)
@@ -20,8 +20,12 @@ lint: fmt-check clippy hadolint lint-deploy ## Formatting, clippy, Dockerfile li
 fmt-check:
 	$(CARGO) fmt --all -- --check
 
+# Both builds of the operator: the default one (the `emulator` feature: the emulator
+# subcommand and `check --emulator`) and the production one the Dockerfile builds
+# (--no-default-features), so the minimal build cannot rot.
 clippy:
-	$(CARGO) clippy --locked --all-targets -- -D warnings
+	$(CARGO) clippy --locked --workspace --all-targets -- -D warnings
+	$(CARGO) clippy --locked --no-default-features --all-targets -- -D warnings
 
 hadolint:
 	"$$(scripts/tools.sh)/hadolint" Dockerfile
@@ -29,8 +33,8 @@ hadolint:
 lint-deploy:
 	scripts/lint-deploy.sh
 
-unit: ## All Rust tests
-	$(CARGO) test --locked --all-targets
+unit: ## All Rust tests (the operator's and the emulator crate's)
+	$(CARGO) test --locked --workspace --all-targets
 
 # The demo estate holds one binding the organization policy forbids on purpose
 # (examples/bindings/legacy.yaml: OrgPolicyConflict), so `check` ends with exit 1 after

@@ -12,8 +12,8 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use binauthz_operator::emulator::{
-    self, EmulatorConfig, GenerateSpec, ProjectSeed, RegionSeed, ResourceSeed, Seed,
+use cloudrun_emulator::{
+    EmulatorConfig, GenerateSpec, ProjectSeed, RegionSeed, ResourceSeed, Seed,
 };
 use serde_json::{json, Map, Value};
 
@@ -104,7 +104,7 @@ fn median(mut samples: Vec<Duration>) -> Duration {
 
 async fn measure(label: &str, seed: Seed, collections: Vec<String>) {
     let loading = Instant::now();
-    let handle = emulator::start(EmulatorConfig {
+    let handle = cloudrun_emulator::start(EmulatorConfig {
         seed,
         ..EmulatorConfig::default()
     })

@@ -7,7 +7,6 @@ pub mod check;
 pub mod cloudrun;
 pub mod controller;
 pub mod drift;
-pub mod emulator;
 pub mod fleet;
 pub mod manifests;
 pub mod matching;

@@ -24,7 +24,8 @@ enum Command {
     /// Exit 0: all comply; 2: drift remains; 1: error.
     Check(Box<binauthz_operator::check::CheckArgs>),
     /// Serve a local Cloud Run Admin API emulator (seeded from YAML, with fault injection).
-    Emulator(Box<binauthz_operator::emulator::EmulatorArgs>),
+    #[cfg(feature = "emulator")]
+    Emulator(Box<cloudrun_emulator::EmulatorArgs>),
 }
 
 #[tokio::main]
@@ -40,7 +41,8 @@ async fn main() -> ExitCode {
                 .map(|verdict| ExitCode::from(verdict.exit_code()))
                 .map_err(Into::into)
         }
-        Command::Emulator(args) => binauthz_operator::emulator::run(*args)
+        #[cfg(feature = "emulator")]
+        Command::Emulator(args) => cloudrun_emulator::run(*args)
             .await
             .map(|()| ExitCode::SUCCESS)
             .map_err(Into::into),

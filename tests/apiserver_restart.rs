@@ -21,7 +21,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use binauthz_operator::emulator::Faults;
+use cloudrun_emulator::Faults;
 use reliability::operator::{eventually, LogDir, Operator, OperatorOpts};
 use reliability::{bindings_yaml, estate, Users};
 use serde_json::{json, Value};

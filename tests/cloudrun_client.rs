@@ -1348,9 +1348,9 @@ async fn the_effective_org_policy_is_read_typed_and_cached_from_its_own_endpoint
 mod against_the_emulator {
     use super::*;
     use binauthz_operator::cloudrun::{LiveResource, RemediationOutcome};
-    use binauthz_operator::emulator::{self, EmulatorConfig, EmulatorHandle, Faults, Seed};
     use binauthz_operator::policy::{DesiredPolicy, ObservedPolicy, PolicyName};
     use binauthz_operator::resource::{BreakglassChange, Remediation};
+    use cloudrun_emulator::{EmulatorConfig, EmulatorHandle, Faults, Seed};
 
     const STRICT: &str = "projects/acme-sec/platforms/cloudRun/policies/strict";
 
@@ -1410,7 +1410,7 @@ mod against_the_emulator {
     }
 
     async fn start(seed: Seed, faults: Faults) -> EmulatorHandle {
-        emulator::start(EmulatorConfig {
+        cloudrun_emulator::start(EmulatorConfig {
             seed,
             faults,
             ..EmulatorConfig::default()

@@ -31,7 +31,7 @@ use std::path::PathBuf;
 use std::sync::Once;
 use std::time::{Duration, Instant};
 
-use binauthz_operator::emulator::{ChangeSource, Faults};
+use cloudrun_emulator::{ChangeSource, Faults};
 use reliability::operator::{eventually, CuttableProxy, LogDir, Operator, OperatorOpts, TagProxy};
 use reliability::{all_faults, bindings_yaml, calls_by_code, env_usize, estate, Users};
 use serde_json::{json, Value};
@@ -203,7 +203,7 @@ async fn a_sigkilled_operator_restarts_converges_and_never_rewrites_a_fixed_reso
     first.wait_ready(Duration::from_secs(60)).await;
     cp.apply(&bindings_yaml(&ns, "10m"));
 
-    let operator_changes = |handle: &binauthz_operator::emulator::EmulatorHandle| {
+    let operator_changes = |handle: &cloudrun_emulator::EmulatorHandle| {
         handle
             .changes()
             .iter()
@@ -486,13 +486,13 @@ async fn leader_election_hands_over_on_kill_and_fences_a_partitioned_leader() {
 async fn a_flood_of_overlapping_bindings_makes_no_write_cycle() {
     const PROJECT: &str = "gen-project-1";
     let (cp, ns, logs) = setup().await;
-    let mut spec = binauthz_operator::emulator::GenerateSpec::new(100);
+    let mut spec = cloudrun_emulator::GenerateSpec::new(100);
     spec.seed = 11;
     spec.drift_ratio = 0.5;
     spec.projects = vec![PROJECT.into()];
     spec.regions = vec!["us-central1".into()];
-    let handle = binauthz_operator::emulator::start(binauthz_operator::emulator::EmulatorConfig {
-        seed: binauthz_operator::emulator::Seed {
+    let handle = cloudrun_emulator::start(cloudrun_emulator::EmulatorConfig {
+        seed: cloudrun_emulator::Seed {
             generate: Some(spec),
             ..Default::default()
         },

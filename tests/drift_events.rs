@@ -20,10 +20,10 @@ use binauthz_operator::api::BinAuthzBinding;
 use binauthz_operator::cloudrun::{CloudRunClient, CloudRunConfig};
 use binauthz_operator::drift::pubsub::{Subscriber, SubscriptionName};
 use binauthz_operator::drift::{DriftConfig, Environment, Handler};
-use binauthz_operator::emulator::{self, EmulatorConfig, EmulatorHandle, Seed};
 use binauthz_operator::fleet::inventory::SharedInventory;
 use binauthz_operator::plan::BindingKey;
 use binauthz_operator::telemetry::Metrics;
+use cloudrun_emulator::{EmulatorConfig, EmulatorHandle, Seed};
 use serde_json::{json, Value};
 
 const JAR_DIR: &str = "/usr/lib/google-cloud-sdk/platform/pubsub-emulator/lib";
@@ -416,7 +416,7 @@ const RECEIVED: &str = "binauthz_drift_events_received_total";
 #[tokio::test]
 async fn a_published_drift_is_fixed_with_one_read_and_one_write() {
     let pubsub = start_pubsub().await;
-    let emu = emulator::start(EmulatorConfig {
+    let emu = cloudrun_emulator::start(EmulatorConfig {
         seed: Seed::from_yaml_str(SEED).unwrap(),
         ..EmulatorConfig::default()
     })
@@ -588,11 +588,14 @@ async fn a_published_drift_is_fixed_with_one_read_and_one_write() {
 async fn the_cloud_run_emulators_own_audit_log_closes_the_loop() {
     let pubsub = start_pubsub().await;
     let subscription = pubsub.topic("loop", 10).await;
-    let emu = emulator::start(EmulatorConfig {
+    let emu = cloudrun_emulator::start(EmulatorConfig {
         seed: Seed::from_yaml_str(SEED).unwrap(),
         audit_log: Some(
-            emulator::AuditLogConfig::new(&format!("projects/{PROJECT}/topics/loop"), &pubsub.host)
-                .unwrap(),
+            cloudrun_emulator::AuditLogConfig::new(
+                &format!("projects/{PROJECT}/topics/loop"),
+                &pubsub.host,
+            )
+            .unwrap(),
         ),
         ..EmulatorConfig::default()
     })
@@ -666,7 +669,7 @@ async fn the_cloud_run_emulators_own_audit_log_closes_the_loop() {
 async fn the_subscriber_reconnects_when_pubsub_comes_back() {
     let mut pubsub = start_pubsub().await;
     let subscription = pubsub.topic("flaky", 10).await;
-    let emu = emulator::start(EmulatorConfig {
+    let emu = cloudrun_emulator::start(EmulatorConfig {
         seed: Seed::from_yaml_str(SEED).unwrap(),
         ..EmulatorConfig::default()
     })
@@ -840,12 +843,12 @@ async fn a_burst_of_a_thousand_entries_fixes_every_drift_once_within_the_write_b
     let budgets = client_config.rate_limits;
     let pubsub = start_pubsub().await;
     let subscription = pubsub.topic("burst", 10).await;
-    let emu = emulator::start(EmulatorConfig {
+    let emu = cloudrun_emulator::start(EmulatorConfig {
         seed: Seed::from_yaml_str(&seed).unwrap(),
-        faults: emulator::Faults {
+        faults: cloudrun_emulator::Faults {
             read_quota_per_minute: Some(budgets.reads_per_minute.get()),
             write_quota_per_minute: Some(budgets.writes_per_minute.get()),
-            ..emulator::Faults::default()
+            ..cloudrun_emulator::Faults::default()
         },
         ..EmulatorConfig::default()
     })

@@ -10,7 +10,7 @@
 
 mod emulator_common;
 
-use binauthz_operator::emulator::{Faults, GenerateSpec, Seed};
+use cloudrun_emulator::{Faults, GenerateSpec, Seed};
 use emulator_common::{ids, start_example, start_with, Emu};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -358,7 +358,7 @@ async fn counters_and_the_request_log_tell_callers_apart() {
     let counted = emu.handle.counters(Some("tests"));
     assert_eq!(
         counted.calls,
-        [binauthz_operator::emulator::CallCount {
+        [cloudrun_emulator::CallCount {
             method: "unknown".into(),
             code: 404,
             count: 1

@@ -12,7 +12,7 @@ mod emulator_common;
 
 use std::collections::BTreeMap;
 
-use binauthz_operator::emulator::{Faults, ProjectSeed, RegionSeed, ResourceSeed, Seed};
+use cloudrun_emulator::{Faults, ProjectSeed, RegionSeed, ResourceSeed, Seed};
 use emulator_common::{ids, start_example, start_with, Emu};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Map, Value};

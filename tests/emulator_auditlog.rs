@@ -15,9 +15,7 @@ use std::process::Stdio;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use binauthz_operator::emulator::{
-    self, AuditLogConfig, EmulatorConfig, EmulatorHandle, Faults, Seed,
-};
+use cloudrun_emulator::{AuditLogConfig, EmulatorConfig, EmulatorHandle, Faults, Seed};
 use pubsub::{PubSub, Received};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -71,7 +69,7 @@ async fn fresh_topic(pubsub: &PubSub) -> (String, String) {
 }
 
 async fn start_emulator(pubsub: &PubSub, topic: &str, faults: Faults) -> EmulatorHandle {
-    emulator::start(EmulatorConfig {
+    cloudrun_emulator::start(EmulatorConfig {
         seed: Seed::from_yaml_str(SEED).expect("seed parses"),
         faults,
         audit_log: Some(AuditLogConfig::new(topic, &pubsub.host()).expect("valid config")),

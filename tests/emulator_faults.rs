@@ -13,8 +13,8 @@ mod emulator_common;
 
 use std::time::{Duration, Instant};
 
-use binauthz_operator::emulator::{EmulatorArgs, Faults, QuotaPreset};
 use clap::Parser;
+use cloudrun_emulator::{EmulatorArgs, Faults, QuotaPreset};
 use emulator_common::{example_seed, start_example, start_with};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};

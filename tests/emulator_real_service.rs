@@ -13,7 +13,7 @@
 
 mod emulator_common;
 
-use binauthz_operator::emulator::{Faults, ProjectAccess, Seed};
+use cloudrun_emulator::{Faults, ProjectAccess, Seed};
 use emulator_common::{start_with, Emu, Reply};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};

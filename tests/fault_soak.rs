@@ -20,7 +20,7 @@ mod reliability;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use binauthz_operator::emulator::EmulatorHandle;
+use cloudrun_emulator::EmulatorHandle;
 use reliability::{all_faults, bindings_yaml, calls_by_code, env_usize, estate, Users};
 use serde_json::{json, Value};
 
@@ -163,8 +163,7 @@ async fn check_fix_converges_under_every_fault_with_concurrent_user_deploys() {
 /// (reverting a user's deploy) is caught by the same verification.
 #[tokio::test]
 async fn the_verification_catches_a_lost_deploy() {
-    let handle =
-        reliability::faulty_estate(40, 0.2, binauthz_operator::emulator::Faults::default()).await;
+    let handle = reliability::faulty_estate(40, 0.2, cloudrun_emulator::Faults::default()).await;
     let start = estate(&handle);
     let victim = start
         .keys()

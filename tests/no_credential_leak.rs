@@ -27,7 +27,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::body::Bytes;
-use binauthz_operator::emulator::Faults;
+use cloudrun_emulator::Faults;
 use reliability::bindings_yaml;
 use reliability::operator::{eventually, LogDir, Operator, OperatorOpts, TagProxy, BIN};
 use serde_json::{json, Value};

@@ -6,7 +6,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use binauthz_operator::emulator::{ChangeRecord, ChangeSource, Counters, RequestRecord, Seed};
+use cloudrun_emulator::{ChangeRecord, ChangeSource, Counters, RequestRecord, Seed};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Value};

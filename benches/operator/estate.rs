@@ -9,10 +9,10 @@ use binauthz_operator::api::{
     BinAuthzBinding, BinAuthzBindingSpec, BreakglassMode, LabelOperator, LabelSelector,
     LabelSelectorRequirement, Mode, PolicyRef, ResourceKind, TargetSelector, Targets,
 };
-use binauthz_operator::emulator::{ProjectSeed, RegionSeed, ResourceSeed, Seed};
 use binauthz_operator::plan::{self, BindingInput, BindingKey, Decision};
 use binauthz_operator::policy::ObservedPolicy;
 use binauthz_operator::resource::{BreakglassChange, ObservedResource, Remediation, ResourceId};
+use cloudrun_emulator::{ProjectSeed, RegionSeed, ResourceSeed, Seed};
 use serde_json::{json, Map, Value};
 
 /// Cloud Run's list page size, as the client asks for it.

@@ -399,7 +399,7 @@ async fn measure(
     let metrics = sides.events_controller.metrics().await?;
 
     let uncovered_prefix = format!("projects/{UNCOVERED}/");
-    let names = |r: &binauthz_operator::emulator::RequestRecord, prefix: &str| {
+    let names = |r: &cloudrun_emulator::RequestRecord, prefix: &str| {
         r.resource.as_deref().is_some_and(|n| n.starts_with(prefix))
             || r.path.contains(&format!("/{prefix}"))
     };

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use binauthz_operator::emulator::{ChangeRecord, RequestRecord};
+use cloudrun_emulator::{ChangeRecord, RequestRecord};
 use rand::rngs::StdRng;
 use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};

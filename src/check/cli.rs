@@ -29,6 +29,7 @@ pub struct CheckArgs {
 
     /// Start an embedded Cloud Run emulator seeded from this file and check against it
     /// (no Google credentials, no network). See `binauthz-operator emulator --help`.
+    #[cfg(feature = "emulator")]
     #[arg(
         long,
         env = "BINAUTHZ_CHECK_EMULATOR",

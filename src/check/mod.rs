@@ -22,8 +22,11 @@
 //! - `run`: the passes — reads through the shared inventory, planning, and the fixes.
 //! - `report`: the report model (what `-o json`/`-o yaml` print) and the verdict.
 //! - `table`: the report as tables on a terminal.
+//! - `embedded` (feature `emulator`): `--emulator`, an emulator in this process.
 
 mod cli;
+#[cfg(feature = "emulator")]
+mod embedded;
 mod report;
 mod run;
 mod table;
@@ -63,6 +66,7 @@ pub enum CheckError {
     #[error(transparent)]
     Client(#[from] cloudrun::Error),
     /// The embedded emulator could not start.
+    #[cfg(feature = "emulator")]
     #[error("cannot start the embedded emulator from {seed}: {detail}")]
     Emulator {
         /// The seed file.
@@ -105,6 +109,7 @@ pub async fn check(args: CheckArgs) -> Result<Verdict, CheckError> {
         fix,
         output,
         wide,
+        #[cfg(feature = "emulator")]
         emulator,
         cloud_run,
     } = args;
@@ -120,20 +125,10 @@ pub async fn check(args: CheckArgs) -> Result<Verdict, CheckError> {
         });
     }
 
+    let config = cloud_run.config()?;
     // The embedded emulator lives until the end of this function.
-    let mut config = cloud_run.config()?;
-    let _emulator = match &emulator {
-        Some(seed) => {
-            let handle = start_emulator(seed).await?;
-            let rates = config.rate_limits;
-            let timeout = config.request_timeout;
-            config = cloudrun::CloudRunConfig::emulator(&handle.url());
-            config.rate_limits = rates;
-            config.request_timeout = timeout;
-            Some(handle)
-        }
-        None => None,
-    };
+    #[cfg(feature = "emulator")]
+    let (config, _emulator) = embedded::with_emulator(config, emulator.as_deref()).await?;
     let client = CloudRunClient::new(config).await?;
     let checker = Checker {
         inventory: SharedInventory::new(client, LIST_TTL),
@@ -168,21 +163,4 @@ pub async fn check(args: CheckArgs) -> Result<Verdict, CheckError> {
     }
     print_report(&report, output, wide).map_err(|e| CheckError::Output(e.to_string()))?;
     Ok(report.verdict)
-}
-
-async fn start_emulator(
-    seed: &std::path::Path,
-) -> Result<crate::emulator::EmulatorHandle, CheckError> {
-    let error = |detail: String| CheckError::Emulator {
-        seed: seed.display().to_string(),
-        detail,
-    };
-    let seed_state = crate::emulator::Seed::from_file(seed).map_err(|e| error(e.to_string()))?;
-    let config = crate::emulator::EmulatorConfig {
-        seed: seed_state,
-        ..Default::default()
-    };
-    crate::emulator::start(config)
-        .await
-        .map_err(|e| error(e.to_string()))
 }

@@ -394,8 +394,8 @@ impl Scope {
 mod tests {
     use super::*;
     use crate::cloudrun::{CloudRunConfig, RetryPolicy};
-    use crate::emulator::{self, EmulatorConfig, EmulatorHandle, Faults, Seed};
     use crate::policy::ObservedPolicy;
+    use cloudrun_emulator::{EmulatorConfig, EmulatorHandle, Faults, Seed};
 
     const SEED: &str = r#"
 projects:
@@ -408,7 +408,7 @@ projects:
 "#;
 
     async fn setup(ttl: Duration) -> (EmulatorHandle, SharedInventory) {
-        let emulator = emulator::start(EmulatorConfig {
+        let emulator = cloudrun_emulator::start(EmulatorConfig {
             seed: Seed::from_yaml_str(SEED).unwrap(),
             ..EmulatorConfig::default()
         })

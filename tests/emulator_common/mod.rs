@@ -2,7 +2,7 @@
 //! HTTP + JSON to it.
 #![allow(dead_code)] // each suite uses a different subset
 
-use binauthz_operator::emulator::{self, EmulatorConfig, EmulatorHandle, Faults, Seed};
+use cloudrun_emulator::{EmulatorConfig, EmulatorHandle, Faults, Seed};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
@@ -62,7 +62,7 @@ impl Reply {
 }
 
 pub async fn start_with(seed: Seed, faults: Faults) -> Emu {
-    let handle = emulator::start(EmulatorConfig {
+    let handle = cloudrun_emulator::start(EmulatorConfig {
         seed,
         faults,
         ..EmulatorConfig::default()

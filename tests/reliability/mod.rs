@@ -9,8 +9,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use binauthz_operator::emulator::{
-    self, ChangeRecord, ChangeSource, EmulatorConfig, EmulatorHandle, Faults, GenerateSpec, Seed,
+use cloudrun_emulator::{
+    ChangeRecord, ChangeSource, EmulatorConfig, EmulatorHandle, Faults, GenerateSpec, Seed,
 };
 use serde_json::{json, Value};
 
@@ -51,7 +51,7 @@ pub async fn faulty_estate(count: usize, drift: f64, faults: Faults) -> Emulator
     spec.drift_ratio = drift;
     spec.projects = PROJECTS.iter().map(|p| p.to_string()).collect();
     spec.regions = REGIONS.iter().map(|r| r.to_string()).collect();
-    emulator::start(EmulatorConfig {
+    cloudrun_emulator::start(EmulatorConfig {
         seed: Seed {
             generate: Some(spec),
             ..Seed::default()

@@ -20,9 +20,9 @@ use super::triggers::{pass_trigger, WatchBackoff, WATCH_BACKOFF_MAX};
 use super::{reconcile, Context, Error};
 use crate::api::BinAuthzBinding;
 use crate::cloudrun::{CloudRunClient, CloudRunConfig, RetryPolicy};
-use crate::emulator::{self, Counters, EmulatorConfig, EmulatorHandle, Faults, Seed};
 use crate::fleet::inventory::SharedInventory;
 use crate::telemetry::{Health, Metrics, Telemetry};
+use cloudrun_emulator::{Counters, EmulatorConfig, EmulatorHandle, Faults, Seed};
 
 const SEED: &str = r#"
 projects:
@@ -174,7 +174,7 @@ async fn harness_with(
     bindings: &[BinAuthzBinding],
     gate: LeaderGate,
 ) -> Harness {
-    let emulator = emulator::start(EmulatorConfig {
+    let emulator = cloudrun_emulator::start(EmulatorConfig {
         seed: Seed::from_yaml_str(seed).unwrap(),
         faults,
         ..EmulatorConfig::default()

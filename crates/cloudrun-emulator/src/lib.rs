@@ -4,15 +4,17 @@
 //!
 //! It is an independent implementation of the wire contract (docs/emulator.md, "What it
 //! serves"): it works on JSON values, never on the Cloud Run client's types, so a mistake in
-//! one cannot hide in the other. Behaviours no source settles live in [`assumed`].
+//! one cannot hide in the other. A crate of its own, it depends on nothing of the operator,
+//! so the compiler keeps that independence. Behaviours no source settles live in
+//! [`assumed`].
 //!
 //! # Use
 //!
 //! ```no_run
-//! # async fn demo() -> Result<(), binauthz_operator::emulator::EmulatorError> {
-//! use binauthz_operator::emulator::{self, EmulatorConfig, Seed};
+//! # async fn demo() -> Result<(), cloudrun_emulator::EmulatorError> {
+//! use cloudrun_emulator::{EmulatorConfig, Seed};
 //! let seed = Seed::from_file("examples/cloudrun-seed.yaml".as_ref())?;
-//! let handle = emulator::start(EmulatorConfig { seed, ..EmulatorConfig::default() }).await?;
+//! let handle = cloudrun_emulator::start(EmulatorConfig { seed, ..EmulatorConfig::default() }).await?;
 //! println!("Cloud Run at {}", handle.url()); // http://127.0.0.1:PORT
 //! handle.shutdown().await;
 //! # Ok(()) }
@@ -24,6 +26,7 @@
 //! - Writes bump `generation`, `etag`, `updateTime` and `lastModifier`, and are recorded in
 //!   the audit log with the exact field paths they changed.
 //! - The admin API (`/_emulator/...`) is never subject to faults and is not counted.
+#![forbid(unsafe_code)]
 
 mod admin;
 pub mod assumed;
