@@ -71,6 +71,23 @@ where
     }
 }
 
+/// A binding of every resource of one kind in acme-prod/us-central1 to the strict policy.
+fn strict_binding(name: &str, kind: &str, interval: &str) -> BinAuthzBinding {
+    serde_json::from_value(json!({
+        "apiVersion": "binauthz.dev/v1alpha1",
+        "kind": "BinAuthzBinding",
+        "metadata": {"name": name},
+        "spec": {
+            "project": "acme-prod",
+            "locations": ["us-central1"],
+            "targets": {kind: {"names": ["*"]}},
+            "policy": {"name": STRICT},
+            "interval": interval,
+        },
+    }))
+    .unwrap()
+}
+
 fn lists(counters: &Value) -> u64 {
     counters["calls"]
         .as_array()
@@ -116,20 +133,12 @@ async fn a_drift_is_fixed_by_its_audit_log_event_within_seconds_at_a_10m_interva
     })
     .await;
 
-    let binding: BinAuthzBinding = serde_json::from_value(json!({
-        "apiVersion": "binauthz.dev/v1alpha1",
-        "kind": "BinAuthzBinding",
-        "metadata": {"name": "prod"},
-        "spec": {
-            "project": "acme-prod",
-            "locations": ["us-central1"],
-            "targets": {"services": {"names": ["*"]}},
-            "policy": {"name": STRICT},
-            "interval": "10m",
-        },
-    }))
+    api.create(
+        &PostParams::default(),
+        &strict_binding("prod", "services", "10m"),
+    )
+    .await
     .unwrap();
-    api.create(&PostParams::default(), &binding).await.unwrap();
     let name = "projects/acme-prod/locations/us-central1/services/search-frontend";
     eventually("the first pass fixes the seeded drift", || async {
         let ba = emulator.binary_authorization(name).await;
@@ -205,20 +214,12 @@ async fn pubsub_outage(
     topic: &str,
     subscription: &str,
 ) {
-    let backstop: BinAuthzBinding = serde_json::from_value(json!({
-        "apiVersion": "binauthz.dev/v1alpha1",
-        "kind": "BinAuthzBinding",
-        "metadata": {"name": "jobs"},
-        "spec": {
-            "project": "acme-prod",
-            "locations": ["us-central1"],
-            "targets": {"jobs": {"names": ["*"]}},
-            "policy": {"name": STRICT},
-            "interval": "30s",
-        },
-    }))
+    api.create(
+        &PostParams::default(),
+        &strict_binding("jobs", "jobs", "30s"),
+    )
+    .await
     .unwrap();
-    api.create(&PostParams::default(), &backstop).await.unwrap();
     let job = "projects/acme-prod/locations/us-central1/jobs/nightly-billing";
     let is_strict = |name: &'static str| async move {
         let ba = emulator.binary_authorization(name).await;

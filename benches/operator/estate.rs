@@ -346,6 +346,14 @@ fn policy_of(value: Option<&Value>) -> ObservedPolicy {
 }
 
 /// Full resource names of `project`'s resources (for the admin drift route).
+/// The regions of `project` in the emulator's estate.
+pub fn regions(seed: &Seed, project: &str) -> Vec<String> {
+    seed.projects
+        .get(project)
+        .map(|p| p.regions.keys().cloned().collect())
+        .unwrap_or_default()
+}
+
 pub fn resource_names(seed: &Seed, project: &str) -> Vec<String> {
     observed(seed, project)
         .into_iter()

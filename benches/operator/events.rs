@@ -235,11 +235,7 @@ async fn side_bindings(
     let state = emulator.state().await?;
     let mut out = Vec::new();
     for (i, project) in projects.iter().enumerate() {
-        let regions: Vec<String> = state
-            .projects
-            .get(*project)
-            .map(|p| p.regions.keys().cloned().collect())
-            .unwrap_or_default();
+        let regions = estate::regions(&state, project);
         let prefix = format!("{}{}-", &namespace[..1], i);
         out.extend(estate::bindings(
             namespace,

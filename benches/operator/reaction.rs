@@ -161,11 +161,7 @@ pub async fn run(ctx: &Ctx, plan: &Plan) -> Result<ReactionResult> {
     let mut bindings = Vec::new();
     let mut names = Vec::new();
     for (i, project) in PROJECTS.iter().enumerate() {
-        let regions: Vec<String> = state
-            .projects
-            .get(*project)
-            .map(|p| p.regions.keys().cloned().collect())
-            .unwrap_or_default();
+        let regions = estate::regions(&state, project);
         let count =
             plan.bindings / PROJECTS.len() + usize::from(i < plan.bindings % PROJECTS.len());
         let prefix = format!("r{}-", (b'a' + i as u8) as char);
