@@ -112,6 +112,22 @@ pub struct Loaded {
     pub errors: Vec<ManifestError>,
     /// Documents of other kinds that were skipped.
     pub skipped: usize,
+    /// Files read (stdin counts as one).
+    pub files: usize,
+    /// Every binding document with a readable `namespace/name`, valid or not, in input
+    /// order: duplicates are found among all of them, so an invalid copy is named too.
+    declared: Vec<(String, Source)>,
+}
+
+impl Loaded {
+    /// Writes every problem as one `error: ...` line (file:line, binding, field, what to
+    /// do), in input order; `check` and `validate` print them alike.
+    pub fn write_errors(&self, out: &mut impl std::io::Write) -> std::io::Result<()> {
+        for problem in &self.errors {
+            writeln!(out, "error: {problem}")?;
+        }
+        Ok(())
+    }
 }
 
 /// Reads every input: files, directories (recursively, `*.yaml`/`*.yml`, in name order)
@@ -122,7 +138,10 @@ pub fn load(inputs: &[PathBuf]) -> Loaded {
         if input.as_os_str() == "-" {
             let mut text = String::new();
             match std::io::stdin().read_to_string(&mut text) {
-                Ok(_) => load_text("-", &text, &mut loaded),
+                Ok(_) => {
+                    loaded.files += 1;
+                    load_text("-", &text, &mut loaded);
+                }
                 Err(e) => loaded.errors.push(io_error("-", &e)),
             }
             continue;
@@ -137,7 +156,10 @@ pub fn load(inputs: &[PathBuf]) -> Loaded {
         for file in files {
             let name = file.display().to_string();
             match std::fs::read_to_string(&file) {
-                Ok(text) => load_text(&name, &text, &mut loaded),
+                Ok(text) => {
+                    loaded.files += 1;
+                    load_text(&name, &text, &mut loaded);
+                }
                 Err(e) => loaded.errors.push(io_error(&name, &e)),
             }
         }
@@ -284,16 +306,20 @@ fn load_document(
         return;
     }
     let key = binding_key(&value);
+    let source = Source {
+        file: file.to_owned(),
+        document: number,
+        line: Some(start_line),
+        column: None,
+    };
+    if let Some(key) = &key {
+        loaded.declared.push((key.clone(), source.clone()));
+    }
     match api::binding_from_value(value) {
         Ok(binding) => loaded.bindings.push(LoadedBinding {
             binding,
             key: key.unwrap_or_default(),
-            source: Source {
-                file: file.to_owned(),
-                document: number,
-                line: Some(start_line),
-                column: None,
-            },
+            source,
         }),
         Err(errors) => {
             for error in errors.0 {
@@ -358,20 +384,22 @@ fn declares(line: &str, key: &str) -> bool {
         || line.contains(&format!("\"{key}\":"))
 }
 
+/// Refuses every binding declared again after its first declaration, valid or not: each
+/// later copy is one problem naming both locations.
 fn check_duplicates(loaded: &mut Loaded) {
     let mut first: BTreeMap<&str, &Source> = BTreeMap::new();
     let mut duplicates = Vec::new();
-    for b in &loaded.bindings {
-        match first.get(b.key.as_str()) {
+    for (key, source) in &loaded.declared {
+        match first.get(key.as_str()) {
             Some(src) => duplicates.push(ManifestError {
-                source: b.source.clone(),
-                binding: Some(b.key.clone()),
+                source: source.clone(),
+                binding: Some(key.clone()),
                 problem: Problem::Duplicate {
                     first: src.to_string(),
                 },
             }),
             None => {
-                first.insert(&b.key, &b.source);
+                first.insert(key, source);
             }
         }
     }
@@ -450,6 +478,54 @@ spec:
         let loaded = load_str(&format!("{GOOD}---\n{GOOD}"));
         assert_eq!(loaded.errors.len(), 1);
         assert!(loaded.errors[0].to_string().contains("declared twice"));
+    }
+
+    #[test]
+    fn every_later_copy_of_a_binding_is_refused_naming_both_locations_even_when_invalid() {
+        let invalid = GOOD.replace("useDefault: true", "useDefault: false");
+        let loaded = load_str(&format!("{GOOD}---\n{invalid}---\n{GOOD}"));
+        let duplicates: Vec<String> = loaded
+            .errors
+            .iter()
+            .filter(|e| matches!(e.problem, Problem::Duplicate { .. }))
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            duplicates,
+            [
+                "bindings.yaml:15 (document 2): binding platform/prod: declared twice (first at \
+                 bindings.yaml:1 (document 1)); give each binding its own namespace/name",
+                "bindings.yaml:29 (document 3): binding platform/prod: declared twice (first at \
+                 bindings.yaml:1 (document 1)); give each binding its own namespace/name",
+            ]
+        );
+        // The invalid copy's own problem is reported too.
+        assert_eq!(loaded.errors.len(), 3, "{:?}", loaded.errors);
+    }
+
+    #[test]
+    fn duplicates_across_files_are_found_and_files_are_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a.yaml");
+        let b = dir.path().join("b.yml");
+        std::fs::write(&a, GOOD).unwrap();
+        std::fs::write(&b, GOOD).unwrap();
+        std::fs::write(dir.path().join("notes.txt"), "not yaml: [").unwrap();
+        let loaded = load(&[dir.path().to_path_buf()]);
+        assert_eq!(loaded.files, 2);
+        assert_eq!(loaded.errors.len(), 1, "{:?}", loaded.errors);
+        let message = loaded.errors[0].to_string();
+        assert!(
+            message.starts_with(&format!("{}:1 (document 1)", b.display()))
+                && message.contains(&format!("first at {}:1 (document 1)", a.display())),
+            "{message}"
+        );
+        let mut out = Vec::new();
+        loaded.write_errors(&mut out).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            format!("error: {message}\n")
+        );
     }
 
     #[test]

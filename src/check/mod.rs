@@ -35,7 +35,7 @@ pub use cli::{CheckArgs, OutputFormat};
 pub use report::{BindingReport, Change, ChangeResult, Report, TargetRow};
 
 use std::collections::BTreeMap;
-use std::io::{IsTerminal, Write as _};
+use std::io::IsTerminal;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -116,10 +116,7 @@ pub async fn check(args: CheckArgs) -> Result<Verdict, CheckError> {
 
     let loaded = manifests::load(&files);
     if !loaded.errors.is_empty() {
-        let mut err = std::io::stderr().lock();
-        for problem in &loaded.errors {
-            let _ = writeln!(err, "error: {problem}");
-        }
+        let _ = loaded.write_errors(&mut std::io::stderr().lock());
         return Err(CheckError::InvalidInput {
             count: loaded.errors.len(),
         });
