@@ -14,3 +14,4 @@ pub mod plan;
 pub mod policy;
 pub mod resource;
 pub mod telemetry;
+pub mod validate;

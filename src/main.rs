@@ -23,6 +23,9 @@ enum Command {
     /// Check Cloud Run against binding manifests without a cluster; --fix remediates.
     /// Exit 0: all comply; 2: drift remains; 1: error.
     Check(Box<binauthz_operator::check::CheckArgs>),
+    /// Validate binding manifests offline (schema, rules, duplicates): no Cloud Run call,
+    /// no credentials, no cluster. Exit 0: all valid; 1: a problem (each printed).
+    Validate(binauthz_operator::validate::ValidateArgs),
     /// Serve a local Cloud Run Admin API emulator (seeded from YAML, with fault injection).
     #[cfg(feature = "emulator")]
     Emulator(Box<cloudrun_emulator::EmulatorArgs>),
@@ -41,6 +44,9 @@ async fn main() -> ExitCode {
                 .map(|verdict| ExitCode::from(verdict.exit_code()))
                 .map_err(Into::into)
         }
+        Command::Validate(args) => binauthz_operator::validate::validate(&args)
+            .map(|_| ExitCode::SUCCESS)
+            .map_err(Into::into),
         #[cfg(feature = "emulator")]
         Command::Emulator(args) => cloudrun_emulator::run(*args)
             .await
