@@ -104,8 +104,13 @@ fn check(args: &[&str]) -> Output {
 }
 
 fn check_with_stdin(args: &[&str], stdin: Option<&str>) -> Output {
+    run_with_stdin("check", args, stdin)
+}
+
+/// `binauthz-operator COMMAND ARGS...`, without an emulator endpoint from the environment.
+fn run_with_stdin(command: &str, args: &[&str], stdin: Option<&str>) -> Output {
     let mut child = Command::new(BIN)
-        .arg("check")
+        .arg(command)
         .args(args)
         .env("NO_COLOR", "1")
         .env_remove("CLOUD_RUN_EMULATOR_HOST")
@@ -113,7 +118,7 @@ fn check_with_stdin(args: &[&str], stdin: Option<&str>) -> Output {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("run check");
+        .unwrap_or_else(|e| panic!("run {command}: {e}"));
     if let Some(text) = stdin {
         child
             .stdin
@@ -124,7 +129,9 @@ fn check_with_stdin(args: &[&str], stdin: Option<&str>) -> Output {
     } else {
         drop(child.stdin.take());
     }
-    child.wait_with_output().expect("check finishes")
+    child
+        .wait_with_output()
+        .unwrap_or_else(|e| panic!("{command} finishes: {e}"))
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -498,23 +505,20 @@ spec:
     assert_eq!(counters["writes"], 0, "Audit must never write: {counters}");
 }
 
-#[test]
-fn invalid_manifests_exit_1_naming_file_and_field_without_calling_cloud_run() {
-    let emulator = Emulator::start(&[]);
-    let dir = tempfile::tempdir().expect("tempdir");
-    let bad = dir.path().join("bad.yaml");
-    std::fs::write(
-        &bad,
-        "apiVersion: binauthz.dev/v1alpha1
+/// A valid binding (8 lines).
+const VALID_BINDING: &str = "apiVersion: binauthz.dev/v1alpha1
 kind: BinAuthzBinding
-metadata: {name: ok}
+metadata: {name: ok, namespace: platform}
 spec:
   project: acme-prod
   locations: [us-central1]
   targets: {services: {names: ['*']}}
   policy: {useDefault: true}
----
-apiVersion: binauthz.dev/v1alpha1
+";
+
+/// A binding with two problems: `*` among other locations (line 6), `useDefault: false`
+/// (line 9).
+const INVALID_BINDING: &str = "apiVersion: binauthz.dev/v1alpha1
 kind: BinAuthzBinding
 metadata: {name: disabled}
 spec:
@@ -523,9 +527,14 @@ spec:
   targets: {services: {names: ['*']}}
   policy:
     useDefault: false
-",
-    )
-    .expect("write");
+";
+
+#[test]
+fn invalid_manifests_exit_1_naming_file_and_field_without_calling_cloud_run() {
+    let emulator = Emulator::start(&[]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(&bad, format!("{VALID_BINDING}---\n{INVALID_BINDING}")).expect("write");
     let out = check(&["-f", path(&bad), "--cloud-run-endpoint", &emulator.url]);
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
@@ -551,8 +560,8 @@ spec:
     );
 }
 
-#[test]
-fn every_invalid_corpus_sample_is_refused_by_check() {
+/// The invalid binding samples of tests/fixtures/bindings/invalid, in name order.
+fn invalid_corpus() -> Vec<PathBuf> {
     let dir = repo().join("tests/fixtures/bindings/invalid");
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .expect("corpus")
@@ -560,7 +569,12 @@ fn every_invalid_corpus_sample_is_refused_by_check() {
         .collect();
     files.sort();
     assert!(files.len() >= 30);
-    for file in files {
+    files
+}
+
+#[test]
+fn every_invalid_corpus_sample_is_refused_by_check() {
+    for file in invalid_corpus() {
         let expect: Vec<String> = std::fs::read_to_string(&file)
             .expect("read")
             .lines()
@@ -645,45 +659,8 @@ fn missing_credentials_are_one_clear_line() {
 /// `binauthz-operator validate ARGS...` with `stdin`, no Cloud Run endpoint and no
 /// credentials (reaching Google would fail differently).
 fn validate(args: &[&str], stdin: &str) -> Output {
-    let mut child = Command::new(BIN)
-        .arg("validate")
-        .args(args)
-        .env_remove("CLOUD_RUN_EMULATOR_HOST")
-        .env("GOOGLE_APPLICATION_CREDENTIALS", "/nonexistent/key.json")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run validate");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(stdin.as_bytes())
-        .expect("write stdin");
-    child.wait_with_output().expect("validate finishes")
+    run_with_stdin("validate", args, Some(stdin))
 }
-
-const VALID_BINDING: &str = "apiVersion: binauthz.dev/v1alpha1
-kind: BinAuthzBinding
-metadata: {name: ok, namespace: platform}
-spec:
-  project: acme-prod
-  locations: [us-central1]
-  targets: {services: {names: ['*']}}
-  policy: {useDefault: true}
-";
-
-const INVALID_BINDING: &str = "apiVersion: binauthz.dev/v1alpha1
-kind: BinAuthzBinding
-metadata: {name: disabled}
-spec:
-  project: acme-prod
-  locations: [us-central1, '*']
-  targets: {services: {names: ['*']}}
-  policy:
-    useDefault: false
-";
 
 #[test]
 fn validate_accepts_valid_bindings_with_one_summary_line_and_no_credentials() {
@@ -756,13 +733,6 @@ fn validate_reports_every_problem_and_duplicates_across_files_with_exit_1() {
 
 #[test]
 fn validate_refuses_every_invalid_corpus_sample_with_checks_exact_lines() {
-    let dir = repo().join("tests/fixtures/bindings/invalid");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .expect("corpus")
-        .map(|e| e.expect("entry").path())
-        .collect();
-    files.sort();
-    assert!(files.len() >= 30);
     // Every problem line but the closing one, which names the command's own next step.
     let problems = |out: &Output| -> Vec<String> {
         let stderr = text(&out.stderr);
@@ -774,7 +744,7 @@ fn validate_refuses_every_invalid_corpus_sample_with_checks_exact_lines() {
         );
         lines
     };
-    for file in files {
+    for file in invalid_corpus() {
         let name = path(&file);
         let validated = validate(&["-f", name], "");
         assert_eq!(validated.status.code(), Some(1), "{name}");
