@@ -330,7 +330,8 @@ async fn measure(
         plan.uncovered,
         span
     );
-    let mut injected: BTreeMap<bool, Vec<Injection>> = BTreeMap::new();
+    let mut events_injected: Vec<Injection> = Vec::new();
+    let mut polling_injected: Vec<Injection> = Vec::new();
     let mut kinds: BTreeMap<String, usize> = BTreeMap::new();
     for (offset, target, name) in schedule {
         let wait = start + offset - now_seconds();
@@ -349,20 +350,17 @@ async fn measure(
         if target == Target::Events {
             *kinds.entry(kind_of(&name).to_string()).or_default() += 1;
         }
-        if target != Target::Uncovered {
-            injected
-                .entry(target == Target::Events)
-                .or_default()
-                .push(Injection {
-                    name,
-                    time: epoch_seconds(&change.time)?,
-                    seq: change.seq,
-                });
+        let injection = Injection {
+            name,
+            time: epoch_seconds(&change.time)?,
+            seq: change.seq,
+        };
+        match target {
+            Target::Events => events_injected.push(injection),
+            Target::Polling => polling_injected.push(injection),
+            Target::Uncovered => {}
         }
     }
-    let empty = Vec::new();
-    let events_injected = injected.get(&true).unwrap_or(&empty);
-    let polling_injected = injected.get(&false).unwrap_or(&empty);
 
     say!("drift events: waiting for the polling side's next tick");
     let deadline = now_seconds() + plan.interval.as_secs_f64() * 2.0 + 60.0;
@@ -370,11 +368,11 @@ async fn measure(
         tokio::time::sleep(Duration::from_secs(1)).await;
         let e = reactions(
             &sides.events.api_changes_since(audit0[0]).await?,
-            events_injected,
+            &events_injected,
         )?;
         let p = reactions(
             &sides.polling.api_changes_since(audit0[1]).await?,
-            polling_injected,
+            &polling_injected,
         )?;
         if e.iter().chain(&p).all(Option::is_some) {
             break (flat(e), flat(p));

@@ -124,22 +124,26 @@ pub(crate) async fn pass(binding: &BinAuthzBinding, ctx: &Context) -> Result<Pas
 /// Echoes the reconcile request this pass handles (`binauthz.dev/reconcile-requested-at`)
 /// in the status; without the annotation the status keeps the last value echoed.
 fn echo_reconcile_request(binding: &BinAuthzBinding, status: &mut BinAuthzBindingStatus) {
-    if let Some(value) = binding.annotations().get(RECONCILE_REQUESTED_AT) {
-        status.last_handled_reconcile_at =
-            Some(crate::cloudrun::error::clip(value, MAX_RECONCILE_VALUE));
+    if let Some(value) = reconcile_request(binding) {
+        status.last_handled_reconcile_at = Some(value);
     }
+}
+
+/// The binding's reconcile request as the status echoes it (clipped).
+fn reconcile_request(binding: &BinAuthzBinding) -> Option<String> {
+    binding
+        .annotations()
+        .get(RECONCILE_REQUESTED_AT)
+        .map(|value| crate::cloudrun::error::clip(value, MAX_RECONCILE_VALUE))
 }
 
 /// Whether the binding carries a reconcile request its status has not echoed yet.
 fn new_reconcile_request(binding: &BinAuthzBinding) -> bool {
-    let Some(value) = binding.annotations().get(RECONCILE_REQUESTED_AT) else {
-        return false;
-    };
     let handled = binding
         .status
         .as_ref()
-        .and_then(|s| s.last_handled_reconcile_at.as_deref());
-    handled != Some(crate::cloudrun::error::clip(value, MAX_RECONCILE_VALUE).as_str())
+        .and_then(|s| s.last_handled_reconcile_at.clone());
+    reconcile_request(binding).is_some_and(|asked| Some(asked) != handled)
 }
 
 /// Longest reconcile request value echoed, in bytes (under the CRD's `maxLength` of 256).
