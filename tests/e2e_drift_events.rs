@@ -133,37 +133,55 @@ async fn a_drift_is_fixed_by_its_audit_log_event_within_seconds_at_a_10m_interva
     })
     .await;
 
-    api.create(
-        &PostParams::default(),
-        &strict_binding("prod", "services", "10m"),
-    )
-    .await
-    .unwrap();
+    for (binding, kind) in [
+        ("prod", "services"),
+        ("prod-jobs", "jobs"),
+        ("prod-pools", "workerPools"),
+    ] {
+        api.create(
+            &PostParams::default(),
+            &strict_binding(binding, kind, "10m"),
+        )
+        .await
+        .unwrap();
+    }
     let name = "projects/acme-prod/locations/us-central1/services/search-frontend";
-    eventually("the first pass fixes the seeded drift", || async {
-        let ba = emulator.binary_authorization(name).await;
-        (ba["policy"] == STRICT).then_some(()).ok_or(ba.to_string())
-    })
-    .await;
+    let job = "projects/acme-prod/locations/us-central1/jobs/db-migrate";
+    let pool = "projects/acme-prod/locations/us-central1/workerPools/email-sender";
+    for seeded in [name, job, pool] {
+        eventually("the first pass fixes the seeded drift", || async {
+            let ba = emulator.binary_authorization(seeded).await;
+            (ba["policy"] == STRICT).then_some(()).ok_or(ba.to_string())
+        })
+        .await;
+    }
     // Let the first pass's status and the events of its own writes settle.
     tokio::time::sleep(Duration::from_secs(3)).await;
 
-    // Someone clears Binary Authorization: fixed by the event, long before the 10m tick,
-    // without listing anything again (the status pass it queues included).
+    // Someone clears Binary Authorization of a service, a job and a worker pool, through
+    // gcloud's v1 API or an Update operation of v2: each is fixed by its event, long
+    // before the 10m tick, without listing anything again (the status passes they queue
+    // included).
     let lists_before = lists(&emulator.counters().await);
-    let started = Instant::now();
-    emulator.drift(name, Value::Null).await;
-    eventually("the drift event fixes the service", || async {
-        let ba = emulator.binary_authorization(name).await;
-        (ba["policy"] == STRICT).then_some(()).ok_or(ba.to_string())
-    })
-    .await;
-    let fixed_after = started.elapsed();
-    eprintln!("drift → fixed through the audit log at a 10m interval: {fixed_after:?}");
-    assert!(
-        fixed_after < Duration::from_secs(60),
-        "{fixed_after:?}: that is the backstop, not the event"
-    );
+    for (drifted, api_version) in [(name, "v1"), (job, "v2"), (pool, "v1")] {
+        let started = Instant::now();
+        emulator
+            .drift_through(drifted, Value::Null, api_version)
+            .await;
+        eventually("the drift event fixes the resource", || async {
+            let ba = emulator.binary_authorization(drifted).await;
+            (ba["policy"] == STRICT).then_some(()).ok_or(ba.to_string())
+        })
+        .await;
+        let fixed_after = started.elapsed();
+        eprintln!(
+            "{drifted} ({api_version}) drift → fixed through the audit log at a 10m interval: {fixed_after:?}"
+        );
+        assert!(
+            fixed_after < Duration::from_secs(60),
+            "{fixed_after:?}: that is the backstop, not the event"
+        );
+    }
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(
         lists(&emulator.counters().await),

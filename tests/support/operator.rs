@@ -143,7 +143,13 @@ impl Emulator {
     /// `POST /_emulator/drift`: someone sets `name`'s Binary Authorization to `value`
     /// (`null` turns it off).
     pub async fn drift(&self, name: &str, value: Value) {
-        let body = serde_json::json!({ "name": name, "binaryAuthorization": value, "by": "someone@example.com" });
+        self.drift_through(name, value, "v1").await;
+    }
+
+    /// The same change made through Cloud Run's API version `api` (`v1`: gcloud's Replace,
+    /// one audit entry; `v2`: an Update operation, two entries).
+    pub async fn drift_through(&self, name: &str, value: Value, api: &str) {
+        let body = serde_json::json!({ "name": name, "binaryAuthorization": value, "by": "someone@example.com", "apiVersion": api });
         self.admin(reqwest::Method::POST, "drift", Some(body)).await;
     }
 
