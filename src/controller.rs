@@ -58,7 +58,7 @@ use error::kube_error_line;
 pub use error::{Error, RetryCause};
 use leader::{LeaderConfig, LeaderElection, LeaderGate};
 use startup::{check_cluster, crd_served, identity, shutdown_signal};
-use triggers::{pass_trigger, DriftEnv, Tap, WatchBackoff};
+use triggers::{pass_trigger, watch_backoff, DriftEnv, Tap};
 
 /// The API group/version of bindings, for the CRD check.
 const GROUP_VERSION: &str = "binauthz.dev/v1alpha1";
@@ -110,7 +110,7 @@ pub struct ControllerArgs {
 
     /// How long the lease holds without renewal; a standby takes over at most this long
     /// after the leader stops renewing. At least 3s.
-    #[arg(long, env = "LEASE_DURATION", value_name = "DURATION", default_value = "15s", value_parser = crate::cloudrun::config::parse_duration)]
+    #[arg(long, env = "LEASE_DURATION", value_name = "DURATION", default_value = "15s", value_parser = crate::duration::parse)]
     pub lease_duration: Duration,
 
     /// Log format: `text` for people, `json` for log pipelines. The level comes from
@@ -120,12 +120,12 @@ pub struct ControllerArgs {
 
     /// On SIGTERM/SIGINT, how long passes in flight get to finish their writes before
     /// they are cancelled.
-    #[arg(long, env = "SHUTDOWN_GRACE", value_name = "DURATION", default_value = "25s", value_parser = crate::cloudrun::config::parse_duration)]
+    #[arg(long, env = "SHUTDOWN_GRACE", value_name = "DURATION", default_value = "25s", value_parser = crate::duration::parse)]
     pub shutdown_grace: Duration,
 
     /// How long one list of a project's region and kind serves every binding's pass
     /// before it is read again.
-    #[arg(long, env = "INVENTORY_TTL", value_name = "DURATION", default_value = "20s", value_parser = crate::cloudrun::config::parse_duration)]
+    #[arg(long, env = "INVENTORY_TTL", value_name = "DURATION", default_value = "20s", value_parser = crate::duration::parse)]
     pub inventory_ttl: Duration,
 
     /// Binding passes in flight at once. Each holds its binding's plan while it writes and
@@ -547,7 +547,7 @@ fn watch_bindings(
         None => Api::all(kube.clone()),
     };
     watcher(api, watcher::Config::default())
-        .backoff(WatchBackoff::default())
+        .backoff(watch_backoff())
         .reflect(writer)
         .inspect(move |event| tap.observe(event))
         .applied_objects()

@@ -7,6 +7,7 @@ pub mod check;
 pub mod cloudrun;
 pub mod controller;
 pub mod drift;
+pub mod duration;
 pub mod fleet;
 pub mod manifests;
 pub mod matching;

@@ -12,7 +12,6 @@ use serde::{Deserialize, Serialize};
 use super::patterns::{
     cel_string, INTERVAL, LABEL_KEY, LABEL_VALUE, LOCATION, NAME_GLOB, POLICY_NAME, PROJECT,
 };
-use super::validate::parse_interval;
 use super::{BinAuthzBindingStatus, DEFAULT_INTERVAL};
 use crate::policy::{DesiredPolicy, PolicyName};
 
@@ -291,7 +290,7 @@ impl BinAuthzBindingSpec {
     /// `spec.interval` as a duration (the default when it cannot be parsed; `validate`
     /// refuses such specs before they reach a pass).
     pub fn interval(&self) -> Duration {
-        parse_interval(&self.interval).unwrap_or(Duration::from_secs(600))
+        crate::duration::parse(&self.interval).unwrap_or(Duration::from_secs(600))
     }
 
     /// The desired policy; `None` only for a spec that `validate` refuses.

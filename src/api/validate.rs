@@ -2,8 +2,6 @@
 //! problems the way the API server names them.
 
 use std::fmt;
-use std::str::FromStr;
-use std::time::Duration;
 
 use super::patterns::{
     Pattern, INTERVAL, LABEL_KEY, LABEL_VALUE, LOCATION, NAME_GLOB, POLICY_NAME, PROJECT,
@@ -148,14 +146,6 @@ fn serde_field_error(err: &serde_path_to_error::Error<serde_json::Error>) -> Fie
         field: path,
         message,
     }
-}
-
-pub(super) fn parse_interval(text: &str) -> Option<Duration> {
-    let parsed = kube::core::Duration::from_str(text).ok()?;
-    if parsed.is_negative() {
-        return None;
-    }
-    Some(parsed.into())
 }
 
 /// Collects field errors; each check mirrors one schema constraint or CEL rule.
@@ -393,8 +383,8 @@ impl Validator {
     fn interval(&mut self, interval: &str) {
         self.pattern("spec.interval", interval, &INTERVAL);
         if (INTERVAL.accepts)(interval) && interval.len() <= INTERVAL.max_len {
-            match parse_interval(interval) {
-                Some(d) if d >= MIN_INTERVAL => {}
+            match crate::duration::parse(interval) {
+                Ok(d) if d >= MIN_INTERVAL => {}
                 _ => self.push("spec.interval", "interval must be at least 30s"),
             }
         }

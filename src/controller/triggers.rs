@@ -10,7 +10,6 @@ use futures::channel::mpsc;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{predicates, watcher};
 use kube::{Resource, ResourceExt};
-use rand::Rng;
 use tracing::{debug, info, warn};
 
 use super::Context;
@@ -20,45 +19,24 @@ use crate::fleet::{inventory::SharedInventory, key_of};
 use crate::plan::{affected_bindings, BindingInput, BindingKey};
 use crate::telemetry::Metrics;
 
-/// How the bindings watch retries after an error: 0.5 s doubling to at most
-/// [`WATCH_BACKOFF_MAX`], half of each delay random. While the API server is away the watch
-/// reports an error at least that often, so once it reports none for
-/// [`crate::telemetry::WATCH_ERROR_GRACE`] it has reconnected (a resumed watch is silent until
-/// something changes) and `/readyz` recovers within seconds of the API server's return.
-#[derive(Debug)]
-pub(super) struct WatchBackoff {
-    next: Duration,
-}
-
-/// First retry delay of the bindings watch.
-pub(super) const WATCH_BACKOFF_MIN: Duration = Duration::from_millis(500);
 /// Longest retry delay of the bindings watch.
 pub(super) const WATCH_BACKOFF_MAX: Duration = Duration::from_secs(5);
 
-impl Default for WatchBackoff {
-    fn default() -> Self {
-        Self {
-            next: WATCH_BACKOFF_MIN,
-        }
-    }
-}
-
-impl Iterator for WatchBackoff {
-    type Item = Duration;
-
-    fn next(&mut self) -> Option<Duration> {
-        let delay = self.next;
-        self.next = (delay * 2).min(WATCH_BACKOFF_MAX);
-        let half = delay / 2;
-        let jitter = rand::rng().random_range(0..=half.as_millis().max(1) as u64);
-        Some(half + Duration::from_millis(jitter))
-    }
-}
-
-impl kube::runtime::utils::Backoff for WatchBackoff {
-    fn reset(&mut self) {
-        self.next = WATCH_BACKOFF_MIN;
-    }
+/// How the bindings watch retries after an error: kube's exponential backoff, from 0.25 s
+/// doubling to 2.5 s, each delay plus up to as much again at random — 0.25–0.5 s at first,
+/// never above [`WATCH_BACKOFF_MAX`]. While the API server is away the watch reports an
+/// error at least that often, so once it reports none for
+/// [`crate::telemetry::WATCH_ERROR_GRACE`] it has reconnected (a resumed watch is silent
+/// until something changes) and `/readyz` recovers within seconds of the API server's
+/// return.
+pub(super) fn watch_backoff() -> watcher::ExponentialBackoff {
+    backon::ExponentialBuilder::default()
+        .with_min_delay(WATCH_BACKOFF_MAX / 20)
+        .with_max_delay(WATCH_BACKOFF_MAX / 2)
+        .with_factor(2.0)
+        .with_jitter()
+        .without_max_times()
+        .into()
 }
 
 /// Watches binding events beside the reflector: readiness, re-checks of overlapping

@@ -16,7 +16,7 @@ use kube::Client;
 use serde_json::{json, Value};
 
 use super::leader::LeaderGate;
-use super::triggers::{pass_trigger, WatchBackoff, WATCH_BACKOFF_MAX};
+use super::triggers::{pass_trigger, watch_backoff, WATCH_BACKOFF_MAX};
 use super::{reconcile, Context, Error};
 use crate::api::BinAuthzBinding;
 use crate::cloudrun::{CloudRunClient, CloudRunConfig, RetryPolicy};
