@@ -68,8 +68,9 @@ SOAK_ENV := BINAUTHZ_FUZZ_CASES=20000 BINAUTHZ_SOAK_RESOURCES=1000 BINAUTHZ_SOAK
 
 soak: ## Long reliability runs: 20,000 hostile answers, 1,000-resource fault soaks, a 500-binding flood (< 30 min)
 	$(CARGO) build --locked --tests
-	$(SOAK_ENV) $(CARGO) test --locked --test hostile_cloudrun
-	$(SOAK_ENV) $(CARGO) test --locked --test fault_soak -- --nocapture
-	$(SOAK_ENV) $(CARGO) test --locked --test controller_reliability -- --nocapture --test-threads 1
-	$(SOAK_ENV) $(CARGO) test --locked --test apiserver_restart --test no_credential_leak -- --nocapture
+	$(SOAK_ENV) $(CARGO) test --locked --test cloudrun hostile::
+	$(SOAK_ENV) $(CARGO) test --locked --test controller fault_soak:: -- --nocapture
+	$(SOAK_ENV) $(CARGO) test --locked --test controller resilience:: -- --nocapture --test-threads 1
+	$(SOAK_ENV) $(CARGO) test --locked --test apiserver_restart -- --nocapture
+	$(SOAK_ENV) $(CARGO) test --locked --test controller no_credential_leak:: -- --nocapture
 	@echo "figures: target/reliability/"

@@ -3,7 +3,7 @@
 # the source tree and prints its bin directory; reuses what is already installed.
 #   scripts/tools.sh                 hadolint (Dockerfile lint)
 #   scripts/tools.sh --with-checkov  hadolint and checkov (static scan of deploy/ and the Dockerfile)
-#   scripts/tools.sh --with-pre-commit  hadolint and pre-commit (tests/check_cli.rs runs the
+#   scripts/tools.sh --with-pre-commit  hadolint and pre-commit (tests/cli/check.rs runs the
 #                                    repo's .pre-commit-hooks.yaml through it)
 # Options combine.
 set -euo pipefail

@@ -13,16 +13,19 @@
     reason = "test code: a failed unwrap, expect or panic is how a test reports failure"
 )]
 
-#[path = "support/envtest.rs"]
-mod envtest;
-mod reliability;
+#[path = "support/mod.rs"]
+mod support;
+
+use support::process::Operator;
+use support::proxy::LogDir;
+use support::wait::eventually;
+use support::{envtest, reliability};
 
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use cloudrun_emulator::Faults;
-use reliability::operator::{eventually, LogDir, Operator, OperatorOpts};
 use reliability::{bindings_yaml, estate, Users};
 use serde_json::{json, Value};
 
@@ -99,14 +102,14 @@ async fn the_operator_rides_out_an_apiserver_restart() {
     let names: Vec<String> = start.keys().cloned().collect();
     let users = Users::new(&handle);
 
-    let mut opts = OperatorOpts::new(
+    let mut opts = reliability::operator_config(
         cp.kubeconfig().expect("a kubeconfig"),
         &ns,
         &handle.url(),
         logs.path(),
     );
     opts.args = vec!["--inventory-ttl".into(), "1s".into()];
-    let mut operator = Operator::start(&opts);
+    let mut operator = Operator::spawn(&opts);
     operator.wait_ready(Duration::from_secs(60)).await;
     cp.apply(&bindings_yaml(&ns, "30s"));
     eventually("converged", Duration::from_secs(60), || async {
@@ -141,30 +144,35 @@ async fn the_operator_rides_out_an_apiserver_restart() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     assert!(
-        operator.alive(),
+        operator.running(),
         "the operator exited while the API server was down"
     );
 
     // Up again, same flags, same port.
     let restarted_after = down.elapsed();
     let new_pid = restart_apiserver(&dir, &argv);
-    let up = eventually(
+    let since = Instant::now();
+    eventually(
         "kube-apiserver ready again",
         Duration::from_secs(90),
         || async { cp.kubectl(["get", "--raw", "/readyz"]).status.success() },
     )
     .await;
-    let ready_again = eventually(
+    let up = since.elapsed();
+    let since = Instant::now();
+    eventually(
         "the operator ready again",
         Duration::from_secs(90),
         || async { matches!(operator.get("/readyz").await, Some((200, _))) },
     )
     .await;
+    let ready_again = since.elapsed();
 
     // The watch resumed: a spec change made now is reconciled, and its status written.
     users.drift(&names[1]).await;
     cp.apply(&bindings_yaml(&ns, "45s"));
-    let reconciled = eventually(
+    let since = Instant::now();
+    eventually(
         "the spec change is reconciled",
         Duration::from_secs(90),
         || async {
@@ -179,7 +187,8 @@ async fn the_operator_rides_out_an_apiserver_restart() {
         },
     )
     .await;
-    assert!(operator.alive(), "the operator exited after the restart");
+    let reconciled = since.elapsed();
+    assert!(operator.running(), "the operator exited after the restart");
 
     let verdict = reliability::verify(
         &start,

@@ -19,6 +19,7 @@ mod procfs;
 /// Google's Pub/Sub emulator (scenario 6): the integration tests' support module.
 #[path = "../../tests/support/pubsub.rs"]
 #[allow(
+    dead_code, // the bench uses a part of it
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::panic,

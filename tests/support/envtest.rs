@@ -1,6 +1,6 @@
 //! A real control plane (etcd + kube-apiserver) shared by every test of one
-//! test binary, the way controller-runtime's envtest works. Include it with
-//! `#[path = "support/envtest.rs"] mod envtest;` (or a `mod support;` tree).
+//! test binary, the way controller-runtime's envtest works (and, for a test that needs a
+//! cluster the others must not touch, one of its own: `own_control_plane_or_skip`).
 //!
 //! ```ignore
 //! #[tokio::test]
@@ -23,7 +23,6 @@
 //!
 //! Depends only on crates the test crate already has: kube, k8s-openapi,
 //! serde_json (and std).
-#![allow(dead_code)]
 
 use std::ffi::OsStr;
 use std::io::Write;
@@ -120,6 +119,32 @@ pub async fn control_plane() -> &'static ControlPlane {
     match started {
         Ok(cp) => cp,
         Err(msg) => panic!("envtest: the shared control plane could not be started: {msg}"),
+    }
+}
+
+/// A control plane of the caller's own (not the shared one), for a test that needs a
+/// cluster in a state the others must not see (e.g. without the CRD); stopped when
+/// dropped. `None` (after the loud warning) when end-to-end tests are opted out.
+pub fn own_control_plane_or_skip() -> Option<ControlPlane> {
+    if e2e_skipped() {
+        return None;
+    }
+    Some(start())
+}
+
+impl Drop for ControlPlane {
+    fn drop(&mut self) {
+        if let Some(dir) = &self.dir {
+            let script = repo_root().join("scripts").join("envtest.sh");
+            let _ = Command::new("bash")
+                .arg(&script)
+                .arg("stop")
+                .arg("--dir")
+                .arg(dir)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .status();
+        }
     }
 }
 

@@ -1,6 +1,7 @@
 //! Google's real Pub/Sub emulator for tests, started with `scripts/pubsub-emulator.sh` on a
 //! free 127.0.0.1 port, and a small client of its REST API (topics, subscriptions,
-//! publish, pull, acknowledge). Include it with `#[path = "support/pubsub.rs"] mod pubsub;`.
+//! publish, pull, acknowledge). Part of the support tree (`support::pubsub`); the
+//! benchmarks include this file alone.
 //!
 //! ```ignore
 //! let pubsub = pubsub::shared();                       // one per test binary
@@ -19,7 +20,6 @@
 //! - Names (topics, subscriptions) must have 3+ characters: the emulator refuses `t`.
 //! - Blocking start (std::process) and a fresh HTTP client per call: safe from any test's
 //!   tokio runtime.
-#![allow(dead_code)]
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
@@ -190,24 +190,42 @@ impl PubSub {
 
     /// Publishes one message; returns its message id.
     pub async fn publish(&self, topic: &str, data: &[u8], attributes: &[(&str, &str)]) -> String {
+        self.publish_all(topic, &[data.to_vec()], attributes)
+            .await
+            .swap_remove(0)
+    }
+
+    /// Publishes each payload as one message in one request (as a Logging sink batches
+    /// them), each with `attributes`; returns their message ids in order.
+    pub async fn publish_all(
+        &self,
+        topic: &str,
+        payloads: &[Vec<u8>],
+        attributes: &[(&str, &str)],
+    ) -> Vec<String> {
         let attributes: BTreeMap<&str, &str> = attributes.iter().copied().collect();
-        let body = json!({"messages": [{
-            "data": base64::engine::general_purpose::STANDARD.encode(data),
-            "attributes": attributes,
-        }]});
+        let engine = base64::engine::general_purpose::STANDARD;
+        let messages: Vec<Value> = payloads
+            .iter()
+            .map(|data| json!({"data": engine.encode(data), "attributes": attributes}))
+            .collect();
         let response = http()
             .post(format!("{}/v1/{topic}:publish", self.url()))
-            .json(&body)
+            .json(&json!({ "messages": messages }))
             .send()
             .await
             .unwrap_or_else(|e| panic!("publish to {topic}: {e}"));
         let status = response.status();
         let body: Value = response.json().await.unwrap_or(Value::Null);
         assert!(status.is_success(), "publish to {topic}: {status} {body}");
-        body["messageIds"][0]
-            .as_str()
-            .unwrap_or_default()
-            .to_string()
+        let ids: Vec<String> = body["messageIds"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|id| id.as_str().map(str::to_owned))
+            .collect();
+        assert_eq!(ids.len(), payloads.len(), "publish to {topic}: {body}");
+        ids
     }
 
     /// One `:pull` of at most `max` messages, returning at once when none is there.
