@@ -15,4 +15,6 @@ pub mod plan;
 pub mod policy;
 pub mod resource;
 pub mod telemetry;
+#[cfg(test)]
+mod testing;
 pub mod validate;

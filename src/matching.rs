@@ -455,6 +455,7 @@ mod tests {
     use super::*;
     use crate::api::LabelSelectorRequirement;
     use crate::policy::ObservedPolicy;
+    use crate::testing::spec;
 
     fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         pairs
@@ -577,19 +578,6 @@ mod tests {
             breakglass: None,
             deploy_blocked: None,
         }
-    }
-
-    fn spec(json: serde_json::Value) -> BinAuthzBindingSpec {
-        let mut base = serde_json::json!({
-            "project": "acme-prod", "locations": ["us-central1"],
-            "targets": {"services": {"names": ["*"]}}, "policy": {"useDefault": true}
-        });
-        if let (Some(base), Some(over)) = (base.as_object_mut(), json.as_object()) {
-            for (k, v) in over {
-                base.insert(k.clone(), v.clone());
-            }
-        }
-        serde_json::from_value(base).unwrap()
     }
 
     #[test]

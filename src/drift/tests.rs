@@ -3,26 +3,15 @@ use serde_json::{json, Value};
 use super::auditlog::Entry;
 use super::*;
 use crate::resource::ResourceKind;
+use crate::testing;
 
-fn binding(name: &str, extra_spec: Value) -> Arc<BinAuthzBinding> {
-    let mut spec = json!({
-        "project": "acme-prod",
-        "locations": ["us-central1"],
-        "targets": {"services": {"names": ["check*"]}},
-        "policy": {"useDefault": true},
-    });
-    for (k, v) in extra_spec.as_object().cloned().unwrap_or_default() {
+/// A binding over acme-prod/us-central1 services named `check*` (see [`testing::binding`]).
+fn binding(name: &str, overrides: Value) -> Arc<BinAuthzBinding> {
+    let mut spec = json!({"targets": {"services": {"names": ["check*"]}}});
+    for (k, v) in overrides.as_object().cloned().unwrap_or_default() {
         spec[k] = v;
     }
-    Arc::new(
-        serde_json::from_value(json!({
-            "apiVersion": "binauthz.dev/v1alpha1",
-            "kind": "BinAuthzBinding",
-            "metadata": {"name": name, "namespace": "team", "generation": 1},
-            "spec": spec,
-        }))
-        .unwrap(),
-    )
+    Arc::new(testing::binding(name, spec))
 }
 
 fn fixture(name: &str) -> Entry {

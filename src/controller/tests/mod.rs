@@ -22,6 +22,7 @@ use crate::api::BinAuthzBinding;
 use crate::cloudrun::{CloudRunClient, CloudRunConfig, RetryPolicy};
 use crate::fleet::inventory::SharedInventory;
 use crate::telemetry::{Health, Metrics, Telemetry};
+pub(super) use crate::testing::binding;
 use cloudrun_emulator::{Counters, EmulatorConfig, EmulatorHandle, Faults, Seed};
 
 const SEED: &str = r#"
@@ -43,26 +44,6 @@ projects:
             image: us-docker.pkg.dev/acme-prod/search/frontend:5.1.0
             labels: {env: prod}
 "#;
-
-/// A binding in namespace `team`, generation 1, over acme-prod/us-central1 services.
-fn binding(name: &str, extra_spec: Value) -> BinAuthzBinding {
-    let mut spec = json!({
-        "project": "acme-prod",
-        "locations": ["us-central1"],
-        "targets": {"services": {"names": ["*"]}},
-        "policy": {"useDefault": true},
-    });
-    for (k, v) in extra_spec.as_object().cloned().unwrap_or_default() {
-        spec[k] = v;
-    }
-    serde_json::from_value(json!({
-        "apiVersion": "binauthz.dev/v1alpha1",
-        "kind": "BinAuthzBinding",
-        "metadata": {"name": name, "namespace": "team", "generation": 1, "uid": format!("uid-{name}")},
-        "spec": spec,
-    }))
-    .unwrap()
-}
 
 /// One Kubernetes API call the pass made.
 #[derive(Clone, Debug, PartialEq)]
