@@ -5,6 +5,7 @@
 pub mod api;
 pub mod check;
 pub mod cloudrun;
+pub mod cloudrun_manifest;
 pub mod controller;
 pub mod drift;
 pub mod duration;

@@ -5,6 +5,10 @@
 //! binding is checked with the same rules as the CRD ([`crate::api::binding_from_value`]),
 //! and every problem is reported with its file, document number, line where known, field
 //! and rule — all of them, not just the first.
+//!
+//! Cloud Run manifests among the documents ([`crate::cloudrun_manifest`]) are kept aside,
+//! with the line of their Binary Authorization setting, for `validate` to check against the
+//! bindings; they are never a problem of the binding manifests (`check` ignores them).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -12,6 +16,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use crate::api::{self, BinAuthzBinding, FieldError};
+use crate::cloudrun_manifest::{self, CloudRunManifest, CloudRunManifestError, ManifestFormat};
 
 /// Where a binding came from, for messages: `bindings/prod.yaml` document 2, line 14.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -103,6 +108,16 @@ pub struct LoadedBinding {
     pub source: Source,
 }
 
+/// A Cloud Run manifest read from the input, with its origin.
+#[derive(Clone, Debug)]
+pub struct LoadedCloudRun {
+    /// The manifest, or why it cannot be read.
+    pub manifest: Result<CloudRunManifest, CloudRunManifestError>,
+    /// Where: the line of its Binary Authorization setting, else of the enclosing
+    /// `metadata.annotations` / `metadata` (v1), else of the document.
+    pub source: Source,
+}
+
 /// The result of reading every input: the valid bindings and every problem found.
 #[derive(Debug, Default)]
 pub struct Loaded {
@@ -112,6 +127,8 @@ pub struct Loaded {
     pub errors: Vec<ManifestError>,
     /// Documents of other kinds that were skipped.
     pub skipped: usize,
+    /// Cloud Run manifests (not counted among the skipped documents), in input order.
+    pub cloud_run: Vec<LoadedCloudRun>,
     /// Files read (stdin counts as one).
     pub files: usize,
     /// Every binding document with a readable `namespace/name`, valid or not, in input
@@ -302,7 +319,22 @@ fn load_document(
             .and_then(|v| v.as_str())
             .is_some_and(|v| v.starts_with("binauthz.dev/"));
     if !is_binding {
-        loaded.skipped += 1;
+        match cloudrun_manifest::recognize(&value) {
+            Some(manifest) => {
+                let line = setting_line(doc, manifest.as_ref().ok())
+                    .map_or(start_line, |l| start_line + l - 1);
+                loaded.cloud_run.push(LoadedCloudRun {
+                    manifest,
+                    source: Source {
+                        file: file.to_owned(),
+                        document: number,
+                        line: Some(line),
+                        column: None,
+                    },
+                });
+            }
+            None => loaded.skipped += 1,
+        }
         return;
     }
     let key = binding_key(&value);
@@ -359,10 +391,34 @@ fn field_line(doc: &str, field: &str) -> Option<usize> {
         .map(|k| k.split('[').next().unwrap_or(k))
         .filter(|k| !k.is_empty())
         .collect();
+    keys_line(doc, &keys)
+}
+
+/// The 1-based line of a Cloud Run manifest's Binary Authorization setting within its
+/// document, or of the nearest enclosing key that is spelled out.
+fn setting_line(doc: &str, manifest: Option<&CloudRunManifest>) -> Option<usize> {
+    let format = manifest.map_or(ManifestFormat::V1, |m| m.format);
+    let candidates: &[&[&str]] = match format {
+        ManifestFormat::V1 => &[
+            &[
+                "metadata",
+                "annotations",
+                cloudrun_manifest::POLICY_ANNOTATION,
+            ],
+            &["metadata", "annotations"],
+            &["metadata"],
+        ],
+        ManifestFormat::V2 => &[&["binaryAuthorization"], &["name"]],
+    };
+    candidates.iter().find_map(|keys| keys_line(doc, keys))
+}
+
+/// The line declaring the last of `keys`, each searched after the line of the one before.
+fn keys_line(doc: &str, keys: &[&str]) -> Option<usize> {
     let lines: Vec<&str> = doc.lines().collect();
     let mut from = 0;
     let mut found = None;
-    for key in keys {
+    for key in keys.iter().copied() {
         let hit = lines[from..].iter().position(|l| declares(l, key))?;
         from += hit;
         found = Some(from + 1);

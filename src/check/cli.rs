@@ -18,7 +18,9 @@ pub struct CheckArgs {
     #[arg(long, env = "BINAUTHZ_CHECK_FIX")]
     pub fix: bool,
 
-    /// Report format: `table` for people, `json` or `yaml` for machines (schema in README).
+    /// Report format: `table` for people, `json` or `yaml` for machines (schema in README),
+    /// `sarif` (code scanning), `junit` (test reports) or `github` (workflow-command
+    /// annotations, then the table) for CI. Exit codes are the same for every format.
     #[arg(short = 'o', long, value_enum, default_value_t = OutputFormat::Table, env = "BINAUTHZ_CHECK_OUTPUT")]
     pub output: OutputFormat,
 
@@ -52,4 +54,11 @@ pub enum OutputFormat {
     Json,
     /// One YAML document.
     Yaml,
+    /// A SARIF 2.1.0 log: a result per drifted, conflicted, failed or breakglass target,
+    /// per binding that could not be checked, per invalid manifest (at its file and line).
+    Sarif,
+    /// JUnit XML: a test suite per binding, a test case per target.
+    Junit,
+    /// GitHub Actions workflow commands (`::error file=...,line=...::...`), then the table.
+    Github,
 }

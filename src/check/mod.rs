@@ -22,11 +22,14 @@
 //! - `run`: the passes — reads through the shared inventory, planning, and the fixes.
 //! - `report`: the report model (what `-o json`/`-o yaml` print) and the verdict.
 //! - `table`: the report as tables on a terminal.
+//! - `output`: the report for CI tools — SARIF, JUnit XML, GitHub annotations (`validate`
+//!   uses it too).
 //! - `embedded` (feature `emulator`): `--emulator`, an emulator in this process.
 
 mod cli;
 #[cfg(feature = "emulator")]
 mod embedded;
+pub mod output;
 mod report;
 mod run;
 mod table;
@@ -47,7 +50,7 @@ use crate::plan::WriteOutcome;
 use crate::resource::ResourceId;
 
 use run::Checker;
-use table::print_report;
+use table::{print_entries, print_report};
 
 /// How long a list serves the bindings of one check pass: every pass asks for lists
 /// started at or after its own start, so this only bounds how long a list is kept.
@@ -117,6 +120,12 @@ pub async fn check(args: CheckArgs) -> Result<Verdict, CheckError> {
     let loaded = manifests::load(&files);
     if !loaded.errors.is_empty() {
         let _ = loaded.write_errors(&mut std::io::stderr().lock());
+        let entries: Vec<output::Entry> = loaded
+            .errors
+            .iter()
+            .map(output::Entry::manifest_error)
+            .collect();
+        print_entries(&entries, output, false).map_err(|e| CheckError::Output(e.to_string()))?;
         return Err(CheckError::InvalidInput {
             count: loaded.errors.len(),
         });

@@ -10,10 +10,12 @@ use crate::api::{
 use crate::cloudrun::LiveResource;
 use crate::fleet::remediate::Written;
 use crate::fleet::{self};
+use crate::manifests::Source;
 use crate::plan::{self, BindingInput, BindingKey, ReadyReason, StatusInput, WriteOutcome};
 use crate::policy::DesiredPolicy;
 use crate::resource::ResourceId;
 
+use super::output::FileLine;
 use super::run::{Checker, Pass};
 use super::Verdict;
 
@@ -155,6 +157,12 @@ pub struct BindingReport {
     /// The project's organization policy constraint on Binary Authorization policies.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub org_policy: Option<OrgPolicyStatus>,
+    /// Where it was read, for the CI formats (`source` says it for people).
+    #[serde(skip)]
+    pub(super) declared_at: Option<FileLine>,
+    /// What this binding alone comes to.
+    #[serde(skip)]
+    pub(super) verdict: Verdict,
 }
 
 /// One matched resource of one binding.
@@ -189,10 +197,10 @@ impl Report {
         outcomes: &BTreeMap<ResourceId, WriteOutcome>,
     ) -> Self {
         let inputs = checker.inputs();
-        let sources: BTreeMap<BindingKey, String> = checker
+        let sources: BTreeMap<BindingKey, &Source> = checker
             .bindings
             .iter()
-            .map(|b| (Checker::key(b), b.source.to_string()))
+            .map(|b| (Checker::key(b), &b.source))
             .collect();
         let now = jiff::Timestamp::now();
         let mut bindings = Vec::new();
@@ -226,11 +234,12 @@ impl Report {
                     message =
                         message.replace("(fixes in progress)", "(run with --fix to fix them)");
                 }
-                verdict = verdict.max_with(match ready {
+                let binding_verdict = match ready {
                     ReadyReason::Compliant | ReadyReason::Suspended => Verdict::Compliant,
                     ReadyReason::Drifted | ReadyReason::Conflict => Verdict::DriftRemains,
                     _ => Verdict::Error,
-                });
+                };
+                verdict = verdict.max_with(binding_verdict);
                 let desired = spec
                     .desired_policy()
                     .map(|d| d.to_string())
@@ -260,7 +269,10 @@ impl Report {
                 bindings.push(BindingReport {
                     namespace: key.namespace.clone(),
                     name: key.name.clone(),
-                    source: sources.get(key).cloned().unwrap_or_default(),
+                    source: sources
+                        .get(key)
+                        .map(ToString::to_string)
+                        .unwrap_or_default(),
                     project: spec.project.clone(),
                     mode: spec.mode,
                     policy: desired,
@@ -272,6 +284,8 @@ impl Report {
                     unread_locations: status.status.unread_locations,
                     policy_check: status.status.policy_check,
                     org_policy: status.status.org_policy,
+                    declared_at: sources.get(key).and_then(|s| FileLine::of(s)),
+                    verdict: binding_verdict,
                 });
             }
         }

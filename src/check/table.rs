@@ -4,6 +4,7 @@ use crate::api::{Mode, OrgPolicyState, OrgPolicyStatus, PolicyCheckResult, Targe
 use crate::cloudrun::{self};
 use std::io::{IsTerminal, Write as _};
 
+use super::output;
 use super::report::{Change, ChangeResult, Report, TargetRow};
 use super::{OutputFormat, Verdict};
 
@@ -22,7 +23,15 @@ pub(super) fn print_report(
             let text = serde_yaml_ng::to_string(report).map_err(std::io::Error::other)?;
             out.write_all(text.as_bytes())?;
         }
-        OutputFormat::Table => {
+        OutputFormat::Sarif | OutputFormat::Junit => {
+            let entries = output::report_entries(report);
+            let successful = report.verdict != Verdict::Error;
+            return print_entries(&entries, format, successful);
+        }
+        OutputFormat::Github | OutputFormat::Table => {
+            if format == OutputFormat::Github {
+                output::write_github(&mut out, &output::report_entries(report))?;
+            }
             let style = Style::detect();
             if let Some(before) = &report.before {
                 writeln!(out, "{}", style.heading("Drift found"))?;
@@ -37,6 +46,25 @@ pub(super) fn print_report(
             }
             table(&mut out, report, wide, style)?;
         }
+    }
+    out.flush()
+}
+
+/// Writes `entries` in a CI format on stdout: a SARIF log, a JUnit report or GitHub
+/// annotations. The people formats (`table`, `json`, `yaml`) print nothing here: the
+/// problems are on stderr.
+pub(super) fn print_entries(
+    entries: &[output::Entry],
+    format: OutputFormat,
+    successful: bool,
+) -> std::io::Result<()> {
+    let mut out = std::io::stdout().lock();
+    let producer = output::Producer { command: "check" };
+    match format {
+        OutputFormat::Sarif => output::write_sarif(&mut out, entries, producer, successful)?,
+        OutputFormat::Junit => output::write_junit(&mut out, entries, producer)?,
+        OutputFormat::Github => output::write_github(&mut out, entries)?,
+        OutputFormat::Table | OutputFormat::Json | OutputFormat::Yaml => {}
     }
     out.flush()
 }
