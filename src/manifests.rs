@@ -106,6 +106,9 @@ pub struct LoadedBinding {
     pub key: String,
     /// Where it was read.
     pub source: Source,
+    /// The line of its `spec.policy` (what its targets must carry), when spelled out: where
+    /// CI annotations about its targets point.
+    pub policy_line: Option<usize>,
 }
 
 /// A Cloud Run manifest read from the input, with its origin.
@@ -351,6 +354,7 @@ fn load_document(
         Ok(binding) => loaded.bindings.push(LoadedBinding {
             binding,
             key: key.unwrap_or_default(),
+            policy_line: field_line(doc, "spec.policy").map(|l| start_line + l - 1),
             source,
         }),
         Err(errors) => {
@@ -500,6 +504,7 @@ spec:
         assert_eq!(loaded.bindings[0].key, "platform/prod");
         assert_eq!(loaded.bindings[0].source.document, 2);
         assert_eq!(loaded.bindings[0].source.line, Some(7));
+        assert_eq!(loaded.bindings[0].policy_line, Some(18));
     }
 
     #[test]

@@ -254,6 +254,16 @@ fn expected() -> &'static Expected {
     })
 }
 
+/// The 1-based line of `policy:` in a binding file of the repository.
+fn policy_line(path: &str) -> u64 {
+    let text = std::fs::read_to_string(repo().join(path)).unwrap();
+    let index = text
+        .lines()
+        .position(|l| l.starts_with("  policy:"))
+        .unwrap_or_else(|| panic!("{path} has no spec.policy"));
+    index as u64 + 1
+}
+
 fn rule_of(state: &str) -> Option<&'static str> {
     match state {
         "Drifted" => Some("target-drifted"),
@@ -307,8 +317,8 @@ fn check_sarif_is_valid_sarif_with_a_result_per_target_needing_attention_at_its_
         );
         assert_eq!(
             line,
-            Some(1),
-            "bindings start on line 1 (their comments): {result}"
+            Some(policy_line(&uri)),
+            "at the binding's spec.policy: {result}"
         );
         assert_eq!(
             result["locations"][0]["physicalLocation"]["artifactLocation"]["uriBaseId"],
@@ -408,9 +418,14 @@ fn check_github_annotates_each_finding_then_prints_the_table() {
             .or_else(|| command.strip_prefix("::warning "))
             .and_then(|rest| rest.split_once("::"))
             .unwrap_or_else(|| panic!("{command}"));
+        let file = properties
+            .strip_prefix("file=")
+            .and_then(|p| p.split_once(','))
+            .map(|(file, _)| file)
+            .unwrap_or_else(|| panic!("{command}"));
+        assert!(file.starts_with("examples/bindings/"), "{command}");
         assert!(
-            properties.starts_with("file=examples/bindings/")
-                && properties.contains(",line=1,title="),
+            properties.contains(&format!(",line={},title=", policy_line(file))),
             "{command}"
         );
         // Property values carry no raw `:` or `,` (escaped), messages no raw newline.

@@ -81,7 +81,7 @@ impl Rule {
         Self::DeployProjectNumber,
     ];
 
-    /// Stable id (`BAZ...`-free, readable): `invalid-manifest`, `target-drifted`, ...
+    /// Stable id: `invalid-manifest`, `target-drifted`, ...
     pub fn id(self) -> &'static str {
         match self {
             Self::InvalidManifest => "invalid-manifest",

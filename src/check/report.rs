@@ -10,7 +10,7 @@ use crate::api::{
 use crate::cloudrun::LiveResource;
 use crate::fleet::remediate::Written;
 use crate::fleet::{self};
-use crate::manifests::Source;
+use crate::manifests::LoadedBinding;
 use crate::plan::{self, BindingInput, BindingKey, ReadyReason, StatusInput, WriteOutcome};
 use crate::policy::DesiredPolicy;
 use crate::resource::ResourceId;
@@ -197,10 +197,10 @@ impl Report {
         outcomes: &BTreeMap<ResourceId, WriteOutcome>,
     ) -> Self {
         let inputs = checker.inputs();
-        let sources: BTreeMap<BindingKey, &Source> = checker
+        let sources: BTreeMap<BindingKey, &LoadedBinding> = checker
             .bindings
             .iter()
-            .map(|b| (Checker::key(b), &b.source))
+            .map(|b| (Checker::key(b), b))
             .collect();
         let now = jiff::Timestamp::now();
         let mut bindings = Vec::new();
@@ -271,7 +271,7 @@ impl Report {
                     name: key.name.clone(),
                     source: sources
                         .get(key)
-                        .map(ToString::to_string)
+                        .map(|b| b.source.to_string())
                         .unwrap_or_default(),
                     project: spec.project.clone(),
                     mode: spec.mode,
@@ -284,7 +284,13 @@ impl Report {
                     unread_locations: status.status.unread_locations,
                     policy_check: status.status.policy_check,
                     org_policy: status.status.org_policy,
-                    declared_at: sources.get(key).and_then(|s| FileLine::of(s)),
+                    // CI annotations point at the policy the targets must carry.
+                    declared_at: sources.get(key).and_then(|b| {
+                        FileLine::of(&b.source).map(|at| FileLine {
+                            line: b.policy_line.or(at.line),
+                            ..at
+                        })
+                    }),
                     verdict: binding_verdict,
                 });
             }
