@@ -1,6 +1,7 @@
 //! The command line through the built binary, the way a CI job or a person runs it:
 //! `check` and `validate` against the emulator (a subprocess, or embedded), the `emulator`
-//! subcommand itself, and `crd` (the CRD the code derives, and the shared binding corpus).
+//! subcommand itself, `crd` (the CRD the code derives, and the shared binding corpus), and
+//! the CI formats, shift-left `validate` and the GitHub Action (`output`).
 
 #![allow(
     clippy::unwrap_used,
@@ -15,3 +16,4 @@ mod support;
 mod check;
 mod crd;
 mod emulator;
+mod output;
