@@ -2,7 +2,7 @@
 //! cannot say it.
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
-    CustomResourceDefinition, JSONSchemaProps, JSONSchemaPropsOrArray, JSONSchemaPropsOrBool,
+    CustomResourceDefinition, JSONSchemaProps, JSONSchemaPropsOrArray, JSONSchemaPropsOrBool, JSON,
 };
 use kube::CustomResourceExt;
 
@@ -13,7 +13,8 @@ use super::BinAuthzBinding;
 /// the derive cannot say it:
 /// - no `nullable: true` (kube marks every `Option` so): an explicit `null` must not pass
 ///   `has()` in the CEL rules, so absent is the only way to leave a field out;
-/// - the `matchLabels` value constraints (schemars has no attribute for map values).
+/// - the `matchLabels` value constraints (schemars has no attribute for map values);
+/// - the status's default, `{observedGeneration: -1}` ([`UNOBSERVED_GENERATION`]).
 pub fn crd() -> CustomResourceDefinition {
     let mut crd = BinAuthzBinding::crd();
     for version in &mut crd.spec.versions {
@@ -23,10 +24,24 @@ pub fn crd() -> CustomResourceDefinition {
             .and_then(|s| s.open_api_v3_schema.as_mut())
         {
             finish_schema(schema);
+            if let Some(status) = schema.properties.as_mut().and_then(|p| p.get_mut("status")) {
+                status.default = Some(JSON(serde_json::json!({
+                    "observedGeneration": UNOBSERVED_GENERATION
+                })));
+            }
         }
     }
     crd
 }
+
+/// The `observedGeneration` of the status the API server serves for a binding the operator
+/// has not written yet (the CRD's default status): never a `metadata.generation`. kstatus
+/// (Flux's health checks) reads a custom resource without status as Current, so without
+/// this default a binding nobody has checked would pass Flux's `wait` at once; with it, it
+/// reads InProgress until the operator's first status write. Flux's own resources default
+/// their status the same way. The API server applies the default whenever it serves the
+/// object; the operator's first write replaces it.
+pub const UNOBSERVED_GENERATION: i64 = -1;
 
 fn finish_schema(schema: &mut JSONSchemaProps) {
     schema.nullable = None;

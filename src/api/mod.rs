@@ -15,7 +15,7 @@ mod spec;
 mod status;
 mod validate;
 
-pub use crd::{crd, crd_yaml, API_VERSION, KIND};
+pub use crd::{crd, crd_yaml, API_VERSION, KIND, UNOBSERVED_GENERATION};
 pub use spec::{
     BinAuthzBinding, BinAuthzBindingSpec, BreakglassMode, LabelOperator, LabelSelector,
     LabelSelectorRequirement, Mode, PolicyRef, ResourceKind, TargetSelector, Targets,

@@ -89,8 +89,8 @@ pub struct BinAuthzBindingSpec {
     #[schemars(range(min = -1000, max = 1000))]
     pub priority: i32,
 
-    /// When true the operator makes no Cloud Run calls for this binding and reports
-    /// Ready=Unknown with reason Suspended.
+    /// When true the operator makes no Cloud Run calls for this binding; its status then
+    /// has no Ready condition and says Suspended (Flux and Argo CD read it as settled).
     #[serde(default)]
     pub suspend: bool,
 }

@@ -1,11 +1,34 @@
 //! The conditions a binding's status carries (Ready, Reconciling, Stalled), their reasons,
 //! and how they are built from a pass.
+//!
+//! # What kstatus (Flux) and Argo CD read from them
+//! Flux's health checks compute a binding's health with kstatus
+//! (`sigs.k8s.io/cli-utils/pkg/kstatus/status`): `observedGeneration` behind
+//! `metadata.generation` is InProgress; otherwise the first of `Reconciling=True`
+//! (InProgress) and `Stalled=True` (Failed) decides; otherwise `Ready` does (True: Current,
+//! False or Unknown: InProgress); with none of them the object is Current. So:
+//! - a binding that needs a person (see [`ReadyReason::is_stalled_in`]) carries
+//!   `Stalled=True` and reads Failed, never InProgress for ever;
+//! - a suspended binding carries **no `Ready` condition** and reads Current: kstatus reads
+//!   `Ready=Unknown` as InProgress, which held Flux's `wait` until its timeout, and
+//!   `Ready=True` would tell people and dashboards that the binding's targets comply when
+//!   nobody checks them. (A deviation from the product design's "Ready Unknown/Suspended",
+//!   for this reason; `Reconciling` and `Stalled` carry the reason `Suspended`, and
+//!   `Reconciling` the message.)
+//! - `Reconciling` comes before `Stalled` in the list, so a pass with remediations in
+//!   flight reads InProgress even when some target needs a person;
+//! - a binding the operator has not written yet reads InProgress thanks to the CRD's
+//!   default status (`crate::api::UNOBSERVED_GENERATION`).
+//!
+//! Argo CD's health check (deploy/argocd/) answers the same for every state; the README's
+//! "Flux health checks" table lists them, tests/e2e_flux_health.rs checks both over
+//! bindings the controller wrote.
 
 use std::fmt;
 
 use super::messages::bounded;
 use super::status::StatusInput;
-use crate::api::{Condition, FailureReason};
+use crate::api::{Condition, FailureReason, Mode};
 
 /// The Ready condition's reason. `as_str` is what the status and events carry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -34,7 +57,7 @@ pub enum ReadyReason {
     Conflict,
     /// The spec breaks a rule.
     InvalidSpec,
-    /// `spec.suspend` is true (Ready Unknown).
+    /// `spec.suspend` is true (no Ready condition: see the module's documentation).
     Suspended,
 }
 
@@ -58,7 +81,8 @@ impl ReadyReason {
         }
     }
 
-    /// The Ready condition's status with this reason.
+    /// The Ready condition's status with this reason (Unknown for Suspended, which writes
+    /// no Ready condition: see the module's documentation).
     pub fn ready_status(self) -> ConditionStatus {
         match self {
             Self::Compliant => ConditionStatus::True,
@@ -67,7 +91,13 @@ impl ReadyReason {
         }
     }
 
-    /// Whether nothing will change without a human (Stalled True).
+    /// Whether a binding with this reason is written with a Ready condition: every reason
+    /// but Suspended.
+    pub fn writes_ready(self) -> bool {
+        self != Self::Suspended
+    }
+
+    /// Whether nothing will change without a human, whatever the mode.
     pub fn is_stalled(self) -> bool {
         matches!(
             self,
@@ -80,6 +110,13 @@ impl ReadyReason {
                 | Self::Conflict
                 | Self::InvalidSpec
         )
+    }
+
+    /// Whether nothing will change without a human for a binding in `mode` (Stalled True):
+    /// [`ReadyReason::is_stalled`], and drift in Audit mode, which the operator reports and
+    /// never fixes (a person fixes the resources or switches to Enforce).
+    pub fn is_stalled_in(self, mode: Mode) -> bool {
+        self.is_stalled() || (self == Self::Drifted && mode == Mode::Audit)
     }
 
     /// The Ready reason a failure gives a binding.
@@ -150,13 +187,30 @@ impl ConditionStatus {
 /// Reason of `Reconciling=True`; `Reconciling=False` and `Stalled` carry the Ready reason.
 pub const REMEDIATION_IN_PROGRESS: &str = "RemediationInProgress";
 
+/// What a pass concluded, as the conditions say it.
+pub(super) struct Verdict<'m> {
+    /// The Ready reason.
+    pub(super) reason: ReadyReason,
+    /// Its message for people.
+    pub(super) message: &'m str,
+    /// Remediations in flight.
+    pub(super) pending: usize,
+    /// Nothing changes without a person ([`ReadyReason::is_stalled_in`]).
+    pub(super) stalled: bool,
+}
+
+/// Ready (unless suspended), Reconciling and Stalled, in that order.
 pub(super) fn conditions(
     input: &StatusInput<'_>,
     now: &str,
-    reason: ReadyReason,
-    message: &str,
-    pending: usize,
+    verdict: &Verdict<'_>,
 ) -> Vec<Condition> {
+    let &Verdict {
+        reason,
+        message,
+        pending,
+        stalled,
+    } = verdict;
     let previous = |type_: ConditionType| {
         input
             .previous?
@@ -185,6 +239,14 @@ pub(super) fn conditions(
             REMEDIATION_IN_PROGRESS,
             &format!("{pending} remediation(s) in flight; the next pass verifies them"),
         )
+    } else if !reason.writes_ready() {
+        // Without Ready, Reconciling is the first condition and says why.
+        condition(
+            ConditionType::Reconciling,
+            ConditionStatus::False,
+            reason.as_str(),
+            message,
+        )
     } else {
         condition(
             ConditionType::Reconciling,
@@ -193,7 +255,7 @@ pub(super) fn conditions(
             "no remediation in flight",
         )
     };
-    let stalled = if reason.is_stalled() {
+    let stalled = if stalled {
         condition(
             ConditionType::Stalled,
             ConditionStatus::True,
@@ -208,14 +270,13 @@ pub(super) fn conditions(
             "nothing needs a human to make progress",
         )
     };
-    vec![
+    let ready = reason.writes_ready().then(|| {
         condition(
             ConditionType::Ready,
             reason.ready_status(),
             reason.as_str(),
             message,
-        ),
-        reconciling,
-        stalled,
-    ]
+        )
+    });
+    ready.into_iter().chain([reconciling, stalled]).collect()
 }

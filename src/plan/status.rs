@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use jiff::Timestamp;
 
-use super::conditions::conditions;
+use super::conditions::{conditions, Verdict};
 use super::history::HistoryWalk;
 use super::messages::{ready, target_message};
 use super::{
@@ -94,8 +94,12 @@ impl<'r> BindingPlan<'r> {
     ///   Precedence of reasons: Suspended, InvalidSpec, PermissionDenied (pass or write),
     ///   PolicyNotFound (pass or write), CloudRunUnavailable (pass), Conflict,
     ///   RemediationFailed, Drifted.
-    /// - `Reconciling` is True while remediations are pending; `Stalled` is True for
-    ///   PermissionDenied, PolicyNotFound, Conflict and InvalidSpec.
+    /// - `Reconciling` is True while remediations are pending; `Stalled` is True when
+    ///   nothing changes without a person: the access and policy failures
+    ///   (PermissionDenied, ProjectNotFoundOrForbidden, ApiDisabled, VpcServiceControls,
+    ///   PolicyNotFound, OrgPolicyConflict), Conflict, InvalidSpec, and Drifted in Audit
+    ///   mode. A suspended binding has no `Ready` condition (so kstatus reads it as
+    ///   settled); its `Reconciling` condition carries the reason and message.
     /// - A condition keeps its `lastTransitionTime` while its status stays the same; a
     ///   target keeps its own while its state stays the same.
     /// - Suspended and invalid bindings keep the previous summary, targets, policy and
@@ -151,7 +155,16 @@ impl<'r> BindingPlan<'r> {
                 observed_generation: input.generation,
                 last_sync_time: Some(now.clone()),
                 policy: Some(desired),
-                conditions: conditions(input, &now, reason, &message, pending),
+                conditions: conditions(
+                    input,
+                    &now,
+                    &Verdict {
+                        reason,
+                        message: &message,
+                        pending,
+                        stalled: reason.is_stalled_in(me.mode),
+                    },
+                ),
                 summary: Some(summary),
                 targets,
                 targets_truncated: resolved.len() > limit,
@@ -198,7 +211,16 @@ impl<'r> BindingPlan<'r> {
         };
         let mut status = input.previous.cloned().unwrap_or_default();
         status.observed_generation = input.generation;
-        status.conditions = conditions(input, now, reason, &message, 0);
+        status.conditions = conditions(
+            input,
+            now,
+            &Verdict {
+                reason,
+                message: &message,
+                pending: 0,
+                stalled: reason.is_stalled(),
+            },
+        );
         StatusReport {
             status,
             ready: reason,

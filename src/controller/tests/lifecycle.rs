@@ -20,9 +20,9 @@ async fn a_suspended_binding_makes_no_cloud_run_call() {
         status_of(&calls[0]),
         json!({
             "observedGeneration": 1,
+            // No Ready: kstatus (Flux) reads the binding as settled, not InProgress for ever.
             "conditions": [
-                condition("Ready", "Unknown", "Suspended", message),
-                condition("Reconciling", "False", "Suspended", "no remediation in flight"),
+                condition("Reconciling", "False", "Suspended", message),
                 condition("Stalled", "False", "Suspended", "nothing needs a human to make progress"),
             ],
             "targetsTruncated": false,

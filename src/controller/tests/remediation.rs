@@ -141,7 +141,8 @@ async fn audit_mode_reports_drift_and_never_writes() {
             "conditions": [
                 condition("Ready", "False", "Drifted", "1 of 2 targets drift from policy default (Audit mode: reported, not fixed)"),
                 condition("Reconciling", "False", "Drifted", "no remediation in flight"),
-                condition("Stalled", "False", "Drifted", "nothing needs a human to make progress"),
+                // Audit mode never fixes it: only a person does.
+                condition("Stalled", "True", "Drifted", "1 of 2 targets drift from policy default (Audit mode: reported, not fixed)"),
             ],
             "summary": summary(json!({"matched": 2, "compliant": 1, "drifted": 1})),
             "targets": [

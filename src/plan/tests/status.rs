@@ -108,6 +108,12 @@ fn audit_drift_makes_ready_false_with_reason_drifted() {
         "False",
         "Audit writes nothing"
     );
+    let stalled = condition(&report.status, "Stalled");
+    assert_eq!(
+        (stalled.status.as_str(), stalled.message.as_str()),
+        ("True", ready.message.as_str()),
+        "Audit mode never fixes drift: only a person does"
+    );
     assert_eq!(report.status.targets[0].state, TargetState::Drifted);
     assert_eq!(report.status.summary.unwrap().drifted, 1);
 }
@@ -438,10 +444,26 @@ fn suspended_and_invalid_bindings_report_why_and_keep_the_last_summary() {
     let plan = run(&[binding("x").suspended()], &estate);
     let report = status_of(&plan, "x", &BTreeMap::new(), Some(&previous), at(60));
     assert_eq!(report.ready, ReadyReason::Suspended);
-    let ready = condition(&report.status, "Ready");
+    // No Ready condition, so that kstatus (Flux) reads the binding as settled; Reconciling
+    // comes first and says why.
+    assert!(
+        report.status.conditions.iter().all(|c| c.type_ != "Ready"),
+        "{:?}",
+        report.status.conditions
+    );
+    let first = &report.status.conditions[0];
     assert_eq!(
-        (ready.status.as_str(), ready.reason.as_str()),
-        ("Unknown", "Suspended")
+        (
+            first.type_.as_str(),
+            first.status.as_str(),
+            first.reason.as_str()
+        ),
+        ("Reconciling", "False", "Suspended")
+    );
+    assert!(
+        first.message.starts_with("spec.suspend is true"),
+        "{}",
+        first.message
     );
     assert_eq!(condition(&report.status, "Stalled").status, "False");
     assert_eq!(report.status.summary, previous.summary);
