@@ -33,6 +33,9 @@ hadolint:
 lint-deploy:
 	scripts/lint-deploy.sh
 
+# The end-to-end suites build what they need from the Go module proxy on first use, once,
+# into caches outside the tree: kube-apiserver, etcd and kubectl (scripts/envtest.sh) and,
+# for tests/e2e/flux_health.rs, the kstatus helper (scripts/gotool.sh kstatus).
 unit: ## All Rust tests (the operator's and the emulator crate's)
 	$(CARGO) test --locked --workspace --all-targets
 

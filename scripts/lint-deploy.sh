@@ -8,16 +8,19 @@
 #   3. the Deployment's shutdown grace fits in its terminationGracePeriodSeconds
 #   4. checkov: the rendered manifests (kubernetes) and the Dockerfile (dockerfile), with no
 #      failed check; each exception is justified where it is made
-#   5. deploy/argocd/argocd-cm-patch.yaml embeds deploy/argocd/health.lua verbatim
-#   6. the Argo CD health check answers every sample in tests/fixtures/argocd/ as expected,
-#      under Lua 5.1 (Argo CD's dialect) and 5.4; a script that always answers Healthy must
-#      be caught by the same runner
+#   5. deploy/argocd/argocd-cm-patch.yaml embeds the Argo CD health check verbatim
+#   6. the Argo CD health check answers every case of its health_test.yaml (Argo CD's
+#      resource_customizations layout, testdata/ beside it) exactly, under Lua 5.1 (Argo
+#      CD's dialect) and 5.4; every testdata/ file is a case; a script that always answers
+#      Healthy must be caught by the same runner
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 KUSTOMIZE_VERSION=v5.5.0
 LUA_PACKAGES=(lua5.1 lua5.4 lua-dkjson)
 CRD=binauthzbindings.binauthz.dev.yaml
+# The Argo CD health check in Argo CD's resource_customizations layout.
+ARGOCD_HEALTH=deploy/argocd/resource_customizations/binauthz.dev/BinAuthzBinding
 start=$SECONDS
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
@@ -107,30 +110,51 @@ CKV_SKIP_PACKAGE_UPDATE_CHECK=true "$tools/checkov" --quiet --compact --skip-dow
   || die "checkov found problems in deploy/ or the Dockerfile (fix them, or justify an exception: see above)"
 
 # --- 5. the argocd-cm snippet ------------------------------------------------------------
-step "deploy/argocd/argocd-cm-patch.yaml embeds health.lua verbatim"
-"$tools/python" - <<'EOF'
-import sys, yaml
+step "deploy/argocd/argocd-cm-patch.yaml embeds ${ARGOCD_HEALTH}/health.lua verbatim"
+ARGOCD_HEALTH="$ARGOCD_HEALTH" "$tools/python" - <<'EOF'
+import os, sys, yaml
 key = "resource.customizations.health.binauthz.dev_BinAuthzBinding"
+script = os.environ["ARGOCD_HEALTH"] + "/health.lua"
 embedded = yaml.safe_load(open("deploy/argocd/argocd-cm-patch.yaml"))["data"].get(key)
-if embedded != open("deploy/argocd/health.lua").read():
+if embedded != open(script).read():
     sys.exit("deploy/argocd/argocd-cm-patch.yaml: data." + key + " differs from "
-             "deploy/argocd/health.lua; re-embed it (indent each non-empty line by 4 spaces)")
+             + script + "; re-embed it (indent each non-empty line by 4 spaces)")
 print("ok")
 EOF
 
 # --- 6. Argo CD health check -------------------------------------------------------------
-step "Argo CD health check against tests/fixtures/argocd/"
-samples=(tests/fixtures/argocd/*.json)
+step "Argo CD health check against ${ARGOCD_HEALTH}/health_test.yaml"
+# Lua reads no YAML: inline each case's input object into one JSON list.
+ARGOCD_HEALTH="$ARGOCD_HEALTH" "$tools/python" - >"$work/argocd-cases.json" <<'EOF'
+import json, os, sys, yaml
+# Times stay strings, as in the JSON objects Argo CD hands the script.
+class Loader(yaml.SafeLoader):
+    yaml_implicit_resolvers = {
+        first: [r for r in resolvers if r[0] != "tag:yaml.org,2002:timestamp"]
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+root = os.environ["ARGOCD_HEALTH"]
+tests = yaml.load(open(os.path.join(root, "health_test.yaml")), Loader)["tests"]
+cases, listed = [], set()
+for test in tests:
+    path = test["inputPath"]
+    listed.add(os.path.normpath(path))
+    cases.append({"inputPath": path, "status": test["healthStatus"]["status"],
+                  "message": test["healthStatus"]["message"],
+                  "object": yaml.load(open(os.path.join(root, path)), Loader)})
+unlisted = sorted(os.path.join("testdata", f) for f in os.listdir(os.path.join(root, "testdata"))
+                  if os.path.normpath(os.path.join("testdata", f)) not in listed)
+if unlisted:
+    sys.exit(root + "/health_test.yaml: no case for " + ", ".join(unlisted))
+json.dump(cases, sys.stdout)
+EOF
 for lua in lua5.1 lua5.4; do
-  "$lua" tests/fixtures/argocd/run_tests.lua deploy/argocd/health.lua \
-    tests/fixtures/argocd/expected.txt "${samples[@]}" \
+  "$lua" scripts/argocd-health-test.lua "$ARGOCD_HEALTH/health.lua" "$work/argocd-cases.json" \
     || die "the health check fails under $lua"
 done
 # The runner must be able to fail: a script that calls everything Healthy is rejected.
 printf 'return { status = "Healthy", message = "always healthy" }\n' >"$work/always-healthy.lua"
-if lua5.4 tests/fixtures/argocd/run_tests.lua "$work/always-healthy.lua" \
-  tests/fixtures/argocd/expected.txt "${samples[@]}" >/dev/null; then
-  die "run_tests.lua accepted a health check that always answers Healthy"
+if lua5.4 scripts/argocd-health-test.lua "$work/always-healthy.lua" "$work/argocd-cases.json" >/dev/null; then
+  die "argocd-health-test.lua accepted a health check that always answers Healthy"
 fi
 echo "an always-Healthy script is rejected: ok"
 

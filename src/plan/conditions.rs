@@ -21,7 +21,7 @@
 //!   default status (`crate::api::UNOBSERVED_GENERATION`).
 //!
 //! Argo CD's health check (deploy/argocd/) answers the same for every state; the README's
-//! "Flux health checks" table lists them, tests/e2e_flux_health.rs checks both over
+//! "Flux health checks" table lists them, tests/e2e/flux_health.rs checks both over
 //! bindings the controller wrote.
 
 use std::fmt;

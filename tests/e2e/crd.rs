@@ -2,7 +2,9 @@
 //! cost budget holds), the shared corpus of valid bindings is stored as written, every
 //! invalid binding is refused by the server with the fragments its `# expect:` lines name,
 //! `kubectl get` shows the printer columns, `kubectl explain` prints the descriptions, and
-//! the Argo CD health samples in tests/fixtures/argocd/ are what the server really stores.
+//! the Argo CD health samples (the testdata/ of
+//! deploy/argocd/resource_customizations/binauthz.dev/BinAuthzBinding/) are what the server
+//! really stores.
 
 use crate::support::envtest;
 use crate::support::kube::corpus;
@@ -14,15 +16,19 @@ use std::sync::OnceLock;
 use binauthz_operator::api::{
     BinAuthzBinding, BinAuthzBindingStatus, Condition, FailureReason, OrgPolicyState,
     OrgPolicyStatus, PolicyCheck, PolicyCheckResult, ResourceKind, Summary, TargetState,
-    TargetStatus, UnreadLocation,
+    TargetStatus, UnreadLocation, UNOBSERVED_GENERATION,
 };
 use kube::api::{ApiResource, DynamicObject, Patch, PatchParams, PostParams};
 use kube::Api;
 use serde_json::{json, Value};
 
 const CRD_NAME: &str = "binauthzbindings.binauthz.dev";
-/// Set to 1 to rewrite tests/fixtures/argocd/*.json from the objects the server returns.
+/// Set to 1 to rewrite the Argo CD samples (testdata/*.yaml) from the objects the server
+/// returns.
 const UPDATE_SAMPLES_ENV: &str = "BINAUTHZ_UPDATE_ARGOCD_SAMPLES";
+/// The Argo CD health check's samples, in Argo CD's resource_customizations layout.
+const ARGOCD_TESTDATA: &str =
+    "deploy/argocd/resource_customizations/binauthz.dev/BinAuthzBinding/testdata";
 
 /// The shared control plane with crds/ installed (once per test binary).
 async fn control_plane() -> Option<&'static envtest::ControlPlane> {
@@ -403,10 +409,13 @@ async fn kubectl_get_shows_the_printer_columns() {
         .create(&PostParams::default(), &web)
         .await
         .expect("creating web");
-    assert!(
-        created.data.get("status").is_none(),
-        "a status sent with create was stored: {:?}",
-        created.data.get("status")
+    // What is served instead is the CRD's default status (src/api/crd.rs), which kstatus
+    // reads as "not observed yet".
+    // (with its nested defaults).
+    assert_eq!(
+        created.data.get("status"),
+        Some(&json!({ "observedGeneration": UNOBSERVED_GENERATION, "targetsTruncated": false })),
+        "a status sent with create was stored"
     );
     let fresh: DynamicObject = serde_json::from_value(json!({
         "apiVersion": "binauthz.dev/v1alpha1",
@@ -628,11 +637,11 @@ async fn kubectl_explain_prints_the_descriptions() {
 const VOLATILE_METADATA: [&str; 4] = ["uid", "resourceVersion", "creationTimestamp", "namespace"];
 
 fn argocd_samples() -> Vec<PathBuf> {
-    let dir = repo().join("tests/fixtures/argocd");
+    let dir = repo().join(ARGOCD_TESTDATA);
     let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("read {}: {e}", dir.display()))
         .map(|entry| entry.expect("directory entry").path())
-        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
         .collect();
     paths.sort();
     paths
@@ -738,15 +747,14 @@ async fn argocd_health_samples_are_objects_the_server_serves() {
         let file = file.unwrap_or_default();
         let text = std::fs::read_to_string(path).expect("sample readable");
         let sample: Value =
-            serde_json::from_str(&text).unwrap_or_else(|e| panic!("{file}: not JSON: {e}"));
+            serde_yaml_ng::from_str(&text).unwrap_or_else(|e| panic!("{file}: not YAML: {e}"));
         // Samples share names (team-a, ...): a namespace each keeps them apart.
         let ns = cp.fresh_namespace().await;
         let api = dynamic_api(cp.client().await, &ns);
         let served = as_sample(replay(cp, &api, &sample).await, &sample);
         if served != sample {
             if update {
-                let mut text = serde_json::to_string_pretty(&served).expect("JSON");
-                text.push('\n');
+                let text = serde_yaml_ng::to_string(&served).expect("YAML");
                 std::fs::write(path, text).unwrap_or_else(|e| panic!("writing {file}: {e}"));
             }
             stale.push(file);
@@ -757,7 +765,7 @@ async fn argocd_health_samples_are_objects_the_server_serves() {
         "these Argo CD samples differ from what the API server serves for them (a field the \
          schema drops or defaults, or a hand edit): {stale:?}. Rewrite them from the server \
          with `{UPDATE_SAMPLES_ENV}=1 cargo test --test e2e crd::argocd`, review the diff, and \
-         check tests/fixtures/argocd/expected.txt still holds (scripts/lint-deploy.sh)."
+         check health_test.yaml beside testdata/ still holds (scripts/lint-deploy.sh)."
     );
     if update && !stale.is_empty() {
         eprintln!("rewrote {} sample(s): {stale:?}", stale.len());

@@ -1,6 +1,6 @@
 //! The operator end to end against a real kube-apiserver (one control plane shared by
 //! every test here, each in its own namespace): the CRD and its CEL rules, deploy/, the
-//! controller with its RBAC, start-up, and drift events.
+//! controller with its RBAC, start-up, drift events, and the health Flux and Argo CD read.
 
 #![allow(
     clippy::unwrap_used,
@@ -16,5 +16,6 @@ mod controller;
 mod crd;
 mod deploy;
 mod drift_events;
+mod flux_health;
 mod smoke;
 mod startup;

@@ -1,19 +1,23 @@
 -- Argo CD health check for binauthz.dev/BinAuthzBinding.
 --
 -- Install as `resource.customizations.health.binauthz.dev_BinAuthzBinding` in argocd-cm
--- (argocd-cm-patch.yaml embeds this file; docs/deploy.md shows how). Argo CD runs it with
--- the live object in the global `obj` and reads back {status, message}.
+-- (deploy/argocd/argocd-cm-patch.yaml embeds this file; docs/deploy.md shows how). Argo CD
+-- runs it with the live object in the global `obj` and reads back {status, message}.
+-- This directory has Argo CD's resource_customizations layout (health_test.yaml, testdata/)
+-- so that it can be contributed upstream as it is.
 --
--- In this order:
---   Suspended    spec.suspend is true
---   Progressing  no status yet, or status (or Ready) older than metadata.generation
---   Suspended    Ready has reason Suspended
---   Progressing  Reconciling=True
+-- It answers what Flux's kstatus computes for the same object (README, "Flux health
+-- checks"): Healthy or Suspended where kstatus says Current, Progressing for InProgress,
+-- Degraded for Failed. In this order:
+--   Progressing  not checked yet (no status, or the CRD's default observedGeneration -1),
+--                or the status (or its Ready) describes an older generation
+--   Suspended    spec.suspend is true, or a condition has reason Suspended
+--   Progressing  Reconciling=True: remediations in flight
+--   Degraded     Stalled=True: nothing changes without a person
 --   Healthy      Ready=True: every matched Cloud Run resource carries the policy
---   Degraded     Stalled=True or Ready=False, with that condition's reason and message
---   Progressing  otherwise (Ready missing or Unknown)
+--   Progressing  otherwise: Ready False (the operator retries), Unknown or missing
 --
--- Written for Argo CD's Lua (5.1 semantics); tests/fixtures/argocd/ holds the samples.
+-- Written for Argo CD's Lua (5.1 semantics).
 
 local function condition(status, condition_type)
   if status == nil or type(status.conditions) ~= "table" then
@@ -21,6 +25,18 @@ local function condition(status, condition_type)
   end
   for _, c in ipairs(status.conditions) do
     if c.type == condition_type then
+      return c
+    end
+  end
+  return nil
+end
+
+local function any_reason(status, reason)
+  if status == nil or type(status.conditions) ~= "table" then
+    return nil
+  end
+  for _, c in ipairs(status.conditions) do
+    if c.reason == reason then
       return c
     end
   end
@@ -49,13 +65,7 @@ local ready = condition(status, "Ready")
 local reconciling = condition(status, "Reconciling")
 local stalled = condition(status, "Stalled")
 
-if spec.suspend == true then
-  hs.status = "Suspended"
-  hs.message = "Suspended: spec.suspend is true; the operator makes no Cloud Run calls for this binding"
-  return hs
-end
-
-if status == nil or status.observedGeneration == nil then
+if status == nil or status.observedGeneration == nil or status.observedGeneration < 0 then
   hs.status = "Progressing"
   hs.message = "Waiting for the operator to check this binding"
   return hs
@@ -68,9 +78,10 @@ if older_than(status.observedGeneration, generation)
   return hs
 end
 
-if ready ~= nil and ready.reason == "Suspended" then
+local suspended = any_reason(status, "Suspended")
+if spec.suspend == true or suspended ~= nil then
   hs.status = "Suspended"
-  hs.message = describe(ready, "Suspended: the operator makes no Cloud Run calls for this binding")
+  hs.message = describe(suspended, "Suspended: spec.suspend is true; the operator makes no Cloud Run calls for this binding")
   return hs
 end
 
@@ -80,21 +91,15 @@ if reconciling ~= nil and reconciling.status == "True" then
   return hs
 end
 
+if stalled ~= nil and stalled.status == "True" then
+  hs.status = "Degraded"
+  hs.message = describe(stalled, describe(ready, "Stalled: needs a person"))
+  return hs
+end
+
 if ready ~= nil and ready.status == "True" then
   hs.status = "Healthy"
   hs.message = describe(ready, "Every matched Cloud Run resource complies")
-  return hs
-end
-
-if stalled ~= nil and stalled.status == "True" then
-  hs.status = "Degraded"
-  hs.message = describe(stalled, describe(ready, "Stalled: needs a human"))
-  return hs
-end
-
-if ready ~= nil and ready.status == "False" then
-  hs.status = "Degraded"
-  hs.message = describe(ready, "Not ready")
   return hs
 end
 
