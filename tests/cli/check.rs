@@ -324,6 +324,29 @@ fn the_json_report_counts_the_fixes_as_remediated_like_the_table() {
 }
 
 #[test]
+fn a_suspended_binding_is_reported_with_its_reason_and_message() {
+    // Its status has no Ready condition (Flux reads it as settled): the report still says
+    // why nothing was checked.
+    let suspended = repo().join("tests/fixtures/bindings/valid/suspended.yaml");
+    let out = check(&[
+        "-f",
+        path(&suspended),
+        "--emulator",
+        path(&seed()),
+        "-o",
+        "json",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let report = json_report(&out);
+    let binding = &report["bindings"][0];
+    assert_eq!(binding["reason"], "Suspended");
+    assert_eq!(
+        binding["message"],
+        "spec.suspend is true: the operator makes no Cloud Run calls for this binding"
+    );
+}
+
+#[test]
 fn json_report_has_the_documented_shape() {
     let out = check(&[
         "-f",
