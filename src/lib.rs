@@ -10,6 +10,7 @@ pub mod controller;
 pub mod drift;
 pub mod duration;
 pub mod fleet;
+pub mod kubectl;
 pub mod manifests;
 pub mod matching;
 pub mod plan;

@@ -26,6 +26,9 @@ enum Command {
     /// Validate binding manifests offline (schema, rules, duplicates): no Cloud Run call,
     /// no credentials, no cluster. Exit 0: all valid; 1: a problem (each printed).
     Validate(binauthz_operator::validate::ValidateArgs),
+    /// The kubectl plugin's commands (`kubectl binauthz ...` when this binary is installed
+    /// as `kubectl-binauthz`): status, why, reconcile, suspend, resume.
+    Kubectl(Box<binauthz_operator::kubectl::KubectlArgs>),
     /// Serve a local Cloud Run Admin API emulator (seeded from YAML, with fault injection).
     #[cfg(feature = "emulator")]
     Emulator(Box<cloudrun_emulator::EmulatorArgs>),
@@ -33,6 +36,12 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    // Installed as `kubectl-binauthz` (a symlink or copy on PATH), the binary is the
+    // kubectl plugin: `kubectl binauthz status` runs it with `status`.
+    if binauthz_operator::kubectl::invoked_as_plugin(std::env::args_os().next().as_deref()) {
+        let plugin = binauthz_operator::kubectl::PluginCli::parse();
+        return exit(run_kubectl(plugin.args).await);
+    }
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Crd => print_crd(),
@@ -47,12 +56,18 @@ async fn main() -> ExitCode {
         Command::Validate(args) => binauthz_operator::validate::validate(&args)
             .map(|_| ExitCode::SUCCESS)
             .map_err(Into::into),
+        Command::Kubectl(args) => run_kubectl(*args).await,
         #[cfg(feature = "emulator")]
         Command::Emulator(args) => cloudrun_emulator::run(*args)
             .await
             .map(|()| ExitCode::SUCCESS)
             .map_err(Into::into),
     };
+    exit(result)
+}
+
+/// The exit code of a command; an error is printed as one line first.
+fn exit(result: anyhow::Result<ExitCode>) -> ExitCode {
     match result {
         Ok(code) => code,
         Err(err) => {
@@ -60,6 +75,11 @@ async fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+async fn run_kubectl(args: binauthz_operator::kubectl::KubectlArgs) -> anyhow::Result<ExitCode> {
+    binauthz_operator::kubectl::kubectl(args).await?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn print_crd() -> anyhow::Result<ExitCode> {
