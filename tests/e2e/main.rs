@@ -1,6 +1,7 @@
 //! The operator end to end against a real kube-apiserver (one control plane shared by
 //! every test here, each in its own namespace): the CRD and its CEL rules, deploy/, the
-//! controller with its RBAC, start-up, drift events, and the health Flux and Argo CD read.
+//! controller with its RBAC, start-up, drift events, the health Flux and Argo CD read, and
+//! the kubectl plugin.
 
 #![allow(
     clippy::unwrap_used,
@@ -17,5 +18,6 @@ mod crd;
 mod deploy;
 mod drift_events;
 mod flux_health;
+mod kubectl_plugin;
 mod smoke;
 mod startup;

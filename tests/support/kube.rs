@@ -32,13 +32,19 @@ pub async fn operator_cluster() -> Option<(&'static ControlPlane, &'static Path)
 /// A copy of the admin kubeconfig whose user impersonates the operator's service account
 /// (`as:`), so the controller gets exactly deploy/'s RBAC.
 pub fn impersonating_kubeconfig(cp: &ControlPlane) -> tempfile::TempPath {
+    kubeconfig_as(cp, SERVICE_ACCOUNT)
+}
+
+/// A copy of the admin kubeconfig whose user impersonates `user` (`as:`): that user's RBAC
+/// and nothing more.
+pub fn kubeconfig_as(cp: &ControlPlane, user_name: &str) -> tempfile::TempPath {
     let text = match cp.kubeconfig() {
         Some(path) => std::fs::read_to_string(path).expect("admin kubeconfig readable"),
         None => cp.kubectl_ok(["config", "view", "--raw", "--minify"]),
     };
     let mut config: Value = serde_yaml_ng::from_str(&text).expect("kubeconfig YAML");
     for user in config["users"].as_array_mut().expect("kubeconfig users") {
-        user["user"]["as"] = json!(SERVICE_ACCOUNT);
+        user["user"]["as"] = json!(user_name);
     }
     let file = tempfile::NamedTempFile::new().expect("temporary kubeconfig");
     std::fs::write(
