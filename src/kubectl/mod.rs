@@ -30,7 +30,7 @@ use std::ffi::OsStr;
 use std::path::Path;
 use std::time::Duration;
 
-pub use cluster::{ClusterArgs, KubectlError};
+pub use cluster::{Action, ClusterArgs, KubectlError, Scope};
 pub use output::OutputFormat;
 pub use status::{FleetStatus, StatusRow, StatusTotal};
 pub use why::{parse_resource_name, Explanation, ResourceNameError};

@@ -161,13 +161,7 @@ mod tests {
 
     #[test]
     fn handled_compares_the_echo_with_the_request() {
-        let mut b: BinAuthzBinding = serde_json::from_value(json!({
-            "apiVersion": "binauthz.dev/v1alpha1", "kind": "BinAuthzBinding",
-            "metadata": {"name": "web", "namespace": "a"},
-            "spec": {"project": "acme-prod", "locations": ["us-central1"],
-                     "targets": {"services": {"names": ["*"]}}, "policy": {"useDefault": true}}
-        }))
-        .unwrap();
+        let mut b = crate::testing::binding("web", json!({}));
         assert!(!handled(&b, "t1"));
         b.status = Some(crate::api::BinAuthzBindingStatus {
             last_handled_reconcile_at: Some("t0".into()),

@@ -233,30 +233,17 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn binding(name: &str, extra: serde_json::Value) -> BinAuthzBinding {
-        let mut value = json!({
-            "apiVersion": "binauthz.dev/v1alpha1",
-            "kind": "BinAuthzBinding",
-            "metadata": {"name": name, "namespace": "team-a", "generation": 2},
-            "spec": {
-                "project": "acme-prod",
-                "locations": ["us-central1"],
-                "targets": {"services": {"names": ["*"]}},
-                "policy": {"useDefault": true}
-            }
-        });
-        if let (Some(v), Some(e)) = (value.as_object_mut(), extra.as_object()) {
-            for (k, x) in e {
-                if k == "spec" {
-                    if let (Some(spec), Some(x)) = (v["spec"].as_object_mut(), x.as_object()) {
-                        spec.extend(x.clone());
-                    }
-                } else {
-                    v.insert(k.clone(), x.clone());
-                }
-            }
-        }
-        serde_json::from_value(value).unwrap()
+    /// The shared test binding (namespace `team`) at generation 2, with these spec
+    /// overrides and, when given, this status.
+    fn binding(
+        name: &str,
+        spec: serde_json::Value,
+        status: Option<serde_json::Value>,
+    ) -> BinAuthzBinding {
+        let mut b = crate::testing::binding(name, spec);
+        b.metadata.generation = Some(2);
+        b.status = status.map(|s| serde_json::from_value(s).unwrap());
+        b
     }
 
     fn ready(
@@ -265,12 +252,12 @@ mod tests {
         generation: i64,
         summary: serde_json::Value,
     ) -> serde_json::Value {
-        json!({"status": {
+        json!({
             "observedGeneration": generation,
             "lastSyncTime": "2026-12-02T11:55:00Z",
             "conditions": [{"type": "Ready", "status": status, "reason": reason, "message": "m", "lastTransitionTime": "2026-12-02T11:00:00Z"}],
             "summary": summary,
-        }})
+        })
     }
 
     fn summary(matched: u32, compliant: u32, drifted: u32) -> serde_json::Value {
@@ -281,16 +268,22 @@ mod tests {
     #[test]
     fn rows_total_and_table() {
         let bindings = [
-            binding("a-web", ready("Compliant", "True", 2, summary(3, 3, 0))),
+            binding(
+                "a-web",
+                json!({}),
+                Some(ready("Compliant", "True", 2, summary(3, 3, 0))),
+            ),
             binding(
                 "b-audit",
-                json!({"spec": {"mode": "Audit"}, "status": ready("Drifted", "False", 2, summary(2, 1, 1))["status"]}),
+                json!({"mode": "Audit"}),
+                Some(ready("Drifted", "False", 2, summary(2, 1, 1))),
             ),
             binding(
                 "c-paused",
-                json!({"spec": {"suspend": true}, "status": ready("Compliant", "True", 1, summary(1, 1, 0))["status"]}),
+                json!({"suspend": true}),
+                Some(ready("Compliant", "True", 1, summary(1, 1, 0))),
             ),
-            binding("d-new", json!({})),
+            binding("d-new", json!({}), None),
         ];
         let fleet = summarise(&bindings);
         let modes: Vec<RunMode> = fleet.bindings.iter().map(|b| b.mode).collect();
@@ -324,7 +317,7 @@ mod tests {
         assert_eq!(
             cells(lines[2]),
             [
-                "team-a",
+                "team",
                 "b-audit",
                 "acme-prod",
                 "Audit",

@@ -901,24 +901,11 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    /// The shared test binding, in namespace `ns`, with these spec overrides.
     fn binding(ns: &str, name: &str, spec: serde_json::Value) -> Arc<BinAuthzBinding> {
-        let mut full = json!({
-            "project": "acme-prod",
-            "locations": ["us-central1"],
-            "targets": {"services": {"names": ["*"]}},
-            "policy": {"useDefault": true}
-        });
-        if let (Some(f), Some(s)) = (full.as_object_mut(), spec.as_object()) {
-            f.extend(s.clone());
-        }
-        Arc::new(
-            serde_json::from_value(json!({
-                "apiVersion": "binauthz.dev/v1alpha1", "kind": "BinAuthzBinding",
-                "metadata": {"name": name, "namespace": ns},
-                "spec": full,
-            }))
-            .unwrap(),
-        )
+        let mut b = crate::testing::binding(name, spec);
+        b.metadata.namespace = Some(ns.to_owned());
+        Arc::new(b)
     }
 
     fn service(name: &str, labels: &[(&str, &str)]) -> ObservedResource {
