@@ -13,7 +13,7 @@ use kube::api::PostParams;
 use kube::Api;
 use serde_json::{json, Value};
 
-use crate::support::envtest::ControlPlane;
+use crate::support::envtest::{self, ControlPlane};
 use crate::support::kube::{binding, kubeconfig_as, operator_cluster};
 use crate::support::process::{Emulator, Operator, OperatorConfig, BINARY};
 use crate::support::repo;
@@ -837,6 +837,36 @@ async fn errors_are_one_line_naming_the_binding_and_what_to_do() {
         ),
         "{line}"
     );
+}
+
+#[tokio::test]
+async fn without_the_crd_every_command_says_how_to_install_it() {
+    // Its own control plane: the shared one has the CRD.
+    let Some(cp) = envtest::own_control_plane_or_skip() else {
+        return;
+    };
+    let Some(kubeconfig) = cp.kubeconfig() else {
+        // USE_EXISTING_CLUSTER: a cluster whose CRD this test must not take away.
+        return;
+    };
+    let url = cp.apiserver_url().expect("the control plane's URL");
+    let expected = format!(
+        "error: the cluster at {url}/ does not serve BinAuthzBindings (the CRD binauthzbindings.binauthz.dev is not installed): install it with `binauthz-operator crd | kubectl apply -f -`, or check --context"
+    );
+    let why = [
+        "why",
+        "projects/acme-prod/locations/us-central1/services/cart",
+    ];
+    for args in [
+        &["status"][..],
+        &["status", "-n", "default"],
+        &why,
+        &["suspend", "web", "-n", "default"],
+        &["reconcile", "web", "-n", "default", "--wait"],
+    ] {
+        let line = one_line_error(&plugin(kubeconfig, args));
+        assert_eq!(line, expected, "{args:?}");
+    }
 }
 
 #[test]
