@@ -6,6 +6,7 @@ use kube::ResourceExt;
 use serde::Serialize;
 
 use crate::api::{BinAuthzBinding, Mode, Summary};
+use crate::plan::ConditionType;
 
 use super::cluster::Cluster;
 use super::output::{age, write_columns};
@@ -44,13 +45,15 @@ pub struct StatusRow {
     pub project: String,
     /// Enforce, Audit, or Suspended (`spec.suspend` wins over `spec.mode`).
     pub mode: RunMode,
-    /// The Ready condition's status: `True`, `False` or `Unknown` (`Unknown` before the
-    /// first pass).
-    pub ready: String,
-    /// The Ready condition's reason; `Pending` while the status does not describe the
-    /// current generation yet (no pass since the spec changed).
+    /// The Ready condition's status: `True`, `False` or `Unknown`; absent before the first
+    /// pass and while the binding is suspended (a suspended binding carries no Ready
+    /// condition, so that Flux reads it as settled).
+    pub ready: Option<String>,
+    /// The Ready condition's reason (for a suspended binding, the Reconciling condition's:
+    /// `Suspended`); `Pending` while the status does not describe the current generation
+    /// yet (no pass since the spec changed).
     pub reason: String,
-    /// The Ready condition's message.
+    /// That condition's message.
     pub message: String,
     /// Whether the status describes the current generation.
     pub up_to_date: bool,
@@ -88,7 +91,7 @@ pub fn summarise(bindings: &[BinAuthzBinding]) -> FleetStatus {
         bindings: rows.len(),
         ready: rows
             .iter()
-            .filter(|r| r.up_to_date && r.ready == "True")
+            .filter(|r| r.up_to_date && r.ready.as_deref() == Some("True"))
             .count(),
         summary: Summary::default(),
     };
@@ -103,11 +106,16 @@ pub fn summarise(bindings: &[BinAuthzBinding]) -> FleetStatus {
 
 fn row(binding: &BinAuthzBinding) -> StatusRow {
     let status = binding.status.as_ref();
-    let ready = status.and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"));
+    let condition = |type_: ConditionType| {
+        status.and_then(|s| s.conditions.iter().find(|c| c.type_ == type_.as_str()))
+    };
+    let ready = condition(ConditionType::Ready);
+    // Without Ready (a suspended binding), Reconciling says why.
+    let explained = ready.or_else(|| condition(ConditionType::Reconciling));
     let up_to_date = status
         .and_then(|s| s.observed_generation)
         .is_some_and(|g| Some(g) == binding.metadata.generation);
-    let reason = match ready {
+    let reason = match explained {
         Some(c) if up_to_date => c.reason.clone(),
         _ => "Pending".to_owned(),
     };
@@ -120,9 +128,9 @@ fn row(binding: &BinAuthzBinding) -> StatusRow {
             (false, Mode::Enforce) => RunMode::Enforce,
             (false, Mode::Audit) => RunMode::Audit,
         },
-        ready: ready.map_or_else(|| "Unknown".to_owned(), |c| c.status.clone()),
+        ready: ready.map(|c| c.status.clone()),
         reason,
-        message: ready.map(|c| c.message.clone()).unwrap_or_default(),
+        message: explained.map(|c| c.message.clone()).unwrap_or_default(),
         up_to_date,
         summary: status.and_then(|s| s.summary).unwrap_or_default(),
         last_sync_time: status.and_then(|s| s.last_sync_time.clone()),
@@ -206,7 +214,7 @@ fn write_table_at(
             b.name.clone(),
             b.project.clone(),
             format!("{:?}", b.mode),
-            b.ready.clone(),
+            b.ready.clone().unwrap_or_else(|| "-".to_owned()),
             b.reason.clone(),
         ];
         row.extend(counts(&b.summary));
@@ -299,7 +307,7 @@ mod tests {
         // The suspended binding's status is from before the suspend: Pending, not Ready.
         let reasons: Vec<&str> = fleet.bindings.iter().map(|b| b.reason.as_str()).collect();
         assert_eq!(reasons, ["Compliant", "Drifted", "Pending", "Pending"]);
-        assert_eq!(fleet.bindings[3].ready, "Unknown");
+        assert_eq!(fleet.bindings[3].ready, None);
         assert_eq!(fleet.total.bindings, 4);
         assert_eq!(fleet.total.ready, 1);
         assert_eq!(fleet.total.summary.matched, 6);
@@ -343,6 +351,33 @@ mod tests {
         assert_eq!(json["bindings"][1]["mode"], "Audit");
         assert_eq!(json["bindings"][1]["summary"]["deployBlocked"], 0);
         assert_eq!(json["total"]["ready"], 1);
+    }
+
+    #[test]
+    fn a_suspended_binding_has_no_ready_and_reconciling_says_why() {
+        let status = json!({
+            "observedGeneration": 2,
+            "conditions": [
+                {"type": "Reconciling", "status": "False", "reason": "Suspended", "message": "suspended: no Cloud Run calls", "lastTransitionTime": "2026-12-02T11:00:00Z"},
+                {"type": "Stalled", "status": "False", "reason": "Suspended", "message": "", "lastTransitionTime": "2026-12-02T11:00:00Z"}
+            ]
+        });
+        let fleet = summarise(&[binding("paused", json!({"suspend": true}), Some(status))]);
+        let row = &fleet.bindings[0];
+        assert_eq!(row.mode, RunMode::Suspended);
+        assert_eq!(row.ready, None);
+        assert_eq!(row.reason, "Suspended");
+        assert_eq!(row.message, "suspended: no Cloud Run calls");
+        assert!(row.up_to_date);
+        assert_eq!(fleet.total.ready, 0);
+        let mut out = Vec::new();
+        write_table_at(&fleet, &mut out, jiff::Timestamp::now()).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let cells: Vec<&str> = text.lines().nth(1).unwrap().split_whitespace().collect();
+        assert_eq!(
+            cells[..6],
+            ["team", "paused", "acme-prod", "Suspended", "-", "Suspended"]
+        );
     }
 
     #[test]

@@ -152,8 +152,10 @@ async fn wait_reason(api: &Api<BinAuthzBinding>, name: &str, reason: &str) -> Bi
             let b = api.get(name).await.map_err(|e| e.to_string())?;
             let status = b.status.as_ref();
             let current = status.and_then(|s| s.observed_generation) == b.metadata.generation;
-            let ready = status.and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"));
-            match ready {
+            // A suspended binding has no Ready condition; Reconciling then says why.
+            let condition =
+                |t: &str| status.and_then(|s| s.conditions.iter().find(|c| c.type_ == t));
+            match condition("Ready").or_else(|| condition("Reconciling")) {
                 Some(c) if current && c.reason == reason => Ok(b),
                 _ => Err(format!("{:?}", b.status)),
             }
@@ -275,7 +277,7 @@ async fn status_summarises_every_binding_with_a_total() {
             "paused",
             "acme-prod",
             "Suspended",
-            "Unknown",
+            "-",
             "Suspended",
             "0",
             "0",
