@@ -125,7 +125,8 @@ pub async fn check(args: CheckArgs) -> Result<Verdict, CheckError> {
             .iter()
             .map(output::Entry::manifest_error)
             .collect();
-        print_entries(&entries, output, false).map_err(|e| CheckError::Output(e.to_string()))?;
+        output::closed_pipe_is_fine(print_entries(&entries, output, false))
+            .map_err(|e| CheckError::Output(e.to_string()))?;
         return Err(CheckError::InvalidInput {
             count: loaded.errors.len(),
         });
@@ -167,6 +168,7 @@ pub async fn check(args: CheckArgs) -> Result<Verdict, CheckError> {
             report.changes = Some(changes);
         }
     }
-    print_report(&report, output, wide).map_err(|e| CheckError::Output(e.to_string()))?;
+    output::closed_pipe_is_fine(print_report(&report, output, wide))
+        .map_err(|e| CheckError::Output(e.to_string()))?;
     Ok(report.verdict)
 }

@@ -241,6 +241,15 @@ const TOOL: &str = "binauthz-operator";
 const SARIF_SCHEMA: &str =
     "https://docs.oasis-open.org/sarif/sarif/v2.1.0/errata01/os/schemas/sarif-schema-2.1.0.json";
 
+/// A report written to a reader that stopped reading (`check ... | head`) is not an error:
+/// the rest is dropped quietly and the exit code still gives the verdict.
+pub fn closed_pipe_is_fine(written: io::Result<()>) -> io::Result<()> {
+    match written {
+        Err(err) if err.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+        other => other,
+    }
+}
+
 /// The SARIF 2.1.0 log of `entries`: one run, every rule in `tool.driver.rules`, one result
 /// per finding. Relative paths are relative to `%SRCROOT%` (the repository a CI job checks
 /// out), absolute ones are `file://` URIs.
@@ -581,6 +590,14 @@ pub(super) fn report_entries(report: &Report) -> Vec<Entry> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_closed_pipe_ends_the_report_quietly_and_other_errors_stay() {
+        assert!(closed_pipe_is_fine(Err(io::ErrorKind::BrokenPipe.into())).is_ok());
+        assert!(closed_pipe_is_fine(Ok(())).is_ok());
+        let full = closed_pipe_is_fine(Err(io::ErrorKind::StorageFull.into())).unwrap_err();
+        assert_eq!(full.kind(), io::ErrorKind::StorageFull);
+    }
 
     fn entries() -> Vec<Entry> {
         vec![

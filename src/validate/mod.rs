@@ -203,7 +203,7 @@ pub fn validate(args: &ValidateArgs) -> Result<Summary, ValidateError> {
         command: "validate",
     };
     let mut out = std::io::stdout().lock();
-    match output {
+    let written = match output {
         ValidateOutput::Text => Ok(()),
         ValidateOutput::Github => output::write_github(&mut out, &entries),
         ValidateOutput::Sarif => output::write_sarif(&mut out, &entries, producer, true),
@@ -214,8 +214,8 @@ pub fn validate(args: &ValidateArgs) -> Result<Summary, ValidateError> {
             writeln!(out, "{summary}")?;
         }
         out.flush()
-    })
-    .map_err(|e| ValidateError::Output(e.to_string()))?;
+    });
+    output::closed_pipe_is_fine(written).map_err(|e| ValidateError::Output(e.to_string()))?;
     if ok {
         Ok(summary)
     } else {

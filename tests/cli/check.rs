@@ -324,6 +324,31 @@ fn the_json_report_counts_the_fixes_as_remediated_like_the_table() {
 }
 
 #[test]
+fn a_reader_that_stops_reading_ends_the_report_quietly_with_the_verdicts_exit_code() {
+    // `check ... | head`: the pipe's reader is gone before the report is written.
+    for format in ["table", "json", "junit", "sarif"] {
+        let (reader, writer) = std::io::pipe().expect("a pipe");
+        drop(reader);
+        let out = Command::new(BIN)
+            .args([
+                "check",
+                "-f",
+                path(&bindings()),
+                "--emulator",
+                path(&seed()),
+            ])
+            .args(["-o", format])
+            .stdout(writer)
+            .stderr(Stdio::piped())
+            .output()
+            .expect("check runs");
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{format}: {stderr}");
+        assert!(!stderr.contains("cannot write"), "{format}: {stderr}");
+    }
+}
+
+#[test]
 fn a_suspended_binding_is_reported_with_its_reason_and_message() {
     // Its status has no Ready condition (Flux reads it as settled): the report still says
     // why nothing was checked.
