@@ -54,7 +54,7 @@ use crate::plan::{BindingKey, TargetHistory};
 use crate::resource::ResourceId;
 use crate::telemetry::{self, Health, LogFormat, Metrics, PassResult, Telemetry, TelemetryError};
 
-use error::kube_error_line;
+use crate::error_line::kube_error_line;
 pub use error::{Error, RetryCause};
 use leader::{LeaderConfig, LeaderElection, LeaderGate};
 use startup::{check_cluster, crd_served, identity, shutdown_signal};

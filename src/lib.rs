@@ -9,6 +9,7 @@ pub mod cloudrun_manifest;
 pub mod controller;
 pub mod drift;
 pub mod duration;
+pub mod error_line;
 pub mod fleet;
 pub mod kubectl;
 pub mod manifests;

@@ -12,6 +12,8 @@ use reqwest::header::HeaderValue;
 
 use super::error::{Error, Result};
 
+use crate::error_line::error_line;
+
 /// OAuth scope of every call.
 pub const CLOUD_PLATFORM_SCOPE: &str = "https://www.googleapis.com/auth/cloud-platform";
 
@@ -45,7 +47,7 @@ impl Auth {
         match gcp_auth::provider().await {
             Ok(provider) => Ok(Self::ApplicationDefault(provider)),
             Err(err) => Err(Error::NoCredentials {
-                detail: one_line(&err),
+                detail: error_line(&err),
             }),
         }
     }
@@ -59,7 +61,7 @@ impl Auth {
                     .token(&[CLOUD_PLATFORM_SCOPE])
                     .await
                     .map_err(|err| Error::Auth {
-                        detail: one_line(&err),
+                        detail: error_line(&err),
                     })?;
                 HeaderValue::try_from(format!("Bearer {}", token.as_str())).map_err(|_| {
                     Error::Auth {
@@ -71,18 +73,6 @@ impl Auth {
         value.set_sensitive(true);
         Ok(value)
     }
-}
-
-/// An error and its causes on one line.
-fn one_line(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

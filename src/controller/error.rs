@@ -2,6 +2,7 @@
 //! with its typed source where there is one).
 
 use crate::api::UnreadLocation;
+use crate::error_line::kube_error_line;
 use crate::plan::{BindingKey, PassFailure, PlanError, WriteFailure};
 use crate::resource::ResourceId;
 use crate::telemetry::TelemetryError;
@@ -110,27 +111,4 @@ pub enum RetryCause {
         /// Why it failed.
         failure: WriteFailure,
     },
-}
-
-/// One line for a Kubernetes client error (kube's own Display of API errors repeats the
-/// whole status as a debug dump).
-pub(super) fn kube_error_line(err: &kube::Error) -> String {
-    match err {
-        kube::Error::Api(status) => {
-            format!("{} {}: {}", status.code, status.reason, status.message)
-        }
-        other => {
-            let mut text = other.to_string();
-            let mut source = std::error::Error::source(other);
-            while let Some(cause) = source {
-                let cause_text = cause.to_string();
-                if !text.contains(&cause_text) {
-                    text.push_str(": ");
-                    text.push_str(&cause_text);
-                }
-                source = cause.source();
-            }
-            text
-        }
-    }
 }

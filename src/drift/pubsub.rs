@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::cloudrun::auth::Auth;
 use crate::cloudrun::client::USER_AGENT;
+use crate::error_line::error_line;
 
 /// Pub/Sub's endpoint.
 pub const PUBSUB_BASE_URL: &str = "https://pubsub.googleapis.com";
@@ -268,13 +269,13 @@ impl Subscriber {
         let response = request.send().await.map_err(|e| PubSubError::Transport {
             call,
             subscription: subscription(),
-            detail: one_line(&e),
+            detail: error_line(&e),
         })?;
         let status = response.status();
         let text = response.text().await.map_err(|e| PubSubError::Transport {
             call,
             subscription: subscription(),
-            detail: one_line(&e),
+            detail: error_line(&e),
         })?;
         if !status.is_success() {
             let message = serde_json::from_str::<serde_json::Value>(&text)
@@ -295,20 +296,6 @@ impl Subscriber {
             detail: e.to_string(),
         })
     }
-}
-
-fn one_line(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, Config};
 
 use crate::api::BinAuthzBinding;
+use crate::error_line::error_line;
 
 use super::why::ResourceNameError;
 
@@ -148,7 +149,7 @@ impl Cluster {
             },
             other => KubectlError::Unreachable {
                 url: self.url.clone(),
-                detail: error_chain(&other),
+                detail: error_line(&other),
             },
         }
     }
@@ -181,23 +182,23 @@ impl ClusterArgs {
                     .try_fold(Kubeconfig::default(), |merged, path: PathBuf| {
                         Kubeconfig::read_from(&path).and_then(|next| merged.merge(next))
                     })
-                    .map_err(|e| config_error(error_chain(&e)))?;
+                    .map_err(|e| config_error(error_line(&e)))?;
                 Config::from_custom_kubeconfig(merged, &options)
                     .await
-                    .map_err(|e| config_error(error_chain(&e)))?
+                    .map_err(|e| config_error(error_line(&e)))?
             }
             None if context.is_some() => Config::from_kubeconfig(&options)
                 .await
-                .map_err(|e| config_error(error_chain(&e)))?,
+                .map_err(|e| config_error(error_line(&e)))?,
             None => Config::infer()
                 .await
-                .map_err(|e| config_error(error_chain(&e)))?,
+                .map_err(|e| config_error(error_line(&e)))?,
         };
         let url = config.cluster_url.to_string();
         let default_namespace = config.default_namespace.clone();
         let client = Client::try_from(config).map_err(|err| KubectlError::Unreachable {
             url: url.clone(),
-            detail: error_chain(&err),
+            detail: error_line(&err),
         })?;
         Ok(Cluster {
             client,
@@ -365,21 +366,6 @@ pub enum KubectlError {
     /// The output could not be written or encoded.
     #[error("cannot write the output: {0}")]
     Output(String),
-}
-
-/// An error and its sources on one line, each cause once.
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text.replace('\n', " ")
 }
 
 #[cfg(test)]
