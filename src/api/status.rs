@@ -252,6 +252,23 @@ pub struct Summary {
     pub deploy_blocked: u32,
 }
 
+impl<'a> std::iter::Sum<&'a Summary> for Summary {
+    /// The counts of several bindings together (a fleet's, a report's).
+    fn sum<I: Iterator<Item = &'a Summary>>(summaries: I) -> Self {
+        summaries.fold(Summary::default(), |total, s| Summary {
+            matched: total.matched + s.matched,
+            compliant: total.compliant + s.compliant,
+            remediated: total.remediated + s.remediated,
+            drifted: total.drifted + s.drifted,
+            breakglass: total.breakglass + s.breakglass,
+            superseded: total.superseded + s.superseded,
+            conflicted: total.conflicted + s.conflicted,
+            failed: total.failed + s.failed,
+            deploy_blocked: total.deploy_blocked + s.deploy_blocked,
+        })
+    }
+}
+
 /// The result for one matched Cloud Run resource.
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]

@@ -300,9 +300,7 @@ impl Report {
             }
         }
         bindings.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
-        let summary = bindings
-            .iter()
-            .fold(Summary::default(), |acc, b| add(acc, &b.summary));
+        let summary = bindings.iter().map(|b| &b.summary).sum();
         Self {
             api_version: "binauthz.dev/check-report/v1",
             fix,
@@ -348,10 +346,7 @@ impl Report {
                 }
             }
         }
-        self.summary = self
-            .bindings
-            .iter()
-            .fold(Summary::default(), |acc, b| add(acc, &b.summary));
+        self.summary = self.bindings.iter().map(|b| &b.summary).sum();
     }
 }
 
@@ -368,19 +363,5 @@ impl Verdict {
         } else {
             self
         }
-    }
-}
-
-pub(super) fn add(a: Summary, b: &Summary) -> Summary {
-    Summary {
-        matched: a.matched + b.matched,
-        compliant: a.compliant + b.compliant,
-        remediated: a.remediated + b.remediated,
-        drifted: a.drifted + b.drifted,
-        breakglass: a.breakglass + b.breakglass,
-        superseded: a.superseded + b.superseded,
-        conflicted: a.conflicted + b.conflicted,
-        failed: a.failed + b.failed,
-        deploy_blocked: a.deploy_blocked + b.deploy_blocked,
     }
 }

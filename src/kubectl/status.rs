@@ -87,17 +87,14 @@ pub(super) async fn fleet_status(cluster: &Cluster) -> Result<FleetStatus, Kubec
 /// The fleet status of `bindings`, in their order.
 pub fn summarise(bindings: &[BinAuthzBinding]) -> FleetStatus {
     let rows: Vec<StatusRow> = bindings.iter().map(row).collect();
-    let mut total = StatusTotal {
+    let total = StatusTotal {
         bindings: rows.len(),
         ready: rows
             .iter()
             .filter(|r| r.up_to_date && r.ready.as_deref() == Some("True"))
             .count(),
-        summary: Summary::default(),
+        summary: rows.iter().map(|r| &r.summary).sum(),
     };
-    for r in &rows {
-        add(&mut total.summary, &r.summary);
-    }
     FleetStatus {
         bindings: rows,
         total,
@@ -135,29 +132,6 @@ fn row(binding: &BinAuthzBinding) -> StatusRow {
         summary: status.and_then(|s| s.summary).unwrap_or_default(),
         last_sync_time: status.and_then(|s| s.last_sync_time.clone()),
     }
-}
-
-fn add(total: &mut Summary, s: &Summary) {
-    let Summary {
-        matched,
-        compliant,
-        remediated,
-        drifted,
-        breakglass,
-        superseded,
-        conflicted,
-        failed,
-        deploy_blocked,
-    } = *s;
-    total.matched += matched;
-    total.compliant += compliant;
-    total.remediated += remediated;
-    total.drifted += drifted;
-    total.breakglass += breakglass;
-    total.superseded += superseded;
-    total.conflicted += conflicted;
-    total.failed += failed;
-    total.deploy_blocked += deploy_blocked;
 }
 
 const HEADER: [&str; 16] = [
