@@ -1,14 +1,14 @@
 //! `binauthz-operator check`, run as a subprocess against the emulator (also a subprocess,
 //! or embedded with `--emulator`), the way a CI job or a person runs it.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
 
-use crate::support::process::{Emulator, BINARY as BIN};
+use crate::support::process::{self, text, Emulator, BINARY as BIN};
 use crate::support::repo;
+use crate::{INVALID_BINDING, VALID_BINDING};
 
 const SEED: &str = "examples/cloudrun-seed.yaml";
 
@@ -55,35 +55,12 @@ fn check_with_stdin(args: &[&str], stdin: Option<&str>) -> Output {
     run_with_stdin("check", args, stdin)
 }
 
-/// `binauthz-operator COMMAND ARGS...`, without an emulator endpoint from the environment.
+/// `binauthz-operator COMMAND ARGS...` (see [`process::run`]).
 fn run_with_stdin(command: &str, args: &[&str], stdin: Option<&str>) -> Output {
-    let mut child = Command::new(BIN)
-        .arg(command)
-        .args(args)
-        .env("NO_COLOR", "1")
-        .env_remove("CLOUD_RUN_EMULATOR_HOST")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("run {command}: {e}"));
-    if let Some(text) = stdin {
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(text.as_bytes())
-            .expect("write stdin");
-    } else {
-        drop(child.stdin.take());
-    }
-    child
-        .wait_with_output()
-        .unwrap_or_else(|e| panic!("{command} finishes: {e}"))
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
+    let all: Vec<&str> = std::iter::once(command)
+        .chain(args.iter().copied())
+        .collect();
+    process::run(None, &all, stdin)
 }
 
 fn path(p: &Path) -> &str {
@@ -500,30 +477,6 @@ spec:
     let counters = emulator.admin_blocking("counters");
     assert_eq!(counters["writes"], 0, "Audit must never write: {counters}");
 }
-
-/// A valid binding (8 lines).
-const VALID_BINDING: &str = "apiVersion: binauthz.dev/v1alpha1
-kind: BinAuthzBinding
-metadata: {name: ok, namespace: platform}
-spec:
-  project: acme-prod
-  locations: [us-central1]
-  targets: {services: {names: ['*']}}
-  policy: {useDefault: true}
-";
-
-/// A binding with two problems: `*` among other locations (line 6), `useDefault: false`
-/// (line 9).
-const INVALID_BINDING: &str = "apiVersion: binauthz.dev/v1alpha1
-kind: BinAuthzBinding
-metadata: {name: disabled}
-spec:
-  project: acme-prod
-  locations: [us-central1, '*']
-  targets: {services: {names: ['*']}}
-  policy:
-    useDefault: false
-";
 
 #[test]
 fn invalid_manifests_exit_1_naming_file_and_field_without_calling_cloud_run() {

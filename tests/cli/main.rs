@@ -17,3 +17,27 @@ mod check;
 mod crd;
 mod emulator;
 mod output;
+
+/// A valid binding (8 lines).
+const VALID_BINDING: &str = "apiVersion: binauthz.dev/v1alpha1
+kind: BinAuthzBinding
+metadata: {name: ok, namespace: platform}
+spec:
+  project: acme-prod
+  locations: [us-central1]
+  targets: {services: {names: ['*']}}
+  policy: {useDefault: true}
+";
+
+/// A binding with two problems: `*` among other locations (line 6), `useDefault: false`
+/// (line 9).
+const INVALID_BINDING: &str = "apiVersion: binauthz.dev/v1alpha1
+kind: BinAuthzBinding
+metadata: {name: disabled}
+spec:
+  project: acme-prod
+  locations: [us-central1, '*']
+  targets: {services: {names: ['*']}}
+  policy:
+    useDefault: false
+";

@@ -3,41 +3,19 @@
 //! the built binary, as a CI job runs it.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::sync::OnceLock;
 
 use serde_json::Value;
 
-use crate::support::process::BINARY as BIN;
+use crate::support::process::{self, text, BINARY as BIN};
 use crate::support::repo;
+use crate::{INVALID_BINDING, VALID_BINDING};
 
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-/// `binauthz-operator ARGS...` in `dir` with `stdin`, no Cloud Run endpoint from the
-/// environment, no colour.
+/// `binauthz-operator ARGS...` in `dir` (see [`process::run`]).
 fn run_in(dir: &Path, args: &[&str], stdin: Option<&str>) -> Output {
-    let mut child = Command::new(BIN)
-        .args(args)
-        .current_dir(dir)
-        .env("NO_COLOR", "1")
-        .env_remove("CLOUD_RUN_EMULATOR_HOST")
-        .env_remove("BINAUTHZ_VALIDATE_PROJECT")
-        .env_remove("BINAUTHZ_VALIDATE_REGION")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("run {args:?}: {e}"));
-    let mut input = child.stdin.take().expect("stdin");
-    if let Some(stdin) = stdin {
-        input.write_all(stdin.as_bytes()).expect("write stdin");
-    }
-    drop(input);
-    child.wait_with_output().expect("the command finishes")
+    process::run(Some(dir), args, stdin)
 }
 
 /// The published SARIF 2.1.0 schema (tests/fixtures/sarif/ORIGIN.md).
@@ -431,27 +409,6 @@ fn check_github_annotates_each_finding_then_prints_the_table() {
     let stdout = text(&out.stdout);
     assert!(stdout.contains("(exit 1)"), "the table follows: {stdout}");
 }
-
-/// A valid binding (8 lines) and one with two problems (lines 6 and 9).
-const VALID_BINDING: &str = "apiVersion: binauthz.dev/v1alpha1
-kind: BinAuthzBinding
-metadata: {name: ok, namespace: platform}
-spec:
-  project: acme-prod
-  locations: [us-central1]
-  targets: {services: {names: ['*']}}
-  policy: {useDefault: true}
-";
-const INVALID_BINDING: &str = "apiVersion: binauthz.dev/v1alpha1
-kind: BinAuthzBinding
-metadata: {name: disabled}
-spec:
-  project: acme-prod
-  locations: [us-central1, '*']
-  targets: {services: {names: ['*']}}
-  policy:
-    useDefault: false
-";
 
 #[test]
 fn invalid_manifests_are_results_at_file_and_line_in_every_format_with_exit_1() {

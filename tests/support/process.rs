@@ -38,6 +38,41 @@ fn stop(child: &mut Child) {
     let _ = child.wait();
 }
 
+/// `binauthz-operator ARGS...` as a user runs it, to its end: in `dir` (`None`: here), with
+/// `stdin` fed and closed, no colour, and no Cloud Run endpoint or `validate` defaults
+/// taken from the environment.
+pub fn run(dir: Option<&Path>, args: &[&str], stdin: Option<&str>) -> std::process::Output {
+    let mut command = Command::new(BINARY);
+    command
+        .args(args)
+        .env("NO_COLOR", "1")
+        .env_remove("CLOUD_RUN_EMULATOR_HOST")
+        .env_remove("BINAUTHZ_VALIDATE_PROJECT")
+        .env_remove("BINAUTHZ_VALIDATE_REGION")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if let Some(dir) = dir {
+        command.current_dir(dir);
+    }
+    let mut child = command
+        .spawn()
+        .unwrap_or_else(|e| panic!("run {args:?}: {e}"));
+    let mut input = child.stdin.take().expect("stdin");
+    if let Some(stdin) = stdin {
+        std::io::Write::write_all(&mut input, stdin.as_bytes()).expect("write stdin");
+    }
+    drop(input);
+    child
+        .wait_with_output()
+        .unwrap_or_else(|e| panic!("{args:?} finishes: {e}"))
+}
+
+/// Output bytes as text (lossy), for assertions and messages.
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
 /// `binauthz-operator emulator` on a free loopback port.
 pub struct Emulator {
     child: Child,
