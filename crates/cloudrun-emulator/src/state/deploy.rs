@@ -241,21 +241,14 @@ pub(super) fn set_route_refused(
     image: &str,
     time: &str,
 ) {
-    let failed = |kind_of: &str| {
-        json!({
-            "type": kind_of,
-            "state": "CONDITION_FAILED",
-            "message": unauthorized_image_message(revision, image),
-            "lastTransitionTime": time,
-            "severity": "ERROR",
-            "reason": "CONTAINER_IMAGE_UNAUTHORIZED",
-        })
-    };
-    let succeeded = json!({"type": "ConfigurationsReady", "state": "CONDITION_SUCCEEDED", "lastTransitionTime": time});
+    let failed = |kind_of: &str| unauthorized_condition(kind_of, revision, image, time);
     body.insert("terminalCondition".into(), failed("Ready"));
     body.insert(
         "conditions".into(),
-        Value::Array(vec![failed("RoutesReady"), succeeded]),
+        Value::Array(vec![
+            failed("RoutesReady"),
+            succeeded_condition("ConfigurationsReady", time),
+        ]),
     );
 }
 

@@ -273,6 +273,29 @@ pub fn unauthorized_image_message(revision: &str, image: &str) -> String {
     )
 }
 
+/// A condition `kind_of` in state `CONDITION_SUCCEEDED`.
+pub(super) fn succeeded_condition(kind_of: &str, time: &str) -> Value {
+    json!({"type": kind_of, "state": "CONDITION_SUCCEEDED", "lastTransitionTime": time})
+}
+
+/// A condition `kind_of` failed because Binary Authorization refused `image` of `revision`
+/// (an execution for a job).
+pub(super) fn unauthorized_condition(
+    kind_of: &str,
+    revision: &str,
+    image: &str,
+    time: &str,
+) -> Value {
+    json!({
+        "type": kind_of,
+        "state": "CONDITION_FAILED",
+        "message": unauthorized_image_message(revision, image),
+        "lastTransitionTime": time,
+        "severity": "ERROR",
+        "reason": "CONTAINER_IMAGE_UNAUTHORIZED",
+    })
+}
+
 /// Sets `terminalCondition` and `conditions`: all succeeded, or the latest deploy refused
 /// with `CONTAINER_IMAGE_UNAUTHORIZED` (`blocked = (revision or execution, image)`).
 pub fn set_conditions(
@@ -281,7 +304,7 @@ pub fn set_conditions(
     blocked: Option<(&str, &str)>,
     time: &str,
 ) {
-    let succeeded = |kind_of: &str| json!({"type": kind_of, "state": "CONDITION_SUCCEEDED", "lastTransitionTime": time});
+    let succeeded = |kind_of: &str| succeeded_condition(kind_of, time);
     let (terminal, conditions) = match blocked {
         None => {
             let conditions = match kind {
@@ -292,16 +315,7 @@ pub fn set_conditions(
             (succeeded("Ready"), conditions)
         }
         Some((revision, image)) => {
-            let failed = |kind_of: &str| {
-                json!({
-                    "type": kind_of,
-                    "state": "CONDITION_FAILED",
-                    "message": unauthorized_image_message(revision, image),
-                    "lastTransitionTime": time,
-                    "severity": "ERROR",
-                    "reason": "CONTAINER_IMAGE_UNAUTHORIZED",
-                })
-            };
+            let failed = |kind_of: &str| unauthorized_condition(kind_of, revision, image, time);
             let conditions = match kind {
                 Kind::Service => vec![succeeded("RoutesReady"), failed("ConfigurationsReady")],
                 Kind::WorkerPool => vec![failed("ConfigurationsReady")],
