@@ -11,9 +11,7 @@ use crate::cloudrun::LiveResource;
 use crate::fleet::remediate::Written;
 use crate::fleet::{self};
 use crate::manifests::LoadedBinding;
-use crate::plan::{
-    self, BindingInput, BindingKey, ConditionType, ReadyReason, StatusInput, WriteOutcome,
-};
+use crate::plan::{self, BindingInput, BindingKey, ReadyReason, StatusInput, WriteOutcome};
 use crate::policy::DesiredPolicy;
 use crate::resource::ResourceId;
 
@@ -226,12 +224,7 @@ impl Report {
                     history: None,
                 });
                 let ready = status.ready;
-                // The Ready condition's message; a suspended binding has none (Flux reads
-                // a Ready it cannot trust as in progress), and says why in Reconciling.
-                let conditions = &status.status.conditions;
-                let mut message = [ConditionType::Ready, ConditionType::Reconciling]
-                    .iter()
-                    .find_map(|t| conditions.iter().find(|c| c.type_ == t.as_str()))
+                let mut message = plan::standing(&status.status.conditions)
                     .map(|c| c.message.clone())
                     .unwrap_or_default();
                 if !fix && ready == ReadyReason::Drifted && spec.mode == Mode::Enforce {

@@ -94,14 +94,15 @@ pub fn handled(binding: &BinAuthzBinding, value: &str) -> bool {
         == Some(value)
 }
 
-/// `Ready=True (Compliant): 12/12 targets comply`.
+/// `Ready=True (Compliant): 12/12 targets comply`, or for a suspended binding (no Ready)
+/// `Reconciling=False (Suspended): ...`.
 fn ready_line(binding: &BinAuthzBinding) -> String {
-    let ready = binding
+    let conditions = binding
         .status
         .as_ref()
-        .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"));
-    match ready {
-        Some(c) => format!("Ready={} ({}): {}", c.status, c.reason, c.message),
+        .map_or(&[][..], |s| &s.conditions[..]);
+    match crate::plan::standing(conditions) {
+        Some(c) => format!("{}={} ({}): {}", c.type_, c.status, c.reason, c.message),
         None => "no Ready condition yet".to_owned(),
     }
 }
@@ -170,5 +171,26 @@ mod tests {
         assert!(!handled(&b, "t1"));
         assert!(handled(&b, "t0"));
         assert_eq!(ready_line(&b), "no Ready condition yet");
+    }
+
+    #[test]
+    fn a_suspended_binding_without_ready_is_explained_by_reconciling() {
+        let mut b = crate::testing::binding("web", json!({"suspend": true}));
+        let reconciling: crate::api::Condition = serde_json::from_value(json!({
+            "type": "Reconciling",
+            "status": "False",
+            "reason": "Suspended",
+            "message": "spec.suspend is true",
+            "lastTransitionTime": "2026-12-02T10:00:00Z",
+        }))
+        .unwrap();
+        b.status = Some(crate::api::BinAuthzBindingStatus {
+            conditions: vec![reconciling],
+            ..Default::default()
+        });
+        assert_eq!(
+            ready_line(&b),
+            "Reconciling=False (Suspended): spec.suspend is true"
+        );
     }
 }

@@ -6,7 +6,7 @@ use kube::ResourceExt;
 use serde::Serialize;
 
 use crate::api::{BinAuthzBinding, Mode, Summary};
-use crate::plan::ConditionType;
+use crate::plan::{self, ConditionType};
 
 use super::cluster::Cluster;
 use super::output::{age, write_columns};
@@ -103,12 +103,9 @@ pub fn summarise(bindings: &[BinAuthzBinding]) -> FleetStatus {
 
 fn row(binding: &BinAuthzBinding) -> StatusRow {
     let status = binding.status.as_ref();
-    let condition = |type_: ConditionType| {
-        status.and_then(|s| s.conditions.iter().find(|c| c.type_ == type_.as_str()))
-    };
-    let ready = condition(ConditionType::Ready);
-    // Without Ready (a suspended binding), Reconciling says why.
-    let explained = ready.or_else(|| condition(ConditionType::Reconciling));
+    let conditions = status.map_or(&[][..], |s| &s.conditions[..]);
+    let ready = plan::condition(conditions, ConditionType::Ready);
+    let explained = plan::standing(conditions);
     let up_to_date = status
         .and_then(|s| s.observed_generation)
         .is_some_and(|g| Some(g) == binding.metadata.generation);

@@ -162,6 +162,19 @@ impl ConditionType {
     }
 }
 
+/// The condition of `conditions` with type `type_`.
+pub fn condition(conditions: &[Condition], type_: ConditionType) -> Option<&Condition> {
+    conditions.iter().find(|c| c.type_ == type_.as_str())
+}
+
+/// The condition that says where a binding stands: Ready, or — a suspended binding has no
+/// Ready (kstatus would read one it cannot trust as in progress for ever) — Reconciling,
+/// whose reason and message say why.
+pub fn standing(conditions: &[Condition]) -> Option<&Condition> {
+    condition(conditions, ConditionType::Ready)
+        .or_else(|| condition(conditions, ConditionType::Reconciling))
+}
+
 /// A condition's `status`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ConditionStatus {

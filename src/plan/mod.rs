@@ -52,7 +52,9 @@ mod status;
 
 pub use crate::api::FailureReason;
 pub use binding::{ActiveBinding, Activity, BindingInput, BindingKey, PlanError};
-pub use conditions::{ConditionStatus, ConditionType, ReadyReason, REMEDIATION_IN_PROGRESS};
+pub use conditions::{
+    condition, standing, ConditionStatus, ConditionType, ReadyReason, REMEDIATION_IN_PROGRESS,
+};
 pub use decide::{Decision, PlannedTarget};
 pub use history::{TargetHistory, TargetKey, TargetRecord};
 pub use outcome::{PassFailure, PassFindings, WriteFailure, WriteOutcome};
