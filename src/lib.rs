@@ -18,6 +18,6 @@ pub mod plan;
 pub mod policy;
 pub mod resource;
 pub mod telemetry;
-#[cfg(test)]
-mod testing;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 pub mod validate;

@@ -192,20 +192,10 @@ fn binding() -> Arc<BinAuthzBinding> {
 }
 
 fn binding_over(targets: Value) -> Arc<BinAuthzBinding> {
-    Arc::new(
-        serde_json::from_value(json!({
-            "apiVersion": "binauthz.dev/v1alpha1",
-            "kind": "BinAuthzBinding",
-            "metadata": {"name": "prod", "namespace": "team", "generation": 1},
-            "spec": {
-                "project": "acme-prod",
-                "locations": ["us-central1"],
-                "targets": targets,
-                "policy": {"useDefault": true},
-            },
-        }))
-        .unwrap(),
-    )
+    Arc::new(binauthz_operator::testing::binding(
+        "prod",
+        json!({"targets": targets}),
+    ))
 }
 
 /// A v2 UpdateService entry for `project`'s `checkout`, timestamped now.

@@ -55,17 +55,8 @@ pub fn kubeconfig_as(cp: &ControlPlane, user_name: &str) -> tempfile::TempPath {
     file.into_temp_path()
 }
 
-/// A binding named `name` with this spec (no namespace: the API it is created through
-/// gives one).
-pub fn binding(name: &str, spec: Value) -> BinAuthzBinding {
-    serde_json::from_value(json!({
-        "apiVersion": "binauthz.dev/v1alpha1",
-        "kind": "BinAuthzBinding",
-        "metadata": { "name": name },
-        "spec": spec,
-    }))
-    .unwrap_or_else(|e| panic!("binding {name}: {e}"))
-}
+/// A binding named `name` with exactly this spec, to create through the API server.
+pub use binauthz_operator::testing::new_binding as binding;
 
 /// The condition `type_` of a binding's status.
 pub fn condition<'a>(binding: &'a BinAuthzBinding, type_: &str) -> Option<&'a Condition> {
