@@ -4,7 +4,8 @@
 # missing, and uses `kubectl kustomize` (or a kustomize built from its Go module).
 #
 #   1. deploy/crds/ is byte-identical to crds/ (kustomize cannot read files outside deploy/)
-#   2. every kustomization renders: deploy/, deploy/monitoring/, deploy/tenancy/
+#   2. every kustomization renders: deploy/, deploy/monitoring/, deploy/tenancy/,
+#      deploy/policyreports/
 #   3. the Deployment's shutdown grace fits in its terminationGracePeriodSeconds
 #   4. checkov: the rendered manifests (kubernetes) and the Dockerfile (dockerfile), with no
 #      failed check; each exception is justified where it is made
@@ -67,7 +68,7 @@ echo ok
 
 # --- 2. render ---------------------------------------------------------------------------
 step "render the kustomizations"
-for dir in deploy deploy/monitoring deploy/tenancy; do
+for dir in deploy deploy/monitoring deploy/tenancy deploy/policyreports; do
   out="$work/$(echo "$dir" | tr / -).yaml"
   kustomize_build "$dir" >"$out" || die "$dir/ does not render (see above)"
   printf '%-20s %s objects\n' "$dir/" "$(grep -c '^kind:' "$out")"

@@ -23,6 +23,7 @@ mod error;
 pub mod events;
 pub mod leader;
 mod pass;
+pub mod policyreport;
 mod startup;
 pub mod status;
 mod triggers;
@@ -57,6 +58,7 @@ use crate::telemetry::{self, Health, LogFormat, Metrics, PassResult, Telemetry, 
 use crate::error_line::kube_error_line;
 pub use error::{Error, RetryCause};
 use leader::{LeaderConfig, LeaderElection, LeaderGate};
+use policyreport::PolicyReports;
 use startup::{check_cluster, crd_served, identity, shutdown_signal};
 use triggers::{pass_trigger, watch_backoff, DriftEnv, Tap};
 
@@ -153,6 +155,12 @@ pub struct ControllerArgs {
     )]
     pub drift_events_ignore_principal: Vec<String>,
 
+    /// Write one wgpolicyk8s.io/v1alpha2 PolicyReport per binding, in its namespace, with
+    /// one result per matched Cloud Run resource (for Policy Reporter and similar
+    /// dashboards). Needs the PolicyReport CRD and RBAC on policyreports.
+    #[arg(long, env = "POLICY_REPORTS")]
+    pub policy_reports: bool,
+
     /// Cloud Run client flags.
     #[command(flatten)]
     pub cloud_run: CloudRunArgs,
@@ -182,6 +190,8 @@ pub struct Context {
     /// Bindings whose next pass was queued by a drift event's re-check (it may plan on
     /// the lists of the current tick).
     refresh: Mutex<HashSet<BindingKey>>,
+    /// The PolicyReport writer, with `--policy-reports`.
+    policy_reports: Option<PolicyReports>,
 }
 
 impl std::fmt::Debug for Context {
@@ -211,6 +221,7 @@ impl Context {
             memory: Mutex::new(HashMap::new()),
             failures: Mutex::new(HashMap::new()),
             refresh: Mutex::new(HashSet::new()),
+            policy_reports: None,
         }
     }
 
@@ -220,6 +231,24 @@ impl Context {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .insert(key.clone());
+    }
+
+    /// Also writes PolicyReports (`--policy-reports`).
+    #[must_use]
+    pub fn with_policy_reports(mut self, reports: PolicyReports) -> Self {
+        self.policy_reports = Some(reports);
+        self
+    }
+
+    /// Deletes a deleted binding's PolicyReports (with `--policy-reports`, on the leader).
+    pub(crate) async fn forget_reports(&self, namespace: &str, uid: &str) {
+        if let Some(reports) = &self.policy_reports {
+            if self.leader.is_leader() {
+                reports
+                    .forget(&self.kube, &self.telemetry.metrics, namespace, uid)
+                    .await;
+            }
+        }
     }
 
     /// Whether this pass of `key` was queued by a drift event's re-check (and forgets it).
@@ -353,6 +382,7 @@ pub async fn run(args: ControllerArgs) -> Result<(), Error> {
         max_concurrent_passes,
         drift_events,
         drift_events_ignore_principal,
+        policy_reports,
         cloud_run,
     } = args;
     let telemetry = Telemetry {
@@ -389,7 +419,7 @@ pub async fn run(args: ControllerArgs) -> Result<(), Error> {
     let api_check = tokio::spawn(check_api_server(kube.clone(), telemetry.health.clone()));
 
     let (reader, writer) = reflector::store();
-    let ctx = Arc::new(Context::new(
+    let mut ctx = Context::new(
         kube.clone(),
         reader.clone(),
         SharedInventory::new(cloud_run, inventory_ttl),
@@ -399,7 +429,12 @@ pub async fn run(args: ControllerArgs) -> Result<(), Error> {
             controller: CONTROLLER_NAME.into(),
             instance: Some(identity),
         },
-    ));
+    );
+    if policy_reports {
+        info!("writing a PolicyReport (wgpolicyk8s.io/v1alpha2) per binding");
+        ctx = ctx.with_policy_reports(PolicyReports::new());
+    }
+    let ctx = Arc::new(ctx);
     let (watch_triggers, watch_trigger_stream) = mpsc::unbounded();
     let bindings = watch_bindings(
         &kube,

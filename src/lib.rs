@@ -16,6 +16,7 @@ pub mod manifests;
 pub mod matching;
 pub mod plan;
 pub mod policy;
+pub mod policyreport;
 pub mod resource;
 pub mod telemetry;
 #[cfg(any(test, feature = "testing"))]

@@ -37,7 +37,8 @@ use tracing::{debug, info, warn};
 use super::events::{pass_events, PassSummary};
 use super::{status, BindingMemory, Context, Error, RetryCause};
 use crate::api::{
-    BinAuthzBinding, BinAuthzBindingStatus, FailureReason, Mode, RECONCILE_REQUESTED_AT,
+    BinAuthzBinding, BinAuthzBindingStatus, FailureReason, Mode, TargetStatus,
+    RECONCILE_REQUESTED_AT,
 };
 use crate::cloudrun::LiveResource;
 use crate::fleet::{
@@ -48,10 +49,11 @@ use crate::fleet::{
     remediate::Written,
 };
 use crate::plan::{
-    self, Activity, BindingInput, BindingKey, BindingPlan, Decision, StatusInput, StatusReport,
-    TargetHistory, WriteOutcome,
+    self, Activity, BindingInput, BindingKey, BindingPlan, ConditionStatus, Decision, ReadyReason,
+    StatusInput, StatusReport, TargetHistory, WriteOutcome,
 };
 use crate::policy::DesiredPolicy;
+use crate::policyreport::{self, BindingRef, NotEvaluated};
 use crate::resource::{ObservedResource, Remediation, ResourceId};
 use crate::telemetry::PassResult;
 
@@ -113,6 +115,22 @@ pub(crate) async fn pass(binding: &BinAuthzBinding, ctx: &Context) -> Result<Pas
                 policy_check: None,
             };
             publish(binding, ctx, &summary).await;
+            record_binding(&key, ctx, spec.mode, report.ready);
+            let why = match &Activity::of(spec) {
+                Activity::Invalid(errors) => errors.to_string(),
+                _ => String::new(),
+            };
+            sync_reports(binding, ctx, |b| {
+                policyreport::not_evaluated(
+                    b,
+                    if why.is_empty() {
+                        NotEvaluated::Suspended
+                    } else {
+                        NotEvaluated::Invalid(&why)
+                    },
+                )
+            })
+            .await;
             Ok(PassEnd {
                 result: PassResult::Skipped,
                 action: Action::await_change(),
@@ -201,7 +219,14 @@ async fn active_pass(
     });
     let fixed = fix_drift(binding, key, ctx, &bp, &read, &history, &mut memory).await?;
     observe_drift_correction(&bp, &fixed.outcomes, &mut memory, ctx);
-    let report = final_report(binding, &bp, &read, &fixed, &history);
+    let (report, every_target) = final_report(
+        binding,
+        &bp,
+        &read,
+        &fixed,
+        &history,
+        ctx.policy_reports.is_some(),
+    );
 
     if fixed.lost_lease || !ctx.leader.is_leader() {
         ctx.put_memory(key, memory);
@@ -220,6 +245,10 @@ async fn active_pass(
     written?;
     publish(binding, ctx, &active_summary(binding, &report, &desired)).await;
     record_targets(key, ctx, &bp, &report);
+    record_binding(key, ctx, spec.mode, report.ready);
+    if let Some(targets) = every_target {
+        sync_reports(binding, ctx, |b| policyreport::pages(b, &targets)).await;
+    }
     end_pass(key, ctx, spec.interval(), read, &fixed.outcomes)
 }
 
@@ -348,15 +377,17 @@ fn listed_state<'l>(
 }
 
 /// The status after the pass. A pass whose lists failed keeps what the last good pass
-/// found and updates only the conditions.
+/// found and updates only the conditions. With `every_target`, also every target's entry
+/// (the status lists at most 100), for the PolicyReports; `None` when the lists failed.
 fn final_report<'r>(
     binding: &BinAuthzBinding,
     bp: &BindingPlan<'r>,
     read: &BindingRead,
     fixed: &Fixed,
     history: &TargetHistory,
-) -> StatusReport<'r> {
-    let mut report = bp.status(&StatusInput {
+    every_target: bool,
+) -> (StatusReport<'r>, Option<Vec<TargetStatus>>) {
+    let input = StatusInput {
         generation: binding.meta().generation,
         now: Timestamp::now(),
         pass_failure: read.failure.as_ref(),
@@ -364,7 +395,9 @@ fn final_report<'r>(
         outcomes: &fixed.outcomes,
         previous: fixed.current.as_ref(),
         history: Some(history),
-    });
+    };
+    let mut report = bp.status(&input);
+    let all = (every_target && read.listed).then(|| bp.full_report(&input).status.targets);
     if !read.listed {
         // No data: keep what the last good pass found, update only the conditions.
         let mut kept = binding.status.clone().unwrap_or_default();
@@ -375,7 +408,7 @@ fn final_report<'r>(
         report.transitions.clear();
     }
     echo_reconcile_request(binding, &mut report.status);
-    report
+    (report, all)
 }
 
 /// What the events of an active binding's pass are computed from.
@@ -422,6 +455,48 @@ fn record_targets(
         summary,
         u32::try_from(breakglass_state).unwrap_or(u32::MAX),
     );
+}
+
+/// Writes the binding's PolicyReports (with `--policy-reports`, while holding the lease).
+async fn sync_reports(
+    binding: &BinAuthzBinding,
+    ctx: &Context,
+    pages: impl FnOnce(&BindingRef<'_>) -> Vec<policyreport::Page>,
+) {
+    let Some(reports) = &ctx.policy_reports else {
+        return;
+    };
+    if !ctx.leader.is_leader() {
+        return;
+    }
+    let (Some(namespace), Some(uid)) = (
+        binding.meta().namespace.as_deref(),
+        binding.meta().uid.as_deref(),
+    ) else {
+        return;
+    };
+    let name = binding.name_any();
+    let target = BindingRef {
+        namespace,
+        name: &name,
+        uid,
+        project: &binding.spec.project,
+    };
+    let pages = pages(&target);
+    reports
+        .sync(&ctx.kube, &ctx.telemetry.metrics, &target, &pages)
+        .await;
+}
+
+/// The binding's mode and readiness gauges (no readiness series without a Ready
+/// condition: a suspended binding).
+fn record_binding(key: &BindingKey, ctx: &Context, mode: Mode, ready: ReadyReason) {
+    let ready = ready
+        .writes_ready()
+        .then(|| ready.ready_status() == ConditionStatus::True);
+    ctx.telemetry
+        .metrics
+        .set_binding(&key.to_string(), mode, ready);
 }
 
 /// How the pass ends: a retry with backoff when Cloud Run failed in a way worth retrying

@@ -106,6 +106,13 @@ impl Tap {
                 let old = self.seen.remove(&key);
                 self.recheck(&key, old.as_ref().map(|(_, spec)| spec), None);
                 self.ctx.forget(&key);
+                if let (Some(namespace), Some(uid)) = (
+                    binding.metadata.namespace.clone(),
+                    binding.metadata.uid.clone(),
+                ) {
+                    let ctx = Arc::clone(&self.ctx);
+                    tokio::spawn(async move { ctx.forget_reports(&namespace, &uid).await });
+                }
             }
         }
     }

@@ -294,6 +294,9 @@ impl<E: Environment> Handler<E> {
             };
             match pulled {
                 Ok(messages) => {
+                    self.env
+                        .metrics()
+                        .drift_pulled(std::time::SystemTime::now());
                     if delay > RETRY_MIN {
                         info!(subscription = %self.subscriber.subscription(), "drift events subscription reachable again");
                     }

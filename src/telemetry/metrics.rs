@@ -11,9 +11,9 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
 use super::outcomes::{
-    DriftHandled, DriftIgnored, PassResult, RemediationResult, SubscriptionCall,
+    DriftHandled, DriftIgnored, PassResult, PolicyReportWrite, RemediationResult, SubscriptionCall,
 };
-use crate::api::{ResourceKind, Summary, TargetState};
+use crate::api::{Mode, ResourceKind, Summary, TargetState};
 use crate::cloudrun::{ApiMethod, Budget, CallObserver, CallStatus, Throttle};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -34,6 +34,12 @@ struct ResultLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BindingLabels {
     binding: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BindingInfoLabels {
+    binding: String,
+    mode: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -108,6 +114,15 @@ fn state_label(state: TargetState) -> &'static str {
     }
 }
 
+fn mode_label(mode: Mode) -> &'static str {
+    match mode {
+        Mode::Enforce => "Enforce",
+        Mode::Audit => "Audit",
+    }
+}
+
+const MODES: [Mode; 2] = [Mode::Enforce, Mode::Audit];
+
 fn kind_label(kind: ResourceKind) -> &'static str {
     match kind {
         ResourceKind::Service => "Service",
@@ -134,6 +149,8 @@ pub struct Metrics {
     passes: Family<ResultLabels, Counter>,
     pass_duration: Histogram,
     targets: Family<TargetLabels, Gauge>,
+    binding_ready: Family<BindingLabels, Gauge>,
+    binding_info: Family<BindingInfoLabels, Gauge>,
     deploy_blocked: Family<BindingLabels, Gauge>,
     breakglass: Family<BindingLabels, Gauge>,
     remediations: Family<RemediationLabels, Counter>,
@@ -152,6 +169,8 @@ pub struct Metrics {
     drift_ignored: Family<ReasonLabels, Counter>,
     drift_latency: Histogram,
     drift_subscription_errors: Family<CallNameLabels, Counter>,
+    drift_last_pull: Gauge<f64, AtomicU64>,
+    policy_reports: Family<ResultLabels, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -187,6 +206,18 @@ impl Metrics {
             "binauthz_targets",
             "Matched Cloud Run resources per binding and target state, as of the binding's last pass",
             targets.clone(),
+        );
+        let binding_ready = Family::<BindingLabels, Gauge>::default();
+        registry.register(
+            "binauthz_binding_ready",
+            "1 when the binding's Ready condition is True, 0 when it is False, as of its last pass (no series while suspended)",
+            binding_ready.clone(),
+        );
+        let binding_info = Family::<BindingInfoLabels, Gauge>::default();
+        registry.register(
+            "binauthz_binding_info",
+            "Always 1: one series per binding carrying its mode (Enforce, Audit), to join with the other per-binding metrics",
+            binding_info.clone(),
         );
         let deploy_blocked = Family::<BindingLabels, Gauge>::default();
         registry.register(
@@ -298,11 +329,25 @@ impl Metrics {
             "Failed Pub/Sub calls of the drift events subscriber, by call (pull, acknowledge)",
             drift_subscription_errors.clone(),
         );
+        let drift_last_pull = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "binauthz_drift_subscription_last_pull_timestamp_seconds",
+            "Unix time of the drift events subscriber's last successful pull (only with --drift-events; the leader pulls)",
+            drift_last_pull.clone(),
+        );
+        let policy_reports = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "binauthz_policy_report_writes",
+            "PolicyReport writes (only with --policy-reports, only when a report changed), by result (written, deleted, failed)",
+            policy_reports.clone(),
+        );
         Self {
             registry,
             passes,
             pass_duration,
             targets,
+            binding_ready,
+            binding_info,
             deploy_blocked,
             breakglass,
             remediations,
@@ -321,6 +366,8 @@ impl Metrics {
             drift_ignored,
             drift_latency,
             drift_subscription_errors,
+            drift_last_pull,
+            policy_reports,
         }
     }
 
@@ -378,8 +425,43 @@ impl Metrics {
             .set(i64::from(summary.breakglass));
     }
 
+    /// Sets a binding's mode and readiness: `ready` is `None` while it has no Ready
+    /// condition (suspended), which removes the readiness series.
+    pub fn set_binding(&self, binding: &str, mode: Mode, ready: Option<bool>) {
+        for other in MODES {
+            let labels = BindingInfoLabels {
+                binding: binding.to_owned(),
+                mode: mode_label(other),
+            };
+            if other == mode {
+                self.binding_info.get_or_create(&labels).set(1);
+            } else {
+                self.binding_info.remove(&labels);
+            }
+        }
+        let labels = BindingLabels {
+            binding: binding.to_owned(),
+        };
+        match ready {
+            Some(ready) => {
+                self.binding_ready
+                    .get_or_create(&labels)
+                    .set(i64::from(ready));
+            }
+            None => {
+                self.binding_ready.remove(&labels);
+            }
+        }
+    }
+
     /// Drops every per-binding series of a deleted binding.
     pub fn forget_binding(&self, binding: &str) {
+        for mode in MODES {
+            self.binding_info.remove(&BindingInfoLabels {
+                binding: binding.to_owned(),
+                mode: mode_label(mode),
+            });
+        }
         for state in TARGET_STATES {
             self.targets.remove(&TargetLabels {
                 binding: binding.to_owned(),
@@ -391,6 +473,7 @@ impl Metrics {
         };
         self.deploy_blocked.remove(&labels);
         self.breakglass.remove(&labels);
+        self.binding_ready.remove(&labels);
     }
 
     /// Records one remediation outcome.
@@ -455,6 +538,23 @@ impl Metrics {
         self.drift_subscription_errors
             .get_or_create(&CallNameLabels {
                 call: call.as_str(),
+            })
+            .inc();
+    }
+
+    /// Records a successful pull of the drift events subscription (even an empty one).
+    pub fn drift_pulled(&self, at: std::time::SystemTime) {
+        let unix = at
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        self.drift_last_pull.set(unix);
+    }
+
+    /// Records one PolicyReport write, deletion or failed attempt.
+    pub fn policy_report(&self, result: PolicyReportWrite) {
+        self.policy_reports
+            .get_or_create(&ResultLabels {
+                result: result.as_str(),
             })
             .inc();
     }
@@ -543,6 +643,8 @@ pub(super) mod tests {
         m.drift_ignored(DriftIgnored::Uncovered);
         m.drift_handled(DriftHandled::Fixed, Some(Duration::from_secs(2)));
         m.drift_subscription_error(SubscriptionCall::Pull);
+        m.set_binding("ns/b", Mode::Enforce, Some(true));
+        m.policy_report(PolicyReportWrite::Written);
         m
     }
 

@@ -35,7 +35,9 @@ use crate::cloudrun::{ApiMethod, Budget, CallObserver, CallStatus, Throttle};
 pub use health::{Health, LeaseState, PassGuard, STUCK_AFTER, WATCH_ERROR_GRACE};
 pub use logs::{init_tracing, LogFormat};
 pub use metrics::Metrics;
-pub use outcomes::{DriftHandled, DriftIgnored, PassResult, RemediationResult, SubscriptionCall};
+pub use outcomes::{
+    DriftHandled, DriftIgnored, PassResult, PolicyReportWrite, RemediationResult, SubscriptionCall,
+};
 pub use server::{bind, router, serve};
 
 /// Errors of the telemetry set-up and server.

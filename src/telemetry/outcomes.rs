@@ -144,3 +144,24 @@ impl SubscriptionCall {
         }
     }
 }
+
+/// What happened to one PolicyReport (`binauthz_policy_report_writes_total{result}`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PolicyReportWrite {
+    /// Created or replaced because its content changed.
+    Written,
+    /// Deleted: its binding is gone, or it has fewer pages now.
+    Deleted,
+    /// The Kubernetes API refused or failed the write.
+    Failed,
+}
+
+impl PolicyReportWrite {
+    pub(super) fn as_str(self) -> &'static str {
+        match self {
+            Self::Written => "written",
+            Self::Deleted => "deleted",
+            Self::Failed => "failed",
+        }
+    }
+}

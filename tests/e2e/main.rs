@@ -19,5 +19,6 @@ mod deploy;
 mod drift_events;
 mod flux_health;
 mod kubectl_plugin;
+mod policy_reports;
 mod smoke;
 mod startup;
