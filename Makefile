@@ -5,7 +5,7 @@ CARGO ?= cargo
 BIN := target/debug/binauthz-operator
 CRD := crds/binauthzbindings.binauthz.dev.yaml
 
-.PHONY: help test lint fmt-check clippy hadolint lint-deploy unit crds demo dev bench bench-quick build soak
+.PHONY: help test lint fmt-check clippy hadolint lint-deploy unit crds chart demo dev bench bench-quick build soak
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -15,7 +15,7 @@ build: ## Build the binary (debug, with the emulator: default features)
 
 test: lint unit ## Every check and every test (what CI runs)
 
-lint: fmt-check clippy hadolint lint-deploy ## Formatting, clippy, Dockerfile lint, deploy/ scan (checkov, Argo CD health tests)
+lint: fmt-check clippy hadolint lint-deploy ## Formatting, clippy, Dockerfile lint, deploy/ and chart scan (checkov, helm lint, promtool rule tests, Argo CD health tests)
 
 fmt-check:
 	$(CARGO) fmt --all -- --check
@@ -59,9 +59,13 @@ bench: ## Benchmarks of BENCHMARKS.md, every figure (about 30 min on 2 cores; sc
 bench-quick: ## Benchmark smoke run (< 2 min, what CI can afford); publishes nothing
 	scripts/bench.sh --quick
 
-crds: ## Regenerate crds/ from the Rust types
+crds: ## Regenerate crds/ from the Rust types (and their copies in deploy/ and the chart)
 	$(CARGO) run --locked -q -- crd > $(CRD)
 	cp $(CRD) deploy/crds/
+	scripts/sync-chart.sh
+
+chart: ## Copy crds/, the alert rules and the dashboard into charts/binauthz-operator; write deploy/monitoring/prometheusrule.yaml
+	scripts/sync-chart.sh
 
 # The reliability suite's long runs (RELIABILITY.md). `make test` runs the same tests with
 # bounded sizes; this scales them up. Under 30 minutes on 2 cores; figures are written to

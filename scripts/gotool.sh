@@ -8,6 +8,8 @@
 #       scripts/gotools/NAME/: a go.mod (and go.sum) that pins the upstream module and
 #       names the command with a `tool PACKAGE` directive (Go 1.24+), or, for a thin
 #       helper around an upstream library, a main.go beside the go.mod (built as `.`).
+#       An optional file `build-tags` beside the go.mod names Go build tags (one line,
+#       comma-separated), e.g. to leave out parts of a large tool the tests never run.
 #   scripts/gotool.sh tidy NAME
 #       Resolve scripts/gotools/NAME/go.sum after editing its go.mod (needs the proxy).
 #
@@ -78,7 +80,9 @@ build() { # build NAME
         rm -rf "${CACHE}/${name}"/*.tmp.* # left by an interrupted build; we hold the lock
         tmp="$(mktemp -d "${CACHE}/${name}/${key}.tmp.XXXXXX")"
         log "building ${name} from ${pkg} (first time: a few minutes)"
-        if ! (cd "$dir" && go_env "$go" build -mod=readonly -trimpath -ldflags "-s -w" -o "${tmp}/${name}" "$pkg") >&2; then
+        local tags=""
+        [[ -f "${dir}/build-tags" ]] && tags="$(tr -d '[:space:]' <"${dir}/build-tags")"
+        if ! (cd "$dir" && go_env "$go" build -mod=readonly -trimpath -tags "$tags" -ldflags "-s -w" -o "${tmp}/${name}" "$pkg") >&2; then
             rm -rf "$tmp"
             die "building ${name} failed (see the go output above)"
         fi

@@ -14,6 +14,12 @@
 #      resource_customizations layout, testdata/ beside it) exactly, under Lua 5.1 (Argo
 #      CD's dialect) and 5.4; every testdata/ file is a case; a script that always answers
 #      Healthy must be caught by the same runner
+#   7. the Helm chart (helm from its Go module, scripts/gotool.sh helm): its copies of crds/,
+#      the rules and the dashboard are current; `helm lint --strict` with the defaults and
+#      with every option on; its renders go through checkov (step 4); the default render
+#      and the kustomize base are the same objects (Helm's own labels aside)
+#   8. the alert rules: `promtool check rules` and `promtool test rules` (a firing and a
+#      quiet case per alert; promtool from its Go module, scripts/gotool.sh promtool)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -74,6 +80,25 @@ for dir in deploy deploy/monitoring deploy/tenancy deploy/policyreports; do
   printf '%-20s %s objects\n' "$dir/" "$(grep -c '^kind:' "$out")"
 done
 
+# --- 7a. render the chart (checked in 4 and 7) ---------------------------------------------
+step "render the Helm chart"
+scripts/sync-chart.sh --check || die "the chart's copies are stale (see above)"
+helm="$(scripts/gotool.sh helm)"
+CHART=charts/binauthz-operator
+# Every option on: the objects only they add get scanned too.
+ALL_ON=(--set metrics.serviceMonitor.enabled=true --set metrics.prometheusRule.enabled=true
+  --set metrics.dashboard.enabled=true --set policyReports.enabled=true
+  --set driftEvents.subscription=projects/p/subscriptions/s
+  --set image.digest=sha256:0000000000000000000000000000000000000000000000000000000000000000)
+"$helm" lint --strict "$CHART" || die "helm lint $CHART failed"
+"$helm" lint --strict "$CHART" "${ALL_ON[@]}" || die "helm lint $CHART with every option on failed"
+"$helm" template binauthz-operator "$CHART" --namespace binauthz-system --include-crds \
+  >"$work/chart-default.yaml" || die "helm template $CHART failed"
+"$helm" template binauthz-operator "$CHART" --namespace binauthz-system "${ALL_ON[@]}" \
+  >"$work/chart-all-on.yaml" || die "helm template $CHART with every option on failed"
+printf '%-20s %s objects\n' "default" "$(grep -c '^kind:' "$work/chart-default.yaml")" \
+  "every option on" "$(grep -c '^kind:' "$work/chart-all-on.yaml")"
+
 # --- 3. shutdown grace -------------------------------------------------------------------
 step "the Deployment's shutdown grace fits its termination grace period"
 "$tools/python" - "$work/deploy.yaml" <<'EOF'
@@ -95,7 +120,7 @@ EOF
 
 # --- 4. checkov --------------------------------------------------------------------------
 step "checkov: rendered manifests, the Argo CD snippet, the Dockerfile"
-for f in "$work"/deploy*.yaml deploy/argocd/argocd-cm-patch.yaml; do
+for f in "$work"/deploy*.yaml "$work"/chart-*.yaml deploy/argocd/argocd-cm-patch.yaml; do
   cat "$f"
   echo --- # files do not end with a document separator: without one, documents merge
 done >"$work/all.yaml"
@@ -108,7 +133,7 @@ done >"$work/all.yaml"
 CKV_SKIP_PACKAGE_UPDATE_CHECK=true "$tools/checkov" --quiet --compact --skip-download \
   --framework kubernetes dockerfile -f "$work/all.yaml" -f Dockerfile \
   --skip-check CKV_DOCKER_2 \
-  || die "checkov found problems in deploy/ or the Dockerfile (fix them, or justify an exception: see above)"
+  || die "checkov found problems in deploy/, the chart or the Dockerfile (fix them, or justify an exception: see above)"
 
 # --- 5. the argocd-cm snippet ------------------------------------------------------------
 step "deploy/argocd/argocd-cm-patch.yaml embeds ${ARGOCD_HEALTH}/health.lua verbatim"
@@ -158,5 +183,61 @@ if lua5.4 scripts/argocd-health-test.lua "$work/always-healthy.lua" "$work/argoc
   die "argocd-health-test.lua accepted a health check that always answers Healthy"
 fi
 echo "an always-Healthy script is rejected: ok"
+
+# --- 7. the chart renders what the kustomize base is ----------------------------------------
+step "the chart's default render and deploy/ are the same objects"
+"$tools/python" - "$work/deploy.yaml" "$work/chart-default.yaml" <<'EOF'
+import difflib, json, sys, yaml
+# Labels only Helm adds (release bookkeeping); everything else must be equal.
+HELM_LABELS = {"helm.sh/chart", "app.kubernetes.io/managed-by", "app.kubernetes.io/instance",
+               "app.kubernetes.io/version"}
+def objects(path, source):
+    out = {}
+    for doc in yaml.safe_load_all(open(path)):
+        if not doc:
+            continue
+        meta = doc.setdefault("metadata", {})
+        labels = {k: v for k, v in (meta.get("labels") or {}).items() if k not in HELM_LABELS}
+        if labels:
+            meta["labels"] = labels
+        else:
+            meta.pop("labels", None)
+        key = (doc["kind"], meta.get("namespace", ""), meta["name"])
+        if key in out:
+            sys.exit(f"{source}: {key} twice")
+        out[key] = doc
+    return out
+kustomize = objects(sys.argv[1], "deploy/")
+chart = objects(sys.argv[2], "the chart")
+# The chart leaves the namespace to `helm install --create-namespace` (README).
+kustomize = {k: v for k, v in kustomize.items() if k[0] != "Namespace"}
+# Helm installs crds/ verbatim (no templating): its CRD cannot carry kustomize's part-of label.
+for key, doc in kustomize.items():
+    if key[0] == "CustomResourceDefinition":
+        labels = doc["metadata"].get("labels", {})
+        labels.pop("app.kubernetes.io/part-of", None)
+        if not labels:
+            doc["metadata"].pop("labels", None)
+problems = []
+for key in sorted(set(kustomize) | set(chart)):
+    if key not in chart:
+        problems.append(f"only in deploy/: {key}")
+    elif key not in kustomize:
+        problems.append(f"only in the chart: {key}")
+    elif kustomize[key] != chart[key]:
+        a = json.dumps(kustomize[key], indent=1, sort_keys=True).splitlines()
+        b = json.dumps(chart[key], indent=1, sort_keys=True).splitlines()
+        diff = "\n".join(difflib.unified_diff(a, b, "deploy/", "chart", lineterm="", n=2))
+        problems.append(f"{key} differs:\n{diff}")
+if problems:
+    sys.exit("the chart's default render differs from deploy/:\n" + "\n".join(problems))
+print(f"{len(chart)} objects, the same in both: ok")
+EOF
+
+# --- 8. alert rules -----------------------------------------------------------------------
+step "promtool: deploy/monitoring/alerts.rules.yaml and its unit tests"
+promtool="$(scripts/gotool.sh promtool)"
+(cd deploy/monitoring && "$promtool" check rules alerts.rules.yaml && "$promtool" test rules alerts.test.yaml) \
+  || die "the alert rules or their tests fail (deploy/monitoring/alerts.test.yaml)"
 
 printf '\nlint-deploy: all checks passed in %ss\n' "$((SECONDS - start))"

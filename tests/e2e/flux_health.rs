@@ -12,15 +12,14 @@
 //! expects. `BINAUTHZ_UPDATE_ARGOCD_SAMPLES=1` rewrites the samples from this run.
 
 use crate::support::envtest;
+use crate::support::gotool::gotool;
 use crate::support::kube::{binding, condition, operator_cluster};
 use crate::support::process::{Emulator, Operator, OperatorConfig};
 use crate::support::repo;
 use crate::support::wait::eventually;
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use binauthz_operator::api::BinAuthzBinding;
@@ -114,27 +113,9 @@ fn health_tests() -> Vec<HealthTest> {
     tests.tests
 }
 
-/// The kstatus helper, built (once, cached across runs) by scripts/gotool.sh.
-fn kstatus_helper() -> &'static Path {
-    static HELPER: OnceLock<PathBuf> = OnceLock::new();
-    HELPER.get_or_init(|| {
-        let out = Command::new(repo().join("scripts/gotool.sh"))
-            .arg("kstatus")
-            .output()
-            .expect("running scripts/gotool.sh");
-        assert!(
-            out.status.success(),
-            "scripts/gotool.sh kstatus failed (it needs Go and, the first time, the Go module \
-             proxy):\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
-    })
-}
-
 /// What kstatus computes for `object`.
 fn kstatus(object: &Value) -> KVerdict {
-    let mut child = Command::new(kstatus_helper())
+    let mut child = Command::new(gotool("kstatus"))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

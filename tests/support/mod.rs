@@ -10,10 +10,12 @@
 //! - [`proxy`]: proxies in front of the operator (tagging, partitioning) and log dirs.
 //! - [`kube`]: Kubernetes objects and kubeconfigs the tests build.
 //! - [`metrics`], [`wait`], [`net`]: reading `/metrics`, waiting for a condition, ports.
+//! - [`gotool`]: upstream Go tools (kstatus, promtool, helm, the promql helper).
 #![allow(dead_code, unused_imports)] // each binary uses a different subset
 
 pub mod emulator;
 pub mod envtest;
+pub mod gotool;
 pub mod kube;
 pub mod metrics;
 pub mod net;
