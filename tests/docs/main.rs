@@ -18,6 +18,7 @@ mod cli;
 mod links;
 mod markdown;
 mod permissions;
+mod runbook;
 
 use std::path::{Path, PathBuf};
 
