@@ -96,6 +96,14 @@ ALL_ON=(--set metrics.serviceMonitor.enabled=true --set metrics.prometheusRule.e
   >"$work/chart-default.yaml" || die "helm template $CHART failed"
 "$helm" template binauthz-operator "$CHART" --namespace binauthz-system "${ALL_ON[@]}" \
   >"$work/chart-all-on.yaml" || die "helm template $CHART with every option on failed"
+# Values that would deploy something broken are refused, each with its reason.
+for bad in "leaderElection.enabled=false" "logFormat=xml" "shutdownGrace=1m" "image.digest=latest" \
+  "driftEvents.subscription=my-subscription"; do
+  if "$helm" template binauthz-operator "$CHART" --set "$bad" >/dev/null 2>"$work/refused.txt"; then
+    die "the chart accepted --set $bad"
+  fi
+  printf 'refused --set %-42s %s\n' "$bad" "$(grep -m1 -E '^- at|execution error' "$work/refused.txt" | sed 's/.*): //' | cut -c1-90)"
+done
 printf '%-20s %s objects\n' "default" "$(grep -c '^kind:' "$work/chart-default.yaml")" \
   "every option on" "$(grep -c '^kind:' "$work/chart-all-on.yaml")"
 
