@@ -3,7 +3,7 @@ SHELL := bash
 .SHELLFLAGS := -euo pipefail -c
 CARGO ?= cargo
 BIN := target/debug/binauthz-operator
-CRD := crds/binauthzbindings.binauthz.dev.yaml
+CRDS := binauthzbindings.binauthz.dev binauthzexceptions.binauthz.dev
 
 .PHONY: help test lint fmt-check clippy hadolint lint-deploy unit crds demo dev bench bench-quick build soak
 
@@ -60,8 +60,10 @@ bench-quick: ## Benchmark smoke run (< 2 min, what CI can afford); publishes not
 	scripts/bench.sh --quick
 
 crds: ## Regenerate crds/ from the Rust types
-	$(CARGO) run --locked -q -- crd > $(CRD)
-	cp $(CRD) deploy/crds/
+	for crd in $(CRDS); do \
+	  $(CARGO) run --locked -q -- crd $$crd > crds/$$crd.yaml; \
+	  cp crds/$$crd.yaml deploy/crds/; \
+	done
 
 # The reliability suite's long runs (RELIABILITY.md). `make test` runs the same tests with
 # bounded sizes; this scales them up. Under 30 minutes on 2 cores; figures are written to

@@ -21,6 +21,7 @@
 
 mod error;
 pub mod events;
+mod exceptions;
 pub mod leader;
 mod pass;
 mod startup;
@@ -45,7 +46,7 @@ use kube::{Api, Client, Resource};
 use rand::Rng;
 use tracing::{error, info, info_span, warn, Instrument};
 
-use crate::api::BinAuthzBinding;
+use crate::api::{BinAuthzBinding, BinAuthzException};
 use crate::cloudrun::{CallObserver, CloudRunArgs, CloudRunClient};
 use crate::drift::pubsub::{Subscriber, SubscriptionName};
 use crate::drift::{DriftConfig, Handler};
@@ -153,6 +154,11 @@ pub struct ControllerArgs {
     )]
     pub drift_events_ignore_principal: Vec<String>,
 
+    /// The longest BinAuthzException honoured, from its creation: a longer one is refused
+    /// (its status and a Warning event say so). Go duration.
+    #[arg(long, env = "BINAUTHZ_EXCEPTION_MAX_DURATION", value_name = "DURATION", default_value = "720h", value_parser = crate::duration::parse)]
+    pub exception_max_duration: Duration,
+
     /// Cloud Run client flags.
     #[command(flatten)]
     pub cloud_run: CloudRunArgs,
@@ -173,6 +179,10 @@ pub(crate) struct BindingMemory {
 pub struct Context {
     kube: Client,
     bindings: Store<BinAuthzBinding>,
+    /// The exceptions' watch cache (empty without [`Context::with_exceptions`]).
+    exceptions: Store<BinAuthzException>,
+    /// `--exception-max-duration`.
+    exception_max: Duration,
     inventory: SharedInventory,
     telemetry: Telemetry,
     leader: LeaderGate,
@@ -204,6 +214,8 @@ impl Context {
         Self {
             kube,
             bindings,
+            exceptions: reflector::store().0,
+            exception_max: crate::plan::DEFAULT_EXCEPTION_MAX,
             inventory,
             telemetry,
             leader,
@@ -212,6 +224,13 @@ impl Context {
             failures: Mutex::new(HashMap::new()),
             refresh: Mutex::new(HashSet::new()),
         }
+    }
+
+    /// Passes honour the exceptions of this watch cache, up to `max` long.
+    pub fn with_exceptions(mut self, exceptions: Store<BinAuthzException>, max: Duration) -> Self {
+        self.exceptions = exceptions;
+        self.exception_max = max;
+        self
     }
 
     /// Marks the next pass of `key` as queued by a drift event's re-check.
@@ -353,6 +372,7 @@ pub async fn run(args: ControllerArgs) -> Result<(), Error> {
         max_concurrent_passes,
         drift_events,
         drift_events_ignore_principal,
+        exception_max_duration,
         cloud_run,
     } = args;
     let telemetry = Telemetry {
@@ -389,6 +409,7 @@ pub async fn run(args: ControllerArgs) -> Result<(), Error> {
     let api_check = tokio::spawn(check_api_server(kube.clone(), telemetry.health.clone()));
 
     let (reader, writer) = reflector::store();
+    let (exception_reader, exception_writer) = reflector::store();
     let ctx = Arc::new(Context::new(
         kube.clone(),
         reader.clone(),
@@ -399,8 +420,15 @@ pub async fn run(args: ControllerArgs) -> Result<(), Error> {
             controller: CONTROLLER_NAME.into(),
             instance: Some(identity),
         },
-    ));
+    )
+    .with_exceptions(exception_reader.clone(), exception_max_duration));
     let (watch_triggers, watch_trigger_stream) = mpsc::unbounded();
+    let exception_watch = exceptions::watch_exceptions(
+        &kube,
+        namespace.as_deref(),
+        exception_writer,
+        exceptions::ExceptionTap::new(&ctx, watch_triggers.clone()),
+    );
     let bindings = watch_bindings(
         &kube,
         namespace.as_deref(),
@@ -420,14 +448,18 @@ pub async fn run(args: ControllerArgs) -> Result<(), Error> {
         tokio::spawn(Handler::new(env, subscriber, config).run(signal.clone()))
     });
     let triggers = futures::stream::select(watch_trigger_stream, drift_trigger_stream);
-    let controller = passes(
-        bindings,
-        reader,
-        triggers,
-        &ctx,
-        max_concurrent_passes,
-        signal.clone(),
-    );
+    let controller = futures::future::join(
+        passes(
+            bindings,
+            reader,
+            triggers,
+            &ctx,
+            max_concurrent_passes,
+            signal.clone(),
+        ),
+        exception_statuses(exception_watch, exception_reader, &ctx, signal.clone()),
+    )
+    .map(drop);
 
     telemetry.health.set_controller_running(true);
     run_until_shutdown(controller, signal, shutdown_grace).await;
@@ -576,6 +608,25 @@ fn passes(
         .graceful_shutdown_on(signal)
         .run(reconcile, error_policy, Arc::clone(ctx))
         .for_each(|result| async move { log_controller_result(result) })
+}
+
+/// The kube-runtime controller writing exceptions' statuses: on watch events, when this
+/// replica takes over the lease, and at each exception's expiry.
+fn exception_statuses(
+    exceptions: impl Stream<Item = Result<BinAuthzException, watcher::Error>> + Send + 'static,
+    reader: Store<BinAuthzException>,
+    ctx: &Arc<Context>,
+    signal: Shutdown,
+) -> impl Future<Output = ()> {
+    Controller::for_stream(exceptions, reader)
+        .reconcile_all_on(ctx.leader.acquired())
+        .graceful_shutdown_on(signal)
+        .run(
+            exceptions::reconcile_exception,
+            exceptions::exception_error_policy,
+            Arc::clone(ctx),
+        )
+        .for_each(|_| async {})
 }
 
 /// Logs what the controller's stream reports beyond passes and watch errors.

@@ -34,6 +34,11 @@ pub enum EventReason {
     Breakglass,
     /// Targets whose latest deploy was newly refused by Binary Authorization.
     DeployBlocked,
+    /// Drifted targets newly excepted by an active BinAuthzException (Normal).
+    Excepted,
+    /// Targets no longer excepted (their exception expired or went): the operator enforces
+    /// (Normal).
+    ExceptionExpired,
     /// The pass failed: Cloud Run refused the operator.
     PermissionDenied,
     /// The Cloud Run Admin API is disabled in the project.
@@ -64,6 +69,8 @@ impl EventReason {
             Self::Conflict => "Conflict",
             Self::Breakglass => "Breakglass",
             Self::DeployBlocked => "DeployBlocked",
+            Self::Excepted => "Excepted",
+            Self::ExceptionExpired => "ExceptionExpired",
             Self::PermissionDenied => "PermissionDenied",
             Self::ApiDisabled => "ApiDisabled",
             Self::VpcServiceControls => "VpcServiceControls",
@@ -137,6 +144,8 @@ pub fn pass_events(pass: &PassSummary<'_, '_>) -> Vec<PassEvent> {
         conflict_event(pass),
         breakglass_event(pass, &remediated),
         deploy_blocked_event(pass),
+        excepted_event(pass),
+        exception_expired_event(pass, &desired),
         policy_unverifiable_event(pass),
         binding_event(pass),
     ]
@@ -296,6 +305,56 @@ fn breakglass_event(
         EventType::Warning,
         EventReason::Breakglass,
         "Check",
+        &head,
+        items,
+        tail,
+    ))
+}
+
+/// Excepted: drifted targets an active BinAuthzException newly covers.
+fn excepted_event(pass: &PassSummary<'_, '_>) -> Option<PassEvent> {
+    let excepted = entering(pass, TargetState::Excepted);
+    if excepted.is_empty() {
+        return None;
+    }
+    let head = format!(
+        "{} resource(s) drift and are excepted by a BinAuthzException; they are reported, not fixed, until it expires: ",
+        excepted.len()
+    );
+    let tail = ". The operator enforces at the exception's expiresAt; `kubectl get binauthzexceptions` lists them.";
+    let items = excepted
+        .iter()
+        .map(|t| format!("{} ({})", short(t), t.message));
+    Some(event(
+        EventType::Normal,
+        EventReason::Excepted,
+        "Check",
+        &head,
+        items,
+        tail,
+    ))
+}
+
+/// ExceptionExpired: targets that were excepted and no longer are.
+fn exception_expired_event(pass: &PassSummary<'_, '_>, desired: &str) -> Option<PassEvent> {
+    let ended: Vec<&TargetTransition<'_>> = pass
+        .transitions
+        .iter()
+        .filter(|t| t.from == Some(TargetState::Excepted) && t.to != TargetState::Excepted)
+        .collect();
+    if ended.is_empty() {
+        return None;
+    }
+    let head = format!(
+        "The BinAuthzException covering {} resource(s) expired or was removed; the binding enforces policy {desired} on them now: ",
+        ended.len()
+    );
+    let tail = ". To except them again, create a new BinAuthzException with a reason and an expiresAt.";
+    let items = ended.iter().map(|t| format!("{} ({})", short(t), t.to));
+    Some(event(
+        EventType::Normal,
+        EventReason::ExceptionExpired,
+        "Remediate",
         &head,
         items,
         tail,

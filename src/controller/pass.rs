@@ -35,7 +35,7 @@ use kube::{Api, Resource, ResourceExt};
 use tracing::{debug, info, warn};
 
 use super::events::{pass_events, PassSummary};
-use super::{status, BindingMemory, Context, Error, RetryCause};
+use super::{exceptions, status, BindingMemory, Context, Error, RetryCause};
 use crate::api::{
     BinAuthzBinding, BinAuthzBindingStatus, FailureReason, Mode, RECONCILE_REQUESTED_AT,
 };
@@ -177,6 +177,7 @@ async fn active_pass(
     let desired = spec
         .desired_policy()
         .ok_or_else(|| Error::NoDesiredPolicy(key.clone()))?;
+    exceptions::wait_for_imminent_expiry(ctx, &key.namespace, &spec.project).await;
     let read = read_cloud_run(binding, key, ctx).await;
     // Every binding of the project takes part in ownership; the watch cache has them all.
     // Taken after the reads: a binding that appears while they run is then either in this
@@ -184,7 +185,8 @@ async fn active_pass(
     // the watch's re-check of overlapping bindings queues another pass of this one.
     let all = ctx.bindings.state();
     let inputs = planning_inputs(&all, binding, key);
-    let plan = plan::plan(&inputs, listed(&read).map(|r| &r.observed))?;
+    let exceptions = exceptions::assess(ctx, Timestamp::now());
+    let plan = plan::plan_with_exceptions(&inputs, &exceptions, listed(&read).map(|r| &r.observed))?;
     let bp = plan
         .into_binding(key)
         .ok_or_else(|| Error::NotPlanned(key.clone()))?;
@@ -220,7 +222,13 @@ async fn active_pass(
     written?;
     publish(binding, ctx, &active_summary(binding, &report, &desired)).await;
     record_targets(key, ctx, &bp, &report);
-    end_pass(key, ctx, spec.interval(), read, &fixed.outcomes)
+    let expiry = exceptions::until_next_expiry(
+        &exceptions::assess(ctx, Timestamp::now()),
+        &key.namespace,
+        &spec.project,
+        Timestamp::now(),
+    );
+    end_pass(key, ctx, spec.interval(), expiry, read, &fixed.outcomes)
 }
 
 /// Reads the binding's regions through the shared inventory, no older than the current
@@ -425,11 +433,13 @@ fn record_targets(
 }
 
 /// How the pass ends: a retry with backoff when Cloud Run failed in a way worth retrying
-/// soon, else the next tick (sooner while remediations are pending).
+/// soon, else the next tick (sooner while remediations are pending, or when an exception
+/// of the binding expires before: `expiry`).
 fn end_pass(
     key: &BindingKey,
     ctx: &Context,
     interval: Duration,
+    expiry: Option<Duration>,
     read: BindingRead,
     outcomes: &BTreeMap<ResourceId, WriteOutcome>,
 ) -> Result<PassEnd, Error> {
@@ -443,9 +453,10 @@ fn end_pass(
         if read.retry {
             return retry(RetryCause::Pass(f));
         }
+        let next_tick = ctx.inventory.ticks().until_next(interval, Instant::now());
         return Ok(PassEnd {
             result: PassResult::Failed,
-            action: Action::requeue(ctx.inventory.ticks().until_next(interval, Instant::now())),
+            action: Action::requeue(expiry.map_or(next_tick, |e| next_tick.min(e))),
         });
     }
     if let Some(unread) = read.findings.unread.first() {
@@ -472,6 +483,7 @@ fn end_pass(
     }
     let pending = outcomes.values().any(|o| *o == WriteOutcome::Pending);
     let next_tick = ctx.inventory.ticks().until_next(interval, Instant::now());
+    let next_tick = expiry.map_or(next_tick, |e| next_tick.min(e));
     let action = if pending {
         Action::requeue(next_tick.min(VERIFY_PENDING_AFTER))
     } else {
@@ -513,6 +525,7 @@ async fn remediate(
         let all = ctx.bindings.state();
         fleet::still_owned(
             &fleet::project_inputs(&all, &now.id.project),
+            &exceptions::assess(ctx, Timestamp::now()),
             key,
             now,
             remediation,

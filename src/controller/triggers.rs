@@ -192,6 +192,10 @@ impl Environment for DriftEnv {
         &self.ctx.telemetry.metrics
     }
 
+    fn exceptions(&self) -> crate::plan::Exceptions {
+        super::exceptions::assess(&self.ctx, jiff::Timestamp::now())
+    }
+
     fn rechecked(&self, bindings: &[BindingKey]) {
         for key in bindings {
             self.ctx.request_refresh(key);

@@ -90,7 +90,8 @@ impl<'r> BindingPlan<'r> {
     ///   deploy-blocked ones, then Superseded, then Compliant; within each group by kind,
     ///   location, name. `targetsTruncated` says whether some were left out.
     /// - `Ready` is True only when the pass succeeded and no owned target drifts, failed or
-    ///   conflicts; Breakglass, Superseded and deploy-blocked targets do not spoil it.
+    ///   conflicts; Breakglass, Excepted, Superseded and deploy-blocked targets do not spoil
+///   it.
     ///   Precedence of reasons: Suspended, InvalidSpec, PermissionDenied (pass or write),
     ///   PolicyNotFound (pass or write), CloudRunUnavailable (pass), Conflict,
     ///   RemediationFailed, Drifted.
@@ -339,6 +340,7 @@ fn resolve<'p, 'r>(
         Decision::Breakglass => TargetState::Breakglass,
         Decision::Conflicted { .. } => TargetState::Conflicted,
         Decision::Superseded { .. } => TargetState::Superseded,
+        Decision::Excepted { .. } => TargetState::Excepted,
         Decision::Remediate(_) => match outcomes.get(&target.resource.id) {
             Some(WriteOutcome::Succeeded) => TargetState::Remediated,
             Some(WriteOutcome::Gone) => return None,
@@ -381,6 +383,7 @@ fn summarize(resolved: &[Resolved<'_, '_>]) -> Summary {
             TargetState::Superseded => count(&mut s.superseded),
             TargetState::Conflicted => count(&mut s.conflicted),
             TargetState::Failed => count(&mut s.failed),
+            TargetState::Excepted => count(&mut s.excepted),
             TargetState::Compliant | TargetState::Breakglass => {}
         }
         if r.deploy_blocked {
@@ -400,7 +403,7 @@ fn cleared(r: &Resolved<'_, '_>) -> bool {
 fn attention_rank(r: &Resolved<'_, '_>) -> u8 {
     match r.state {
         TargetState::Failed | TargetState::Conflicted | TargetState::Drifted => 0,
-        TargetState::Remediated | TargetState::Breakglass => 1,
+        TargetState::Remediated | TargetState::Breakglass | TargetState::Excepted => 1,
         _ if r.deploy_blocked => 1,
         TargetState::Superseded => 2,
         TargetState::Compliant => 3,

@@ -105,6 +105,7 @@ fn state_label(state: TargetState) -> &'static str {
         TargetState::Superseded => "Superseded",
         TargetState::Conflicted => "Conflicted",
         TargetState::Failed => "Failed",
+        TargetState::Excepted => "Excepted",
     }
 }
 
@@ -117,7 +118,7 @@ fn kind_label(kind: ResourceKind) -> &'static str {
 }
 
 /// Every target state, for the per-binding gauges.
-const TARGET_STATES: [TargetState; 7] = [
+const TARGET_STATES: [TargetState; 8] = [
     TargetState::Compliant,
     TargetState::Remediated,
     TargetState::Drifted,
@@ -125,6 +126,7 @@ const TARGET_STATES: [TargetState; 7] = [
     TargetState::Superseded,
     TargetState::Conflicted,
     TargetState::Failed,
+    TargetState::Excepted,
 ];
 
 /// The operator's Prometheus metrics. Cheap to share (`Arc`); every method is lock-free or
@@ -359,6 +361,7 @@ impl Metrics {
                 TargetState::Superseded => summary.superseded,
                 TargetState::Conflicted => summary.conflicted,
                 TargetState::Failed => summary.failed,
+                TargetState::Excepted => summary.excepted,
             };
             self.targets
                 .get_or_create(&TargetLabels {

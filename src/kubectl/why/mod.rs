@@ -254,6 +254,13 @@ pub enum OwnerDecision {
     Drifted,
     /// It carries the desired policy and a breakglass justification the binding allows.
     Breakglass,
+    /// It drifts, and an active BinAuthzException of the binding's namespace names it.
+    Excepted {
+        /// The exception, `namespace/name`.
+        exception: String,
+        /// Its `expiresAt`.
+        until: String,
+    },
 }
 
 /// What a binding's status says about the resource.
@@ -560,6 +567,10 @@ fn role_of(decision: &Decision) -> Role {
         },
         Decision::Drifted => OwnerDecision::Drifted,
         Decision::Breakglass => OwnerDecision::Breakglass,
+        Decision::Excepted { by } => OwnerDecision::Excepted {
+            exception: by.key.to_string(),
+            until: by.until.to_string(),
+        },
     };
     Role::Owner { decision }
 }

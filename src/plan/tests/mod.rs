@@ -255,5 +255,6 @@ fn keys(names: &[&str]) -> Arc<[BindingKey]> {
 }
 
 mod decisions;
+mod exceptions;
 mod properties;
 mod status;
