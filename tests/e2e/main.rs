@@ -17,6 +17,7 @@ mod controller;
 mod crd;
 mod deploy;
 mod drift_events;
+mod exceptions;
 mod flux_health;
 mod kubectl_plugin;
 mod smoke;
