@@ -171,14 +171,22 @@ async fn an_exception_holds_the_fix_until_it_expires_then_the_operator_enforces_
         writes_to(&s.emulator, &service).await.is_empty(),
         "the excepted service was written while the exception was active"
     );
-    let excepted = s
-        .operator
-        .metric(
-            "binauthz_targets",
-            &[("binding", &format!("{}/strict", s.ns)), ("state", "Excepted")],
-        )
-        .await;
-    assert_eq!(excepted, 1.0, "binauthz_targets{{state=\"Excepted\"}}");
+    let binding_label = format!("{}/strict", s.ns);
+    eventually("binauthz_targets counts the excepted service", PATIENCE, || async {
+        let n = s
+            .operator
+            .metric(
+                "binauthz_targets",
+                &[("binding", &binding_label), ("state", "Excepted")],
+            )
+            .await;
+        if n == 1.0 {
+            Ok(())
+        } else {
+            Err(format!("binauthz_targets{{state=\"Excepted\"}} = {n}"))
+        }
+    })
+    .await;
     let active = eventually("the exception's status says Active", PATIENCE, || async {
         let e = s.exceptions.get("hotfix").await.map_err(|e| e.to_string())?;
         match e.status.as_ref().and_then(|st| st.state) {
