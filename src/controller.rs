@@ -410,18 +410,20 @@ pub async fn run(args: ControllerArgs) -> Result<(), Error> {
 
     let (reader, writer) = reflector::store();
     let (exception_reader, exception_writer) = reflector::store();
-    let ctx = Arc::new(Context::new(
-        kube.clone(),
-        reader.clone(),
-        SharedInventory::new(cloud_run, inventory_ttl),
-        telemetry.clone(),
-        gate.clone(),
-        Reporter {
-            controller: CONTROLLER_NAME.into(),
-            instance: Some(identity),
-        },
-    )
-    .with_exceptions(exception_reader.clone(), exception_max_duration));
+    let ctx = Arc::new(
+        Context::new(
+            kube.clone(),
+            reader.clone(),
+            SharedInventory::new(cloud_run, inventory_ttl),
+            telemetry.clone(),
+            gate.clone(),
+            Reporter {
+                controller: CONTROLLER_NAME.into(),
+                instance: Some(identity),
+            },
+        )
+        .with_exceptions(exception_reader.clone(), exception_max_duration),
+    );
     let (watch_triggers, watch_trigger_stream) = mpsc::unbounded();
     let exception_watch = exceptions::watch_exceptions(
         &kube,

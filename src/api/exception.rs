@@ -175,8 +175,7 @@ impl BinAuthzExceptionSpec {
             push(
                 &mut errors,
                 "spec.reason",
-                "Invalid value: \"\": spec.reason in body should be at least 1 chars long"
-                    .into(),
+                "Invalid value: \"\": spec.reason in body should be at least 1 chars long".into(),
             );
         } else if reason_len > MAX_EXCEPTION_REASON {
             push(
@@ -209,7 +208,9 @@ impl BinAuthzExceptionSpec {
 
 /// Reads one exception from a parsed manifest and checks every CRD rule, reporting
 /// problems the way the API server names them.
-pub fn exception_from_value(value: serde_json::Value) -> Result<BinAuthzException, ValidationErrors> {
+pub fn exception_from_value(
+    value: serde_json::Value,
+) -> Result<BinAuthzException, ValidationErrors> {
     let api_version = value.get("apiVersion").and_then(|v| v.as_str());
     if api_version != Some(API_VERSION) {
         return Err(ValidationErrors(vec![FieldError {

@@ -355,7 +355,10 @@ fn exception_expiry_pattern_and_validator_agree() {
         .pointer("/spec/versions/0/schema/openAPIV3Schema/properties/spec/properties/expiresAt")
         .unwrap();
     let regex = Regex::new(schema["pattern"].as_str().unwrap()).unwrap();
-    assert_eq!(cel_pattern(&matches_rule(schema)), schema["pattern"].as_str().unwrap());
+    assert_eq!(
+        cel_pattern(&matches_rule(schema)),
+        schema["pattern"].as_str().unwrap()
+    );
     for (text, valid) in [
         ("2026-12-31T18:00:00Z", true),
         ("2026-12-31T18:00:00.123Z", true),
@@ -423,7 +426,8 @@ fn exception_manifests_are_read_with_the_api_servers_words() {
     }))
     .unwrap_err();
     assert_eq!(unknown.0[0].field, "spec.until");
-    let wrong_version = exception_from_value(json!({"apiVersion": "binauthz.dev/v1", "kind": EXCEPTION_KIND}))
-        .unwrap_err();
+    let wrong_version =
+        exception_from_value(json!({"apiVersion": "binauthz.dev/v1", "kind": EXCEPTION_KIND}))
+            .unwrap_err();
     assert_eq!(wrong_version.0[0].field, "apiVersion");
 }

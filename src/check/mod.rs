@@ -116,7 +116,11 @@ fn warn_unhonoured_exceptions(checker: &Checker) {
                 .iter()
                 .find(|e| {
                     e.exception.metadata.name.as_deref() == Some(key.name.as_str())
-                        && e.exception.metadata.namespace.as_deref().unwrap_or("default")
+                        && e.exception
+                            .metadata
+                            .namespace
+                            .as_deref()
+                            .unwrap_or("default")
                             == key.namespace
                 })
                 .map(|e| e.source.to_string())

@@ -349,7 +349,8 @@ fn exception_expired_event(pass: &PassSummary<'_, '_>, desired: &str) -> Option<
         "The BinAuthzException covering {} resource(s) expired or was removed; the binding enforces policy {desired} on them now: ",
         ended.len()
     );
-    let tail = ". To except them again, create a new BinAuthzException with a reason and an expiresAt.";
+    let tail =
+        ". To except them again, create a new BinAuthzException with a reason and an expiresAt.";
     let items = ended.iter().map(|t| format!("{} ({})", short(t), t.to));
     Some(event(
         EventType::Normal,

@@ -95,7 +95,10 @@ pub(crate) async fn wait_for_imminent_expiry(ctx: &Context, namespace: &str, pro
         return;
     };
     if wait <= EXPIRY_WAIT {
-        debug!(wait_ms = wait.as_millis() as u64, "an exception expires in a moment; planning after it");
+        debug!(
+            wait_ms = wait.as_millis() as u64,
+            "an exception expires in a moment; planning after it"
+        );
         // A millisecond past the expiry: `now >= expiresAt` then holds for certain.
         tokio::time::sleep(wait + Duration::from_millis(1)).await;
     }
@@ -195,7 +198,10 @@ pub(super) fn watch_exceptions(
 
 /// Why an exception's status or event could not be written.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot write the status of exception {exception}: {}", crate::error_line::kube_error_line(error))]
+#[error(
+    "cannot write the status of exception {exception}: {}",
+    crate::error_line::kube_error_line(error)
+)]
 pub struct ExceptionStatusError {
     /// The exception.
     exception: ExceptionKey,
@@ -217,9 +223,9 @@ pub(super) async fn reconcile_exception(
     let created = exception.metadata.creation_timestamp.as_ref().map(|t| t.0);
     let standing = exception_standing(&exception.spec, created, now, ctx.exception_max);
     let requeue = match &standing {
-        Standing::Active { until } => Action::requeue(
-            Duration::try_from(until.duration_since(now)).unwrap_or(Duration::ZERO),
-        ),
+        Standing::Active { until } => {
+            Action::requeue(Duration::try_from(until.duration_since(now)).unwrap_or(Duration::ZERO))
+        }
         _ => Action::await_change(),
     };
     if !ctx.leader.is_leader() {
@@ -279,9 +285,7 @@ async fn publish(exception: &BinAuthzException, ctx: &Context, standing: &Standi
         secondary: None,
     };
     let recorder = Recorder::new(ctx.kube.clone(), ctx.reporter.clone());
-    let result = recorder
-        .publish(&event, &exception.object_ref(&()))
-        .await;
+    let result = recorder.publish(&event, &exception.object_ref(&())).await;
     ctx.telemetry.metrics.event(result.is_ok());
     if let Err(err) = result {
         warn!(reason, error = %err, "could not publish an event");

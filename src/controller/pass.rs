@@ -186,7 +186,8 @@ async fn active_pass(
     let all = ctx.bindings.state();
     let inputs = planning_inputs(&all, binding, key);
     let exceptions = exceptions::assess(ctx, Timestamp::now());
-    let plan = plan::plan_with_exceptions(&inputs, &exceptions, listed(&read).map(|r| &r.observed))?;
+    let plan =
+        plan::plan_with_exceptions(&inputs, &exceptions, listed(&read).map(|r| &r.observed))?;
     let bp = plan
         .into_binding(key)
         .ok_or_else(|| Error::NotPlanned(key.clone()))?;

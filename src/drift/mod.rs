@@ -491,13 +491,14 @@ pub async fn recheck<E: Environment + ?Sized>(env: &E, id: &ResourceId) -> Optio
     let all = env.bindings();
     let inputs = project_inputs(&all, &id.project);
     let exceptions = env.exceptions();
-    let plan = match plan::plan_with_exceptions(&inputs, &exceptions, std::iter::once(&live.observed)) {
-        Ok(plan) => plan,
-        Err(err) => {
-            warn!(error = %err, "cannot plan the resource a drift event names");
-            return Some(DriftHandled::Failed);
-        }
-    };
+    let plan =
+        match plan::plan_with_exceptions(&inputs, &exceptions, std::iter::once(&live.observed)) {
+            Ok(plan) => plan,
+            Err(err) => {
+                warn!(error = %err, "cannot plan the resource a drift event names");
+                return Some(DriftHandled::Failed);
+            }
+        };
     let mut covering = Vec::new();
     let mut write: Option<(BindingKey, Remediation)> = None;
     for bp in plan.bindings() {

@@ -61,7 +61,7 @@ pub use conditions::{
 };
 pub use decide::{Decision, PlannedTarget};
 pub use exceptions::{
-    exception_standing, ExceptionInput, ExceptionKey, Excepting, Exceptions, Refusal, Standing,
+    exception_standing, Excepting, ExceptionInput, ExceptionKey, Exceptions, Refusal, Standing,
     DEFAULT_EXCEPTION_MAX,
 };
 pub use history::{TargetHistory, TargetKey, TargetRecord};

@@ -91,7 +91,7 @@ impl<'r> BindingPlan<'r> {
     ///   location, name. `targetsTruncated` says whether some were left out.
     /// - `Ready` is True only when the pass succeeded and no owned target drifts, failed or
     ///   conflicts; Breakglass, Excepted, Superseded and deploy-blocked targets do not spoil
-///   it.
+    ///   it.
     ///   Precedence of reasons: Suspended, InvalidSpec, PermissionDenied (pass or write),
     ///   PolicyNotFound (pass or write), CloudRunUnavailable (pass), Conflict,
     ///   RemediationFailed, Drifted.

@@ -868,10 +868,18 @@ fn check_honours_an_exception_in_the_files_and_fixes_only_the_rest() {
     let emulator = Emulator::start(SEED);
     let out = check_with_exception(&exception_manifest("platform", &in_days(3)), &emulator);
     let report = json_report(&out);
-    assert_eq!(out.status.code(), Some(0), "{report:#}\n{}", text(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{report:#}\n{}",
+        text(&out.stderr)
+    );
     assert_eq!(target_state(&report, "search-frontend"), "Excepted");
     assert_eq!(target_state(&report, "inventory"), "Remediated");
-    assert_eq!(report["bindings"][0]["summary"]["excepted"], 1, "{report:#}");
+    assert_eq!(
+        report["bindings"][0]["summary"]["excepted"], 1,
+        "{report:#}"
+    );
     let written: Vec<String> = emulator.admin_blocking("audit")["changes"]
         .as_array()
         .expect("changes")

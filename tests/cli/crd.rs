@@ -33,7 +33,10 @@ fn committed_exception_crd_matches_the_code() {
         "{path} differs from the CRD the code derives; regenerate it with `make crds` and commit the result"
     );
     let copy = std::fs::read_to_string(repo().join("deploy").join(path)).unwrap_or_default();
-    assert!(copy == committed, "deploy/{path} differs from {path}; run `make crds`");
+    assert!(
+        copy == committed,
+        "deploy/{path} differs from {path}; run `make crds`"
+    );
 }
 
 #[test]

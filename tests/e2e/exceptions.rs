@@ -103,7 +103,12 @@ async fn writes_to(emulator: &Emulator, service: &str) -> Vec<Value> {
         .collect()
 }
 
-async fn event(cp: &crate::support::envtest::ControlPlane, ns: &str, reason: &str, on: &str) -> Event {
+async fn event(
+    cp: &crate::support::envtest::ControlPlane,
+    ns: &str,
+    reason: &str,
+    on: &str,
+) -> Event {
     let events: Api<Event> = Api::namespaced(cp.client().await, ns);
     eventually(&format!("a {reason} event on {on}"), PATIENCE, || async {
         let list = events
@@ -137,20 +142,29 @@ async fn an_exception_holds_the_fix_until_it_expires_then_the_operator_enforces_
         .await
         .expect("creating the exception");
     s.bindings
-        .create(&PostParams::default(), &binding("strict", strict_services()))
+        .create(
+            &PostParams::default(),
+            &binding("strict", strict_services()),
+        )
         .await
         .expect("creating the binding");
 
     // While active: the service is reported Excepted, counted, not written; the binding is
     // Ready (everything else was fixed); the exception says Active.
-    let b = eventually("the binding reports the excepted service", PATIENCE, || async {
-        let b = s.bindings.get("strict").await.map_err(|e| e.to_string())?;
-        let summary = b.status.as_ref().and_then(|st| st.summary);
-        match (summary, condition(&b, "Ready")) {
-            (Some(sum), Some(ready)) if sum.excepted == 1 && ready.reason == "Compliant" => Ok(b),
-            _ => Err(format!("{:?}", b.status)),
-        }
-    })
+    let b = eventually(
+        "the binding reports the excepted service",
+        PATIENCE,
+        || async {
+            let b = s.bindings.get("strict").await.map_err(|e| e.to_string())?;
+            let summary = b.status.as_ref().and_then(|st| st.summary);
+            match (summary, condition(&b, "Ready")) {
+                (Some(sum), Some(ready)) if sum.excepted == 1 && ready.reason == "Compliant" => {
+                    Ok(b)
+                }
+                _ => Err(format!("{:?}", b.status)),
+            }
+        },
+    )
     .await;
     let status = b.status.expect("status");
     let target = status
@@ -160,35 +174,48 @@ async fn an_exception_holds_the_fix_until_it_expires_then_the_operator_enforces_
         .expect("the excepted service is listed");
     assert_eq!(target.state, TargetState::Excepted, "{target:?}");
     assert!(
-        target.message.contains(&format!("excepted by BinAuthzException {}/hotfix", s.ns))
+        target
+            .message
+            .contains(&format!("excepted by BinAuthzException {}/hotfix", s.ns))
             && target.message.contains("INC-4711"),
         "{}",
         target.message
     );
     let ready = condition_message(&s.bindings, "strict").await;
-    assert!(ready.contains("1 excepted by a BinAuthzException"), "{ready}");
+    assert!(
+        ready.contains("1 excepted by a BinAuthzException"),
+        "{ready}"
+    );
     assert!(
         writes_to(&s.emulator, &service).await.is_empty(),
         "the excepted service was written while the exception was active"
     );
     let binding_label = format!("{}/strict", s.ns);
-    eventually("binauthz_targets counts the excepted service", PATIENCE, || async {
-        let n = s
-            .operator
-            .metric(
-                "binauthz_targets",
-                &[("binding", &binding_label), ("state", "Excepted")],
-            )
-            .await;
-        if n == 1.0 {
-            Ok(())
-        } else {
-            Err(format!("binauthz_targets{{state=\"Excepted\"}} = {n}"))
-        }
-    })
+    eventually(
+        "binauthz_targets counts the excepted service",
+        PATIENCE,
+        || async {
+            let n = s
+                .operator
+                .metric(
+                    "binauthz_targets",
+                    &[("binding", &binding_label), ("state", "Excepted")],
+                )
+                .await;
+            if n == 1.0 {
+                Ok(())
+            } else {
+                Err(format!("binauthz_targets{{state=\"Excepted\"}} = {n}"))
+            }
+        },
+    )
     .await;
     let active = eventually("the exception's status says Active", PATIENCE, || async {
-        let e = s.exceptions.get("hotfix").await.map_err(|e| e.to_string())?;
+        let e = s
+            .exceptions
+            .get("hotfix")
+            .await
+            .map_err(|e| e.to_string())?;
         match e.status.as_ref().and_then(|st| st.state) {
             Some(ExceptionState::Active) => Ok(e),
             _ => Err(format!("{:?}", e.status)),
@@ -196,20 +223,28 @@ async fn an_exception_holds_the_fix_until_it_expires_then_the_operator_enforces_
     })
     .await;
     assert!(
-        active.status.expect("status").message.contains("honoured until"),
+        active
+            .status
+            .expect("status")
+            .message
+            .contains("honoured until"),
         "the Active message says until when"
     );
     event(s.cp, &s.ns, "Excepted", "strict").await;
 
     // At the expiry: one write of the service, right after the expiry moment.
-    let writes = eventually("the service is written after the expiry", PATIENCE, || async {
-        let writes = writes_to(&s.emulator, &service).await;
-        if writes.is_empty() {
-            Err("not written yet".to_owned())
-        } else {
-            Ok(writes)
-        }
-    })
+    let writes = eventually(
+        "the service is written after the expiry",
+        PATIENCE,
+        || async {
+            let writes = writes_to(&s.emulator, &service).await;
+            if writes.is_empty() {
+                Err("not written yet".to_owned())
+            } else {
+                Ok(writes)
+            }
+        },
+    )
     .await;
     assert_eq!(writes.len(), 1, "{writes:#?}");
     let written: jiff::Timestamp = writes[0]["time"]
@@ -238,9 +273,9 @@ async fn an_exception_holds_the_fix_until_it_expires_then_the_operator_enforces_
     );
     let fields = writes[0]["fields"].as_array().expect("fields");
     assert!(
-        fields
-            .iter()
-            .all(|f| f.as_str().is_some_and(|f| f.starts_with("binaryAuthorization"))),
+        fields.iter().all(|f| f
+            .as_str()
+            .is_some_and(|f| f.starts_with("binaryAuthorization"))),
         "{fields:?}"
     );
 
@@ -251,7 +286,11 @@ async fn an_exception_holds_the_fix_until_it_expires_then_the_operator_enforces_
         "the ExceptionExpired event names the service"
     );
     eventually("the exception's status says Expired", PATIENCE, || async {
-        let e = s.exceptions.get("hotfix").await.map_err(|e| e.to_string())?;
+        let e = s
+            .exceptions
+            .get("hotfix")
+            .await
+            .map_err(|e| e.to_string())?;
         match e.status.as_ref().and_then(|st| st.state) {
             Some(ExceptionState::Expired) => Ok(()),
             _ => Err(format!("{:?}", e.status)),
@@ -284,7 +323,11 @@ async fn an_exception_longer_than_the_operator_allows_is_refused_and_never_honou
         .await
         .expect("the API server accepts it: the maximum is the operator's");
     let refused = eventually("the exception's status says Refused", PATIENCE, || async {
-        let e = s.exceptions.get("too-long").await.map_err(|e| e.to_string())?;
+        let e = s
+            .exceptions
+            .get("too-long")
+            .await
+            .map_err(|e| e.to_string())?;
         match e.status {
             Some(st) if st.state == Some(ExceptionState::Refused) => Ok(st),
             other => Err(format!("{other:?}")),
@@ -292,7 +335,9 @@ async fn an_exception_longer_than_the_operator_allows_is_refused_and_never_honou
     })
     .await;
     assert!(
-        refused.message.contains("more than the 1h the operator allows"),
+        refused
+            .message
+            .contains("more than the 1h the operator allows"),
         "{}",
         refused.message
     );
@@ -300,7 +345,10 @@ async fn an_exception_longer_than_the_operator_allows_is_refused_and_never_honou
     assert_eq!(warning.type_.as_deref(), Some("Warning"));
 
     s.bindings
-        .create(&PostParams::default(), &binding("strict", strict_services()))
+        .create(
+            &PostParams::default(),
+            &binding("strict", strict_services()),
+        )
         .await
         .expect("creating the binding");
     eventually("the service is fixed regardless", PATIENCE, || async {

@@ -50,7 +50,10 @@ fn run_with<'r>(
 #[test]
 fn an_active_exception_turns_a_write_into_excepted_and_nothing_is_written() {
     let spec = exception_spec(&["pay-*"], "2026-12-02T12:00:00Z");
-    let exceptions = assess(&[input("platform", "hotfix", &spec)], "2026-12-02T11:00:00Z");
+    let exceptions = assess(
+        &[input("platform", "hotfix", &spec)],
+        "2026-12-02T11:00:00Z",
+    );
     let resources = [
         service("us-central1", "pay-1"),
         service("us-central1", "shop"),
@@ -104,7 +107,9 @@ fn audit_drift_is_excepted_too_and_compliant_targets_stay_compliant() {
     let resources = [
         service("us-central1", "pay-1"),
         service("us-central1", "pay-2").policy_default(),
-        service("us-central1", "pay-3").policy_default().breakglass("fire"),
+        service("us-central1", "pay-3")
+            .policy_default()
+            .breakglass("fire"),
     ];
     let plan = run_with(&[binding("a").audit()], &exceptions, &resources);
     assert!(matches!(
@@ -238,7 +243,10 @@ fn the_longest_covering_exception_is_reported() {
     let short = exception_spec(&["pay-*"], "2026-12-02T12:00:00Z");
     let long = exception_spec(&["pay-1"], "2026-12-04T12:00:00Z");
     let exceptions = assess(
-        &[input("platform", "short", &short), input("platform", "long", &long)],
+        &[
+            input("platform", "short", &short),
+            input("platform", "long", &long),
+        ],
         "2026-12-02T11:00:00Z",
     );
     let resources = [service("us-central1", "pay-1")];
@@ -252,7 +260,10 @@ fn the_longest_covering_exception_is_reported() {
 #[test]
 fn the_status_counts_excepted_targets_and_stays_ready() {
     let spec = exception_spec(&["pay-1"], "2026-12-02T12:00:00Z");
-    let exceptions = assess(&[input("platform", "hotfix", &spec)], "2026-12-02T11:00:00Z");
+    let exceptions = assess(
+        &[input("platform", "hotfix", &spec)],
+        "2026-12-02T11:00:00Z",
+    );
     let resources = [
         service("us-central1", "pay-1"),
         service("us-central1", "shop").policy_default(),
@@ -269,18 +280,28 @@ fn the_status_counts_excepted_targets_and_stays_ready() {
     });
     let summary = report.status.summary.unwrap();
     assert_eq!(
-        (summary.matched, summary.compliant, summary.excepted, summary.drifted),
+        (
+            summary.matched,
+            summary.compliant,
+            summary.excepted,
+            summary.drifted
+        ),
         (2, 1, 1, 0)
     );
     assert_eq!(report.ready, ReadyReason::Compliant);
     let entry = &report.status.targets[0];
     assert_eq!(entry.state, TargetState::Excepted);
     assert!(
-        entry.message.contains("excepted by BinAuthzException platform/hotfix until 2026-12-02T12:00:00Z")
+        entry
+            .message
+            .contains("excepted by BinAuthzException platform/hotfix until 2026-12-02T12:00:00Z")
             && entry.message.contains("INC-4711"),
         "{}",
         entry.message
     );
     let ready = &report.status.conditions[0].message;
-    assert!(ready.contains("1 excepted by a BinAuthzException"), "{ready}");
+    assert!(
+        ready.contains("1 excepted by a BinAuthzException"),
+        "{ready}"
+    );
 }
