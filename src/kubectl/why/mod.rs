@@ -370,6 +370,7 @@ pub(super) async fn why(
             policy: ObservedPolicy::None,
             breakglass: None,
             deploy_blocked: None,
+            last_change: None,
         }
     };
     let scope = match &cluster.namespace {

@@ -152,6 +152,7 @@ fn resource(kind: ResourceKind, location: &str, name: &str) -> ObservedResource 
         policy: ObservedPolicy::None,
         breakglass: None,
         deploy_blocked: None,
+        last_change: None,
     }
 }
 

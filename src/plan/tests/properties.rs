@@ -67,6 +67,7 @@ fn resource() -> impl Strategy<Value = ObservedResource> {
                     policy,
                     breakglass,
                     deploy_blocked: blocked,
+                    last_change: None,
                 }
             },
         )
