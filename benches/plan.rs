@@ -259,6 +259,7 @@ fn bench_case(
         outcomes: &outcomes,
         previous,
         history,
+        breakglass: None,
     };
     group.bench_function("plan+status-first-pass", |b| {
         b.iter(|| {

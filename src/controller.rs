@@ -159,6 +159,11 @@ pub struct ControllerArgs {
     #[arg(long, env = "BINAUTHZ_EXCEPTION_MAX_DURATION", value_name = "DURATION", default_value = "720h", value_parser = crate::duration::parse)]
     pub exception_max_duration: Duration,
 
+    /// A breakglass justification older than this gets a Warning event
+    /// (`BreakglassOverdue`) on its binding, once. Go duration.
+    #[arg(long, env = "BINAUTHZ_BREAKGLASS_MAX_AGE", value_name = "DURATION", default_value = "72h", value_parser = crate::duration::parse)]
+    pub breakglass_max_age: Duration,
+
     /// Cloud Run client flags.
     #[command(flatten)]
     pub cloud_run: CloudRunArgs,
@@ -173,6 +178,9 @@ pub(crate) struct BindingMemory {
     /// When a pass first saw each still-drifting resource (for the drift-correction
     /// histogram).
     first_seen: HashMap<ResourceId, Instant>,
+    /// Who set each breakglass justification and since when (`None`: read it from the
+    /// status).
+    breakglass: Option<crate::plan::BreakglassLedger>,
 }
 
 /// What every pass shares.
@@ -183,6 +191,8 @@ pub struct Context {
     exceptions: Store<BinAuthzException>,
     /// `--exception-max-duration`.
     exception_max: Duration,
+    /// `--breakglass-max-age`.
+    breakglass_max_age: Duration,
     inventory: SharedInventory,
     telemetry: Telemetry,
     leader: LeaderGate,
@@ -216,6 +226,7 @@ impl Context {
             bindings,
             exceptions: reflector::store().0,
             exception_max: crate::plan::DEFAULT_EXCEPTION_MAX,
+            breakglass_max_age: Duration::from_secs(72 * 3600),
             inventory,
             telemetry,
             leader,
@@ -230,6 +241,12 @@ impl Context {
     pub fn with_exceptions(mut self, exceptions: Store<BinAuthzException>, max: Duration) -> Self {
         self.exceptions = exceptions;
         self.exception_max = max;
+        self
+    }
+
+    /// A breakglass justification older than `max_age` is reported overdue.
+    pub fn with_breakglass_max_age(mut self, max_age: Duration) -> Self {
+        self.breakglass_max_age = max_age;
         self
     }
 
@@ -373,6 +390,7 @@ pub async fn run(args: ControllerArgs) -> Result<(), Error> {
         drift_events,
         drift_events_ignore_principal,
         exception_max_duration,
+        breakglass_max_age,
         cloud_run,
     } = args;
     let telemetry = Telemetry {
@@ -422,7 +440,8 @@ pub async fn run(args: ControllerArgs) -> Result<(), Error> {
                 instance: Some(identity),
             },
         )
-        .with_exceptions(exception_reader.clone(), exception_max_duration),
+        .with_exceptions(exception_reader.clone(), exception_max_duration)
+        .with_breakglass_max_age(breakglass_max_age),
     );
     let (watch_triggers, watch_trigger_stream) = mpsc::unbounded();
     let exception_watch = exceptions::watch_exceptions(

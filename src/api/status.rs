@@ -309,6 +309,16 @@ pub struct TargetStatus {
     /// When state last changed (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_transition_time: Option<String>,
+    /// Breakglass: who set the justification (Cloud Run's `lastModifier` when it first
+    /// appeared, or the audit log entry's principal with drift events).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 256))]
+    pub breakglass_by: Option<String>,
+    /// Breakglass: since when the justification is in place (RFC 3339; Cloud Run's
+    /// `updateTime` when it first appeared, else when the operator first saw it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
+    pub breakglass_since: Option<String>,
 }
 
 /// The state of one matched resource for one binding.

@@ -227,6 +227,7 @@ impl Report {
                     outcomes: &outcomes,
                     previous: None,
                     history: None,
+                    breakglass: None,
                 });
                 let ready = status.ready;
                 let mut message = plan::standing(&status.status.conditions)

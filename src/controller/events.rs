@@ -13,7 +13,11 @@ use std::fmt::Write as _;
 use kube::runtime::events::EventType;
 
 use crate::api::{BreakglassMode, Mode, PolicyCheck, PolicyCheckResult, ResourceKind, TargetState};
-use crate::plan::{ReadyReason, TargetTransition};
+use std::time::Duration;
+
+use jiff::Timestamp;
+
+use crate::plan::{BreakglassUpdate, ReadyReason, TargetTransition};
 use crate::policy::DesiredPolicy;
 
 /// Longest note Kubernetes keeps (events.k8s.io `note` is at most 1 kB).
@@ -32,6 +36,8 @@ pub enum EventReason {
     Conflict,
     /// Targets newly carrying a breakglass justification.
     Breakglass,
+    /// Breakglass justifications newly older than `--breakglass-max-age`.
+    BreakglassOverdue,
     /// Targets whose latest deploy was newly refused by Binary Authorization.
     DeployBlocked,
     /// Drifted targets newly excepted by an active BinAuthzException (Normal).
@@ -68,6 +74,7 @@ impl EventReason {
             Self::RemediationFailed => "RemediationFailed",
             Self::Conflict => "Conflict",
             Self::Breakglass => "Breakglass",
+            Self::BreakglassOverdue => "BreakglassOverdue",
             Self::DeployBlocked => "DeployBlocked",
             Self::Excepted => "Excepted",
             Self::ExceptionExpired => "ExceptionExpired",
@@ -356,6 +363,49 @@ fn exception_expired_event(pass: &PassSummary<'_, '_>, desired: &str) -> Option<
         EventType::Normal,
         EventReason::ExceptionExpired,
         "Remediate",
+        &head,
+        items,
+        tail,
+    ))
+}
+
+/// BreakglassOverdue: justifications that became older than `max_age` in this pass, with
+/// who set them and when.
+pub fn breakglass_overdue_event(
+    update: &BreakglassUpdate,
+    max_age: Duration,
+    now: Timestamp,
+) -> Option<PassEvent> {
+    if update.newly_overdue.is_empty() {
+        return None;
+    }
+    let head = format!(
+        "{} breakglass justification(s) have been in place longer than {} (--breakglass-max-age): ",
+        update.newly_overdue.len(),
+        crate::plan::human_duration(max_age)
+    );
+    let tail = ". Ask their owners to deploy an attested image (the next deploy clears the justification), or set spec.breakglass: Clear.";
+    let items = update.newly_overdue.iter().map(|id| {
+        let owner = update.ledger.get(id);
+        format!(
+            "{} {}/{}: set by {} at {} ({} ago): {:?}",
+            id.kind,
+            id.location,
+            id.name,
+            owner
+                .and_then(|o| o.by.as_deref())
+                .unwrap_or("an unknown principal"),
+            owner.map(|o| o.since.to_string()).unwrap_or_default(),
+            crate::plan::human_duration(owner.map_or(Duration::ZERO, |o| o.age(now))),
+            owner
+                .and_then(|o| o.justification.as_deref())
+                .unwrap_or_default()
+        )
+    });
+    Some(event(
+        EventType::Warning,
+        EventReason::BreakglassOverdue,
+        "Check",
         &head,
         items,
         tail,

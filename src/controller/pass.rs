@@ -34,7 +34,7 @@ use kube::runtime::events::Recorder;
 use kube::{Api, Resource, ResourceExt};
 use tracing::{debug, info, warn};
 
-use super::events::{pass_events, PassSummary};
+use super::events::{breakglass_overdue_event, pass_events, PassEvent, PassSummary};
 use super::{exceptions, status, BindingMemory, Context, Error, RetryCause};
 use crate::api::{
     BinAuthzBinding, BinAuthzBindingStatus, FailureReason, Mode, RECONCILE_REQUESTED_AT,
@@ -48,8 +48,8 @@ use crate::fleet::{
     remediate::Written,
 };
 use crate::plan::{
-    self, Activity, BindingInput, BindingKey, BindingPlan, Decision, StatusInput, StatusReport,
-    TargetHistory, WriteOutcome,
+    self, Activity, BindingInput, BindingKey, BindingPlan, BreakglassLedger, BreakglassUpdate,
+    Decision, StatusInput, StatusReport, TargetHistory, WriteOutcome,
 };
 use crate::policy::DesiredPolicy;
 use crate::resource::{ObservedResource, Remediation, ResourceId};
@@ -99,6 +99,7 @@ pub(crate) async fn pass(binding: &BinAuthzBinding, ctx: &Context) -> Result<Pas
                 outcomes: &BTreeMap::new(),
                 previous: binding.status.as_ref(),
                 history: None,
+                breakglass: None,
             };
             let mut report = bp.status(&input);
             echo_reconcile_request(binding, &mut report.status);
@@ -204,7 +205,8 @@ async fn active_pass(
     });
     let fixed = fix_drift(binding, key, ctx, &bp, &read, &history, &mut memory).await?;
     observe_drift_correction(&bp, &fixed.outcomes, &mut memory, ctx);
-    let report = final_report(binding, &bp, &read, &fixed, &history);
+    let breakglass = breakglass_ledger(binding, &bp, &memory, ctx);
+    let report = final_report(binding, &bp, &read, &fixed, &history, &breakglass.ledger);
 
     if fixed.lost_lease || !ctx.leader.is_leader() {
         ctx.put_memory(key, memory);
@@ -218,10 +220,23 @@ async fn active_pass(
     if written.is_ok() && read.listed {
         // The next pass's transitions are relative to what this one reported.
         memory.history = Some(report.history.clone());
+        memory.breakglass = Some(breakglass.ledger.clone());
     }
     ctx.put_memory(key, memory);
     written?;
-    publish(binding, ctx, &active_summary(binding, &report, &desired)).await;
+    let mut events = pass_events(&active_summary(binding, &report, &desired));
+    if read.listed {
+        let now = Timestamp::now();
+        events.extend(breakglass_overdue_event(
+            &breakglass,
+            ctx.breakglass_max_age,
+            now,
+        ));
+        ctx.telemetry
+            .metrics
+            .set_breakglass_age(&key.to_string(), breakglass.ledger.max_age(now));
+    }
+    publish_events(binding, ctx, events).await;
     record_targets(key, ctx, &bp, &report);
     let expiry = exceptions::until_next_expiry(
         &exceptions::assess(ctx, Timestamp::now()),
@@ -323,6 +338,7 @@ async fn fix_drift(
         outcomes: &fixed.outcomes,
         previous: fixed.current.as_ref(),
         history: Some(history),
+        breakglass: None,
     });
     echo_reconcile_request(binding, &mut interim.status);
     if write_status(binding, key, ctx, fixed.current.as_ref(), &interim.status).await? {
@@ -364,6 +380,7 @@ fn final_report<'r>(
     read: &BindingRead,
     fixed: &Fixed,
     history: &TargetHistory,
+    breakglass: &BreakglassLedger,
 ) -> StatusReport<'r> {
     let mut report = bp.status(&StatusInput {
         generation: binding.meta().generation,
@@ -373,6 +390,7 @@ fn final_report<'r>(
         outcomes: &fixed.outcomes,
         previous: fixed.current.as_ref(),
         history: Some(history),
+        breakglass: Some(breakglass),
     });
     if !read.listed {
         // No data: keep what the last good pass found, update only the conditions.
@@ -600,10 +618,39 @@ async fn write_status(
     Ok(true)
 }
 
+/// Who set each breakglass justification of the binding's targets and since when: the
+/// ledger kept in memory (or read back from the status), updated with this pass.
+fn breakglass_ledger(
+    binding: &BinAuthzBinding,
+    bp: &BindingPlan<'_>,
+    memory: &BindingMemory,
+    ctx: &Context,
+) -> BreakglassUpdate {
+    let now = Timestamp::now();
+    let max_age = Some(ctx.breakglass_max_age);
+    let previous = memory.breakglass.clone().unwrap_or_else(|| {
+        binding
+            .status
+            .as_ref()
+            .map(|s| BreakglassLedger::from_status(s, &binding.spec.project, now, max_age))
+            .unwrap_or_default()
+    });
+    let under_breakglass = bp
+        .targets()
+        .iter()
+        .filter(|t| t.decision == Decision::Breakglass)
+        .map(|t| t.resource);
+    previous.update(under_breakglass, &HashMap::new(), now, max_age)
+}
+
 /// Publishes the pass's events (only while holding the lease). Failures are logged and
 /// counted, never fail the pass.
 async fn publish(binding: &BinAuthzBinding, ctx: &Context, summary: &PassSummary<'_, '_>) {
-    let events = pass_events(summary);
+    publish_events(binding, ctx, pass_events(summary)).await;
+}
+
+/// Publishes `events` on the binding (only while holding the lease).
+async fn publish_events(binding: &BinAuthzBinding, ctx: &Context, events: Vec<PassEvent>) {
     if events.is_empty() || !ctx.leader.is_leader() {
         return;
     }

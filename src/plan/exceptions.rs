@@ -119,15 +119,24 @@ impl Standing {
     }
 }
 
-/// `36h`, `30d`, `90m`, `45s`: a duration for people, in its largest whole unit.
-fn human(d: Duration) -> String {
+/// `30d`, `36h`, `3h17m`, `45s`: a duration for people, to the second, largest unit first
+/// (days only for whole days).
+pub(crate) fn human(d: Duration) -> String {
     let secs = d.as_secs();
-    for (unit, size) in [("d", 86_400), ("h", 3_600), ("m", 60)] {
-        if secs >= size && secs.is_multiple_of(size) {
-            return format!("{}{unit}", secs / size);
+    if secs >= 86_400 && secs.is_multiple_of(86_400) {
+        return format!("{}d", secs / 86_400);
+    }
+    let mut out = String::new();
+    for (unit, size) in [("h", 3_600), ("m", 60), ("s", 1)] {
+        let n = (secs / size) % if size == 3_600 { u64::MAX } else { 60 };
+        if n > 0 {
+            out.push_str(&format!("{n}{unit}"));
         }
     }
-    format!("{secs}s")
+    if out.is_empty() {
+        out.push_str("0s");
+    }
+    out
 }
 
 /// Assesses one exception at `now` with the operator's maximum `max`.

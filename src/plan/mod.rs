@@ -45,6 +45,7 @@
 //!   asks for no write.
 
 mod binding;
+mod breakglass;
 mod conditions;
 mod decide;
 mod exceptions;
@@ -56,10 +57,12 @@ mod status;
 
 pub use crate::api::FailureReason;
 pub use binding::{ActiveBinding, Activity, BindingInput, BindingKey, PlanError};
+pub use breakglass::{BreakglassLedger, BreakglassOwner, BreakglassUpdate};
 pub use conditions::{
     condition, standing, ConditionStatus, ConditionType, ReadyReason, REMEDIATION_IN_PROGRESS,
 };
 pub use decide::{Decision, PlannedTarget};
+pub(crate) use exceptions::human as human_duration;
 pub use exceptions::{
     exception_standing, Excepting, ExceptionInput, ExceptionKey, Exceptions, Refusal, Standing,
     DEFAULT_EXCEPTION_MAX,

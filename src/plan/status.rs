@@ -9,8 +9,8 @@ use super::conditions::{conditions, Verdict};
 use super::history::HistoryWalk;
 use super::messages::{ready, target_message};
 use super::{
-    ActiveBinding, Activity, BindingPlan, Decision, PassFailure, PassFindings, PlannedTarget,
-    ReadyReason, TargetHistory, TargetKey, TargetRecord, WriteFailure, WriteOutcome,
+    ActiveBinding, Activity, BindingPlan, BreakglassLedger, Decision, PassFailure, PassFindings,
+    PlannedTarget, ReadyReason, TargetHistory, TargetKey, TargetRecord, WriteFailure, WriteOutcome,
 };
 use crate::api::{BinAuthzBindingStatus, Summary, TargetState, TargetStatus, MAX_STATUS_TARGETS};
 use crate::resource::{BreakglassChange, ObservedResource, ResourceId};
@@ -38,6 +38,8 @@ pub struct StatusInput<'a> {
     pub previous: Option<&'a BinAuthzBindingStatus>,
     /// The previous target states; `None` uses those listed in `previous`.
     pub history: Option<&'a TargetHistory>,
+    /// Who set each breakglass justification and since when (`None`: not reported).
+    pub breakglass: Option<&'a BreakglassLedger>,
 }
 
 /// A binding's status after a pass, and what changed.
@@ -78,6 +80,16 @@ pub(super) struct Resolved<'p, 'r> {
     pub(super) failure: Option<&'p WriteFailure>,
     pub(super) pending: bool,
     pub(super) deploy_blocked: bool,
+}
+
+impl BindingPlan<'_> {
+    /// The project of the binding's targets (they share it), or empty without targets.
+    fn key_project(&self) -> String {
+        self.targets
+            .first()
+            .map(|t| t.resource.id.project.clone())
+            .unwrap_or_default()
+    }
 }
 
 impl<'r> BindingPlan<'r> {
@@ -149,7 +161,10 @@ impl<'r> BindingPlan<'r> {
             records,
         } = walk_history(me, &resolved, history, input.now);
         let desired = me.desired.to_string();
-        let targets = listed_targets(me, &resolved, &since, &desired, limit);
+        let mut targets = listed_targets(me, &resolved, &since, &desired, limit);
+        if let Some(ledger) = input.breakglass {
+            attribute_breakglass(&mut targets, ledger, &self.key_project());
+        }
 
         StatusReport {
             status: BinAuthzBindingStatus {
@@ -322,9 +337,30 @@ fn listed_targets(
                 message: target_message(me, r),
                 deploy_blocked: r.deploy_blocked,
                 last_transition_time: Some(format_time(since[i])),
+                breakglass_by: None,
+                breakglass_since: None,
             }
         })
         .collect()
+}
+
+/// Adds who set each breakglass target's justification and since when.
+fn attribute_breakglass(targets: &mut [TargetStatus], ledger: &BreakglassLedger, project: &str) {
+    for t in targets
+        .iter_mut()
+        .filter(|t| t.state == TargetState::Breakglass)
+    {
+        let id = ResourceId {
+            kind: t.kind,
+            project: project.to_owned(),
+            location: t.location.clone(),
+            name: t.name.clone(),
+        };
+        if let Some(owner) = ledger.get(&id) {
+            t.breakglass_by = owner.by.clone();
+            t.breakglass_since = Some(format_time(owner.since));
+        }
+    }
 }
 
 /// Applies the write outcome to a planned target; `None` when the resource is gone.

@@ -138,6 +138,7 @@ pub struct Metrics {
     targets: Family<TargetLabels, Gauge>,
     deploy_blocked: Family<BindingLabels, Gauge>,
     breakglass: Family<BindingLabels, Gauge>,
+    breakglass_age: Family<BindingLabels, Gauge>,
     remediations: Family<RemediationLabels, Counter>,
     drift_correction: Histogram,
     cloud_run_calls: Family<CallLabels, Counter>,
@@ -201,6 +202,12 @@ impl Metrics {
             "binauthz_breakglass",
             "Matched resources per binding carrying a breakglass justification",
             breakglass.clone(),
+        );
+        let breakglass_age = Family::<BindingLabels, Gauge>::default();
+        registry.register(
+            "binauthz_breakglass_age_seconds",
+            "Age of the oldest breakglass justification per binding (0 when none), since it was set or first seen",
+            breakglass_age.clone(),
         );
         let remediations = Family::<RemediationLabels, Counter>::default();
         registry.register(
@@ -307,6 +314,7 @@ impl Metrics {
             targets,
             deploy_blocked,
             breakglass,
+            breakglass_age,
             remediations,
             drift_correction,
             cloud_run_calls,
@@ -381,6 +389,15 @@ impl Metrics {
             .set(i64::from(summary.breakglass));
     }
 
+    /// Sets the age of the binding's oldest breakglass justification.
+    pub fn set_breakglass_age(&self, binding: &str, age: Duration) {
+        self.breakglass_age
+            .get_or_create(&BindingLabels {
+                binding: binding.to_owned(),
+            })
+            .set(i64::try_from(age.as_secs()).unwrap_or(i64::MAX));
+    }
+
     /// Drops every per-binding series of a deleted binding.
     pub fn forget_binding(&self, binding: &str) {
         for state in TARGET_STATES {
@@ -394,6 +411,7 @@ impl Metrics {
         };
         self.deploy_blocked.remove(&labels);
         self.breakglass.remove(&labels);
+        self.breakglass_age.remove(&labels);
     }
 
     /// Records one remediation outcome.

@@ -277,6 +277,7 @@ fn the_status_counts_excepted_targets_and_stays_ready() {
         outcomes: &BTreeMap::new(),
         previous: None,
         history: None,
+        breakglass: None,
     });
     let summary = report.status.summary.unwrap();
     assert_eq!(

@@ -255,6 +255,7 @@ fn keys(names: &[&str]) -> Arc<[BindingKey]> {
     names.iter().map(|n| key(n)).collect()
 }
 
+mod breakglass;
 mod decisions;
 mod exceptions;
 mod properties;
