@@ -13,6 +13,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod breakglass;
 mod controller;
 mod crd;
 mod deploy;
