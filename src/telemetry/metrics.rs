@@ -542,6 +542,7 @@ pub(super) mod tests {
         let m = Metrics::new();
         m.pass_finished(PassResult::Completed, Duration::from_millis(5));
         m.set_targets("ns/b", &Summary::default(), 0);
+        m.set_breakglass_age("ns/b", Duration::from_secs(3600));
         m.remediation(ResourceKind::Service, RemediationResult::Succeeded);
         m.drift_corrected(Duration::from_secs(3));
         m.call(
