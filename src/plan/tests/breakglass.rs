@@ -74,7 +74,7 @@ fn overdue_is_reported_once_and_a_known_principal_wins() {
         t("2026-12-02T09:00:00Z"),
         Some(24 * HOUR),
     );
-    assert_eq!(first.newly_overdue, [r.id.clone()]);
+    assert_eq!(first.newly_overdue, std::slice::from_ref(&r.id));
     assert_eq!(
         first.ledger.get(&r.id).unwrap().by.as_deref(),
         Some("carol@acme.dev")
