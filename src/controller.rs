@@ -193,6 +193,9 @@ pub struct Context {
     exception_max: Duration,
     /// `--breakglass-max-age`.
     breakglass_max_age: Duration,
+    /// The principal of the last audit log entry per resource (drift events), the owner
+    /// of a breakglass justification a pass finds there for the first time.
+    principals: Mutex<HashMap<ResourceId, String>>,
     inventory: SharedInventory,
     telemetry: Telemetry,
     leader: LeaderGate,
@@ -227,6 +230,7 @@ impl Context {
             exceptions: reflector::store().0,
             exception_max: crate::plan::DEFAULT_EXCEPTION_MAX,
             breakglass_max_age: Duration::from_secs(72 * 3600),
+            principals: Mutex::new(HashMap::new()),
             inventory,
             telemetry,
             leader,
@@ -248,6 +252,28 @@ impl Context {
     pub fn with_breakglass_max_age(mut self, max_age: Duration) -> Self {
         self.breakglass_max_age = max_age;
         self
+    }
+
+    /// A drift event's audit entry says `principal` changed `id`.
+    fn changed_by(&self, id: &ResourceId, principal: &str) {
+        self.principals
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(id.clone(), principal.to_owned());
+    }
+
+    /// The principals drift events named for `ids`, forgetting them (a pass consumes them).
+    pub(crate) fn take_principals<'i>(
+        &self,
+        ids: impl IntoIterator<Item = &'i ResourceId>,
+    ) -> HashMap<ResourceId, String> {
+        let mut principals = self
+            .principals
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        ids.into_iter()
+            .filter_map(|id| principals.remove_entry(id))
+            .collect()
     }
 
     /// Marks the next pass of `key` as queued by a drift event's re-check.

@@ -635,12 +635,18 @@ fn breakglass_ledger(
             .map(|s| BreakglassLedger::from_status(s, &binding.spec.project, now, max_age))
             .unwrap_or_default()
     });
-    let under_breakglass = bp
+    let under_breakglass: Vec<&ObservedResource> = bp
         .targets()
         .iter()
         .filter(|t| t.decision == Decision::Breakglass)
-        .map(|t| t.resource);
-    previous.update(under_breakglass, &HashMap::new(), now, max_age)
+        .map(|t| t.resource)
+        .collect();
+    // With drift events, the audit entry's principal of the change is known better than
+    // Cloud Run's lastModifier (which a later change may have replaced).
+    // Every target's entry is consumed, so the map only holds the changes since the last
+    // pass.
+    let principals = ctx.take_principals(bp.targets().iter().map(|t| &t.resource.id));
+    previous.update(under_breakglass, &principals, now, max_age)
 }
 
 /// Publishes the pass's events (only while holding the lease). Failures are logged and

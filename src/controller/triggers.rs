@@ -192,6 +192,10 @@ impl Environment for DriftEnv {
         &self.ctx.telemetry.metrics
     }
 
+    fn changed_by(&self, id: &crate::resource::ResourceId, principal: &str) {
+        self.ctx.changed_by(id, principal);
+    }
+
     fn exceptions(&self) -> crate::plan::Exceptions {
         super::exceptions::assess(&self.ctx, jiff::Timestamp::now())
     }

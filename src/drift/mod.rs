@@ -86,6 +86,9 @@ pub trait Environment: Send + Sync + 'static {
     /// A re-check of a resource these bindings cover ended: queue their passes so status
     /// and events follow.
     fn rechecked(&self, bindings: &[BindingKey]);
+    /// An audit entry says `principal` changed `id` (the owner of a breakglass
+    /// justification the next pass finds there). Ignored unless the environment keeps it.
+    fn changed_by(&self, _id: &ResourceId, _principal: &str) {}
     /// The `BinAuthzException`s as they stand now (none unless the environment has them).
     fn exceptions(&self) -> Exceptions {
         Exceptions::none()
@@ -371,6 +374,9 @@ impl<E: Environment> Handler<E> {
             }
         };
         let id = judge(&entry, &self.config, bindings)?;
+        if let Some(principal) = entry.principal.as_deref().filter(|p| !p.is_empty()) {
+            self.env.changed_by(&id, principal);
+        }
         if let Some(op) = &entry.operation {
             let key = format!("o/{}", op.id);
             if !lock(&self.dedupe).first(&key) {
