@@ -390,3 +390,62 @@ async fn the_api_server_refuses_an_exception_for_everything_or_for_no_real_time(
         assert!(text.contains(expected), "{name}: {text}");
     }
 }
+
+#[tokio::test]
+async fn deleting_an_exception_enforces_at_once() {
+    let Some(s) = scenario(&[]).await else {
+        return;
+    };
+    let service = drifted_service(&s.emulator).await;
+    let (_, expires_at) = expires_in(Duration::from_secs(24 * 3600));
+    s.exceptions
+        .create(
+            &PostParams::default(),
+            &exception("hotfix", exception_spec(&service, &expires_at)),
+        )
+        .await
+        .expect("creating the exception");
+    s.bindings
+        .create(
+            &PostParams::default(),
+            &binding("strict", strict_services()),
+        )
+        .await
+        .expect("creating the binding");
+    eventually(
+        "the binding reports the excepted service",
+        PATIENCE,
+        || async {
+            let b = s.bindings.get("strict").await.map_err(|e| e.to_string())?;
+            match b.status.as_ref().and_then(|st| st.summary) {
+                Some(sum) if sum.excepted == 1 => Ok(()),
+                _ => Err(format!("{:?}", b.status)),
+            }
+        },
+    )
+    .await;
+    assert!(writes_to(&s.emulator, &service).await.is_empty());
+
+    s.exceptions
+        .delete("hotfix", &Default::default())
+        .await
+        .expect("deleting the exception");
+    // The deletion queues a pass of the namespace's bindings of that project: the fix
+    // follows without waiting for the binding's 10m interval.
+    eventually(
+        "the service is fixed once the exception is gone",
+        PATIENCE,
+        || async {
+            let ba = s.emulator.binary_authorization(&full_name(&service)).await;
+            if ba["policy"] == STRICT {
+                Ok(())
+            } else {
+                Err(ba.to_string())
+            }
+        },
+    )
+    .await;
+    let ended = event(s.cp, &s.ns, "ExceptionExpired", "strict").await;
+    assert!(ended.note.unwrap_or_default().contains(&service));
+    drop(s.operator);
+}
