@@ -3,7 +3,7 @@ SHELL := bash
 .SHELLFLAGS := -euo pipefail -c
 CARGO ?= cargo
 BIN := target/debug/binauthz-operator
-CRD := crds/binauthzbindings.binauthz.dev.yaml
+CRDS := binauthzbindings.binauthz.dev binauthzexceptions.binauthz.dev
 
 .PHONY: help test lint fmt-check clippy hadolint lint-deploy unit crds chart demo dev bench bench-quick build soak
 
@@ -60,8 +60,10 @@ bench-quick: ## Benchmark smoke run (< 2 min, what CI can afford); publishes not
 	scripts/bench.sh --quick
 
 crds: ## Regenerate crds/ from the Rust types (and their copies in deploy/ and the chart)
-	$(CARGO) run --locked -q -- crd > $(CRD)
-	cp $(CRD) deploy/crds/
+	for crd in $(CRDS); do \
+	  $(CARGO) run --locked -q -- crd $$crd > crds/$$crd.yaml; \
+	  cp crds/$$crd.yaml deploy/crds/; \
+	done
 	scripts/sync-chart.sh
 
 chart: ## Copy crds/, the alert rules and the dashboard into charts/binauthz-operator; write deploy/monitoring/prometheusrule.yaml

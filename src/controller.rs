@@ -21,6 +21,7 @@
 
 mod error;
 pub mod events;
+mod exceptions;
 pub mod leader;
 mod pass;
 pub mod policyreport;
@@ -46,7 +47,7 @@ use kube::{Api, Client, Resource};
 use rand::Rng;
 use tracing::{error, info, info_span, warn, Instrument};
 
-use crate::api::BinAuthzBinding;
+use crate::api::{BinAuthzBinding, BinAuthzException};
 use crate::cloudrun::{CallObserver, CloudRunArgs, CloudRunClient};
 use crate::drift::pubsub::{Subscriber, SubscriptionName};
 use crate::drift::{DriftConfig, Handler};
@@ -160,6 +161,15 @@ pub struct ControllerArgs {
     /// dashboards). Needs the PolicyReport CRD and RBAC on policyreports.
     #[arg(long, env = "POLICY_REPORTS")]
     pub policy_reports: bool,
+    /// The longest BinAuthzException honoured, from its creation: a longer one is refused
+    /// (its status and a Warning event say so). Go duration.
+    #[arg(long, env = "BINAUTHZ_EXCEPTION_MAX_DURATION", value_name = "DURATION", default_value = "720h", value_parser = crate::duration::parse)]
+    pub exception_max_duration: Duration,
+
+    /// A breakglass justification older than this gets a Warning event
+    /// (`BreakglassOverdue`) on its binding, once. Go duration.
+    #[arg(long, env = "BINAUTHZ_BREAKGLASS_MAX_AGE", value_name = "DURATION", default_value = "72h", value_parser = crate::duration::parse)]
+    pub breakglass_max_age: Duration,
 
     /// Cloud Run client flags.
     #[command(flatten)]
@@ -175,12 +185,24 @@ pub(crate) struct BindingMemory {
     /// When a pass first saw each still-drifting resource (for the drift-correction
     /// histogram).
     first_seen: HashMap<ResourceId, Instant>,
+    /// Who set each breakglass justification and since when (`None`: read it from the
+    /// status).
+    breakglass: Option<crate::plan::BreakglassLedger>,
 }
 
 /// What every pass shares.
 pub struct Context {
     kube: Client,
     bindings: Store<BinAuthzBinding>,
+    /// The exceptions' watch cache (empty without [`Context::with_exceptions`]).
+    exceptions: Store<BinAuthzException>,
+    /// `--exception-max-duration`.
+    exception_max: Duration,
+    /// `--breakglass-max-age`.
+    breakglass_max_age: Duration,
+    /// The principal of the last audit log entry per resource (drift events), the owner
+    /// of a breakglass justification a pass finds there for the first time.
+    principals: Mutex<HashMap<ResourceId, String>>,
     inventory: SharedInventory,
     telemetry: Telemetry,
     leader: LeaderGate,
@@ -214,6 +236,10 @@ impl Context {
         Self {
             kube,
             bindings,
+            exceptions: reflector::store().0,
+            exception_max: crate::plan::DEFAULT_EXCEPTION_MAX,
+            breakglass_max_age: Duration::from_secs(72 * 3600),
+            principals: Mutex::new(HashMap::new()),
             inventory,
             telemetry,
             leader,
@@ -223,6 +249,41 @@ impl Context {
             refresh: Mutex::new(HashSet::new()),
             policy_reports: None,
         }
+    }
+
+    /// Passes honour the exceptions of this watch cache, up to `max` long.
+    pub fn with_exceptions(mut self, exceptions: Store<BinAuthzException>, max: Duration) -> Self {
+        self.exceptions = exceptions;
+        self.exception_max = max;
+        self
+    }
+
+    /// A breakglass justification older than `max_age` is reported overdue.
+    pub fn with_breakglass_max_age(mut self, max_age: Duration) -> Self {
+        self.breakglass_max_age = max_age;
+        self
+    }
+
+    /// A drift event's audit entry says `principal` changed `id`.
+    fn changed_by(&self, id: &ResourceId, principal: &str) {
+        self.principals
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(id.clone(), principal.to_owned());
+    }
+
+    /// The principals drift events named for `ids`, forgetting them (a pass consumes them).
+    pub(crate) fn take_principals<'i>(
+        &self,
+        ids: impl IntoIterator<Item = &'i ResourceId>,
+    ) -> HashMap<ResourceId, String> {
+        let mut principals = self
+            .principals
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        ids.into_iter()
+            .filter_map(|id| principals.remove_entry(id))
+            .collect()
     }
 
     /// Marks the next pass of `key` as queued by a drift event's re-check.
@@ -383,6 +444,8 @@ pub async fn run(args: ControllerArgs) -> Result<(), Error> {
         drift_events,
         drift_events_ignore_principal,
         policy_reports,
+        exception_max_duration,
+        breakglass_max_age,
         cloud_run,
     } = args;
     let telemetry = Telemetry {
@@ -419,6 +482,7 @@ pub async fn run(args: ControllerArgs) -> Result<(), Error> {
     let api_check = tokio::spawn(check_api_server(kube.clone(), telemetry.health.clone()));
 
     let (reader, writer) = reflector::store();
+    let (exception_reader, exception_writer) = reflector::store();
     let mut ctx = Context::new(
         kube.clone(),
         reader.clone(),
@@ -429,13 +493,21 @@ pub async fn run(args: ControllerArgs) -> Result<(), Error> {
             controller: CONTROLLER_NAME.into(),
             instance: Some(identity),
         },
-    );
+    )
+    .with_exceptions(exception_reader.clone(), exception_max_duration)
+    .with_breakglass_max_age(breakglass_max_age);
     if policy_reports {
         info!("writing a PolicyReport (wgpolicyk8s.io/v1alpha2) per binding");
         ctx = ctx.with_policy_reports(PolicyReports::new());
     }
     let ctx = Arc::new(ctx);
     let (watch_triggers, watch_trigger_stream) = mpsc::unbounded();
+    let exception_watch = exceptions::watch_exceptions(
+        &kube,
+        namespace.as_deref(),
+        exception_writer,
+        exceptions::ExceptionTap::new(&ctx, watch_triggers.clone()),
+    );
     let bindings = watch_bindings(
         &kube,
         namespace.as_deref(),
@@ -455,14 +527,18 @@ pub async fn run(args: ControllerArgs) -> Result<(), Error> {
         tokio::spawn(Handler::new(env, subscriber, config).run(signal.clone()))
     });
     let triggers = futures::stream::select(watch_trigger_stream, drift_trigger_stream);
-    let controller = passes(
-        bindings,
-        reader,
-        triggers,
-        &ctx,
-        max_concurrent_passes,
-        signal.clone(),
-    );
+    let controller = futures::future::join(
+        passes(
+            bindings,
+            reader,
+            triggers,
+            &ctx,
+            max_concurrent_passes,
+            signal.clone(),
+        ),
+        exception_statuses(exception_watch, exception_reader, &ctx, signal.clone()),
+    )
+    .map(drop);
 
     telemetry.health.set_controller_running(true);
     run_until_shutdown(controller, signal, shutdown_grace).await;
@@ -611,6 +687,25 @@ fn passes(
         .graceful_shutdown_on(signal)
         .run(reconcile, error_policy, Arc::clone(ctx))
         .for_each(|result| async move { log_controller_result(result) })
+}
+
+/// The kube-runtime controller writing exceptions' statuses: on watch events, when this
+/// replica takes over the lease, and at each exception's expiry.
+fn exception_statuses(
+    exceptions: impl Stream<Item = Result<BinAuthzException, watcher::Error>> + Send + 'static,
+    reader: Store<BinAuthzException>,
+    ctx: &Arc<Context>,
+    signal: Shutdown,
+) -> impl Future<Output = ()> {
+    Controller::for_stream(exceptions, reader)
+        .reconcile_all_on(ctx.leader.acquired())
+        .graceful_shutdown_on(signal)
+        .run(
+            exceptions::reconcile_exception,
+            exceptions::exception_error_policy,
+            Arc::clone(ctx),
+        )
+        .for_each(|_| async {})
 }
 
 /// Logs what the controller's stream reports beyond passes and watch errors.

@@ -16,8 +16,12 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Print the BinAuthzBinding CustomResourceDefinition as YAML (pipe it to `kubectl apply -f -`).
-    Crd,
+    /// Print the CustomResourceDefinitions (BinAuthzBinding, BinAuthzException) as YAML
+    /// (pipe it to `kubectl apply -f -`).
+    Crd {
+        /// Print only the CRD of this name, e.g. `binauthzexceptions.binauthz.dev`.
+        name: Option<String>,
+    },
     /// Run the operator: reconcile BinAuthzBindings against live Cloud Run.
     Controller(Box<binauthz_operator::controller::ControllerArgs>),
     /// Check Cloud Run against binding manifests without a cluster; --fix remediates.
@@ -44,7 +48,7 @@ async fn main() -> ExitCode {
     }
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Crd => print_crd(),
+        Command::Crd { name } => print_crd(name.as_deref()),
         Command::Controller(args) => run_controller(*args).await,
         Command::Check(args) => {
             init_stderr_logs();
@@ -82,8 +86,13 @@ async fn run_kubectl(args: binauthz_operator::kubectl::KubectlArgs) -> anyhow::R
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_crd() -> anyhow::Result<ExitCode> {
-    let yaml = binauthz_operator::api::crd_yaml()?;
+fn print_crd(name: Option<&str>) -> anyhow::Result<ExitCode> {
+    let Some(yaml) = binauthz_operator::api::crds_yaml(name)? else {
+        anyhow::bail!(
+            "no CRD named {:?}: the operator's CRDs are binauthzbindings.binauthz.dev and binauthzexceptions.binauthz.dev",
+            name.unwrap_or_default()
+        );
+    };
     let mut out = std::io::stdout().lock();
     out.write_all(yaml.as_bytes())?;
     out.flush()?;

@@ -6,6 +6,9 @@
 //! and every problem is reported with its file, document number, line where known, field
 //! and rule — all of them, not just the first.
 //!
+//! `BinAuthzException` manifests are read and validated the same way (`check` honours
+//! them); an invalid one is a problem of the input like an invalid binding.
+//!
 //! Cloud Run manifests among the documents ([`crate::cloudrun_manifest`]) are kept aside,
 //! with the line of their Binary Authorization setting, for `validate` to check against the
 //! bindings; they are never a problem of the binding manifests (`check` ignores them).
@@ -15,7 +18,7 @@ use std::fmt;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use crate::api::{self, BinAuthzBinding, FieldError};
+use crate::api::{self, BinAuthzBinding, BinAuthzException, FieldError};
 use crate::cloudrun_manifest::{self, CloudRunManifest, CloudRunManifestError, ManifestFormat};
 
 /// Where a binding came from, for messages: `bindings/prod.yaml` document 2, line 14.
@@ -64,6 +67,8 @@ pub enum Problem {
     Yaml(String),
     /// A binding breaks a CRD rule.
     Field(FieldError),
+    /// An exception (`namespace/name`, when readable) breaks a CRD rule.
+    ExceptionField(Option<String>, FieldError),
     /// Two documents declare the same binding.
     Duplicate {
         /// Where the binding was first declared.
@@ -83,6 +88,8 @@ impl fmt::Display for ManifestError {
             Problem::Io(e) => write!(f, "cannot read: {e}"),
             Problem::Yaml(e) => write!(f, "not valid YAML: {e}"),
             Problem::Field(e) => write!(f, "{e}"),
+            Problem::ExceptionField(Some(key), e) => write!(f, "exception {key}: {e}"),
+            Problem::ExceptionField(None, e) => write!(f, "exception: {e}"),
             Problem::Duplicate { first } => write!(
                 f,
                 "declared twice (first at {first}); give each binding its own namespace/name"
@@ -111,6 +118,15 @@ pub struct LoadedBinding {
     pub policy_line: Option<usize>,
 }
 
+/// An exception read from the input, with its origin.
+#[derive(Clone, Debug)]
+pub struct LoadedException {
+    /// The exception (validated against the CRD's rules).
+    pub exception: BinAuthzException,
+    /// Where it was read.
+    pub source: Source,
+}
+
 /// A Cloud Run manifest read from the input, with its origin.
 #[derive(Clone, Debug)]
 pub struct LoadedCloudRun {
@@ -126,6 +142,8 @@ pub struct LoadedCloudRun {
 pub struct Loaded {
     /// Valid bindings, in input order.
     pub bindings: Vec<LoadedBinding>,
+    /// Valid exceptions, in input order.
+    pub exceptions: Vec<LoadedException>,
     /// Every problem, in input order.
     pub errors: Vec<ManifestError>,
     /// Documents of other kinds that were skipped.
@@ -316,11 +334,16 @@ fn load_document(
     value: serde_json::Value,
     loaded: &mut Loaded,
 ) {
-    let is_binding = value.get("kind").and_then(|k| k.as_str()) == Some(api::KIND)
-        && value
-            .get("apiVersion")
-            .and_then(|v| v.as_str())
-            .is_some_and(|v| v.starts_with("binauthz.dev/"));
+    let ours = value
+        .get("apiVersion")
+        .and_then(|v| v.as_str())
+        .is_some_and(|v| v.starts_with("binauthz.dev/"));
+    let kind = value.get("kind").and_then(|k| k.as_str());
+    if ours && kind == Some(api::EXCEPTION_KIND) {
+        load_exception(file, number, start_line, doc, value, loaded);
+        return;
+    }
+    let is_binding = ours && kind == Some(api::KIND);
     if !is_binding {
         match cloudrun_manifest::recognize(&value) {
             Some(manifest) => {
@@ -369,6 +392,39 @@ fn load_document(
                     },
                     binding: key.clone(),
                     problem: Problem::Field(error),
+                });
+            }
+        }
+    }
+}
+
+fn load_exception(
+    file: &str,
+    number: usize,
+    start_line: usize,
+    doc: &str,
+    value: serde_json::Value,
+    loaded: &mut Loaded,
+) {
+    let key = binding_key(&value);
+    let source = |line: Option<usize>| Source {
+        file: file.to_owned(),
+        document: number,
+        line,
+        column: None,
+    };
+    match api::exception_from_value(value) {
+        Ok(exception) => loaded.exceptions.push(LoadedException {
+            exception,
+            source: source(Some(start_line)),
+        }),
+        Err(errors) => {
+            for error in errors.0 {
+                let line = field_line(doc, &error.field).map(|l| start_line + l - 1);
+                loaded.errors.push(ManifestError {
+                    source: source(line),
+                    binding: None,
+                    problem: Problem::ExceptionField(key.clone(), error),
                 });
             }
         }

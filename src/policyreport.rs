@@ -48,7 +48,7 @@ pub enum Verdict {
     Pass,
     /// It does not (drifted, or the fix failed).
     Fail,
-    /// It carries the policy but something needs a look (breakglass; a conflict).
+    /// Something needs a look: breakglass, a conflict, an exception holding a fix back.
     Warn,
     /// The binding could not be evaluated (invalid spec).
     Error,
@@ -62,7 +62,8 @@ impl Verdict {
         match state {
             TargetState::Compliant | TargetState::Remediated => Self::Pass,
             TargetState::Drifted | TargetState::Failed => Self::Fail,
-            TargetState::Breakglass | TargetState::Conflicted => Self::Warn,
+            // Excepted: unprotected by a time-boxed decision; shown, not failed.
+            TargetState::Breakglass | TargetState::Conflicted | TargetState::Excepted => Self::Warn,
             TargetState::Superseded => Self::Skip,
         }
     }
@@ -299,6 +300,24 @@ fn result(binding: &BindingRef<'_>, target: &TargetStatus) -> ReportResult {
             ),
         };
     }
+    let mut properties = BTreeMap::from([
+        ("project".to_owned(), binding.project.to_owned()),
+        ("location".to_owned(), target.location.clone()),
+        ("kind".to_owned(), target.kind.to_string()),
+        ("state".to_owned(), target.state.to_string()),
+        ("observed".to_owned(), target.observed.clone()),
+        ("desired".to_owned(), target.desired.clone()),
+        (
+            "deployBlocked".to_owned(),
+            target.deploy_blocked.to_string(),
+        ),
+    ]);
+    if let Some(by) = &target.breakglass_by {
+        properties.insert("breakglassBy".to_owned(), by.clone());
+    }
+    if let Some(since) = &target.breakglass_since {
+        properties.insert("breakglassSince".to_owned(), since.clone());
+    }
     ReportResult {
         source: SOURCE.to_owned(),
         policy: binding.name.to_owned(),
@@ -311,18 +330,7 @@ fn result(binding: &BindingRef<'_>, target: &TargetStatus) -> ReportResult {
             name: Some(full_name),
             ..ObjectReference::default()
         }],
-        properties: BTreeMap::from([
-            ("project".to_owned(), binding.project.to_owned()),
-            ("location".to_owned(), target.location.clone()),
-            ("kind".to_owned(), target.kind.to_string()),
-            ("state".to_owned(), target.state.to_string()),
-            ("observed".to_owned(), target.observed.clone()),
-            ("desired".to_owned(), target.desired.clone()),
-            (
-                "deployBlocked".to_owned(),
-                target.deploy_blocked.to_string(),
-            ),
-        ]),
+        properties,
         category: CATEGORY.to_owned(),
         severity: match verdict {
             Verdict::Fail => Some(Severity::High),
@@ -371,6 +379,9 @@ mod tests {
             message: String::new(),
             deploy_blocked: false,
             last_transition_time: Some("2026-12-01T10:00:00.5Z".to_owned()),
+            breakglass_by: (state == TargetState::Breakglass).then(|| "dev@example.com".to_owned()),
+            breakglass_since: (state == TargetState::Breakglass)
+                .then(|| "2026-11-30T08:00:00Z".to_owned()),
         }
     }
 
@@ -384,6 +395,7 @@ mod tests {
             target("e", TargetState::Breakglass),
             target("f", TargetState::Conflicted),
             target("g", TargetState::Superseded),
+            target("h", TargetState::Excepted),
         ];
         let pages = pages(&binding(), &targets);
         assert_eq!(pages.len(), 1);
@@ -393,15 +405,23 @@ mod tests {
             ReportSummary {
                 pass: 2,
                 fail: 2,
-                warn: 2,
+                warn: 3,
                 error: 0,
                 skip: 1
             }
         );
         let verdicts: Vec<Verdict> = report.results.iter().map(|r| r.result).collect();
         use Verdict::*;
-        assert_eq!(verdicts, [Pass, Pass, Fail, Fail, Warn, Warn, Skip]);
+        assert_eq!(verdicts, [Pass, Pass, Fail, Fail, Warn, Warn, Skip, Warn]);
         assert_eq!(report.results[2].severity, Some(Severity::High));
+        assert_eq!(
+            report.results[4]
+                .properties
+                .get("breakglassBy")
+                .map(String::as_str),
+            Some("dev@example.com"),
+            "a breakglass result says who set the justification"
+        );
         assert_eq!(report.results[0].severity, None);
     }
 

@@ -116,6 +116,18 @@ pub struct ObservedResource {
     /// (condition reason `CONTAINER_IMAGE_UNAUTHORIZED` or
     /// `CONTAINER_IMAGE_AUTHORIZATION_CHECK_FAILED`); it keeps serving the previous revision.
     pub deploy_blocked: Option<String>,
+    /// Cloud Run's `lastModifier` and `updateTime`, kept only for a resource carrying a
+    /// breakglass justification (who set it, and when, the first time it is seen).
+    pub last_change: Option<Box<LastChange>>,
+}
+
+/// Who last changed a resource and when, as Cloud Run reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LastChange {
+    /// `lastModifier`: the principal of the last change, when Cloud Run says.
+    pub by: Option<String>,
+    /// `updateTime`, when Cloud Run says.
+    pub at: Option<jiff::Timestamp>,
 }
 
 /// What to do with a breakglass justification when writing the policy.

@@ -7,7 +7,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
 use kube::CustomResourceExt;
 
 use super::patterns::LABEL_VALUE;
-use super::BinAuthzBinding;
+use super::{BinAuthzBinding, BinAuthzException};
 
 /// The CustomResourceDefinition, derived from the types above and finished by hand where
 /// the derive cannot say it:
@@ -32,6 +32,28 @@ pub fn crd() -> CustomResourceDefinition {
         }
     }
     crd
+}
+
+/// The `BinAuthzException` CustomResourceDefinition, derived from its types and finished
+/// like the binding's (no `nullable: true`).
+pub fn exception_crd() -> CustomResourceDefinition {
+    let mut crd = BinAuthzException::crd();
+    for version in &mut crd.spec.versions {
+        if let Some(schema) = version
+            .schema
+            .as_mut()
+            .and_then(|s| s.open_api_v3_schema.as_mut())
+        {
+            finish_schema(schema);
+        }
+    }
+    crd
+}
+
+/// Every CRD of the operator, bindings first: what `binauthz-operator crd` prints and
+/// `crds/` holds (one file per CRD, named after it).
+pub fn crds() -> Vec<CustomResourceDefinition> {
+    vec![crd(), exception_crd()]
 }
 
 /// The `observedGeneration` of the status the API server serves for a binding the operator
@@ -69,6 +91,23 @@ fn finish_schema(schema: &mut JSONSchemaProps) {
 /// The CRD as YAML, exactly as `binauthz-operator crd` prints it and `crds/` holds it.
 pub fn crd_yaml() -> Result<String, serde_yaml_ng::Error> {
     serde_yaml_ng::to_string(&crd())
+}
+
+/// The operator's CRDs as YAML, separated by `---` (what `binauthz-operator crd` prints), or
+/// only the one whose `metadata.name` is `name` (`crds/{name}.yaml` holds it). `Ok(None)`
+/// when no CRD has that name.
+pub fn crds_yaml(name: Option<&str>) -> Result<Option<String>, serde_yaml_ng::Error> {
+    let mut out = String::new();
+    for crd in crds() {
+        if name.is_some_and(|n| crd.metadata.name.as_deref() != Some(n)) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str("---\n");
+        }
+        out.push_str(&serde_yaml_ng::to_string(&crd)?);
+    }
+    Ok((!out.is_empty()).then_some(out))
 }
 
 /// The `apiVersion` of bindings.

@@ -10,12 +10,19 @@
 use std::time::Duration;
 
 mod crd;
+mod exception;
 mod patterns;
 mod spec;
 mod status;
 mod validate;
 
-pub use crd::{crd, crd_yaml, API_VERSION, KIND, UNOBSERVED_GENERATION};
+pub use crd::{
+    crd, crd_yaml, crds, crds_yaml, exception_crd, API_VERSION, KIND, UNOBSERVED_GENERATION,
+};
+pub use exception::{
+    exception_from_value, BinAuthzException, BinAuthzExceptionSpec, BinAuthzExceptionStatus,
+    ExceptionState, EXCEPTION_KIND, MAX_EXCEPTION_NAMES, MAX_EXCEPTION_REASON,
+};
 pub use spec::{
     BinAuthzBinding, BinAuthzBindingSpec, BreakglassMode, LabelOperator, LabelSelector,
     LabelSelectorRequirement, Mode, PolicyRef, ResourceKind, TargetSelector, Targets,

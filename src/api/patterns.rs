@@ -19,6 +19,23 @@ pub(crate) struct Pattern {
     pub expected: &'static str,
 }
 
+impl Pattern {
+    /// The validator's message when `value` breaks the schema's `maxLength` or `pattern`.
+    pub(crate) fn refuses(&self, value: &str) -> Option<String> {
+        let expected = self.expected;
+        if value.chars().count() > self.max_len {
+            Some(format!(
+                "Too long: may not be more than {} bytes ({expected})",
+                self.max_len
+            ))
+        } else if !(self.accepts)(value) {
+            Some(format!("Invalid value: {value:?}: should match {expected}"))
+        } else {
+            None
+        }
+    }
+}
+
 /// `spec.project`.
 pub(crate) const PROJECT: Pattern = Pattern {
     regex: r"^([a-z][a-z0-9-]{4,28}[a-z0-9]|[0-9]{1,20})$",
@@ -171,4 +188,52 @@ fn is_interval_shape(s: &str) -> bool {
         }
     }
     true
+}
+
+/// `spec.expiresAt` of an exception: an RFC 3339 time (the CEL rule beside it checks it is
+/// a real time).
+pub(crate) const EXPIRES_AT: Pattern = Pattern {
+    regex: r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?(Z|[+-][0-9]{2}:[0-9]{2})$",
+    max_len: 40,
+    accepts: is_rfc3339_shape,
+    expected: "an RFC 3339 time such as 2026-12-31T18:00:00Z",
+};
+
+fn is_rfc3339_shape(s: &str) -> bool {
+    // ^DDDD-DD-DDTDD:DD:DD(\.D{1,9})?(Z|[+-]DD:DD)$
+    fn digits(s: &str, n: usize) -> Option<&str> {
+        let (head, tail) = s.split_at_checked(n)?;
+        head.bytes().all(|c| c.is_ascii_digit()).then_some(tail)
+    }
+    fn lit(s: &str, c: char) -> Option<&str> {
+        s.strip_prefix(c)
+    }
+    let date_time = || {
+        let r = digits(s, 4)?;
+        let r = digits(lit(r, '-')?, 2)?;
+        let r = digits(lit(r, '-')?, 2)?;
+        let r = digits(lit(r, 'T')?, 2)?;
+        let r = digits(lit(r, ':')?, 2)?;
+        digits(lit(r, ':')?, 2)
+    };
+    let Some(mut rest) = date_time() else {
+        return false;
+    };
+    if let Some(frac) = rest.strip_prefix('.') {
+        let n = frac.bytes().take_while(u8::is_ascii_digit).count();
+        if !(1..=9).contains(&n) {
+            return false;
+        }
+        rest = &frac[n..];
+    }
+    if rest == "Z" {
+        return true;
+    }
+    let Some(offset) = rest.strip_prefix(['+', '-']) else {
+        return false;
+    };
+    digits(offset, 2)
+        .and_then(|r| lit(r, ':'))
+        .and_then(|r| digits(r, 2))
+        .is_some_and(str::is_empty)
 }

@@ -250,6 +250,14 @@ pub struct Summary {
     pub failed: u32,
     /// Resources whose latest deploy was refused by Binary Authorization.
     pub deploy_blocked: u32,
+    /// Resources that do not carry the desired policy and are left alone while an active
+    /// BinAuthzException names them (absent when none).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub excepted: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl<'a> std::iter::Sum<&'a Summary> for Summary {
@@ -265,6 +273,7 @@ impl<'a> std::iter::Sum<&'a Summary> for Summary {
             conflicted: total.conflicted + s.conflicted,
             failed: total.failed + s.failed,
             deploy_blocked: total.deploy_blocked + s.deploy_blocked,
+            excepted: total.excepted + s.excepted,
         })
     }
 }
@@ -300,6 +309,16 @@ pub struct TargetStatus {
     /// When state last changed (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_transition_time: Option<String>,
+    /// Breakglass: who set the justification (Cloud Run's `lastModifier` when it first
+    /// appeared, or the audit log entry's principal with drift events).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 256))]
+    pub breakglass_by: Option<String>,
+    /// Breakglass: since when the justification is in place (RFC 3339; Cloud Run's
+    /// `updateTime` when it first appeared, else when the operator first saw it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
+    pub breakglass_since: Option<String>,
 }
 
 /// The state of one matched resource for one binding.
@@ -321,6 +340,9 @@ pub enum TargetState {
     Conflicted,
     /// The remediation failed.
     Failed,
+    /// Does not carry the desired policy; an active BinAuthzException names it, so it is
+    /// reported and not remediated until the exception expires.
+    Excepted,
 }
 
 impl TargetState {

@@ -337,3 +337,97 @@ fn desired_policy_never_means_disabled() {
     };
     assert_eq!(both.desired(), None);
 }
+
+/// A valid exception spec, to change one field at a time.
+fn valid_exception() -> BinAuthzExceptionSpec {
+    serde_json::from_value(json!({
+        "project": "acme-prod", "location": "us-central1", "kind": "Service",
+        "names": ["checkout", "pay-*"], "reason": "INC-4711",
+        "expiresAt": "2026-12-31T18:00:00Z"
+    }))
+    .unwrap()
+}
+
+#[test]
+fn exception_expiry_pattern_and_validator_agree() {
+    let crd = serde_json::to_value(exception_crd()).unwrap();
+    let schema = crd
+        .pointer("/spec/versions/0/schema/openAPIV3Schema/properties/spec/properties/expiresAt")
+        .unwrap();
+    let regex = Regex::new(schema["pattern"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        cel_pattern(&matches_rule(schema)),
+        schema["pattern"].as_str().unwrap()
+    );
+    for (text, valid) in [
+        ("2026-12-31T18:00:00Z", true),
+        ("2026-12-31T18:00:00.123Z", true),
+        ("2026-12-31T18:00:00+02:00", true),
+        ("2026-12-31T18:00:00-05:30", true),
+        ("2026-12-31 18:00:00Z", false),
+        ("2026-12-31T18:00Z", false),
+        ("2026-12-31T18:00:00", false),
+        ("2026-12-31T18:00:00.Z", false),
+        ("2026-12-31T18:00:00.1234567890Z", false),
+        ("2026-12-31T18:00:00+0200", false),
+        ("tomorrow", false),
+    ] {
+        assert_eq!(regex.is_match(text), valid, "schema on {text}");
+        let mut spec = valid_exception();
+        spec.expires_at = text.into();
+        assert_eq!(spec.validate().is_ok(), valid, "validator on {text}");
+    }
+}
+
+#[test]
+fn exception_rules_are_checked_like_the_api_server_checks_them() {
+    assert_eq!(valid_exception().validate(), Ok(()));
+    let fields = |edit: fn(&mut BinAuthzExceptionSpec)| {
+        let mut spec = valid_exception();
+        edit(&mut spec);
+        spec.validate()
+            .unwrap_err()
+            .0
+            .into_iter()
+            .map(|e| e.field)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(fields(|s| s.names = vec!["*".into()]), ["spec.names"]);
+    assert_eq!(fields(|s| s.names.clear()), ["spec.names"]);
+    assert_eq!(
+        fields(|s| s.names = vec!["a".into(), "a".into()]),
+        ["spec.names[1]"]
+    );
+    assert_eq!(fields(|s| s.names = vec!["Pay".into()]), ["spec.names[0]"]);
+    assert_eq!(fields(|s| s.reason.clear()), ["spec.reason"]);
+    assert_eq!(fields(|s| s.reason = "x".repeat(513)), ["spec.reason"]);
+    assert_eq!(fields(|s| s.location = "moon".into()), ["spec.location"]);
+    assert_eq!(fields(|s| s.project = "Acme".into()), ["spec.project"]);
+    // The shape holds, the time does not: the CEL rule's twin.
+    assert_eq!(
+        fields(|s| s.expires_at = "2026-13-45T18:00:00Z".into()),
+        ["spec.expiresAt"]
+    );
+}
+
+#[test]
+fn exception_manifests_are_read_with_the_api_servers_words() {
+    let ok = exception_from_value(json!({
+        "apiVersion": API_VERSION, "kind": EXCEPTION_KIND,
+        "metadata": {"name": "hotfix", "namespace": "platform"},
+        "spec": serde_json::to_value(valid_exception()).unwrap()
+    }));
+    assert!(ok.is_ok(), "{ok:?}");
+    let unknown = exception_from_value(json!({
+        "apiVersion": API_VERSION, "kind": EXCEPTION_KIND,
+        "metadata": {"name": "hotfix"},
+        "spec": {"project": "acme-prod", "location": "us-central1", "kind": "Service",
+                 "names": ["a"], "reason": "r", "expiresAt": "2026-12-31T18:00:00Z", "until": "x"}
+    }))
+    .unwrap_err();
+    assert_eq!(unknown.0[0].field, "spec.until");
+    let wrong_version =
+        exception_from_value(json!({"apiVersion": "binauthz.dev/v1", "kind": EXCEPTION_KIND}))
+            .unwrap_err();
+    assert_eq!(wrong_version.0[0].field, "apiVersion");
+}

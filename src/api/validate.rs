@@ -87,7 +87,7 @@ pub fn binding_from_value(value: serde_json::Value) -> Result<BinAuthzBinding, V
 }
 
 /// Turns a serde error at a path into the API server's wording where one exists.
-fn serde_field_error(err: &serde_path_to_error::Error<serde_json::Error>) -> FieldError {
+pub(super) fn serde_field_error(err: &serde_path_to_error::Error<serde_json::Error>) -> FieldError {
     let path = err.path().to_string();
     let at = |leaf: &str| {
         if path == "." {

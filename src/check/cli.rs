@@ -29,6 +29,11 @@ pub struct CheckArgs {
     #[arg(long, env = "BINAUTHZ_CHECK_WIDE")]
     pub wide: bool,
 
+    /// The longest BinAuthzException honoured, from its creation (from now for a file
+    /// without creationTimestamp); longer ones are refused. Go duration.
+    #[arg(long, env = "BINAUTHZ_EXCEPTION_MAX_DURATION", value_name = "DURATION", default_value = "720h", value_parser = crate::duration::parse)]
+    pub exception_max_duration: std::time::Duration,
+
     /// Start an embedded Cloud Run emulator seeded from this file and check against it
     /// (no Google credentials, no network). See `binauthz-operator emulator --help`.
     #[cfg(feature = "emulator")]

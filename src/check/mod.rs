@@ -105,6 +105,35 @@ impl Verdict {
     }
 }
 
+/// Says on stderr which exceptions of the files are not honoured (refused or expired), so
+/// none is silently ignored.
+fn warn_unhonoured_exceptions(checker: &Checker) {
+    let exceptions = checker.exceptions(jiff::Timestamp::now());
+    for (key, standing) in exceptions.standings() {
+        if !matches!(standing, crate::plan::Standing::Active { .. }) {
+            let source = checker
+                .exceptions
+                .iter()
+                .find(|e| {
+                    e.exception.metadata.name.as_deref() == Some(key.name.as_str())
+                        && e.exception
+                            .metadata
+                            .namespace
+                            .as_deref()
+                            .unwrap_or("default")
+                            == key.namespace
+                })
+                .map(|e| e.source.to_string())
+                .unwrap_or_default();
+            eprintln!(
+                "warning: {source}: exception {key} is {}: {}",
+                standing.state(),
+                standing.message()
+            );
+        }
+    }
+}
+
 /// Runs `check` and prints its report on stdout (progress and problems on stderr).
 pub async fn check(args: CheckArgs) -> Result<Verdict, CheckError> {
     let CheckArgs {
@@ -112,6 +141,7 @@ pub async fn check(args: CheckArgs) -> Result<Verdict, CheckError> {
         fix,
         output,
         wide,
+        exception_max_duration,
         #[cfg(feature = "emulator")]
         emulator,
         cloud_run,
@@ -140,8 +170,11 @@ pub async fn check(args: CheckArgs) -> Result<Verdict, CheckError> {
     let checker = Checker {
         inventory: SharedInventory::new(client, LIST_TTL),
         bindings: loaded.bindings,
+        exceptions: loaded.exceptions,
+        exception_max: exception_max_duration,
         interactive: std::io::stderr().is_terminal(),
     };
+    warn_unhonoured_exceptions(&checker);
 
     let no_outcomes = BTreeMap::new();
     let first = checker.pass().await;

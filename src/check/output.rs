@@ -31,6 +31,8 @@ pub enum Rule {
     TargetFailed,
     /// A target carries a breakglass justification (it complies).
     TargetBreakglass,
+    /// A target does not comply and an active BinAuthzException names it.
+    TargetExcepted,
     /// A Cloud Run manifest a binding covers carries no Binary Authorization: a deploy from
     /// it clears the setting.
     DeployClears,
@@ -67,13 +69,14 @@ enum JunitKind {
 
 impl Rule {
     /// Every rule, in the order SARIF lists them (`ruleIndex`).
-    pub const ALL: [Rule; 11] = [
+    pub const ALL: [Rule; 12] = [
         Self::InvalidManifest,
         Self::BindingError,
         Self::TargetDrifted,
         Self::TargetConflicted,
         Self::TargetFailed,
         Self::TargetBreakglass,
+        Self::TargetExcepted,
         Self::DeployClears,
         Self::DeployNoncompliant,
         Self::DeployConflicted,
@@ -90,6 +93,7 @@ impl Rule {
             Self::TargetConflicted => "target-conflicted",
             Self::TargetFailed => "target-failed",
             Self::TargetBreakglass => "target-breakglass",
+            Self::TargetExcepted => "target-excepted",
             Self::DeployClears => "cloud-run-manifest-clears-binary-authorization",
             Self::DeployNoncompliant => "cloud-run-manifest-noncompliant",
             Self::DeployConflicted => "cloud-run-manifest-conflicted",
@@ -107,6 +111,7 @@ impl Rule {
             Self::TargetConflicted => "Cloud Run resource claimed by conflicting bindings",
             Self::TargetFailed => "Cloud Run resource could not be checked or fixed",
             Self::TargetBreakglass => "Cloud Run resource deployed with breakglass",
+            Self::TargetExcepted => "Cloud Run resource excepted until its exception expires",
             Self::DeployClears => "Cloud Run manifest would clear Binary Authorization",
             Self::DeployNoncompliant => "Cloud Run manifest would not comply with its binding",
             Self::DeployConflicted => "Cloud Run manifest covered by conflicting bindings",
@@ -124,6 +129,7 @@ impl Rule {
             Self::TargetConflicted => "Bindings of equal priority match this resource and want different policies, so nothing writes it. Give one binding a higher spec.priority or make their policies agree.",
             Self::TargetFailed => "The resource could not be read or the fix failed; the message carries Cloud Run's reason.",
             Self::TargetBreakglass => "The resource carries a breakglass justification: it was deployed bypassing Binary Authorization. Its policy is right; review the justification, or set spec.breakglass: Clear on the binding to remove it.",
+            Self::TargetExcepted => "The resource does not carry its binding's policy, and an active BinAuthzException of the binding's namespace names it: it is reported, not fixed, until the exception's expiresAt. Fix the resource before then, or expect the operator to enforce at that moment.",
             Self::DeployClears => "A binding covers this Cloud Run resource, and the manifest carries no run.googleapis.com/binary-authorization annotation (v1) or binaryAuthorization (v2): deploying it (gcloud run services replace) would switch Binary Authorization off. Add the annotation with the binding's policy.",
             Self::DeployNoncompliant => "A binding covers this Cloud Run resource, and the manifest sets another Binary Authorization policy than the binding requires (or a breakglass justification the binding clears): the operator would change it back after every deploy. Set the binding's policy in the manifest.",
             Self::DeployConflicted => "Bindings of equal priority cover this Cloud Run resource and want different policies; no manifest can satisfy both. Give one binding a higher spec.priority or make their policies agree.",
@@ -135,7 +141,9 @@ impl Rule {
     /// How serious it is.
     pub fn level(self) -> Level {
         match self {
-            Self::TargetBreakglass | Self::DeployProjectNumber => Level::Warning,
+            Self::TargetBreakglass | Self::TargetExcepted | Self::DeployProjectNumber => {
+                Level::Warning
+            }
             _ => Level::Error,
         }
     }
@@ -143,7 +151,9 @@ impl Rule {
     fn junit(self) -> JunitKind {
         match self {
             Self::InvalidManifest | Self::BindingError | Self::DeployUnplaced => JunitKind::Error,
-            Self::TargetBreakglass | Self::DeployProjectNumber => JunitKind::Passed,
+            Self::TargetBreakglass | Self::TargetExcepted | Self::DeployProjectNumber => {
+                JunitKind::Passed
+            }
             _ => JunitKind::Failure,
         }
     }
@@ -561,6 +571,7 @@ pub(super) fn report_entries(report: &Report) -> Vec<Entry> {
                 TargetState::Conflicted => Some(Rule::TargetConflicted),
                 TargetState::Failed => Some(Rule::TargetFailed),
                 TargetState::Breakglass => Some(Rule::TargetBreakglass),
+                TargetState::Excepted => Some(Rule::TargetExcepted),
             };
             let outcome = match rule {
                 None => Outcome::Passed,

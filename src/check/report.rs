@@ -206,7 +206,12 @@ impl Report {
         let mut bindings = Vec::new();
         let mut verdict = Verdict::Compliant;
         // Keys are unique (the manifest reader refuses duplicates), so planning succeeds.
-        if let Ok(plan) = plan::plan(&inputs, pass.live.values().map(|l| &l.observed)) {
+        let exceptions = checker.exceptions(now);
+        if let Ok(plan) = plan::plan_with_exceptions(
+            &inputs,
+            &exceptions,
+            pass.live.values().map(|l| &l.observed),
+        ) {
             for BindingInput { key, spec } in &inputs {
                 let Some(bp) = plan.binding(key) else {
                     continue;
@@ -222,6 +227,7 @@ impl Report {
                     outcomes: &outcomes,
                     previous: None,
                     history: None,
+                    breakglass: None,
                 });
                 let ready = status.ready;
                 let mut message = plan::standing(&status.status.conditions)

@@ -8,8 +8,10 @@ use crate::cloudrun::LiveResource;
 use crate::fleet::inventory::SharedInventory;
 use crate::fleet::read::{read_binding, BindingRead};
 use crate::fleet::remediate::{remediate_all, WriteRequest, Written};
-use crate::manifests::LoadedBinding;
-use crate::plan::{self, BindingInput, BindingKey, PassFailure};
+use crate::manifests::{LoadedBinding, LoadedException};
+use crate::plan::{
+    self, BindingInput, BindingKey, ExceptionInput, ExceptionKey, Exceptions, PassFailure,
+};
 use crate::policy::DesiredPolicy;
 use crate::resource::{ObservedResource, Remediation, ResourceId};
 
@@ -21,6 +23,10 @@ pub(super) struct Checker {
     /// share it.
     pub(super) inventory: SharedInventory,
     pub(super) bindings: Vec<LoadedBinding>,
+    /// The exceptions of the files, honoured like the controller honours them.
+    pub(super) exceptions: Vec<LoadedException>,
+    /// `--exception-max-duration`.
+    pub(super) exception_max: std::time::Duration,
     pub(super) interactive: bool,
 }
 
@@ -90,11 +96,44 @@ impl Checker {
             .collect()
     }
 
+    /// The exceptions of the files, assessed at `now` (an exception without
+    /// creationTimestamp is measured from `now`).
+    pub(super) fn exceptions(&self, now: jiff::Timestamp) -> Exceptions {
+        let inputs: Vec<ExceptionInput<'_>> = self
+            .exceptions
+            .iter()
+            .map(|e| ExceptionInput {
+                key: ExceptionKey {
+                    namespace: e
+                        .exception
+                        .metadata
+                        .namespace
+                        .clone()
+                        .unwrap_or_else(|| "default".into()),
+                    name: e.exception.metadata.name.clone().unwrap_or_default(),
+                },
+                spec: &e.exception.spec,
+                created: e
+                    .exception
+                    .metadata
+                    .creation_timestamp
+                    .as_ref()
+                    .map(|t| t.0),
+            })
+            .collect();
+        Exceptions::assess(&inputs, now, self.exception_max)
+    }
+
     /// Applies every remediation of the pass owned by an Enforce binding whose reads allow
     /// writing, through the controller's writer; returns what was done, in resource order.
     pub(super) async fn fix(&self, pass: &Pass) -> Vec<Change> {
         let inputs = self.inputs();
-        let Ok(plan) = plan::plan(&inputs, pass.live.values().map(|l| &l.observed)) else {
+        let exceptions = self.exceptions(jiff::Timestamp::now());
+        let Ok(plan) = plan::plan_with_exceptions(
+            &inputs,
+            &exceptions,
+            pass.live.values().map(|l| &l.observed),
+        ) else {
             return Vec::new();
         };
         let requests: Vec<WriteRequest<'_>> = plan

@@ -99,7 +99,10 @@ impl Style {
         let text = format!("{:<width$}", state.to_string());
         let code = match state {
             TargetState::Compliant | TargetState::Remediated => "32",
-            TargetState::Drifted | TargetState::Breakglass | TargetState::Superseded => "33",
+            TargetState::Drifted
+            | TargetState::Breakglass
+            | TargetState::Superseded
+            | TargetState::Excepted => "33",
             TargetState::Conflicted | TargetState::Failed => "31",
         };
         self.paint(code, &text)

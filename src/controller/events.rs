@@ -13,7 +13,11 @@ use std::fmt::Write as _;
 use kube::runtime::events::EventType;
 
 use crate::api::{BreakglassMode, Mode, PolicyCheck, PolicyCheckResult, ResourceKind, TargetState};
-use crate::plan::{ReadyReason, TargetTransition};
+use std::time::Duration;
+
+use jiff::Timestamp;
+
+use crate::plan::{BreakglassUpdate, ReadyReason, TargetTransition};
 use crate::policy::DesiredPolicy;
 
 /// Longest note Kubernetes keeps (events.k8s.io `note` is at most 1 kB).
@@ -32,8 +36,15 @@ pub enum EventReason {
     Conflict,
     /// Targets newly carrying a breakglass justification.
     Breakglass,
+    /// Breakglass justifications newly older than `--breakglass-max-age`.
+    BreakglassOverdue,
     /// Targets whose latest deploy was newly refused by Binary Authorization.
     DeployBlocked,
+    /// Drifted targets newly excepted by an active BinAuthzException (Normal).
+    Excepted,
+    /// Targets no longer excepted (their exception expired or went): the operator enforces
+    /// (Normal).
+    ExceptionExpired,
     /// The pass failed: Cloud Run refused the operator.
     PermissionDenied,
     /// The Cloud Run Admin API is disabled in the project.
@@ -63,7 +74,10 @@ impl EventReason {
             Self::RemediationFailed => "RemediationFailed",
             Self::Conflict => "Conflict",
             Self::Breakglass => "Breakglass",
+            Self::BreakglassOverdue => "BreakglassOverdue",
             Self::DeployBlocked => "DeployBlocked",
+            Self::Excepted => "Excepted",
+            Self::ExceptionExpired => "ExceptionExpired",
             Self::PermissionDenied => "PermissionDenied",
             Self::ApiDisabled => "ApiDisabled",
             Self::VpcServiceControls => "VpcServiceControls",
@@ -137,6 +151,8 @@ pub fn pass_events(pass: &PassSummary<'_, '_>) -> Vec<PassEvent> {
         conflict_event(pass),
         breakglass_event(pass, &remediated),
         deploy_blocked_event(pass),
+        excepted_event(pass),
+        exception_expired_event(pass, &desired),
         policy_unverifiable_event(pass),
         binding_event(pass),
     ]
@@ -295,6 +311,100 @@ fn breakglass_event(
     Some(event(
         EventType::Warning,
         EventReason::Breakglass,
+        "Check",
+        &head,
+        items,
+        tail,
+    ))
+}
+
+/// Excepted: drifted targets an active BinAuthzException newly covers.
+fn excepted_event(pass: &PassSummary<'_, '_>) -> Option<PassEvent> {
+    let excepted = entering(pass, TargetState::Excepted);
+    if excepted.is_empty() {
+        return None;
+    }
+    let head = format!(
+        "{} resource(s) drift and are excepted by a BinAuthzException; they are reported, not fixed, until it expires: ",
+        excepted.len()
+    );
+    let tail = ". The operator enforces at the exception's expiresAt; `kubectl get binauthzexceptions` lists them.";
+    let items = excepted
+        .iter()
+        .map(|t| format!("{} ({})", short(t), t.message));
+    Some(event(
+        EventType::Normal,
+        EventReason::Excepted,
+        "Check",
+        &head,
+        items,
+        tail,
+    ))
+}
+
+/// ExceptionExpired: targets that were excepted and no longer are.
+fn exception_expired_event(pass: &PassSummary<'_, '_>, desired: &str) -> Option<PassEvent> {
+    let ended: Vec<&TargetTransition<'_>> = pass
+        .transitions
+        .iter()
+        .filter(|t| t.from == Some(TargetState::Excepted) && t.to != TargetState::Excepted)
+        .collect();
+    if ended.is_empty() {
+        return None;
+    }
+    let head = format!(
+        "The BinAuthzException covering {} resource(s) expired or was removed; the binding enforces policy {desired} on them now: ",
+        ended.len()
+    );
+    let tail =
+        ". To except them again, create a new BinAuthzException with a reason and an expiresAt.";
+    let items = ended.iter().map(|t| format!("{} ({})", short(t), t.to));
+    Some(event(
+        EventType::Normal,
+        EventReason::ExceptionExpired,
+        "Remediate",
+        &head,
+        items,
+        tail,
+    ))
+}
+
+/// BreakglassOverdue: justifications that became older than `max_age` in this pass, with
+/// who set them and when.
+pub fn breakglass_overdue_event(
+    update: &BreakglassUpdate,
+    max_age: Duration,
+    now: Timestamp,
+) -> Option<PassEvent> {
+    if update.newly_overdue.is_empty() {
+        return None;
+    }
+    let head = format!(
+        "{} breakglass justification(s) have been in place longer than {} (--breakglass-max-age): ",
+        update.newly_overdue.len(),
+        crate::plan::human_duration(max_age)
+    );
+    let tail = ". Ask their owners to deploy an attested image (the next deploy clears the justification), or set spec.breakglass: Clear.";
+    let items = update.newly_overdue.iter().map(|id| {
+        let owner = update.ledger.get(id);
+        format!(
+            "{} {}/{}: set by {} at {} ({} ago): {:?}",
+            id.kind,
+            id.location,
+            id.name,
+            owner
+                .and_then(|o| o.by.as_deref())
+                .unwrap_or("an unknown principal"),
+            owner.map(|o| o.since.to_string()).unwrap_or_default(),
+            crate::plan::human_duration(owner.map_or(Duration::ZERO, |o| o.age(now))),
+            owner
+                .and_then(|o| o.justification.as_deref())
+                .unwrap_or_default()
+        )
+    });
+    Some(event(
+        EventType::Warning,
+        EventReason::BreakglassOverdue,
         "Check",
         &head,
         items,
@@ -464,6 +574,7 @@ mod tests {
             policy: ObservedPolicy::None,
             breakglass: None,
             deploy_blocked: None,
+            last_change: None,
         }
     }
 

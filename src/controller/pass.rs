@@ -34,8 +34,8 @@ use kube::runtime::events::Recorder;
 use kube::{Api, Resource, ResourceExt};
 use tracing::{debug, info, warn};
 
-use super::events::{pass_events, PassSummary};
-use super::{status, BindingMemory, Context, Error, RetryCause};
+use super::events::{breakglass_overdue_event, pass_events, PassEvent, PassSummary};
+use super::{exceptions, status, BindingMemory, Context, Error, RetryCause};
 use crate::api::{
     BinAuthzBinding, BinAuthzBindingStatus, FailureReason, Mode, TargetStatus,
     RECONCILE_REQUESTED_AT,
@@ -49,8 +49,8 @@ use crate::fleet::{
     remediate::Written,
 };
 use crate::plan::{
-    self, Activity, BindingInput, BindingKey, BindingPlan, ConditionStatus, Decision, ReadyReason,
-    StatusInput, StatusReport, TargetHistory, WriteOutcome,
+    self, Activity, BindingInput, BindingKey, BindingPlan, BreakglassLedger, BreakglassUpdate,
+    ConditionStatus, Decision, ReadyReason, StatusInput, StatusReport, TargetHistory, WriteOutcome,
 };
 use crate::policy::DesiredPolicy;
 use crate::policyreport::{self, BindingRef, NotEvaluated};
@@ -101,6 +101,7 @@ pub(crate) async fn pass(binding: &BinAuthzBinding, ctx: &Context) -> Result<Pas
                 outcomes: &BTreeMap::new(),
                 previous: binding.status.as_ref(),
                 history: None,
+                breakglass: None,
             };
             let mut report = bp.status(&input);
             echo_reconcile_request(binding, &mut report.status);
@@ -195,6 +196,7 @@ async fn active_pass(
     let desired = spec
         .desired_policy()
         .ok_or_else(|| Error::NoDesiredPolicy(key.clone()))?;
+    exceptions::wait_for_imminent_expiry(ctx, &key.namespace, &spec.project).await;
     let read = read_cloud_run(binding, key, ctx).await;
     // Every binding of the project takes part in ownership; the watch cache has them all.
     // Taken after the reads: a binding that appears while they run is then either in this
@@ -202,7 +204,9 @@ async fn active_pass(
     // the watch's re-check of overlapping bindings queues another pass of this one.
     let all = ctx.bindings.state();
     let inputs = planning_inputs(&all, binding, key);
-    let plan = plan::plan(&inputs, listed(&read).map(|r| &r.observed))?;
+    let exceptions = exceptions::assess(ctx, Timestamp::now());
+    let plan =
+        plan::plan_with_exceptions(&inputs, &exceptions, listed(&read).map(|r| &r.observed))?;
     let bp = plan
         .into_binding(key)
         .ok_or_else(|| Error::NotPlanned(key.clone()))?;
@@ -219,12 +223,14 @@ async fn active_pass(
     });
     let fixed = fix_drift(binding, key, ctx, &bp, &read, &history, &mut memory).await?;
     observe_drift_correction(&bp, &fixed.outcomes, &mut memory, ctx);
+    let breakglass = breakglass_ledger(binding, &bp, &memory, ctx);
     let (report, every_target) = final_report(
         binding,
         &bp,
         &read,
         &fixed,
         &history,
+        &breakglass.ledger,
         ctx.policy_reports.is_some(),
     );
 
@@ -240,16 +246,35 @@ async fn active_pass(
     if written.is_ok() && read.listed {
         // The next pass's transitions are relative to what this one reported.
         memory.history = Some(report.history.clone());
+        memory.breakglass = Some(breakglass.ledger.clone());
     }
     ctx.put_memory(key, memory);
     written?;
-    publish(binding, ctx, &active_summary(binding, &report, &desired)).await;
+    let mut events = pass_events(&active_summary(binding, &report, &desired));
+    if read.listed {
+        let now = Timestamp::now();
+        events.extend(breakglass_overdue_event(
+            &breakglass,
+            ctx.breakglass_max_age,
+            now,
+        ));
+        ctx.telemetry
+            .metrics
+            .set_breakglass_age(&key.to_string(), breakglass.ledger.max_age(now));
+    }
+    publish_events(binding, ctx, events).await;
     record_targets(key, ctx, &bp, &report);
     record_binding(key, ctx, spec.mode, report.ready);
     if let Some(targets) = every_target {
         sync_reports(binding, ctx, |b| policyreport::pages(b, &targets)).await;
     }
-    end_pass(key, ctx, spec.interval(), read, &fixed.outcomes)
+    let expiry = exceptions::until_next_expiry(
+        &exceptions::assess(ctx, Timestamp::now()),
+        &key.namespace,
+        &spec.project,
+        Timestamp::now(),
+    );
+    end_pass(key, ctx, spec.interval(), expiry, read, &fixed.outcomes)
 }
 
 /// Reads the binding's regions through the shared inventory, no older than the current
@@ -343,6 +368,7 @@ async fn fix_drift(
         outcomes: &fixed.outcomes,
         previous: fixed.current.as_ref(),
         history: Some(history),
+        breakglass: None,
     });
     echo_reconcile_request(binding, &mut interim.status);
     if write_status(binding, key, ctx, fixed.current.as_ref(), &interim.status).await? {
@@ -385,6 +411,7 @@ fn final_report<'r>(
     read: &BindingRead,
     fixed: &Fixed,
     history: &TargetHistory,
+    breakglass: &BreakglassLedger,
     every_target: bool,
 ) -> (StatusReport<'r>, Option<Vec<TargetStatus>>) {
     let input = StatusInput {
@@ -395,6 +422,7 @@ fn final_report<'r>(
         outcomes: &fixed.outcomes,
         previous: fixed.current.as_ref(),
         history: Some(history),
+        breakglass: Some(breakglass),
     };
     let mut report = bp.status(&input);
     let all = (every_target && read.listed).then(|| bp.full_report(&input).status.targets);
@@ -500,11 +528,13 @@ fn record_binding(key: &BindingKey, ctx: &Context, mode: Mode, ready: ReadyReaso
 }
 
 /// How the pass ends: a retry with backoff when Cloud Run failed in a way worth retrying
-/// soon, else the next tick (sooner while remediations are pending).
+/// soon, else the next tick (sooner while remediations are pending, or when an exception
+/// of the binding expires before: `expiry`).
 fn end_pass(
     key: &BindingKey,
     ctx: &Context,
     interval: Duration,
+    expiry: Option<Duration>,
     read: BindingRead,
     outcomes: &BTreeMap<ResourceId, WriteOutcome>,
 ) -> Result<PassEnd, Error> {
@@ -518,9 +548,10 @@ fn end_pass(
         if read.retry {
             return retry(RetryCause::Pass(f));
         }
+        let next_tick = ctx.inventory.ticks().until_next(interval, Instant::now());
         return Ok(PassEnd {
             result: PassResult::Failed,
-            action: Action::requeue(ctx.inventory.ticks().until_next(interval, Instant::now())),
+            action: Action::requeue(expiry.map_or(next_tick, |e| next_tick.min(e))),
         });
     }
     if let Some(unread) = read.findings.unread.first() {
@@ -547,6 +578,7 @@ fn end_pass(
     }
     let pending = outcomes.values().any(|o| *o == WriteOutcome::Pending);
     let next_tick = ctx.inventory.ticks().until_next(interval, Instant::now());
+    let next_tick = expiry.map_or(next_tick, |e| next_tick.min(e));
     let action = if pending {
         Action::requeue(next_tick.min(VERIFY_PENDING_AFTER))
     } else {
@@ -588,6 +620,7 @@ async fn remediate(
         let all = ctx.bindings.state();
         fleet::still_owned(
             &fleet::project_inputs(&all, &now.id.project),
+            &exceptions::assess(ctx, Timestamp::now()),
             key,
             now,
             remediation,
@@ -661,10 +694,45 @@ async fn write_status(
     Ok(true)
 }
 
+/// Who set each breakglass justification of the binding's targets and since when: the
+/// ledger kept in memory (or read back from the status), updated with this pass.
+fn breakglass_ledger(
+    binding: &BinAuthzBinding,
+    bp: &BindingPlan<'_>,
+    memory: &BindingMemory,
+    ctx: &Context,
+) -> BreakglassUpdate {
+    let now = Timestamp::now();
+    let max_age = Some(ctx.breakglass_max_age);
+    let previous = memory.breakglass.clone().unwrap_or_else(|| {
+        binding
+            .status
+            .as_ref()
+            .map(|s| BreakglassLedger::from_status(s, &binding.spec.project, now, max_age))
+            .unwrap_or_default()
+    });
+    let under_breakglass: Vec<&ObservedResource> = bp
+        .targets()
+        .iter()
+        .filter(|t| t.decision == Decision::Breakglass)
+        .map(|t| t.resource)
+        .collect();
+    // With drift events, the audit entry's principal of the change is known better than
+    // Cloud Run's lastModifier (which a later change may have replaced).
+    // Every target's entry is consumed, so the map only holds the changes since the last
+    // pass.
+    let principals = ctx.take_principals(bp.targets().iter().map(|t| &t.resource.id));
+    previous.update(under_breakglass, &principals, now, max_age)
+}
+
 /// Publishes the pass's events (only while holding the lease). Failures are logged and
 /// counted, never fail the pass.
 async fn publish(binding: &BinAuthzBinding, ctx: &Context, summary: &PassSummary<'_, '_>) {
-    let events = pass_events(summary);
+    publish_events(binding, ctx, pass_events(summary)).await;
+}
+
+/// Publishes `events` on the binding (only while holding the lease).
+async fn publish_events(binding: &BinAuthzBinding, ctx: &Context, events: Vec<PassEvent>) {
     if events.is_empty() || !ctx.leader.is_leader() {
         return;
     }

@@ -199,6 +199,14 @@ impl Environment for DriftEnv {
         &self.ctx.telemetry.metrics
     }
 
+    fn changed_by(&self, id: &crate::resource::ResourceId, principal: &str) {
+        self.ctx.changed_by(id, principal);
+    }
+
+    fn exceptions(&self) -> crate::plan::Exceptions {
+        super::exceptions::assess(&self.ctx, jiff::Timestamp::now())
+    }
+
     fn rechecked(&self, bindings: &[BindingKey]) {
         for key in bindings {
             self.ctx.request_refresh(key);

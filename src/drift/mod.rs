@@ -49,7 +49,7 @@ use crate::fleet::read::{check_org_policy, check_policy};
 use crate::fleet::remediate::{remediate_all, WriteRequest, Written};
 use crate::fleet::{key_of, project_inputs, still_owned};
 use crate::matching::{LocationFilter, NameSet};
-use crate::plan::{self, Activity, BindingKey, Decision};
+use crate::plan::{self, Activity, BindingKey, Decision, Exceptions};
 use crate::policy::DesiredPolicy;
 use crate::resource::{ObservedResource, Remediation, ResourceId};
 use crate::telemetry::{DriftHandled, DriftIgnored, Metrics, SubscriptionCall};
@@ -86,6 +86,13 @@ pub trait Environment: Send + Sync + 'static {
     /// A re-check of a resource these bindings cover ended: queue their passes so status
     /// and events follow.
     fn rechecked(&self, bindings: &[BindingKey]);
+    /// An audit entry says `principal` changed `id` (the owner of a breakglass
+    /// justification the next pass finds there). Ignored unless the environment keeps it.
+    fn changed_by(&self, _id: &ResourceId, _principal: &str) {}
+    /// The `BinAuthzException`s as they stand now (none unless the environment has them).
+    fn exceptions(&self) -> Exceptions {
+        Exceptions::none()
+    }
 }
 
 /// Settings of the drift handler.
@@ -370,6 +377,9 @@ impl<E: Environment> Handler<E> {
             }
         };
         let id = judge(&entry, &self.config, bindings)?;
+        if let Some(principal) = entry.principal.as_deref().filter(|p| !p.is_empty()) {
+            self.env.changed_by(&id, principal);
+        }
         if let Some(op) = &entry.operation {
             let key = format!("o/{}", op.id);
             if !lock(&self.dedupe).first(&key) {
@@ -489,13 +499,15 @@ pub async fn recheck<E: Environment + ?Sized>(env: &E, id: &ResourceId) -> Optio
     inventory.observe(&live);
     let all = env.bindings();
     let inputs = project_inputs(&all, &id.project);
-    let plan = match plan::plan(&inputs, std::iter::once(&live.observed)) {
-        Ok(plan) => plan,
-        Err(err) => {
-            warn!(error = %err, "cannot plan the resource a drift event names");
-            return Some(DriftHandled::Failed);
-        }
-    };
+    let exceptions = env.exceptions();
+    let plan =
+        match plan::plan_with_exceptions(&inputs, &exceptions, std::iter::once(&live.observed)) {
+            Ok(plan) => plan,
+            Err(err) => {
+                warn!(error = %err, "cannot plan the resource a drift event names");
+                return Some(DriftHandled::Failed);
+            }
+        };
     let mut covering = Vec::new();
     let mut write: Option<(BindingKey, Remediation)> = None;
     for bp in plan.bindings() {
@@ -559,6 +571,7 @@ async fn write_one<E: Environment + ?Sized>(
         let all = env.bindings();
         still_owned(
             &project_inputs(&all, &now.id.project),
+            &env.exceptions(),
             key,
             now,
             remediation,

@@ -18,7 +18,8 @@ use kube::ResourceExt;
 
 use crate::api::{BinAuthzBinding, FailureReason};
 use crate::plan::{
-    self, BindingInput, BindingKey, BindingPlan, Decision, PassFailure, WriteFailure, WriteOutcome,
+    self, BindingInput, BindingKey, BindingPlan, Decision, Exceptions, PassFailure, WriteFailure,
+    WriteOutcome,
 };
 use crate::resource::{ObservedResource, Remediation, ResourceId};
 
@@ -71,15 +72,18 @@ pub fn project_inputs<'b>(
 }
 
 /// Whether `key` still asks for exactly `remediation` on `resource`, planned with
-/// `bindings` as they are now (every binding of the resource's project): the guard every
+/// `bindings` and `exceptions` as they are now (every binding of the resource's project):
+/// the guard every
 /// write attempt asks with the resource as just read.
 pub fn still_owned(
     bindings: &[BindingInput<'_>],
+    exceptions: &Exceptions,
     key: &BindingKey,
     resource: &ObservedResource,
     remediation: &Remediation,
 ) -> bool {
-    let Ok(plan) = plan::plan(bindings, std::iter::once(resource)) else {
+    let Ok(plan) = plan::plan_with_exceptions(bindings, exceptions, std::iter::once(resource))
+    else {
         return false;
     };
     plan.binding(key)

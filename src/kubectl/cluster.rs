@@ -96,6 +96,23 @@ impl Cluster {
         }
     }
 
+    /// Lists the exceptions in scope; none when the exception CRD is not installed or the
+    /// caller may not read them (the explanation then says nothing of exceptions, as
+    /// `why`'s documentation warns).
+    pub(super) async fn list_exceptions(
+        &self,
+    ) -> Result<Vec<crate::api::BinAuthzException>, KubectlError> {
+        let api: Api<crate::api::BinAuthzException> = match &self.namespace {
+            Some(ns) => Api::namespaced(self.client.clone(), ns),
+            None => Api::all(self.client.clone()),
+        };
+        match api.list(&kube::api::ListParams::default()).await {
+            Ok(list) => Ok(list.items),
+            Err(kube::Error::Api(status)) if matches!(status.code, 403 | 404) => Ok(Vec::new()),
+            Err(err) => Err(self.error(err, Action::List, None).await),
+        }
+    }
+
     /// Whether the API server serves the bindings resource (discovery; every
     /// authenticated user may read it).
     async fn crd_served(&self) -> Option<bool> {

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use super::{ActiveBinding, BindingKey};
+use super::{ActiveBinding, BindingKey, Excepting};
 use crate::api::{BreakglassMode, Mode};
 use crate::resource::{BreakglassChange, ObservedResource, Remediation};
 
@@ -21,6 +21,12 @@ pub enum Decision {
     Conflicted {
         /// The highest-priority bindings that want a different policy, sorted.
         with: Arc<[BindingKey]>,
+    },
+    /// Would be written (Enforce) or reported drifted (Audit), but an active exception of
+    /// the binding's namespace covers it: reported, never written.
+    Excepted {
+        /// The exception (the one lasting longest when several cover it).
+        by: Arc<Excepting>,
     },
     /// Owned by higher-priority binding(s).
     Superseded {

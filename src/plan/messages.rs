@@ -159,6 +159,7 @@ pub(super) fn ready(
     for (n, what) in [
         (s.remediated, "remediated in this pass"),
         (s.breakglass, "under breakglass"),
+        (s.excepted, "excepted by a BinAuthzException"),
         (
             s.deploy_blocked,
             "with a deploy blocked by Binary Authorization",
@@ -194,6 +195,10 @@ pub(super) fn target_message(me: &ActiveBinding, r: &Resolved<'_, '_>) -> String
         (Decision::Conflicted { with }, _) => format!(
             "equal-priority binding(s) {} want a different policy; left untouched",
             join(with.iter())
+        ),
+        (Decision::Excepted { by }, _) => format!(
+            "excepted by BinAuthzException {} until {}: carries {}, the policy {} is enforced when it expires; reason: {}",
+            by.key, by.until, resource.policy, me.desired, by.reason
         ),
         (Decision::Superseded { by, priority }, _) => {
             format!("owned by {} (priority {priority})", join(by.iter()))

@@ -30,6 +30,9 @@
 //!   under `Allow`, removed under `Clear`); Audit → [`Decision::Drifted`] (Audit reports
 //!   exactly what Enforce would fix). Otherwise [`Decision::Breakglass`] when it carries a
 //!   justification (`Allow`), else [`Decision::Compliant`].
+//! - **Exceptions** ([`plan_with_exceptions`], rules in `exceptions.rs`): an owner's
+//!   `Remediate` or `Drifted` on a resource an active `BinAuthzException` of the binding's
+//!   namespace covers becomes [`Decision::Excepted`]: reported and counted, never written.
 //!
 //! # Guarantees
 //! - Results never depend on the order of bindings or resources (everything is sorted by
@@ -42,8 +45,10 @@
 //!   asks for no write.
 
 mod binding;
+mod breakglass;
 mod conditions;
 mod decide;
+mod exceptions;
 mod history;
 mod messages;
 mod outcome;
@@ -52,13 +57,19 @@ mod status;
 
 pub use crate::api::FailureReason;
 pub use binding::{ActiveBinding, Activity, BindingInput, BindingKey, PlanError};
+pub use breakglass::{BreakglassLedger, BreakglassOwner, BreakglassUpdate};
 pub use conditions::{
     condition, standing, ConditionStatus, ConditionType, ReadyReason, REMEDIATION_IN_PROGRESS,
 };
 pub use decide::{Decision, PlannedTarget};
+pub(crate) use exceptions::human as human_duration;
+pub use exceptions::{
+    exception_standing, Excepting, ExceptionInput, ExceptionKey, Exceptions, Refusal, Standing,
+    DEFAULT_EXCEPTION_MAX,
+};
 pub use history::{TargetHistory, TargetKey, TargetRecord};
 pub use outcome::{PassFailure, PassFindings, WriteFailure, WriteOutcome};
-pub use ownership::{affected_bindings, plan, BindingPlan, Plan, Write};
+pub use ownership::{affected_bindings, plan, plan_with_exceptions, BindingPlan, Plan, Write};
 pub use status::{StatusInput, StatusReport, TargetTransition};
 
 #[cfg(test)]

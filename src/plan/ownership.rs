@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use super::decide::decide;
+use super::exceptions::Exceptions;
 use super::{
     ActiveBinding, Activity, BindingInput, BindingKey, Decision, PlanError, PlannedTarget,
 };
@@ -63,6 +64,23 @@ pub fn plan<'r, I>(bindings: &[BindingInput<'_>], resources: I) -> Result<Plan<'
 where
     I: IntoIterator<Item = &'r ObservedResource>,
 {
+    plan_with_exceptions(bindings, &Exceptions::none(), resources)
+}
+
+/// Like [`plan`], honouring the active `exceptions`: a target an exception of the
+/// binding's namespace covers, that its owner would write or report drifted, is
+/// [`Decision::Excepted`] instead (see [`super::exceptions`]).
+///
+/// # Errors
+/// [`PlanError::DuplicateBinding`] when two bindings share a namespace/name.
+pub fn plan_with_exceptions<'r, I>(
+    bindings: &[BindingInput<'_>],
+    exceptions: &Exceptions,
+    resources: I,
+) -> Result<Plan<'r>, PlanError>
+where
+    I: IntoIterator<Item = &'r ObservedResource>,
+{
     let mut sorted: Vec<&BindingInput<'_>> = bindings.iter().collect();
     sorted.sort_unstable_by(|a, b| a.key.cmp(&b.key));
     if let Some(pair) = sorted.windows(2).find(|w| w[0].key == w[1].key) {
@@ -108,6 +126,7 @@ where
                 };
                 let resource = inventory.resources()[r];
                 let decision = claimants.decision(me, owner, &claims[r], resource);
+                let decision = except(decision, &input.key.namespace, resource, exceptions);
                 targets.push(PlannedTarget { resource, decision });
             }
         }
@@ -200,6 +219,25 @@ impl Claimants<'_, '_> {
             },
             _ => decide(me, resource),
         }
+    }
+}
+
+/// An owner's write or drift turned into [`Decision::Excepted`] when an active exception
+/// of the binding's namespace covers the resource.
+fn except(
+    decision: Decision,
+    namespace: &str,
+    resource: &ObservedResource,
+    exceptions: &Exceptions,
+) -> Decision {
+    match decision {
+        Decision::Remediate(_) | Decision::Drifted if !exceptions.is_empty() => {
+            match exceptions.covering(namespace, &resource.id) {
+                Some(by) => Decision::Excepted { by: Arc::clone(by) },
+                None => decision,
+            }
+        }
+        other => other,
     }
 }
 

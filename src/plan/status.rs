@@ -9,8 +9,8 @@ use super::conditions::{conditions, Verdict};
 use super::history::HistoryWalk;
 use super::messages::{ready, target_message};
 use super::{
-    ActiveBinding, Activity, BindingPlan, Decision, PassFailure, PassFindings, PlannedTarget,
-    ReadyReason, TargetHistory, TargetKey, TargetRecord, WriteFailure, WriteOutcome,
+    ActiveBinding, Activity, BindingPlan, BreakglassLedger, Decision, PassFailure, PassFindings,
+    PlannedTarget, ReadyReason, TargetHistory, TargetKey, TargetRecord, WriteFailure, WriteOutcome,
 };
 use crate::api::{BinAuthzBindingStatus, Summary, TargetState, TargetStatus, MAX_STATUS_TARGETS};
 use crate::resource::{BreakglassChange, ObservedResource, ResourceId};
@@ -38,6 +38,8 @@ pub struct StatusInput<'a> {
     pub previous: Option<&'a BinAuthzBindingStatus>,
     /// The previous target states; `None` uses those listed in `previous`.
     pub history: Option<&'a TargetHistory>,
+    /// Who set each breakglass justification and since when (`None`: not reported).
+    pub breakglass: Option<&'a BreakglassLedger>,
 }
 
 /// A binding's status after a pass, and what changed.
@@ -80,6 +82,16 @@ pub(super) struct Resolved<'p, 'r> {
     pub(super) deploy_blocked: bool,
 }
 
+impl BindingPlan<'_> {
+    /// The project of the binding's targets (they share it), or empty without targets.
+    fn key_project(&self) -> String {
+        self.targets
+            .first()
+            .map(|t| t.resource.id.project.clone())
+            .unwrap_or_default()
+    }
+}
+
 impl<'r> BindingPlan<'r> {
     /// The binding's status after the pass: summary, target list, conditions, and the
     /// transitions since the previous pass.
@@ -90,7 +102,8 @@ impl<'r> BindingPlan<'r> {
     ///   deploy-blocked ones, then Superseded, then Compliant; within each group by kind,
     ///   location, name. `targetsTruncated` says whether some were left out.
     /// - `Ready` is True only when the pass succeeded and no owned target drifts, failed or
-    ///   conflicts; Breakglass, Superseded and deploy-blocked targets do not spoil it.
+    ///   conflicts; Breakglass, Excepted, Superseded and deploy-blocked targets do not spoil
+    ///   it.
     ///   Precedence of reasons: Suspended, InvalidSpec, PermissionDenied (pass or write),
     ///   PolicyNotFound (pass or write), CloudRunUnavailable (pass), Conflict,
     ///   RemediationFailed, Drifted.
@@ -148,7 +161,10 @@ impl<'r> BindingPlan<'r> {
             records,
         } = walk_history(me, &resolved, history, input.now);
         let desired = me.desired.to_string();
-        let targets = listed_targets(me, &resolved, &since, &desired, limit);
+        let mut targets = listed_targets(me, &resolved, &since, &desired, limit);
+        if let Some(ledger) = input.breakglass {
+            attribute_breakglass(&mut targets, ledger, &self.key_project());
+        }
 
         StatusReport {
             status: BinAuthzBindingStatus {
@@ -321,9 +337,30 @@ fn listed_targets(
                 message: target_message(me, r),
                 deploy_blocked: r.deploy_blocked,
                 last_transition_time: Some(format_time(since[i])),
+                breakglass_by: None,
+                breakglass_since: None,
             }
         })
         .collect()
+}
+
+/// Adds who set each breakglass target's justification and since when.
+fn attribute_breakglass(targets: &mut [TargetStatus], ledger: &BreakglassLedger, project: &str) {
+    for t in targets
+        .iter_mut()
+        .filter(|t| t.state == TargetState::Breakglass)
+    {
+        let id = ResourceId {
+            kind: t.kind,
+            project: project.to_owned(),
+            location: t.location.clone(),
+            name: t.name.clone(),
+        };
+        if let Some(owner) = ledger.get(&id) {
+            t.breakglass_by = owner.by.clone();
+            t.breakglass_since = Some(format_time(owner.since));
+        }
+    }
 }
 
 /// Applies the write outcome to a planned target; `None` when the resource is gone.
@@ -339,6 +376,7 @@ fn resolve<'p, 'r>(
         Decision::Breakglass => TargetState::Breakglass,
         Decision::Conflicted { .. } => TargetState::Conflicted,
         Decision::Superseded { .. } => TargetState::Superseded,
+        Decision::Excepted { .. } => TargetState::Excepted,
         Decision::Remediate(_) => match outcomes.get(&target.resource.id) {
             Some(WriteOutcome::Succeeded) => TargetState::Remediated,
             Some(WriteOutcome::Gone) => return None,
@@ -381,6 +419,7 @@ fn summarize(resolved: &[Resolved<'_, '_>]) -> Summary {
             TargetState::Superseded => count(&mut s.superseded),
             TargetState::Conflicted => count(&mut s.conflicted),
             TargetState::Failed => count(&mut s.failed),
+            TargetState::Excepted => count(&mut s.excepted),
             TargetState::Compliant | TargetState::Breakglass => {}
         }
         if r.deploy_blocked {
@@ -400,7 +439,7 @@ fn cleared(r: &Resolved<'_, '_>) -> bool {
 fn attention_rank(r: &Resolved<'_, '_>) -> u8 {
     match r.state {
         TargetState::Failed | TargetState::Conflicted | TargetState::Drifted => 0,
-        TargetState::Remediated | TargetState::Breakglass => 1,
+        TargetState::Remediated | TargetState::Breakglass | TargetState::Excepted => 1,
         _ if r.deploy_blocked => 1,
         TargetState::Superseded => 2,
         TargetState::Compliant => 3,

@@ -111,6 +111,7 @@ fn state_label(state: TargetState) -> &'static str {
         TargetState::Superseded => "Superseded",
         TargetState::Conflicted => "Conflicted",
         TargetState::Failed => "Failed",
+        TargetState::Excepted => "Excepted",
     }
 }
 
@@ -132,7 +133,7 @@ fn kind_label(kind: ResourceKind) -> &'static str {
 }
 
 /// Every target state, for the per-binding gauges.
-const TARGET_STATES: [TargetState; 7] = [
+const TARGET_STATES: [TargetState; 8] = [
     TargetState::Compliant,
     TargetState::Remediated,
     TargetState::Drifted,
@@ -140,6 +141,7 @@ const TARGET_STATES: [TargetState; 7] = [
     TargetState::Superseded,
     TargetState::Conflicted,
     TargetState::Failed,
+    TargetState::Excepted,
 ];
 
 /// The operator's Prometheus metrics. Cheap to share (`Arc`); every method is lock-free or
@@ -153,6 +155,7 @@ pub struct Metrics {
     binding_info: Family<BindingInfoLabels, Gauge>,
     deploy_blocked: Family<BindingLabels, Gauge>,
     breakglass: Family<BindingLabels, Gauge>,
+    breakglass_age: Family<BindingLabels, Gauge>,
     remediations: Family<RemediationLabels, Counter>,
     drift_correction: Histogram,
     cloud_run_calls: Family<CallLabels, Counter>,
@@ -230,6 +233,12 @@ impl Metrics {
             "binauthz_breakglass",
             "Matched resources per binding carrying a breakglass justification",
             breakglass.clone(),
+        );
+        let breakglass_age = Family::<BindingLabels, Gauge>::default();
+        registry.register(
+            "binauthz_breakglass_age_seconds",
+            "Age of the oldest breakglass justification per binding (0 when none), since it was set or first seen",
+            breakglass_age.clone(),
         );
         let remediations = Family::<RemediationLabels, Counter>::default();
         registry.register(
@@ -350,6 +359,7 @@ impl Metrics {
             binding_info,
             deploy_blocked,
             breakglass,
+            breakglass_age,
             remediations,
             drift_correction,
             cloud_run_calls,
@@ -406,6 +416,7 @@ impl Metrics {
                 TargetState::Superseded => summary.superseded,
                 TargetState::Conflicted => summary.conflicted,
                 TargetState::Failed => summary.failed,
+                TargetState::Excepted => summary.excepted,
             };
             self.targets
                 .get_or_create(&TargetLabels {
@@ -454,6 +465,15 @@ impl Metrics {
         }
     }
 
+    /// Sets the age of the binding's oldest breakglass justification.
+    pub fn set_breakglass_age(&self, binding: &str, age: Duration) {
+        self.breakglass_age
+            .get_or_create(&BindingLabels {
+                binding: binding.to_owned(),
+            })
+            .set(i64::try_from(age.as_secs()).unwrap_or(i64::MAX));
+    }
+
     /// Drops every per-binding series of a deleted binding.
     pub fn forget_binding(&self, binding: &str) {
         for mode in MODES {
@@ -474,6 +494,7 @@ impl Metrics {
         self.deploy_blocked.remove(&labels);
         self.breakglass.remove(&labels);
         self.binding_ready.remove(&labels);
+        self.breakglass_age.remove(&labels);
     }
 
     /// Records one remediation outcome.
@@ -621,6 +642,7 @@ pub(super) mod tests {
         let m = Metrics::new();
         m.pass_finished(PassResult::Completed, Duration::from_millis(5));
         m.set_targets("ns/b", &Summary::default(), 0);
+        m.set_breakglass_age("ns/b", Duration::from_secs(3600));
         m.remediation(ResourceKind::Service, RemediationResult::Succeeded);
         m.drift_corrected(Duration::from_secs(3));
         m.call(

@@ -289,7 +289,9 @@ pub fn check_deployments(
                 for target in binding.targets() {
                     let key = binding.key().clone();
                     match &target.decision {
-                        Decision::Remediate(_) | Decision::Drifted => writers.push(key),
+                        Decision::Remediate(_) | Decision::Drifted | Decision::Excepted { .. } => {
+                            writers.push(key)
+                        }
                         Decision::Conflicted { .. } => conflicted.push(key),
                         Decision::Compliant | Decision::Breakglass => complying.push(key),
                         Decision::Superseded { .. } => {}

@@ -798,3 +798,149 @@ fn the_pre_commit_hook_validates_the_staged_binding_files() {
     );
     assert!(output.contains("error: copy.yml:1 (document 1): binding platform/ok: declared twice (first at good.yaml:1 (document 1))"), "{output}");
 }
+
+/// A binding requiring the strict policy on two services the seed leaves without it.
+const EXCEPTED_BINDING: &str = "apiVersion: binauthz.dev/v1alpha1
+kind: BinAuthzBinding
+metadata: {name: strict, namespace: platform}
+spec:
+  project: acme-prod
+  locations: [us-central1]
+  targets: {services: {names: [search-frontend, inventory]}}
+  policy: {name: projects/acme-sec/platforms/cloudRun/policies/strict}
+";
+
+/// An exception of namespace `namespace` for search-frontend expiring at `expires_at`.
+fn exception_manifest(namespace: &str, expires_at: &str) -> String {
+    format!(
+        "apiVersion: binauthz.dev/v1alpha1
+kind: BinAuthzException
+metadata: {{name: hotfix, namespace: {namespace}}}
+spec:
+  project: acme-prod
+  location: us-central1
+  kind: Service
+  names: [search-frontend]
+  reason: 'INC-4711: vendor image awaiting attestation'
+  expiresAt: '{expires_at}'
+"
+    )
+}
+
+/// `now + days` as RFC 3339.
+fn in_days(days: i64) -> String {
+    let now = jiff::Timestamp::now().as_second();
+    jiff::Timestamp::from_second(now + days * 86_400)
+        .expect("a valid time")
+        .to_string()
+}
+
+/// `check -f` over the binding and `exception` (one multi-document stdin), `--fix`, JSON.
+fn check_with_exception(exception: &str, emulator: &Emulator) -> Output {
+    let input = format!("{EXCEPTED_BINDING}---\n{exception}");
+    check_with_stdin(
+        &[
+            "-f",
+            "-",
+            "--fix",
+            "-o",
+            "json",
+            "--cloud-run-endpoint",
+            emulator.url(),
+        ],
+        Some(&input),
+    )
+}
+
+fn target_state(report: &Value, name: &str) -> String {
+    report["bindings"][0]["targets"]
+        .as_array()
+        .expect("targets")
+        .iter()
+        .find(|t| t["name"] == name)
+        .and_then(|t| t["state"].as_str())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[test]
+fn check_honours_an_exception_in_the_files_and_fixes_only_the_rest() {
+    let emulator = Emulator::start(SEED);
+    let out = check_with_exception(&exception_manifest("platform", &in_days(3)), &emulator);
+    let report = json_report(&out);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{report:#}\n{}",
+        text(&out.stderr)
+    );
+    assert_eq!(target_state(&report, "search-frontend"), "Excepted");
+    assert_eq!(target_state(&report, "inventory"), "Remediated");
+    assert_eq!(
+        report["bindings"][0]["summary"]["excepted"], 1,
+        "{report:#}"
+    );
+    let written: Vec<String> = emulator.admin_blocking("audit")["changes"]
+        .as_array()
+        .expect("changes")
+        .iter()
+        .filter_map(|c| c["resource"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(
+        written,
+        ["projects/acme-prod/locations/us-central1/services/inventory"],
+        "only the service without an exception is written"
+    );
+}
+
+#[test]
+fn check_reports_and_ignores_exceptions_it_must_not_honour() {
+    for (why, exception, warning) in [
+        (
+            "another namespace",
+            exception_manifest("team-b", &in_days(3)),
+            None,
+        ),
+        (
+            "longer than --exception-max-duration (720h)",
+            exception_manifest("platform", &in_days(45)),
+            Some("is Refused: refused, never honoured: expiresAt is"),
+        ),
+        (
+            "expired",
+            exception_manifest("platform", &in_days(-1)),
+            Some("is Expired: expired at"),
+        ),
+    ] {
+        let emulator = Emulator::start(SEED);
+        let out = check_with_exception(&exception, &emulator);
+        let report = json_report(&out);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{why}: {report:#}\n{stderr}");
+        assert_eq!(
+            target_state(&report, "search-frontend"),
+            "Remediated",
+            "{why}: {report:#}"
+        );
+        if let Some(warning) = warning {
+            assert!(
+                stderr.contains("warning: -") && stderr.contains(warning),
+                "{why}: {stderr}"
+            );
+        }
+    }
+}
+
+#[test]
+fn an_invalid_exception_manifest_stops_check_before_any_cloud_run_call() {
+    let emulator = Emulator::start(SEED);
+    let bad = exception_manifest("platform", &in_days(3)).replace("[search-frontend]", "['*']");
+    let out = check_with_exception(&bad, &emulator);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("exception platform/hotfix: spec.names: names must not be '*'"),
+        "{stderr}"
+    );
+    assert_eq!(api_calls(&emulator), 0);
+}

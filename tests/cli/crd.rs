@@ -22,6 +22,24 @@ fn committed_crd_matches_the_code() {
 }
 
 #[test]
+fn committed_exception_crd_matches_the_code() {
+    let path = "crds/binauthzexceptions.binauthz.dev.yaml";
+    let generated = api::crds_yaml(Some("binauthzexceptions.binauthz.dev"))
+        .expect("CRD serializes")
+        .expect("the exception CRD is one of the operator's");
+    let committed = std::fs::read_to_string(repo().join(path)).unwrap_or_default();
+    assert!(
+        generated == committed,
+        "{path} differs from the CRD the code derives; regenerate it with `make crds` and commit the result"
+    );
+    let copy = std::fs::read_to_string(repo().join("deploy").join(path)).unwrap_or_default();
+    assert!(
+        copy == committed,
+        "deploy/{path} differs from {path}; run `make crds`"
+    );
+}
+
+#[test]
 fn deploy_base_carries_the_same_crd() {
     // kustomize refuses files outside deploy/, so the base holds a copy.
     let copy = std::fs::read_to_string(repo().join("deploy").join(CRD_PATH)).unwrap_or_default();

@@ -13,10 +13,12 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod breakglass;
 mod controller;
 mod crd;
 mod deploy;
 mod drift_events;
+mod exceptions;
 mod flux_health;
 mod helm;
 mod kubectl_plugin;

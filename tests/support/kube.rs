@@ -144,3 +144,23 @@ pub fn corpus(kind: &str) -> Vec<Sample> {
         })
         .collect()
 }
+
+/// An exception named `name` with exactly this spec, to create through the API server
+/// (the API it is created through gives the namespace).
+pub fn exception(name: &str, spec: Value) -> binauthz_operator::api::BinAuthzException {
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": "binauthz.dev/v1alpha1",
+        "kind": "BinAuthzException",
+        "metadata": {"name": name},
+        "spec": spec,
+    }))
+    .expect("an exception the types can hold")
+}
+
+/// `now + after`, as an exception's `expiresAt` (RFC 3339, millisecond precision).
+pub fn expires_in(after: std::time::Duration) -> (jiff::Timestamp, String) {
+    let now = jiff::Timestamp::now().as_millisecond();
+    let millis = i64::try_from(after.as_millis()).expect("a short duration");
+    let at = jiff::Timestamp::from_millisecond(now + millis).expect("a valid time");
+    (at, at.to_string())
+}

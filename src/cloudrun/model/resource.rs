@@ -7,7 +7,9 @@ use serde_json::{Map, Value};
 
 use super::{Condition, Int64, NameParts};
 use crate::policy::{DesiredPolicy, ObservedPolicy};
-use crate::resource::{BreakglassChange, ObservedResource, Remediation, ResourceId, ResourceKind};
+use crate::resource::{
+    BreakglassChange, LastChange, ObservedResource, Remediation, ResourceId, ResourceKind,
+};
 
 /// `GoogleCloudRunV2BinaryAuthorization`. `useDefault` and `policy` are a oneof.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -169,6 +171,22 @@ impl Resource {
                 .and_then(BinaryAuthorization::breakglass)
                 .map(str::to_owned),
             deploy_blocked: self.deploy_blocked(),
+            last_change: self
+                .binary_authorization
+                .as_ref()
+                .and_then(BinaryAuthorization::breakglass)
+                .map(|_| Box::new(self.last_change())),
+        }
+    }
+
+    /// `lastModifier` and `updateTime` (both kept verbatim among the other fields).
+    pub fn last_change(&self) -> LastChange {
+        let text = |key: &str| self.other.get(key).and_then(Value::as_str);
+        LastChange {
+            by: text("lastModifier")
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned),
+            at: text("updateTime").and_then(|t| t.parse().ok()),
         }
     }
 

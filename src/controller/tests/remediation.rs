@@ -241,8 +241,8 @@ projects:
     assert_eq!(counters.writes, 2);
     assert_eq!(
         calls.len(),
-        5,
-        "interim and final status, then three events: {calls:#?}"
+        6,
+        "interim and final status, then four events: {calls:#?}"
     );
     let reasons: Vec<&str> = calls[2..]
         .iter()
@@ -251,7 +251,17 @@ projects:
             other => panic!("expected an event, got {other:?}"),
         })
         .collect();
-    assert_eq!(reasons, ["Remediated", "Breakglass", "DeployBlocked"]);
+    // The seed dates the justification at the service's creation, long before now: it is
+    // overdue (older than --breakglass-max-age) the first time it is seen.
+    assert_eq!(
+        reasons,
+        [
+            "Remediated",
+            "Breakglass",
+            "DeployBlocked",
+            "BreakglassOverdue"
+        ]
+    );
     assert_eq!(
         calls[3],
         event("Warning", "Breakglass", "Check", "1 resource(s) carry a breakglass justification (their policy is still enforced): Service us-central1/hotfix: \"INC-4711: outage\". Review the justification; once the emergency is over, redeploy normally or set spec.breakglass: Clear to have the operator remove it.")
@@ -262,7 +272,24 @@ projects:
     assert_eq!(type_, "Warning");
     assert!(note.starts_with("The latest deploy of 1 resource(s) was refused by Binary Authorization; they keep serving their previous revision: Service us-central1/recs: "), "{note}");
     assert!(note.contains("recs:2-unsigned"), "{note}");
+    let Call::Event { note, type_, .. } = &calls[5] else {
+        unreachable!()
+    };
+    assert_eq!(type_, "Warning");
+    assert!(
+        note.starts_with("1 breakglass justification(s) have been in place longer than 3d (--breakglass-max-age): Service us-central1/hotfix: set by "),
+        "{note}"
+    );
     let status = status_of(&calls[1]);
+    let hotfix = status["targets"]
+        .as_array()
+        .and_then(|t| t.iter().find(|t| t["name"] == "hotfix"))
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        hotfix["breakglassBy"].is_string() && hotfix["breakglassSince"].is_string(),
+        "{hotfix}"
+    );
     assert_eq!(
         status["summary"],
         summary(
@@ -275,6 +302,10 @@ projects:
     );
     assert!(
         metrics.contains(r#"binauthz_deploy_blocked{binding="team/prod"} 1"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"binauthz_breakglass_age_seconds{binding="team/prod"} "#),
         "{metrics}"
     );
 }

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::api::{BinAuthzBinding, ResourceKind, TargetState, TargetStatus};
+use crate::api::{BinAuthzBinding, BinAuthzException, ResourceKind, TargetState, TargetStatus};
 use crate::cloudrun::{CloudRunArgs, CloudRunClient};
 use crate::fleet::{key_of, project_inputs};
 use crate::matching::{label_selector_matches, Glob, LocationFilter};
@@ -254,6 +254,13 @@ pub enum OwnerDecision {
     Drifted,
     /// It carries the desired policy and a breakglass justification the binding allows.
     Breakglass,
+    /// It drifts, and an active BinAuthzException of the binding's namespace names it.
+    Excepted {
+        /// The exception, `namespace/name`.
+        exception: String,
+        /// Its `expiresAt`.
+        until: String,
+    },
 }
 
 /// What a binding's status says about the resource.
@@ -329,6 +336,16 @@ pub enum OperatorAction {
     },
     /// It carries the policy and a breakglass justification, which is reported and kept.
     ReportBreakglass,
+    /// An active `BinAuthzException` holds the fix back: reported `Excepted` until it
+    /// expires, then enforced.
+    Excepted {
+        /// The exception, `namespace/name`.
+        exception: String,
+        /// Its `expiresAt`.
+        until: String,
+        /// Offline: only if it does not carry the policy already (not read).
+        only_if_drifted: bool,
+    },
     /// It carries the policy: nothing to do.
     Nothing,
 }
@@ -353,6 +370,7 @@ pub(super) async fn why(
         .into_iter()
         .map(Arc::new)
         .collect();
+    let exceptions = cluster.list_exceptions().await?;
     let resource = if *live {
         read_live(&id, cloud_run).await?
     } else {
@@ -363,14 +381,16 @@ pub(super) async fn why(
             policy: ObservedPolicy::None,
             breakglass: None,
             deploy_blocked: None,
+            last_change: None,
         }
     };
     let scope = match &cluster.namespace {
         Some(ns) => format!("namespace {ns}"),
         None => "all namespaces".to_owned(),
     };
-    explain(
+    explain_with_exceptions(
         &bindings,
+        &exceptions,
         &resource,
         if *live {
             Source::CloudRun
@@ -419,15 +439,48 @@ async fn read_live(
 /// # Errors
 /// Only a [`plan::PlanError`] (two bindings with one namespace/name, which a cluster
 /// cannot hold), as [`KubectlError::Output`].
+#[cfg(test)]
 pub fn explain(
     bindings: &[Arc<BinAuthzBinding>],
     resource: &ObservedResource,
     source: Source,
     scope: String,
 ) -> Result<Explanation, KubectlError> {
+    explain_with_exceptions(bindings, &[], resource, source, scope)
+}
+
+/// Like [`explain`], honouring the `BinAuthzException`s as they stand now (the controller's
+/// rules, at most [`plan::DEFAULT_EXCEPTION_MAX`] long: the operator's own maximum is a
+/// flag the plugin cannot read).
+///
+/// # Errors
+/// As [`explain`].
+pub fn explain_with_exceptions(
+    bindings: &[Arc<BinAuthzBinding>],
+    exceptions: &[BinAuthzException],
+    resource: &ObservedResource,
+    source: Source,
+    scope: String,
+) -> Result<Explanation, KubectlError> {
     let id = &resource.id;
     let inputs = project_inputs(bindings, &id.project);
-    let plan = plan::plan(&inputs, std::iter::once(resource))
+    let exception_inputs: Vec<plan::ExceptionInput<'_>> = exceptions
+        .iter()
+        .map(|e| plan::ExceptionInput {
+            key: plan::ExceptionKey {
+                namespace: e.metadata.namespace.clone().unwrap_or_default(),
+                name: e.metadata.name.clone().unwrap_or_default(),
+            },
+            spec: &e.spec,
+            created: e.metadata.creation_timestamp.as_ref().map(|t| t.0),
+        })
+        .collect();
+    let assessed = plan::Exceptions::assess(
+        &exception_inputs,
+        jiff::Timestamp::now(),
+        plan::DEFAULT_EXCEPTION_MAX,
+    );
+    let plan = plan::plan_with_exceptions(&inputs, &assessed, std::iter::once(resource))
         .map_err(|e| KubectlError::Output(e.to_string()))?;
     let label_map: BTreeMap<String, String> = resource
         .labels
@@ -498,6 +551,19 @@ pub fn explain(
                     bindings: write.bindings.iter().map(ToString::to_string).collect(),
                     only_if_drifted,
                 }
+            } else if let Some((exception, until)) =
+                owner_decisions.iter().find_map(|(_, d)| match d {
+                    OwnerDecision::Excepted { exception, until } => {
+                        Some((exception.clone(), until.clone()))
+                    }
+                    _ => None,
+                })
+            {
+                OperatorAction::Excepted {
+                    exception,
+                    until,
+                    only_if_drifted,
+                }
             } else if owner_decisions
                 .iter()
                 .any(|(_, d)| **d == OwnerDecision::Drifted)
@@ -560,6 +626,10 @@ fn role_of(decision: &Decision) -> Role {
         },
         Decision::Drifted => OwnerDecision::Drifted,
         Decision::Breakglass => OwnerDecision::Breakglass,
+        Decision::Excepted { by } => OwnerDecision::Excepted {
+            exception: by.key.to_string(),
+            until: by.until.to_string(),
+        },
     };
     Role::Owner { decision }
 }

@@ -21,6 +21,7 @@ fn service(name: &str, labels: &[(&str, &str)]) -> ObservedResource {
         policy: ObservedPolicy::None,
         breakglass: None,
         deploy_blocked: None,
+        last_change: None,
     }
 }
 
@@ -237,4 +238,59 @@ fn live_state_decides_exactly() {
     let e = explain(&[], &live, Source::CloudRun, "namespace x".into()).unwrap();
     assert_eq!(e.ownership, Ownership::Unowned);
     assert_eq!(e.action, OperatorAction::NotCovered);
+}
+
+#[test]
+fn an_excepted_resource_says_which_exception_holds_the_fix_and_until_when() {
+    let bindings = [binding("a", "all", json!({}))];
+    let until = jiff::Timestamp::now()
+        .checked_add(jiff::SignedDuration::from_hours(2))
+        .unwrap();
+    let exception: BinAuthzException = serde_json::from_value(json!({
+        "apiVersion": "binauthz.dev/v1alpha1", "kind": "BinAuthzException",
+        "metadata": {"name": "hotfix", "namespace": "a"},
+        "spec": {"project": "acme-prod", "location": "us-central1", "kind": "Service",
+                 "names": ["checkout"], "reason": "INC-1", "expiresAt": until.to_string()}
+    }))
+    .unwrap();
+    let e = explain_with_exceptions(
+        &bindings,
+        std::slice::from_ref(&exception),
+        &service("checkout", &[]),
+        Source::Offline,
+        "all namespaces".into(),
+    )
+    .unwrap();
+    assert_eq!(
+        e.action,
+        OperatorAction::Excepted {
+            exception: "a/hotfix".into(),
+            until: until.to_string(),
+            only_if_drifted: true,
+        }
+    );
+    let mut out = Vec::new();
+    text::write_text(&e, &mut out).unwrap();
+    let out = String::from_utf8(out).unwrap();
+    assert!(
+        out.contains("reports it Excepted and leaves it as is until")
+            && out.contains("(BinAuthzException a/hotfix)"),
+        "{out}"
+    );
+    // An exception of another namespace does not apply to this binding.
+    let mut elsewhere = exception.clone();
+    elsewhere.metadata.namespace = Some("b".into());
+    let e = explain_with_exceptions(
+        &bindings,
+        &[elsewhere],
+        &service("checkout", &[]),
+        Source::Offline,
+        "all namespaces".into(),
+    )
+    .unwrap();
+    assert!(
+        matches!(e.action, OperatorAction::Write { .. }),
+        "{:?}",
+        e.action
+    );
 }

@@ -244,6 +244,18 @@ fn action_sentence(e: &Explanation) -> String {
         OperatorAction::ReportBreakglass => {
             "reports its breakglass justification (Warning event) and leaves it in place: the policy is right".to_owned()
         }
+        OperatorAction::Excepted {
+            exception,
+            until,
+            only_if_drifted,
+        } => {
+            let condition = if *only_if_drifted {
+                "if it does not carry the policy (not read here), "
+            } else {
+                ""
+            };
+            format!("{condition}reports it Excepted and leaves it as is until {until} (BinAuthzException {exception}); at that moment it enforces the policy")
+        }
         OperatorAction::Nothing => "nothing: it carries the desired policy".to_owned(),
     }
 }

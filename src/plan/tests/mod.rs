@@ -152,6 +152,7 @@ fn resource(kind: ResourceKind, location: &str, name: &str) -> ObservedResource 
         policy: ObservedPolicy::None,
         breakglass: None,
         deploy_blocked: None,
+        last_change: None,
     }
 }
 
@@ -254,6 +255,8 @@ fn keys(names: &[&str]) -> Arc<[BindingKey]> {
     names.iter().map(|n| key(n)).collect()
 }
 
+mod breakglass;
 mod decisions;
+mod exceptions;
 mod properties;
 mod status;
