@@ -16,8 +16,9 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Print the BinAuthzBinding CustomResourceDefinition as YAML (pipe it to `kubectl apply -f -`).
-    Crd,
+    /// Print the CustomResourceDefinitions (BinAuthzBinding, BinAuthzTenancy,
+    /// BinAuthzTenancyIndex) as YAML (pipe it to `kubectl apply -f -`).
+    Crd(CrdArgs),
     /// Run the operator: reconcile BinAuthzBindings against live Cloud Run.
     Controller(Box<binauthz_operator::controller::ControllerArgs>),
     /// Check Cloud Run against binding manifests without a cluster; --fix remediates.
@@ -34,6 +35,15 @@ enum Command {
     Emulator(Box<cloudrun_emulator::EmulatorArgs>),
 }
 
+/// Flags of `binauthz-operator crd`.
+#[derive(clap::Args, Debug)]
+struct CrdArgs {
+    /// Write one file per CRD into this directory (`{plural}.{group}.yaml`, as crds/
+    /// holds them) instead of printing them.
+    #[arg(long, value_name = "DIR")]
+    dir: Option<std::path::PathBuf>,
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     // Installed as `kubectl-binauthz` (a symlink or copy on PATH), the binary is the
@@ -44,7 +54,7 @@ async fn main() -> ExitCode {
     }
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Crd => print_crd(),
+        Command::Crd(args) => print_crd(args),
         Command::Controller(args) => run_controller(*args).await,
         Command::Check(args) => {
             init_stderr_logs();
@@ -82,8 +92,17 @@ async fn run_kubectl(args: binauthz_operator::kubectl::KubectlArgs) -> anyhow::R
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_crd() -> anyhow::Result<ExitCode> {
-    let yaml = binauthz_operator::api::crd_yaml()?;
+fn print_crd(args: CrdArgs) -> anyhow::Result<ExitCode> {
+    let CrdArgs { dir } = args;
+    if let Some(dir) = dir {
+        for (file, yaml) in binauthz_operator::api::crd_files()? {
+            let path = dir.join(file);
+            std::fs::write(&path, yaml)
+                .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let yaml = binauthz_operator::api::crds_yaml()?;
     let mut out = std::io::stdout().lock();
     out.write_all(yaml.as_bytes())?;
     out.flush()?;

@@ -126,6 +126,9 @@ pub struct LoadedCloudRun {
 pub struct Loaded {
     /// Valid bindings, in input order.
     pub bindings: Vec<LoadedBinding>,
+    /// Valid `BinAuthzTenancy` grants, in input order: `check` decides tenancy with them
+    /// as the controller does with the cluster's.
+    pub grants: Vec<api::BinAuthzTenancy>,
     /// Every problem, in input order.
     pub errors: Vec<ManifestError>,
     /// Documents of other kinds that were skipped.
@@ -316,11 +319,16 @@ fn load_document(
     value: serde_json::Value,
     loaded: &mut Loaded,
 ) {
-    let is_binding = value.get("kind").and_then(|k| k.as_str()) == Some(api::KIND)
-        && value
-            .get("apiVersion")
-            .and_then(|v| v.as_str())
-            .is_some_and(|v| v.starts_with("binauthz.dev/"));
+    let ours = value
+        .get("apiVersion")
+        .and_then(|v| v.as_str())
+        .is_some_and(|v| v.starts_with("binauthz.dev/"));
+    let kind = value.get("kind").and_then(|k| k.as_str());
+    if ours && kind == Some(api::TENANCY_KIND) {
+        load_grant(file, number, start_line, doc, value, loaded);
+        return;
+    }
+    let is_binding = ours && kind == Some(api::KIND);
     if !is_binding {
         match cloudrun_manifest::recognize(&value) {
             Some(manifest) => {
@@ -368,6 +376,39 @@ fn load_document(
                         column: None,
                     },
                     binding: key.clone(),
+                    problem: Problem::Field(error),
+                });
+            }
+        }
+    }
+}
+
+/// One `BinAuthzTenancy` grant document: kept when valid, else each problem reported.
+fn load_grant(
+    file: &str,
+    number: usize,
+    start_line: usize,
+    doc: &str,
+    value: serde_json::Value,
+    loaded: &mut Loaded,
+) {
+    let name = value
+        .pointer("/metadata/name")
+        .and_then(|n| n.as_str())
+        .map(|n| format!("{} {n}", api::TENANCY_KIND));
+    match api::grant_from_value(value) {
+        Ok(grant) => loaded.grants.push(grant),
+        Err(errors) => {
+            for error in errors.0 {
+                let line = field_line(doc, &error.field).map(|l| start_line + l - 1);
+                loaded.errors.push(ManifestError {
+                    source: Source {
+                        file: file.to_owned(),
+                        document: number,
+                        line,
+                        column: None,
+                    },
+                    binding: name.clone(),
                     problem: Problem::Field(error),
                 });
             }

@@ -7,7 +7,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
 use kube::CustomResourceExt;
 
 use super::patterns::LABEL_VALUE;
-use super::BinAuthzBinding;
+use super::{BinAuthzBinding, BinAuthzTenancy, BinAuthzTenancyIndex};
 
 /// The CustomResourceDefinition, derived from the types above and finished by hand where
 /// the derive cannot say it:
@@ -66,9 +66,54 @@ fn finish_schema(schema: &mut JSONSchemaProps) {
     }
 }
 
-/// The CRD as YAML, exactly as `binauthz-operator crd` prints it and `crds/` holds it.
+/// The CRD of bindings as YAML, exactly as `crds/` holds it.
 pub fn crd_yaml() -> Result<String, serde_yaml_ng::Error> {
     serde_yaml_ng::to_string(&crd())
+}
+
+/// Every CustomResourceDefinition of the operator, in the order `binauthz-operator crd`
+/// prints them: bindings, tenancy grants, the grants' index. A new kind is one more entry.
+pub fn crds() -> Vec<CustomResourceDefinition> {
+    vec![
+        crd(),
+        finished(BinAuthzTenancy::crd()),
+        finished(BinAuthzTenancyIndex::crd()),
+    ]
+}
+
+/// Each CRD as YAML with the file name `crds/` holds it under (`{plural}.{group}.yaml`).
+pub fn crd_files() -> Result<Vec<(String, String)>, serde_yaml_ng::Error> {
+    crds()
+        .iter()
+        .map(|crd| {
+            let name = crd.metadata.name.clone().unwrap_or_default();
+            Ok((format!("{name}.yaml"), serde_yaml_ng::to_string(crd)?))
+        })
+        .collect()
+}
+
+/// Every CRD as one multi-document YAML stream (`binauthz-operator crd`).
+pub fn crds_yaml() -> Result<String, serde_yaml_ng::Error> {
+    let files = crd_files()?;
+    Ok(files
+        .into_iter()
+        .map(|(_, yaml)| yaml)
+        .collect::<Vec<_>>()
+        .join("---\n"))
+}
+
+/// A derived CRD with the same finishing as the bindings' (no `nullable`, see [`crd`]).
+fn finished(mut crd: CustomResourceDefinition) -> CustomResourceDefinition {
+    for version in &mut crd.spec.versions {
+        if let Some(schema) = version
+            .schema
+            .as_mut()
+            .and_then(|s| s.open_api_v3_schema.as_mut())
+        {
+            finish_schema(schema);
+        }
+    }
+    crd
 }
 
 /// The `apiVersion` of bindings.

@@ -207,7 +207,7 @@ impl Report {
         let mut verdict = Verdict::Compliant;
         // Keys are unique (the manifest reader refuses duplicates), so planning succeeds.
         if let Ok(plan) = plan::plan(&inputs, pass.live.values().map(|l| &l.observed)) {
-            for BindingInput { key, spec } in &inputs {
+            for BindingInput { key, spec, .. } in &inputs {
                 let Some(bp) = plan.binding(key) else {
                     continue;
                 };

@@ -14,7 +14,10 @@
 //!
 //! # Rules (docs/planner.md)
 //! - **Matching** is [`crate::matching`]. Deleted resources never match.
-//! - **Who takes part in ownership**: bindings whose spec is valid and not suspended.
+//! - **Who takes part in ownership**: bindings whose spec is valid, that the tenancy
+//!   grants permit ([`tenancy`]; a refused binding is [`Activity::NotPermitted`]: it
+//!   neither owns, supersedes nor conflicts, and makes no Cloud Run call), and that are not
+//!   suspended.
 //!   A suspended binding steps aside completely (it neither owns, supersedes nor
 //!   conflicts), so suspending a binding never blocks enforcement by others; an invalid
 //!   spec has no trustworthy policy and steps aside too. Both get no targets.
@@ -49,6 +52,7 @@ mod messages;
 mod outcome;
 mod ownership;
 mod status;
+pub mod tenancy;
 
 pub use crate::api::FailureReason;
 pub use binding::{ActiveBinding, Activity, BindingInput, BindingKey, PlanError};
@@ -60,6 +64,7 @@ pub use history::{TargetHistory, TargetKey, TargetRecord};
 pub use outcome::{PassFailure, PassFindings, WriteFailure, WriteOutcome};
 pub use ownership::{affected_bindings, plan, BindingPlan, Plan, Write};
 pub use status::{StatusInput, StatusReport, TargetTransition};
+pub use tenancy::{Grant, Grants, Namespace, Permission, Refusal};
 
 #[cfg(test)]
 mod tests;

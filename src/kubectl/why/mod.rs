@@ -15,7 +15,7 @@ use serde::Serialize;
 
 use crate::api::{BinAuthzBinding, ResourceKind, TargetState, TargetStatus};
 use crate::cloudrun::{CloudRunArgs, CloudRunClient};
-use crate::fleet::{key_of, project_inputs};
+use crate::fleet::{key_of, project_inputs, Tenancy};
 use crate::matching::{label_selector_matches, Glob, LocationFilter};
 use crate::plan::{self, Activity, BindingKey, Decision};
 use crate::policy::ObservedPolicy;
@@ -165,6 +165,11 @@ pub enum Participation {
     Invalid {
         /// The first problem.
         problem: String,
+    },
+    /// No `BinAuthzTenancy` grant allows it: steps aside until one does.
+    NotPermitted {
+        /// What no grant gives it.
+        reason: String,
     },
 }
 
@@ -353,6 +358,7 @@ pub(super) async fn why(
         .into_iter()
         .map(Arc::new)
         .collect();
+    let tenancy = cluster.tenancy().await;
     let resource = if *live {
         read_live(&id, cloud_run).await?
     } else {
@@ -371,6 +377,7 @@ pub(super) async fn why(
     };
     explain(
         &bindings,
+        &tenancy,
         &resource,
         if *live {
             Source::CloudRun
@@ -421,12 +428,13 @@ async fn read_live(
 /// cannot hold), as [`KubectlError::Output`].
 pub fn explain(
     bindings: &[Arc<BinAuthzBinding>],
+    tenancy: &Tenancy,
     resource: &ObservedResource,
     source: Source,
     scope: String,
 ) -> Result<Explanation, KubectlError> {
     let id = &resource.id;
-    let inputs = project_inputs(bindings, &id.project);
+    let inputs = project_inputs(bindings, &id.project, tenancy);
     let plan = plan::plan(&inputs, std::iter::once(resource))
         .map_err(|e| KubectlError::Output(e.to_string()))?;
     let label_map: BTreeMap<String, String> = resource
@@ -453,6 +461,9 @@ pub fn explain(
                     .first()
                     .map(|e| format!("{}: {}", e.field, e.message))
                     .unwrap_or_default(),
+            },
+            Some(Activity::NotPermitted(refusal)) => Participation::NotPermitted {
+                reason: refusal.to_string(),
             },
             None => Participation::Invalid {
                 problem: "not planned".to_owned(),

@@ -84,6 +84,7 @@ fn the_highest_priority_owns_and_the_others_say_why_not() {
     ];
     let e = explain(
         &bindings,
+        &Tenancy::open(),
         &service("checkout", &[("env", "dev")]),
         Source::Offline,
         "all namespaces".into(),
@@ -167,6 +168,7 @@ fn the_highest_priority_owns_and_the_others_say_why_not() {
     // The label given makes the label selector match: an equal-priority co-owner.
     let e = explain(
         &bindings,
+        &Tenancy::open(),
         &service("checkout", &[("env", "prod")]),
         Source::Offline,
         "all namespaces".into(),
@@ -192,6 +194,7 @@ fn a_conflict_leaves_the_resource_untouched() {
     ];
     let e = explain(
         &bindings,
+        &Tenancy::open(),
         &service("web", &[]),
         Source::Offline,
         "all namespaces".into(),
@@ -222,11 +225,25 @@ fn live_state_decides_exactly() {
     let bindings = [binding("a", "audit", json!({"mode": "Audit"}))];
     let mut live = service("web", &[]);
     live.policy = ObservedPolicy::ProjectDefault;
-    let e = explain(&bindings, &live, Source::CloudRun, "all namespaces".into()).unwrap();
+    let e = explain(
+        &bindings,
+        &Tenancy::open(),
+        &live,
+        Source::CloudRun,
+        "all namespaces".into(),
+    )
+    .unwrap();
     assert_eq!(e.action, OperatorAction::Nothing);
     assert_eq!(e.live.as_ref().map(|l| l.policy.as_str()), Some("default"));
     live.policy = ObservedPolicy::None;
-    let e = explain(&bindings, &live, Source::CloudRun, "all namespaces".into()).unwrap();
+    let e = explain(
+        &bindings,
+        &Tenancy::open(),
+        &live,
+        Source::CloudRun,
+        "all namespaces".into(),
+    )
+    .unwrap();
     assert_eq!(
         e.action,
         OperatorAction::ReportDrift {
@@ -234,7 +251,14 @@ fn live_state_decides_exactly() {
             only_if_drifted: false
         }
     );
-    let e = explain(&[], &live, Source::CloudRun, "namespace x".into()).unwrap();
+    let e = explain(
+        &[],
+        &Tenancy::open(),
+        &live,
+        Source::CloudRun,
+        "namespace x".into(),
+    )
+    .unwrap();
     assert_eq!(e.ownership, Ownership::Unowned);
     assert_eq!(e.action, OperatorAction::NotCovered);
 }
