@@ -25,7 +25,6 @@ cd "$(dirname "$0")/.."
 
 KUSTOMIZE_VERSION=v5.5.0
 LUA_PACKAGES=(lua5.1 lua5.4 lua-dkjson)
-CRD=binauthzbindings.binauthz.dev.yaml
 # The Argo CD health check in Argo CD's resource_customizations layout.
 ARGOCD_HEALTH=deploy/argocd/resource_customizations/binauthz.dev/BinAuthzBinding
 start=$SECONDS
@@ -67,9 +66,11 @@ if [ "$missing" = 1 ]; then
 fi
 
 # --- 1. the CRD copy ---------------------------------------------------------------------
-step "deploy/crds/$CRD matches crds/$CRD"
-cmp -s "crds/$CRD" "deploy/crds/$CRD" \
-  || die "deploy/crds/$CRD differs from crds/$CRD; copy it (\`cp crds/$CRD deploy/crds/\`, which \`make crds\` does) and commit"
+for CRD in $(cd crds && ls *.yaml); do
+  step "deploy/crds/$CRD matches crds/$CRD"
+  cmp -s "crds/$CRD" "deploy/crds/$CRD" \
+    || die "deploy/crds/$CRD differs from crds/$CRD; copy it (\`cp crds/$CRD deploy/crds/\`, which \`make crds\` does) and commit"
+done
 echo ok
 
 # --- 2. render ---------------------------------------------------------------------------

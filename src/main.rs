@@ -40,7 +40,7 @@ enum Command {
 struct CrdArgs {
     /// Write one file per CRD into this directory (`{plural}.{group}.yaml`, as crds/
     /// holds them) instead of printing them.
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, env = "BINAUTHZ_CRD_DIR", value_name = "DIR")]
     dir: Option<std::path::PathBuf>,
 }
 
