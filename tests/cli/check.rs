@@ -838,13 +838,19 @@ fn grants_given_with_f_refuse_the_bindings_outside_them_and_nothing_is_written_f
             }
         }
     }
-    assert!(bindings.iter().any(|b| b["reason"] == "NotPermitted"), "{report}");
+    assert!(
+        bindings.iter().any(|b| b["reason"] == "NotPermitted"),
+        "{report}"
+    );
     // Only the permitted binding's project was written.
     let changes = emulator.admin_blocking("audit");
     let changes = changes["changes"].as_array().expect("changes list");
     assert!(!changes.is_empty(), "the data binding's drift was fixed");
     for change in changes {
         let resource = change["resource"].as_str().unwrap_or_default();
-        assert!(resource.starts_with("projects/acme-data/"), "a refused binding wrote: {change}");
+        assert!(
+            resource.starts_with("projects/acme-data/"),
+            "a refused binding wrote: {change}"
+        );
     }
 }
