@@ -150,7 +150,8 @@ async fn a_binding_outside_its_grants_is_refused_at_apply_and_not_permitted_with
         "priority 50 is above what the BinAuthzTenancy grants allow namespace team-a for project acme-staging (at most 10, by team-a)",
     )
     .await;
-    // Within its grant: admitted.
+    // Within its grant: admitted (the policy's CEL evaluates without error: with
+    // failurePolicy Fail an error would refuse this too).
     let own = binding_yaml("team-a", "own", "acme-staging", 10, "{useDefault: true}");
     cp.kubectl_stdin(["apply", "-f", "-"], &own);
     let team_a: Api<BinAuthzBinding> = Api::namespaced(cp.client().await, "team-a");
