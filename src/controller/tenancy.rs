@@ -12,7 +12,8 @@
 //!
 //! # Caveats
 //! - Without the `BinAuthzTenancy` CRD (an install older than tenancy) the controller runs
-//!   with tenancy off and says so once.
+//!   with tenancy off and says so once. With the CRD but without the permission to list
+//!   grants or namespaces it stops at start-up, saying which RBAC to apply.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -134,6 +135,23 @@ pub(super) async fn watch_tenancy(
         warn!("the BinAuthzTenancy CRD is not installed: tenancy is off, every namespace may bind any project; install crds/ to use grants");
         return Ok((TenancyWatch::off(), changed));
     }
+    // A pass waits for both watches to sync: without the permission to list, it would wait
+    // for ever. Say so at start-up instead.
+    let probe = kube::api::ListParams::default().limit(1);
+    Api::<BinAuthzTenancy>::all(kube.clone())
+        .list(&probe)
+        .await
+        .map_err(|err| Error::TenancyUnreadable {
+            what: "BinAuthzTenancy grants",
+            detail: kube_error_line(&err),
+        })?;
+    Api::<PartialObjectMeta<Namespace>>::all(kube.clone())
+        .list_metadata(&probe)
+        .await
+        .map_err(|err| Error::TenancyUnreadable {
+            what: "namespaces",
+            detail: kube_error_line(&err),
+        })?;
     let (grants, grants_writer) = reflector::store();
     let grant_changes = changes.clone();
     let grants_stream = watcher(
