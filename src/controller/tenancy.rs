@@ -8,7 +8,8 @@
 //! - When a grant or a namespace's labels change, every binding whose permission changed
 //!   gets a pass at once, and so do the bindings sharing resources with it (a binding
 //!   refused now releases its resources to the next owner in that pass).
-//! - Only the leader writes the index; it writes only when the grants changed.
+//! - Only the leader writes the index; it writes only when the grants changed (a failed
+//!   write is retried every minute).
 //!
 //! # Caveats
 //! - Without the `BinAuthzTenancy` CRD (an install older than tenancy) the controller runs
@@ -56,6 +57,11 @@ impl TenancyWatch {
             grants: None,
             namespaces: None,
         }
+    }
+
+    /// Whether grants are read (their CRD is installed).
+    pub(crate) fn is_on(&self) -> bool {
+        self.grants.is_some()
     }
 
     /// The grants and namespace labels as they are now.
@@ -115,9 +121,14 @@ pub(super) enum TenancyChange {
         /// Its labels before the change.
         old_labels: BTreeMap<String, String>,
     },
-    /// This replica took over the lease (it writes the index now).
+    /// This replica took over the lease (it writes the index now), or the periodic
+    /// retry of an index write that failed.
     Leading,
 }
+
+/// How often a failed index write is retried (a write happens only when the index differs
+/// from the one last written).
+const INDEX_RETRY: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Starts the grant and namespace watches (the grants only when their CRD is served);
 /// returns the caches and a stream of changes after the first full list.
@@ -226,7 +237,14 @@ pub(super) async fn follow_tenancy(
     let mut old_grants = Grants::default();
     let mut written: Option<BinAuthzTenancyIndexSpec> = None;
     let leading = ctx.leader.acquired().map(|()| TenancyChange::Leading);
-    let mut events = std::pin::pin!(futures::stream::select(changes, leading));
+    let retries = futures::stream::unfold((), |()| async {
+        tokio::time::sleep(INDEX_RETRY).await;
+        Some((TenancyChange::Leading, ()))
+    });
+    let mut events = std::pin::pin!(futures::stream::select(
+        changes,
+        futures::stream::select(leading, retries)
+    ));
     while let Some(change) = events.next().await {
         let tenancy = ctx.tenancy();
         let on = !tenancy.grants.is_empty();
@@ -273,7 +291,7 @@ pub(super) async fn follow_tenancy(
             TenancyChange::Leading => Vec::new(),
         };
         recheck(&ctx, &tenancy, &all, &moved, &triggers);
-        if ctx.leader.is_leader() {
+        if ctx.leader.is_leader() && ctx.tenancy.is_on() {
             let index = BinAuthzTenancyIndexSpec::of(
                 tenancy.grants.iter().map(|g| (g.name.as_str(), &g.spec)),
             );

@@ -262,3 +262,41 @@ fn live_state_decides_exactly() {
     assert_eq!(e.ownership, Ownership::Unowned);
     assert_eq!(e.action, OperatorAction::NotCovered);
 }
+
+#[test]
+fn a_binding_no_grant_allows_steps_aside_and_the_next_one_owns() {
+    let bindings = [
+        binding("platform", "baseline", json!({"priority": 0})),
+        binding("team", "takeover", json!({"priority": 500})),
+    ];
+    let grants = crate::plan::Grants::new([crate::plan::Grant {
+        name: "platform".into(),
+        spec: crate::api::BinAuthzTenancySpec {
+            namespaces: vec!["platform".into()],
+            namespace_selector: None,
+            projects: vec!["acme-*".into()],
+            max_priority: 0,
+            policies: None,
+        },
+    }]);
+    let e = explain(
+        &bindings,
+        &Tenancy::offline(grants),
+        &service("checkout", &[]),
+        Source::Offline,
+        "all namespaces".into(),
+    )
+    .unwrap();
+    let by_name: BTreeMap<&str, &BindingVerdict> =
+        e.bindings.iter().map(|v| (v.name.as_str(), v)).collect();
+    let Participation::NotPermitted { reason } = &by_name["takeover"].participation else {
+        panic!("{:?}", by_name["takeover"].participation);
+    };
+    assert!(
+        reason.contains("no BinAuthzTenancy grant selects namespace team"),
+        "{reason}"
+    );
+    assert_eq!(by_name["takeover"].role, None);
+    assert!(matches!(by_name["baseline"].role, Some(Role::Owner { .. })));
+    assert!(matches!(e.ownership, Ownership::Owned { priority: 0, .. }));
+}
