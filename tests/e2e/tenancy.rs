@@ -179,6 +179,45 @@ async fn a_binding_outside_its_grants_is_refused_at_apply_and_not_permitted_with
     )
     .await;
 
+    // Namespaces selected by their labels: the policy reads the namespace's labels.
+    cp.apply(
+        "apiVersion: binauthz.dev/v1alpha1\nkind: BinAuthzTenancy\nmetadata: {name: payments}\n\
+         spec:\n  namespaceSelector:\n    matchLabels: {example.com/team: payments}\n    \
+         matchExpressions: [{key: stage, operator: NotIn, values: [sandbox]}, {key: example.com/team, operator: Exists}]\n  \
+         projects: [acme-legacy]\n",
+    );
+    wait_index(cp, 4).await;
+    for (ns, labels) in [
+        ("payments", "{example.com/team: payments, stage: prod}"),
+        (
+            "payments-sandbox",
+            "{example.com/team: payments, stage: sandbox}",
+        ),
+    ] {
+        cp.apply(&format!(
+            "apiVersion: v1\nkind: Namespace\nmetadata: {{name: {ns}, labels: {labels}}}\n"
+        ));
+    }
+    let legacy = |ns: &str| binding_yaml(ns, "legacy", "acme-legacy", 0, "{useDefault: true}");
+    eventually(
+        "a binding in a namespace the selector selects is admitted",
+        PATIENCE,
+        || async {
+            let out = cp.kubectl_stdin(["apply", "-f", "-"], &legacy("payments"));
+            out.status
+                .success()
+                .then_some(())
+                .ok_or_else(|| String::from_utf8_lossy(&out.stderr).into_owned())
+        },
+    )
+    .await;
+    refused_at_apply(
+        cp,
+        &legacy("payments-sandbox"),
+        "no BinAuthzTenancy grant selects namespace payments-sandbox",
+    )
+    .await;
+
     // Without the admission policy the same foreign binding gets in: the operator reports
     // it NotPermitted and makes no Cloud Run call for it (nothing reads or writes
     // acme-prod: no other binding names that project here).
@@ -236,6 +275,21 @@ async fn a_binding_outside_its_grants_is_refused_at_apply_and_not_permitted_with
         })
         .collect();
     assert!(writes.is_empty(), "writes to acme-prod: {writes:#?}");
+
+    // The operator reads the namespace's labels the same way: the payments binding acts.
+    let payments: Api<BinAuthzBinding> = Api::namespaced(cp.client().await, "payments");
+    eventually(
+        "the payments binding is permitted by the operator",
+        PATIENCE,
+        || async {
+            let b = payments.get("legacy").await.map_err(|e| e.to_string())?;
+            match condition(&b, "Ready") {
+                Some(c) if c.reason != "NotPermitted" => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    )
+    .await;
 }
 
 #[tokio::test]
