@@ -349,6 +349,7 @@ async fn narrowing_a_grant_releases_the_resources_to_the_next_owner() {
     // binding is refused and steps out of ownership, and the platform's binding takes the
     // resource over at once (its interval is 10 minutes: only the grant watch can do it).
     let grants: Api<binauthz_operator::api::BinAuthzTenancy> = Api::all(client.clone());
+    let narrowed = std::time::Instant::now();
     grants
         .patch(
             "team-b",
@@ -371,4 +372,9 @@ async fn narrowing_a_grant_releases_the_resources_to_the_next_owner() {
             .ok_or_else(|| format!("summary {summary:?}, checkout {now:?}"))
     })
     .await;
+    // Reported, not asserted (no timed tests): how long the hand-over took here.
+    eprintln!(
+        "narrowed grant to new owner's write: {:?}",
+        narrowed.elapsed()
+    );
 }
