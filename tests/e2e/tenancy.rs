@@ -377,4 +377,62 @@ async fn narrowing_a_grant_releases_the_resources_to_the_next_owner() {
         "narrowed grant to new owner's write: {:?}",
         narrowed.elapsed()
     );
+
+    // The refused binding can still be annotated (metadata only: the admission policy
+    // looks at new specs), but not changed into another binding outside the grant.
+    let annotate = cp.kubectl([
+        "annotate",
+        "-n",
+        "team-b",
+        "binauthzbinding/team",
+        "example.com/owner=team-b",
+    ]);
+    assert!(
+        annotate.status.success(),
+        "{}",
+        String::from_utf8_lossy(&annotate.stderr)
+    );
+    // The admission policy reads the narrowed grant once the operator's index has it (a
+    // spec change admitted before that would be reported NotPermitted all the same).
+    let index: Api<BinAuthzTenancyIndex> = Api::all(client.clone());
+    eventually("the index has the narrowed grant", PATIENCE, || async {
+        let i = index
+            .get(TENANCY_INDEX_NAME)
+            .await
+            .map_err(|e| e.to_string())?;
+        i.spec
+            .grants
+            .iter()
+            .any(|g| g.name == "team-b" && g.max_priority == 50)
+            .then_some(())
+            .ok_or_else(|| format!("{:?}", i.spec))
+    })
+    .await;
+    let mut priority = 60;
+    let message = eventually(
+        "a spec change outside the grant is refused",
+        PATIENCE,
+        || {
+            priority += 1;
+            let team_b = team_b.clone();
+            async move {
+                let patch = team_b
+                    .patch(
+                        "team",
+                        &PatchParams::default(),
+                        &Patch::Merge(json!({"spec": {"priority": priority}})),
+                    )
+                    .await;
+                match patch {
+                    Err(kube::Error::Api(status)) => Ok(status.message),
+                    other => Err(format!("admitted: {other:?}")),
+                }
+            }
+        },
+    )
+    .await;
+    assert!(
+        message.contains("is above what the BinAuthzTenancy grants allow namespace team-b for project acme-prod (at most 50, by team-b)"),
+        "{message}"
+    );
 }
