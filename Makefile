@@ -3,7 +3,6 @@ SHELL := bash
 .SHELLFLAGS := -euo pipefail -c
 CARGO ?= cargo
 BIN := target/debug/binauthz-operator
-CRDS := binauthzbindings.binauthz.dev binauthzexceptions.binauthz.dev
 
 .PHONY: help test lint fmt-check clippy hadolint lint-deploy unit crds chart demo dev bench bench-quick build soak
 
@@ -59,11 +58,9 @@ bench: ## Benchmarks of BENCHMARKS.md, every figure (about 30 min on 2 cores; sc
 bench-quick: ## Benchmark smoke run (< 2 min, what CI can afford); publishes nothing
 	scripts/bench.sh --quick
 
-crds: ## Regenerate crds/ from the Rust types (and their copies in deploy/ and the chart)
-	for crd in $(CRDS); do \
-	  $(CARGO) run --locked -q -- crd $$crd > crds/$$crd.yaml; \
-	  cp crds/$$crd.yaml deploy/crds/; \
-	done
+crds: ## Regenerate crds/ from the Rust types, one file per CRD (and their copies in deploy/ and the chart)
+	$(CARGO) run --locked -q -- crd --dir crds
+	cp crds/*.yaml deploy/crds/
 	scripts/sync-chart.sh
 
 chart: ## Copy crds/, the alert rules and the dashboard into charts/binauthz-operator; write deploy/monitoring/prometheusrule.yaml

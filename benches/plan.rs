@@ -23,7 +23,7 @@ use binauthz_operator::api::{
     BinAuthzBindingSpec, BreakglassMode, LabelOperator, LabelSelector, LabelSelectorRequirement,
     Mode, PolicyRef, ResourceKind, TargetSelector, Targets,
 };
-use binauthz_operator::plan::{plan, BindingInput, BindingKey, PlanError, StatusInput};
+use binauthz_operator::plan::{plan, BindingInput, BindingKey, Permission, PlanError, StatusInput};
 use binauthz_operator::policy::ObservedPolicy;
 use binauthz_operator::resource::{ObservedResource, ResourceId};
 use criterion::{criterion_group, criterion_main, Criterion};
@@ -241,6 +241,7 @@ fn bench_case(
         .map(|(key, spec)| BindingInput {
             key: key.clone(),
             spec,
+            permission: Permission::Open,
         })
         .collect();
     assert_eq!(bindings.len(), 100);

@@ -65,13 +65,13 @@ if [ "$missing" = 1 ]; then
   for lua in lua5.1 lua5.4; do lua_ready "$lua" || die "$lua with dkjson is still missing after apt-get"; done
 fi
 
-# --- 1. the CRD copies -------------------------------------------------------------------
-for CRD in binauthzbindings.binauthz.dev.yaml binauthzexceptions.binauthz.dev.yaml; do
+# --- 1. the CRD copy ---------------------------------------------------------------------
+for CRD in $(cd crds && ls *.yaml); do
   step "deploy/crds/$CRD matches crds/$CRD"
   cmp -s "crds/$CRD" "deploy/crds/$CRD" \
     || die "deploy/crds/$CRD differs from crds/$CRD; copy it (\`cp crds/$CRD deploy/crds/\`, which \`make crds\` does) and commit"
-  echo ok
 done
+echo ok
 
 # --- 2. render ---------------------------------------------------------------------------
 step "render the kustomizations"
@@ -89,6 +89,7 @@ CHART=charts/binauthz-operator
 # Every option on: the objects only they add get scanned too.
 ALL_ON=(--set metrics.serviceMonitor.enabled=true --set metrics.prometheusRule.enabled=true
   --set metrics.dashboard.enabled=true --set policyReports.enabled=true
+  --set tenancy.admissionPolicy.enabled=true
   --set driftEvents.subscription=projects/p/subscriptions/s
   --set image.digest=sha256:0000000000000000000000000000000000000000000000000000000000000000)
 "$helm" lint --strict "$CHART" || die "helm lint $CHART failed"

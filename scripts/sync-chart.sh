@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Copies what the Helm chart shares with deploy/ into charts/binauthz-operator (Helm cannot
+# Copies what the Helm chart shares with deploy/ (CRDs, alert rules, dashboard, the tenancy
+# admission policy) into charts/binauthz-operator (Helm cannot
 # read files outside the chart), and writes deploy/monitoring/prometheusrule.yaml from the
 # plain rules file. `make crds` and `make chart` run it; scripts/lint-deploy.sh runs it with
 # --check and fails when a copy is out of date.
@@ -33,6 +34,7 @@ HEAD
 copies=(
   "deploy/monitoring/alerts.rules.yaml:${CHART}/files/alerts.rules.yaml"
   "deploy/monitoring/dashboard.json:${CHART}/files/dashboard.json"
+  "deploy/tenancy/admission-policy.yaml:${CHART}/files/tenancy-admission-policy.yaml"
 )
 for crd in crds/*.yaml; do
   copies+=("${crd}:${CHART}/crds/$(basename "$crd")")

@@ -10,6 +10,9 @@
 //!   the lease, and after errors with per-binding exponential backoff;
 //! - an inventory shared by all passes ([`inventory`]): one list per (project, location,
 //!   kind) per short window;
+//! - tenancy ([`tenancy`]): watches of the `BinAuthzTenancy` grants and namespace labels;
+//!   a grant or label change re-checks the bindings whose permission moved; the leader
+//!   writes the grants' index the admission policy reads;
 //! - leader election ([`leader`]): every replica watches, only the lease holder writes;
 //! - the status ([`status`]) and events ([`events`]) of each binding;
 //! - metrics and health ([`crate::telemetry`]).
@@ -27,6 +30,7 @@ mod pass;
 pub mod policyreport;
 mod startup;
 pub mod status;
+mod tenancy;
 mod triggers;
 
 use std::collections::{HashMap, HashSet};
@@ -214,6 +218,8 @@ pub struct Context {
     refresh: Mutex<HashSet<BindingKey>>,
     /// The PolicyReport writer, with `--policy-reports`.
     policy_reports: Option<PolicyReports>,
+    /// The grants and namespace labels tenancy is decided from.
+    tenancy: tenancy::TenancyWatch,
 }
 
 impl std::fmt::Debug for Context {
@@ -248,6 +254,7 @@ impl Context {
             failures: Mutex::new(HashMap::new()),
             refresh: Mutex::new(HashSet::new()),
             policy_reports: None,
+            tenancy: tenancy::TenancyWatch::off(),
         }
     }
 
@@ -284,6 +291,17 @@ impl Context {
         ids.into_iter()
             .filter_map(|id| principals.remove_entry(id))
             .collect()
+    }
+
+    /// Decides tenancy from these watches (without, tenancy is off).
+    pub(crate) fn with_tenancy(mut self, watch: tenancy::TenancyWatch) -> Self {
+        self.tenancy = watch;
+        self
+    }
+
+    /// The tenancy grants and namespace labels as they are now.
+    pub(crate) fn tenancy(&self) -> crate::fleet::Tenancy {
+        self.tenancy.now()
     }
 
     /// Marks the next pass of `key` as queued by a drift event's re-check.
@@ -481,6 +499,7 @@ pub async fn run(args: ControllerArgs) -> Result<(), Error> {
     let (gate, election) = elect(&kube, lease, &telemetry).await?;
     let api_check = tokio::spawn(check_api_server(kube.clone(), telemetry.health.clone()));
 
+    let (tenancy_watch, tenancy_changes) = tenancy::watch_tenancy(&kube).await?;
     let (reader, writer) = reflector::store();
     let (exception_reader, exception_writer) = reflector::store();
     let mut ctx = Context::new(
@@ -500,7 +519,7 @@ pub async fn run(args: ControllerArgs) -> Result<(), Error> {
         info!("writing a PolicyReport (wgpolicyk8s.io/v1alpha2) per binding");
         ctx = ctx.with_policy_reports(PolicyReports::new());
     }
-    let ctx = Arc::new(ctx);
+    let ctx = Arc::new(ctx.with_tenancy(tenancy_watch.clone()));
     let (watch_triggers, watch_trigger_stream) = mpsc::unbounded();
     let exception_watch = exceptions::watch_exceptions(
         &kube,
@@ -526,7 +545,18 @@ pub async fn run(args: ControllerArgs) -> Result<(), Error> {
         };
         tokio::spawn(Handler::new(env, subscriber, config).run(signal.clone()))
     });
-    let triggers = futures::stream::select(watch_trigger_stream, drift_trigger_stream);
+    let (tenancy_triggers, tenancy_trigger_stream) = mpsc::unbounded();
+    let follow = tokio::spawn(tenancy::follow_tenancy(
+        Arc::clone(&ctx),
+        tenancy_changes,
+        tenancy_triggers,
+    ));
+    let triggers = futures::stream::select(
+        futures::stream::select(watch_trigger_stream, drift_trigger_stream),
+        tenancy_trigger_stream,
+    );
+    // A pass before the grants are read would take "not read yet" for "no grant".
+    tenancy_watch.ready().await;
     let controller = futures::future::join(
         passes(
             bindings,
@@ -547,6 +577,7 @@ pub async fn run(args: ControllerArgs) -> Result<(), Error> {
         election.release(Duration::from_secs(5)).await;
     }
     api_check.abort();
+    follow.abort();
     if let Some(drift) = drift {
         drift.abort();
     }

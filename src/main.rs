@@ -16,12 +16,9 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Print the CustomResourceDefinitions (BinAuthzBinding, BinAuthzException) as YAML
-    /// (pipe it to `kubectl apply -f -`).
-    Crd {
-        /// Print only the CRD of this name, e.g. `binauthzexceptions.binauthz.dev`.
-        name: Option<String>,
-    },
+    /// Print the CustomResourceDefinitions (BinAuthzBinding, BinAuthzException,
+    /// BinAuthzTenancy, BinAuthzTenancyIndex) as YAML (pipe it to `kubectl apply -f -`).
+    Crd(CrdArgs),
     /// Run the operator: reconcile BinAuthzBindings against live Cloud Run.
     Controller(Box<binauthz_operator::controller::ControllerArgs>),
     /// Check Cloud Run against binding manifests without a cluster; --fix remediates.
@@ -38,6 +35,17 @@ enum Command {
     Emulator(Box<cloudrun_emulator::EmulatorArgs>),
 }
 
+/// Flags of `binauthz-operator crd`.
+#[derive(clap::Args, Debug)]
+struct CrdArgs {
+    /// Print only the CRD of this name, e.g. `binauthzexceptions.binauthz.dev`.
+    name: Option<String>,
+    /// Write one file per CRD into this directory (`{plural}.{group}.yaml`, as crds/
+    /// holds them) instead of printing them.
+    #[arg(long, env = "BINAUTHZ_CRD_DIR", value_name = "DIR")]
+    dir: Option<std::path::PathBuf>,
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     // Installed as `kubectl-binauthz` (a symlink or copy on PATH), the binary is the
@@ -48,7 +56,7 @@ async fn main() -> ExitCode {
     }
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Crd { name } => print_crd(name.as_deref()),
+        Command::Crd(args) => print_crd(args),
         Command::Controller(args) => run_controller(*args).await,
         Command::Check(args) => {
             init_stderr_logs();
@@ -86,11 +94,25 @@ async fn run_kubectl(args: binauthz_operator::kubectl::KubectlArgs) -> anyhow::R
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_crd(name: Option<&str>) -> anyhow::Result<ExitCode> {
-    let Some(yaml) = binauthz_operator::api::crds_yaml(name)? else {
+fn print_crd(args: CrdArgs) -> anyhow::Result<ExitCode> {
+    let CrdArgs { name, dir } = args;
+    if let Some(dir) = dir {
+        for (file, yaml) in binauthz_operator::api::crd_files()? {
+            let path = dir.join(file);
+            std::fs::write(&path, yaml)
+                .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let Some(yaml) = binauthz_operator::api::crds_yaml(name.as_deref())? else {
+        let known: Vec<String> = binauthz_operator::api::crds()
+            .into_iter()
+            .filter_map(|c| c.metadata.name)
+            .collect();
         anyhow::bail!(
-            "no CRD named {:?}: the operator's CRDs are binauthzbindings.binauthz.dev and binauthzexceptions.binauthz.dev",
-            name.unwrap_or_default()
+            "no CRD named {:?}: the operator's CRDs are {}",
+            name.unwrap_or_default(),
+            known.join(", ")
         );
     };
     let mut out = std::io::stdout().lock();

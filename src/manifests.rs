@@ -144,6 +144,9 @@ pub struct Loaded {
     pub bindings: Vec<LoadedBinding>,
     /// Valid exceptions, in input order.
     pub exceptions: Vec<LoadedException>,
+    /// Valid `BinAuthzTenancy` grants, in input order: `check` decides tenancy with them
+    /// as the controller does with the cluster's.
+    pub grants: Vec<api::BinAuthzTenancy>,
     /// Every problem, in input order.
     pub errors: Vec<ManifestError>,
     /// Documents of other kinds that were skipped.
@@ -343,6 +346,10 @@ fn load_document(
         load_exception(file, number, start_line, doc, value, loaded);
         return;
     }
+    if ours && kind == Some(api::TENANCY_KIND) {
+        load_grant(file, number, start_line, doc, value, loaded);
+        return;
+    }
     let is_binding = ours && kind == Some(api::KIND);
     if !is_binding {
         match cloudrun_manifest::recognize(&value) {
@@ -425,6 +432,39 @@ fn load_exception(
                     source: source(line),
                     binding: None,
                     problem: Problem::ExceptionField(key.clone(), error),
+                });
+            }
+        }
+    }
+}
+
+/// One `BinAuthzTenancy` grant document: kept when valid, else each problem reported.
+fn load_grant(
+    file: &str,
+    number: usize,
+    start_line: usize,
+    doc: &str,
+    value: serde_json::Value,
+    loaded: &mut Loaded,
+) {
+    let name = value
+        .pointer("/metadata/name")
+        .and_then(|n| n.as_str())
+        .map(|n| format!("{} {n}", api::TENANCY_KIND));
+    match api::grant_from_value(value) {
+        Ok(grant) => loaded.grants.push(grant),
+        Err(errors) => {
+            for error in errors.0 {
+                let line = field_line(doc, &error.field).map(|l| start_line + l - 1);
+                loaded.errors.push(ManifestError {
+                    source: Source {
+                        file: file.to_owned(),
+                        document: number,
+                        line,
+                        column: None,
+                    },
+                    binding: name.clone(),
+                    problem: Problem::Field(error),
                 });
             }
         }

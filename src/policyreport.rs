@@ -225,6 +225,8 @@ pub enum NotEvaluated<'m> {
     Suspended,
     /// The spec is invalid; the message says how.
     Invalid(&'m str),
+    /// No `BinAuthzTenancy` grant allows the binding; the message says what is missing.
+    NotPermitted(&'m str),
 }
 
 /// The reports of a binding whose pass read Cloud Run: one result per target of
@@ -252,6 +254,10 @@ pub fn not_evaluated(binding: &BindingRef<'_>, why: NotEvaluated<'_>) -> Vec<Pag
         NotEvaluated::Invalid(errors) => (
             Verdict::Error,
             format!("the spec is invalid: {errors}; fix the binding"),
+        ),
+        NotEvaluated::NotPermitted(refusal) => (
+            Verdict::Error,
+            format!("not permitted, nothing is done for this binding: {refusal}"),
         ),
     };
     let result = ReportResult {

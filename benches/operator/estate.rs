@@ -9,7 +9,7 @@ use binauthz_operator::api::{
     BinAuthzBinding, BinAuthzBindingSpec, BreakglassMode, LabelOperator, LabelSelector,
     LabelSelectorRequirement, Mode, PolicyRef, ResourceKind, TargetSelector, Targets,
 };
-use binauthz_operator::plan::{self, BindingInput, BindingKey, Decision};
+use binauthz_operator::plan::{self, BindingInput, BindingKey, Decision, Permission};
 use binauthz_operator::policy::ObservedPolicy;
 use binauthz_operator::resource::{BreakglassChange, ObservedResource, Remediation, ResourceId};
 use cloudrun_emulator::{ProjectSeed, RegionSeed, ResourceSeed, Seed};
@@ -397,6 +397,7 @@ pub fn intent(bindings: &[BinAuthzBinding], resources: &[ObservedResource]) -> R
                 b.metadata.name.clone().unwrap_or_default(),
             ),
             spec: &b.spec,
+            permission: Permission::Open,
         })
         .collect();
     let specs: BTreeMap<BindingKey, &BinAuthzBindingSpec> =

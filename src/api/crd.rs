@@ -7,7 +7,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
 use kube::CustomResourceExt;
 
 use super::patterns::LABEL_VALUE;
-use super::{BinAuthzBinding, BinAuthzException};
+use super::{BinAuthzBinding, BinAuthzException, BinAuthzTenancy, BinAuthzTenancyIndex};
 
 /// The CustomResourceDefinition, derived from the types above and finished by hand where
 /// the derive cannot say it:
@@ -37,23 +37,18 @@ pub fn crd() -> CustomResourceDefinition {
 /// The `BinAuthzException` CustomResourceDefinition, derived from its types and finished
 /// like the binding's (no `nullable: true`).
 pub fn exception_crd() -> CustomResourceDefinition {
-    let mut crd = BinAuthzException::crd();
-    for version in &mut crd.spec.versions {
-        if let Some(schema) = version
-            .schema
-            .as_mut()
-            .and_then(|s| s.open_api_v3_schema.as_mut())
-        {
-            finish_schema(schema);
-        }
-    }
-    crd
+    finished(BinAuthzException::crd())
 }
 
 /// Every CRD of the operator, bindings first: what `binauthz-operator crd` prints and
-/// `crds/` holds (one file per CRD, named after it).
+/// `crds/` holds (one file per CRD, named after it). A new kind is one more entry.
 pub fn crds() -> Vec<CustomResourceDefinition> {
-    vec![crd(), exception_crd()]
+    vec![
+        crd(),
+        exception_crd(),
+        finished(BinAuthzTenancy::crd()),
+        finished(BinAuthzTenancyIndex::crd()),
+    ]
 }
 
 /// The `observedGeneration` of the status the API server serves for a binding the operator
@@ -88,9 +83,20 @@ fn finish_schema(schema: &mut JSONSchemaProps) {
     }
 }
 
-/// The CRD as YAML, exactly as `binauthz-operator crd` prints it and `crds/` holds it.
+/// The CRD of bindings as YAML, exactly as `crds/` holds it.
 pub fn crd_yaml() -> Result<String, serde_yaml_ng::Error> {
     serde_yaml_ng::to_string(&crd())
+}
+
+/// Each CRD as YAML with the file name `crds/` holds it under (`{plural}.{group}.yaml`).
+pub fn crd_files() -> Result<Vec<(String, String)>, serde_yaml_ng::Error> {
+    crds()
+        .iter()
+        .map(|crd| {
+            let name = crd.metadata.name.clone().unwrap_or_default();
+            Ok((format!("{name}.yaml"), serde_yaml_ng::to_string(crd)?))
+        })
+        .collect()
 }
 
 /// The operator's CRDs as YAML, separated by `---` (what `binauthz-operator crd` prints), or
@@ -108,6 +114,20 @@ pub fn crds_yaml(name: Option<&str>) -> Result<Option<String>, serde_yaml_ng::Er
         out.push_str(&serde_yaml_ng::to_string(&crd)?);
     }
     Ok((!out.is_empty()).then_some(out))
+}
+
+/// A derived CRD with the same finishing as the bindings' (no `nullable`, see [`crd`]).
+fn finished(mut crd: CustomResourceDefinition) -> CustomResourceDefinition {
+    for version in &mut crd.spec.versions {
+        if let Some(schema) = version
+            .schema
+            .as_mut()
+            .and_then(|s| s.open_api_v3_schema.as_mut())
+        {
+            finish_schema(schema);
+        }
+    }
+    crd
 }
 
 /// The `apiVersion` of bindings.

@@ -1,4 +1,5 @@
-//! The `BinAuthzBinding` custom resource (`binauthz.dev/v1alpha1`): spec, status, CRD rules.
+//! The custom resources (`binauthz.dev/v1alpha1`): `BinAuthzBinding` (spec, status, CRD
+//! rules) and the tenancy grants `BinAuthzTenancy` with their index.
 //!
 //! The Rust types here are the single source of the CRD: `binauthz-operator crd` prints
 //! what they derive, and `crds/` holds a committed copy that a test keeps in step. Every
@@ -14,10 +15,12 @@ mod exception;
 mod patterns;
 mod spec;
 mod status;
+mod tenancy;
 mod validate;
 
 pub use crd::{
-    crd, crd_yaml, crds, crds_yaml, exception_crd, API_VERSION, KIND, UNOBSERVED_GENERATION,
+    crd, crd_files, crd_yaml, crds, crds_yaml, exception_crd, API_VERSION, KIND,
+    UNOBSERVED_GENERATION,
 };
 pub use exception::{
     exception_from_value, BinAuthzException, BinAuthzExceptionSpec, BinAuthzExceptionStatus,
@@ -31,7 +34,12 @@ pub use status::{
     BinAuthzBindingStatus, Condition, FailureReason, OrgPolicyState, OrgPolicyStatus, PolicyCheck,
     PolicyCheckResult, Summary, TargetState, TargetStatus, UnreadLocation, RECONCILE_REQUESTED_AT,
 };
-pub use validate::{binding_from_value, FieldError, ValidationErrors};
+pub use tenancy::{
+    glob_regex, BinAuthzTenancy, BinAuthzTenancyIndex, BinAuthzTenancyIndexSpec,
+    BinAuthzTenancySpec, IndexedGrant, NamespaceRequirement, NamespaceSelector, PolicyGrant,
+    TENANCY_INDEX_NAME, TENANCY_KIND,
+};
+pub use validate::{binding_from_value, grant_from_value, FieldError, ValidationErrors};
 
 #[cfg(test)]
 mod tests;

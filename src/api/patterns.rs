@@ -237,3 +237,77 @@ fn is_rfc3339_shape(s: &str) -> bool {
         .and_then(|r| digits(r, 2))
         .is_some_and(str::is_empty)
 }
+
+/// Each entry of a grant's `spec.namespaces` (a Kubernetes namespace name).
+pub(crate) const NAMESPACE_NAME: Pattern = Pattern {
+    regex: r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
+    max_len: 63,
+    accepts: is_namespace_name,
+    expected: "a namespace name: lowercase letters, digits and '-', starting and ending with a letter or digit",
+};
+
+/// Each entry of a grant's `spec.projects`: a project id, number or a glob over them.
+pub(crate) const PROJECT_GLOB: Pattern = Pattern {
+    regex: r"^[a-z0-9*?-]{1,30}$",
+    max_len: 30,
+    accepts: is_project_glob,
+    expected:
+        "a project id or number, or a glob over them (lowercase letters, digits, '-', '*' or '?')",
+};
+
+/// A Kubernetes label key (`team`, `example.com/team`) of a grant's namespace selector.
+pub(crate) const K8S_LABEL_KEY: Pattern = Pattern {
+    regex: r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$",
+    max_len: 317,
+    accepts: is_k8s_label_key,
+    expected: "a Kubernetes label key such as team or example.com/team",
+};
+
+/// A Kubernetes label value of a grant's namespace selector.
+pub(crate) const K8S_LABEL_VALUE: Pattern = Pattern {
+    regex: r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$",
+    max_len: 63,
+    accepts: is_k8s_label_value,
+    expected: "a Kubernetes label value: up to 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit",
+};
+
+fn is_namespace_name(s: &str) -> bool {
+    is_dns_label(s)
+}
+
+fn is_dns_label(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b[0] != b'-'
+        && b[b.len() - 1] != b'-'
+}
+
+fn is_project_glob(s: &str) -> bool {
+    (1..=30).contains(&s.len())
+        && s.bytes().all(|c| {
+            c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'-' | b'*' | b'?')
+        })
+}
+
+fn is_k8s_label_key(s: &str) -> bool {
+    let (prefix, name) = match s.rsplit_once('/') {
+        Some((prefix, name)) => (Some(prefix), name),
+        None => (None, s),
+    };
+    prefix.is_none_or(|p| p.split('.').all(is_dns_label))
+        && !name.is_empty()
+        && name.len() <= 63
+        && is_k8s_label_value(name)
+}
+
+fn is_k8s_label_value(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.is_empty()
+        || (b
+            .iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+            && b[0].is_ascii_alphanumeric()
+            && b[b.len() - 1].is_ascii_alphanumeric())
+}

@@ -431,3 +431,107 @@ fn exception_manifests_are_read_with_the_api_servers_words() {
             .unwrap_err();
     assert_eq!(wrong_version.0[0].field, "apiVersion");
 }
+
+#[test]
+fn the_grant_patterns_agree_with_their_predicates() {
+    use super::patterns::{Pattern, K8S_LABEL_KEY, K8S_LABEL_VALUE, NAMESPACE_NAME, PROJECT_GLOB};
+    let long = "a".repeat(64);
+    let cases: [(&Pattern, Vec<&str>); 4] = [
+        (
+            &NAMESPACE_NAME,
+            vec!["team-a", "a", "0x", "-a", "a-", "A", "a.b", "", &long],
+        ),
+        (
+            &PROJECT_GLOB,
+            vec![
+                "acme-*",
+                "123456789012",
+                "acme-?",
+                "*",
+                "Acme",
+                "acme_x",
+                "",
+            ],
+        ),
+        (
+            &K8S_LABEL_KEY,
+            vec![
+                "team",
+                "example.com/team",
+                "a.b/c_d.E",
+                "/team",
+                "example.com/",
+                "-x",
+                "a/b/c",
+                "",
+            ],
+        ),
+        (
+            &K8S_LABEL_VALUE,
+            vec!["", "payments", "Prod_1.x", "-x", "x-", "a b", &long],
+        ),
+    ];
+    for (pattern, examples) in cases {
+        let regex = Regex::new(pattern.regex).unwrap();
+        for value in examples {
+            let fits = value.chars().count() <= pattern.max_len;
+            assert_eq!(
+                fits && regex.is_match(value),
+                fits && (pattern.accepts)(value),
+                "{} on {value:?}",
+                pattern.regex
+            );
+        }
+    }
+}
+
+proptest::proptest! {
+    /// The admission policy matches the index's regular expressions where the operator
+    /// matches the grant's globs: both must say the same of every project and policy name.
+    #[test]
+    fn index_regexes_match_what_the_globs_match(
+        glob in "[a-c*?./-]{1,8}",
+        name in "[a-c./-]{0,8}",
+    ) {
+        let regex = Regex::new(&super::glob_regex(&glob)).unwrap();
+        proptest::prop_assert_eq!(regex.is_match(&name), crate::matching::Glob::new(&glob).matches(&name));
+    }
+}
+
+#[test]
+fn the_index_lists_every_grant_sorted_with_every_field_spelled_out() {
+    use super::{BinAuthzTenancyIndexSpec, BinAuthzTenancySpec, PolicyGrant};
+    let open = BinAuthzTenancySpec {
+        namespaces: vec!["team-b".into()],
+        namespace_selector: None,
+        projects: vec!["acme-*".into()],
+        max_priority: 5,
+        policies: None,
+    };
+    let default_only = BinAuthzTenancySpec {
+        policies: Some(PolicyGrant { names: Vec::new() }),
+        ..open.clone()
+    };
+    let index = BinAuthzTenancyIndexSpec::of([("z", &open), ("a", &default_only)]);
+    let names: Vec<&str> = index.grants.iter().map(|g| g.name.as_str()).collect();
+    assert_eq!(names, ["a", "z"]);
+    assert!(!index.grants[0].any_policy && index.grants[0].policies.is_empty());
+    assert!(index.grants[1].any_policy);
+    assert_eq!(index.grants[1].projects, ["^acme-.*$"]);
+    let json = serde_json::to_value(&index).unwrap();
+    for field in [
+        "namespaces",
+        "byLabels",
+        "matchLabels",
+        "matchExpressions",
+        "projects",
+        "maxPriority",
+        "anyPolicy",
+        "policies",
+    ] {
+        assert!(
+            json["grants"][0].get(field).is_some(),
+            "{field} missing: {json}"
+        );
+    }
+}

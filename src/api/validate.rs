@@ -4,11 +4,13 @@
 use std::fmt;
 
 use super::patterns::{
-    Pattern, INTERVAL, LABEL_KEY, LABEL_VALUE, LOCATION, NAME_GLOB, POLICY_NAME, PROJECT,
+    Pattern, INTERVAL, K8S_LABEL_KEY, K8S_LABEL_VALUE, LABEL_KEY, LABEL_VALUE, LOCATION,
+    NAMESPACE_NAME, NAME_GLOB, POLICY_NAME, PROJECT, PROJECT_GLOB,
 };
 use super::{
-    BinAuthzBinding, BinAuthzBindingSpec, LabelOperator, LabelSelector, PolicyRef, TargetSelector,
-    Targets, API_VERSION, KIND, MAX_LOCATIONS, MAX_SELECTOR_NAMES, MIN_INTERVAL, PRIORITY_RANGE,
+    BinAuthzBinding, BinAuthzBindingSpec, BinAuthzTenancy, BinAuthzTenancySpec, LabelOperator,
+    LabelSelector, PolicyRef, TargetSelector, Targets, API_VERSION, KIND, MAX_LOCATIONS,
+    MAX_SELECTOR_NAMES, MIN_INTERVAL, PRIORITY_RANGE, TENANCY_KIND,
 };
 
 /// A rule a binding breaks: the field (as the API server names it) and what is wrong.
@@ -84,6 +86,46 @@ pub fn binding_from_value(value: serde_json::Value) -> Result<BinAuthzBinding, V
         .map_err(|err| ValidationErrors(vec![serde_field_error(&err)]))?;
     binding.validate()?;
     Ok(binding)
+}
+
+impl BinAuthzTenancySpec {
+    /// Checks every rule of the grant's CRD (the same rules the API server enforces).
+    pub fn validate(&self) -> Result<(), ValidationErrors> {
+        let mut v = Validator::default();
+        v.grant(self);
+        if v.errors.is_empty() {
+            Ok(())
+        } else {
+            Err(ValidationErrors(v.errors))
+        }
+    }
+}
+
+/// Reads one `BinAuthzTenancy` grant from a parsed manifest and checks every CRD rule, as
+/// [`binding_from_value`] does for bindings.
+pub fn grant_from_value(value: serde_json::Value) -> Result<BinAuthzTenancy, ValidationErrors> {
+    let api_version = value.get("apiVersion").and_then(|v| v.as_str());
+    if api_version != Some(API_VERSION) {
+        return Err(ValidationErrors(vec![FieldError {
+            field: "apiVersion".into(),
+            message: format!(
+                "Unsupported value: {:?}: a {TENANCY_KIND} must have apiVersion {API_VERSION}",
+                api_version.unwrap_or("")
+            ),
+        }]));
+    }
+    let grant: BinAuthzTenancy = serde_path_to_error::deserialize(value)
+        .map_err(|err| ValidationErrors(vec![serde_field_error(&err)]))?;
+    let mut v = Validator::default();
+    if grant.metadata.name.as_deref().unwrap_or("").is_empty() {
+        v.push("metadata.name", "Required value: every grant needs a name");
+    }
+    v.grant(&grant.spec);
+    if v.errors.is_empty() {
+        Ok(grant)
+    } else {
+        Err(ValidationErrors(v.errors))
+    }
 }
 
 /// Turns a serde error at a path into the API server's wording where one exists.
@@ -176,6 +218,110 @@ impl Validator {
                     spec.priority
                 ),
             );
+        }
+    }
+
+    fn grant(&mut self, spec: &BinAuthzTenancySpec) {
+        if spec.namespaces.is_empty() && spec.namespace_selector.is_none() {
+            self.push("spec", "a grant needs namespaces or namespaceSelector");
+        }
+        self.list("spec.namespaces", &spec.namespaces, 0, 100, &NAMESPACE_NAME);
+        if let Some(selector) = &spec.namespace_selector {
+            let field = "spec.namespaceSelector";
+            if selector.match_labels.is_empty() && selector.match_expressions.is_empty() {
+                self.push(
+                    field,
+                    "namespaceSelector needs matchLabels or matchExpressions",
+                );
+            }
+            if selector.match_labels.len() > 16 {
+                self.push(
+                    format!("{field}.matchLabels"),
+                    format!(
+                        "Too many: {}: must have at most 16 items",
+                        selector.match_labels.len()
+                    ),
+                );
+            }
+            for (key, value) in &selector.match_labels {
+                if key.len() > K8S_LABEL_KEY.max_len || !(K8S_LABEL_KEY.accepts)(key) {
+                    self.push(
+                        format!("{field}.matchLabels"),
+                        "matchLabels keys must be Kubernetes label keys, e.g. team or example.com/team",
+                    );
+                }
+                self.pattern(
+                    &format!("{field}.matchLabels.{key}"),
+                    value,
+                    &K8S_LABEL_VALUE,
+                );
+            }
+            if selector.match_expressions.len() > 8 {
+                self.push(
+                    format!("{field}.matchExpressions"),
+                    format!(
+                        "Too many: {}: must have at most 8 items",
+                        selector.match_expressions.len()
+                    ),
+                );
+            }
+            for (i, req) in selector.match_expressions.iter().enumerate() {
+                let item = format!("{field}.matchExpressions[{i}]");
+                self.pattern(&format!("{item}.key"), &req.key, &K8S_LABEL_KEY);
+                let wants_values = matches!(req.operator, LabelOperator::In | LabelOperator::NotIn);
+                if wants_values == req.values.is_empty() {
+                    self.push(
+                        item.clone(),
+                        "values must be non-empty for In and NotIn, and empty for Exists and DoesNotExist",
+                    );
+                }
+                self.list(
+                    &format!("{item}.values"),
+                    &req.values,
+                    0,
+                    32,
+                    &K8S_LABEL_VALUE,
+                );
+            }
+        }
+        self.list("spec.projects", &spec.projects, 1, 100, &PROJECT_GLOB);
+        if !PRIORITY_RANGE.contains(&spec.max_priority) {
+            self.push(
+                "spec.maxPriority",
+                format!(
+                    "Invalid value: {}: spec.maxPriority should be between -1000 and 1000",
+                    spec.max_priority
+                ),
+            );
+        }
+        if let Some(policies) = &spec.policies {
+            self.list("spec.policies.names", &policies.names, 0, 50, &POLICY_NAME);
+        }
+    }
+
+    /// A list of strings: its length bounds, each item's pattern, no duplicates.
+    fn list(&mut self, field: &str, items: &[String], min: usize, max: usize, pattern: &Pattern) {
+        if items.len() < min {
+            self.push(
+                field,
+                format!(
+                    "Invalid value: {}: {field} should have at least {min} items",
+                    items.len()
+                ),
+            );
+        }
+        if items.len() > max {
+            self.push(
+                field,
+                format!("Too many: {}: must have at most {max} items", items.len()),
+            );
+        }
+        for (i, item) in items.iter().enumerate() {
+            let at = format!("{field}[{i}]");
+            self.pattern(&at, item, pattern);
+            if items[..i].contains(item) {
+                self.push(at, format!("Duplicate value: {item:?}"));
+            }
         }
     }
 

@@ -167,11 +167,16 @@ pub async fn check(args: CheckArgs) -> Result<Verdict, CheckError> {
     #[cfg(feature = "emulator")]
     let (config, _emulator) = embedded::with_emulator(config, emulator.as_deref()).await?;
     let client = CloudRunClient::new(config).await?;
+    let grants = crate::plan::Grants::new(loaded.grants.iter().map(|g| crate::plan::Grant {
+        name: kube::ResourceExt::name_any(g),
+        spec: g.spec.clone(),
+    }));
     let checker = Checker {
         inventory: SharedInventory::new(client, LIST_TTL),
         bindings: loaded.bindings,
         exceptions: loaded.exceptions,
         exception_max: exception_max_duration,
+        tenancy: crate::fleet::Tenancy::offline(grants),
         interactive: std::io::stderr().is_terminal(),
     };
     warn_unhonoured_exceptions(&checker);

@@ -212,7 +212,7 @@ impl Report {
             &exceptions,
             pass.live.values().map(|l| &l.observed),
         ) {
-            for BindingInput { key, spec } in &inputs {
+            for BindingInput { key, spec, .. } in &inputs {
                 let Some(bp) = plan.binding(key) else {
                     continue;
                 };

@@ -27,6 +27,8 @@ pub(super) struct Checker {
     pub(super) exceptions: Vec<LoadedException>,
     /// `--exception-max-duration`.
     pub(super) exception_max: std::time::Duration,
+    /// The grants read with the bindings (none: tenancy is off).
+    pub(super) tenancy: crate::fleet::Tenancy,
     pub(super) interactive: bool,
 }
 
@@ -81,17 +83,29 @@ impl Checker {
         }
     }
 
+    /// The bindings that read Cloud Run: not suspended, and permitted by the grants.
     pub(super) fn active(&self) -> impl Iterator<Item = &LoadedBinding> {
-        self.bindings.iter().filter(|b| !b.binding.spec.suspend)
+        self.bindings.iter().filter(|b| {
+            !b.binding.spec.suspend
+                && self
+                    .tenancy
+                    .permission(&Self::key(b).namespace, &b.binding.spec)
+                    .is_permitted()
+        })
     }
 
-    /// Every binding, as the planner takes them.
+    /// Every binding, as the planner takes them, with what the grants say of it.
     pub(super) fn inputs(&self) -> Vec<BindingInput<'_>> {
         self.bindings
             .iter()
-            .map(|b| BindingInput {
-                key: Self::key(b),
-                spec: &b.binding.spec,
+            .map(|b| {
+                let key = Self::key(b);
+                let permission = self.tenancy.permission(&key.namespace, &b.binding.spec);
+                BindingInput {
+                    key,
+                    spec: &b.binding.spec,
+                    permission,
+                }
             })
             .collect()
     }

@@ -32,6 +32,14 @@ pub enum Error {
     /// Discovery failed for another reason.
     #[error("cannot check whether the BinAuthzBinding CRD is installed: {0}")]
     Discovery(String),
+    /// Tenancy cannot be decided: the grants or the namespaces cannot be listed.
+    #[error("cannot list {what}, which tenancy is decided from: {detail} (apply deploy/rbac.yaml: the operator's ClusterRole grants get/list/watch on binauthztenancies and namespaces)")]
+    TenancyUnreadable {
+        /// `BinAuthzTenancy grants` or `namespaces`.
+        what: &'static str,
+        /// The API server's answer.
+        detail: String,
+    },
     /// The Cloud Run client cannot be built (credentials, flags).
     #[error(transparent)]
     CloudRun(#[from] crate::cloudrun::Error),
@@ -83,6 +91,7 @@ impl Error {
             Self::ApiServerUnreachable { .. } => "ApiServerUnreachable",
             Self::CrdNotInstalled => "CrdNotInstalled",
             Self::Discovery(_) => "Discovery",
+            Self::TenancyUnreadable { .. } => "TenancyUnreadable",
             Self::CloudRun(_) => "CloudRun",
             Self::Telemetry(_) => "Telemetry",
             Self::Leader(_) => "Leader",

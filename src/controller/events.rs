@@ -63,6 +63,8 @@ pub enum EventReason {
     CloudRunUnavailable,
     /// The spec breaks a rule.
     InvalidSpec,
+    /// No tenancy grant allows the binding.
+    NotPermitted,
 }
 
 impl EventReason {
@@ -87,6 +89,7 @@ impl EventReason {
             Self::PolicyUnverifiable => "PolicyUnverifiable",
             Self::CloudRunUnavailable => "CloudRunUnavailable",
             Self::InvalidSpec => "InvalidSpec",
+            Self::NotPermitted => "NotPermitted",
         }
     }
 }
@@ -468,6 +471,7 @@ fn binding_event(pass: &PassSummary<'_, '_>) -> Option<PassEvent> {
         ReadyReason::OrgPolicyConflict => EventReason::OrgPolicyConflict,
         ReadyReason::CloudRunUnavailable => EventReason::CloudRunUnavailable,
         ReadyReason::InvalidSpec => EventReason::InvalidSpec,
+        ReadyReason::NotPermitted => EventReason::NotPermitted,
         _ => return None,
     };
     (pass.previous_ready != Some(reason.as_str())).then(|| PassEvent {

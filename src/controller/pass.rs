@@ -2,7 +2,8 @@
 //!
 //! # Expected flow
 //! 1. Standby replicas stop here (no read, no write).
-//! 2. Suspended or invalid bindings: no Cloud Run call; status only.
+//! 2. Suspended, invalid or not permitted bindings (no tenancy grant allows them): no
+//!    Cloud Run call; status only.
 //! 3. Resolve `*` locations (the client's cached regions), list every (location, kind)
 //!    through the shared inventory, check a named policy exists.
 //! 4. Plan with every binding of the same project from the watch cache, so ownership,
@@ -80,14 +81,11 @@ pub(crate) async fn pass(binding: &BinAuthzBinding, ctx: &Context) -> Result<Pas
         });
     }
     let key = BindingKey::new(binding.namespace().unwrap_or_default(), binding.name_any());
-    let spec = &binding.spec;
-    match Activity::of(spec) {
+    let input = fleet::input(binding, &ctx.tenancy());
+    let activity = input.activity();
+    match &activity {
         Activity::Active(_) => active_pass(binding, &key, ctx).await,
-        Activity::Suspended | Activity::Invalid(_) => {
-            let input = BindingInput {
-                key: key.clone(),
-                spec,
-            };
+        Activity::Suspended | Activity::Invalid(_) | Activity::NotPermitted(_) => {
             let plan = plan::plan(&[input], std::iter::empty())?;
             let bp = plan
                 .binding(&key)
@@ -116,18 +114,19 @@ pub(crate) async fn pass(binding: &BinAuthzBinding, ctx: &Context) -> Result<Pas
                 policy_check: None,
             };
             publish(binding, ctx, &summary).await;
-            record_binding(&key, ctx, spec.mode, report.ready);
-            let why = match &Activity::of(spec) {
+            record_binding(&key, ctx, binding.spec.mode, report.ready);
+            let why = match &activity {
                 Activity::Invalid(errors) => errors.to_string(),
+                Activity::NotPermitted(refusal) => refusal.to_string(),
                 _ => String::new(),
             };
             sync_reports(binding, ctx, |b| {
                 policyreport::not_evaluated(
                     b,
-                    if why.is_empty() {
-                        NotEvaluated::Suspended
-                    } else {
-                        NotEvaluated::Invalid(&why)
+                    match &activity {
+                        Activity::Invalid(_) => NotEvaluated::Invalid(&why),
+                        Activity::NotPermitted(_) => NotEvaluated::NotPermitted(&why),
+                        _ => NotEvaluated::Suspended,
                     },
                 )
             })
@@ -203,7 +202,8 @@ async fn active_pass(
     // snapshot, or arrives after them, when the inventory knows the project's resources and
     // the watch's re-check of overlapping bindings queues another pass of this one.
     let all = ctx.bindings.state();
-    let inputs = planning_inputs(&all, binding, key);
+    let tenancy = ctx.tenancy();
+    let inputs = planning_inputs(&all, binding, key, &tenancy);
     let exceptions = exceptions::assess(ctx, Timestamp::now());
     let plan =
         plan::plan_with_exceptions(&inputs, &exceptions, listed(&read).map(|r| &r.observed))?;
@@ -307,13 +307,11 @@ fn planning_inputs<'s>(
     all: &'s [Arc<BinAuthzBinding>],
     binding: &'s BinAuthzBinding,
     key: &BindingKey,
+    tenancy: &fleet::Tenancy,
 ) -> Vec<BindingInput<'s>> {
-    let mut inputs = fleet::project_inputs(all, &binding.spec.project);
+    let mut inputs = fleet::project_inputs(all, &binding.spec.project, tenancy);
     inputs.retain(|input| input.key != *key);
-    inputs.push(BindingInput {
-        key: key.clone(),
-        spec: &binding.spec,
-    });
+    inputs.push(fleet::input(binding, tenancy));
     inputs
 }
 
@@ -619,7 +617,7 @@ async fn remediate(
     let still_wanted = |now: &ObservedResource, remediation: &Remediation| {
         let all = ctx.bindings.state();
         fleet::still_owned(
-            &fleet::project_inputs(&all, &now.id.project),
+            &fleet::project_inputs(&all, &now.id.project, &ctx.tenancy()),
             &exceptions::assess(ctx, Timestamp::now()),
             key,
             now,

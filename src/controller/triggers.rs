@@ -29,7 +29,7 @@ pub(super) const WATCH_BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// [`crate::telemetry::WATCH_ERROR_GRACE`] it has reconnected (a resumed watch is silent
 /// until something changes) and `/readyz` recovers within seconds of the API server's
 /// return.
-pub(super) fn watch_backoff() -> watcher::ExponentialBackoff {
+pub(crate) fn watch_backoff() -> watcher::ExponentialBackoff {
     backon::ExponentialBuilder::default()
         .with_min_delay(WATCH_BACKOFF_MAX / 20)
         .with_max_delay(WATCH_BACKOFF_MAX / 2)
@@ -138,13 +138,11 @@ impl Tap {
             return;
         }
         let all = self.ctx.bindings.state();
+        let tenancy = self.ctx.tenancy();
         let inputs: Vec<BindingInput<'_>> = all
             .iter()
             .filter(|b| projects.contains(b.spec.project.as_str()))
-            .map(|b| BindingInput {
-                key: key_of(b),
-                spec: &b.spec,
-            })
+            .map(|b| crate::fleet::input(b, &tenancy))
             .collect();
         let affected =
             affected_bindings(changed, old, &inputs, resources.iter().map(|r| &r.observed));
@@ -189,6 +187,10 @@ impl Environment for DriftEnv {
 
     fn bindings(&self) -> Vec<Arc<BinAuthzBinding>> {
         self.ctx.bindings.state()
+    }
+
+    fn tenancy(&self) -> crate::fleet::Tenancy {
+        self.ctx.tenancy()
     }
 
     fn is_leader(&self) -> bool {

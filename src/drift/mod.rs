@@ -79,6 +79,8 @@ pub trait Environment: Send + Sync + 'static {
     fn inventory(&self) -> &SharedInventory;
     /// Every binding as the watch cache has it now.
     fn bindings(&self) -> Vec<Arc<BinAuthzBinding>>;
+    /// The tenancy grants and namespace labels as they are now.
+    fn tenancy(&self) -> crate::fleet::Tenancy;
     /// Whether this replica may read and write Cloud Run now.
     fn is_leader(&self) -> bool;
     /// The metrics.
@@ -144,7 +146,13 @@ fn is_own_write(entry: &Entry, config: &DriftConfig) -> bool {
 /// Whether an active binding could match the resource: its project, region and kind, and
 /// its names when it selects by name only (labels need a read; the plan decides then).
 fn covers(spec: &BinAuthzBindingSpec, id: &ResourceId) -> bool {
-    if spec.project != id.project || !matches!(Activity::of(spec), Activity::Active(_)) {
+    // Tenancy is left to the plan, which decides with the grants as they are now.
+    if spec.project != id.project
+        || !matches!(
+            Activity::of(spec, &crate::plan::Permission::Open),
+            Activity::Active(_)
+        )
+    {
         return false;
     }
     if !LocationFilter::new(&spec.locations).contains(&id.location) {
@@ -498,7 +506,7 @@ pub async fn recheck<E: Environment + ?Sized>(env: &E, id: &ResourceId) -> Optio
     };
     inventory.observe(&live);
     let all = env.bindings();
-    let inputs = project_inputs(&all, &id.project);
+    let inputs = project_inputs(&all, &id.project, &env.tenancy());
     let exceptions = env.exceptions();
     let plan =
         match plan::plan_with_exceptions(&inputs, &exceptions, std::iter::once(&live.observed)) {
@@ -570,7 +578,7 @@ async fn write_one<E: Environment + ?Sized>(
     let still_wanted = |now: &ObservedResource, remediation: &Remediation| {
         let all = env.bindings();
         still_owned(
-            &project_inputs(&all, &now.id.project),
+            &project_inputs(&all, &now.id.project, &env.tenancy()),
             &env.exceptions(),
             key,
             now,

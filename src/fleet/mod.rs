@@ -18,8 +18,8 @@ use kube::ResourceExt;
 
 use crate::api::{BinAuthzBinding, FailureReason};
 use crate::plan::{
-    self, BindingInput, BindingKey, BindingPlan, Decision, Exceptions, PassFailure, WriteFailure,
-    WriteOutcome,
+    self, BindingInput, BindingKey, BindingPlan, Decision, Exceptions, Grants, Namespace,
+    PassFailure, Permission, WriteFailure, WriteOutcome,
 };
 use crate::resource::{ObservedResource, Remediation, ResourceId};
 
@@ -56,19 +56,90 @@ pub fn key_of(binding: &BinAuthzBinding) -> BindingKey {
 }
 
 /// Every binding of `project`, as the planner takes them (ownership is decided among the
-/// bindings of one project).
+/// bindings of one project), each with what the grants say of it.
 pub fn project_inputs<'b>(
     bindings: &'b [Arc<BinAuthzBinding>],
     project: &str,
+    tenancy: &Tenancy,
 ) -> Vec<BindingInput<'b>> {
     bindings
         .iter()
         .filter(|b| b.spec.project == project)
-        .map(|b| BindingInput {
-            key: key_of(b),
-            spec: &b.spec,
-        })
+        .map(|b| input(b, tenancy))
         .collect()
+}
+
+/// One binding as the planner takes it, with what the grants say of it.
+pub fn input<'b>(binding: &'b BinAuthzBinding, tenancy: &Tenancy) -> BindingInput<'b> {
+    let key = key_of(binding);
+    let permission = tenancy.permission(&key.namespace, &binding.spec);
+    BindingInput {
+        key,
+        spec: &binding.spec,
+        permission,
+    }
+}
+
+/// Namespace labels by namespace name (`None`: unknown namespace).
+pub type NamespaceLabels = Arc<dyn Fn(&str) -> Option<BTreeMap<String, String>> + Send + Sync>;
+
+/// The tenancy grants as they are now, and where namespace labels come from: the
+/// controller's watch caches, or for `check` only the label Kubernetes gives every
+/// namespace (`kubernetes.io/metadata.name`).
+#[derive(Clone)]
+pub struct Tenancy {
+    /// Every grant.
+    pub grants: Grants,
+    /// The labels of a namespace.
+    pub labels: NamespaceLabels,
+}
+
+/// The label Kubernetes sets on every namespace: its name.
+pub const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
+
+impl Tenancy {
+    /// No grant: every binding is permitted.
+    pub fn open() -> Self {
+        Self::offline(Grants::default())
+    }
+
+    /// `grants`, with namespaces known only by name (`check` without a cluster).
+    pub fn offline(grants: Grants) -> Self {
+        Self {
+            grants,
+            labels: Arc::new(|_| None),
+        }
+    }
+
+    /// What the grants say about a binding with `spec` in `namespace`. A namespace whose
+    /// labels are unknown carries only `kubernetes.io/metadata.name`.
+    pub fn permission(
+        &self,
+        namespace: &str,
+        spec: &crate::api::BinAuthzBindingSpec,
+    ) -> Permission {
+        if self.grants.is_empty() {
+            return Permission::Open;
+        }
+        let labels = (self.labels)(namespace).unwrap_or_else(|| {
+            BTreeMap::from([(NAMESPACE_NAME_LABEL.to_owned(), namespace.to_owned())])
+        });
+        self.grants.permission(
+            Namespace {
+                name: namespace,
+                labels: &labels,
+            },
+            spec,
+        )
+    }
+}
+
+impl std::fmt::Debug for Tenancy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tenancy")
+            .field("grants", &self.grants)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Whether `key` still asks for exactly `remediation` on `resource`, planned with

@@ -113,6 +113,38 @@ impl Cluster {
         }
     }
 
+    /// The grants and namespace labels as the controller decides tenancy from them. Grants
+    /// that cannot be read (no CRD, no permission) count as none; namespaces that cannot be
+    /// listed are known by name only.
+    pub(super) async fn tenancy(&self) -> crate::fleet::Tenancy {
+        use kube::ResourceExt;
+        let params = kube::api::ListParams::default();
+        let grants = Api::<crate::api::BinAuthzTenancy>::all(self.client.clone())
+            .list(&params)
+            .await
+            .map(|l| l.items)
+            .unwrap_or_default();
+        let grants = crate::plan::Grants::new(grants.iter().map(|g| crate::plan::Grant {
+            name: g.name_any(),
+            spec: g.spec.clone(),
+        }));
+        let labels: std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>> =
+            Api::<k8s_openapi::api::core::v1::Namespace>::all(self.client.clone())
+                .list_metadata(&params)
+                .await
+                .map(|l| {
+                    l.items
+                        .into_iter()
+                        .map(|ns| (ns.name_any(), ns.labels().clone()))
+                        .collect()
+                })
+                .unwrap_or_default();
+        crate::fleet::Tenancy {
+            grants,
+            labels: std::sync::Arc::new(move |name: &str| labels.get(name).cloned()),
+        }
+    }
+
     /// Whether the API server serves the bindings resource (discovery; every
     /// authenticated user may read it).
     async fn crd_served(&self) -> Option<bool> {

@@ -3,6 +3,7 @@
 
 use std::fmt;
 
+use super::tenancy::{Permission, Refusal};
 use crate::api::{BinAuthzBindingSpec, BreakglassMode, FieldError, Mode, ValidationErrors};
 use crate::policy::DesiredPolicy;
 
@@ -39,6 +40,15 @@ pub struct BindingInput<'s> {
     pub key: BindingKey,
     /// Its spec, valid or not (an invalid spec is reported, not planned).
     pub spec: &'s BinAuthzBindingSpec,
+    /// What the tenancy grants say about it ([`Permission::Open`] without grants).
+    pub permission: Permission,
+}
+
+impl<'s> BindingInput<'s> {
+    /// How the binding takes part in a plan.
+    pub fn activity(&self) -> Activity {
+        Activity::of(self.spec, &self.permission)
+    }
 }
 
 /// Why [`plan`] refused its input.
@@ -70,6 +80,8 @@ pub enum Activity {
     Suspended,
     /// The spec breaks a CRD rule: no targets until it is fixed.
     Invalid(ValidationErrors),
+    /// No tenancy grant allows it: no targets, no Cloud Run calls, no part in ownership.
+    NotPermitted(Refusal),
 }
 
 /// What the planner uses of an active binding's spec.
@@ -86,10 +98,15 @@ pub struct ActiveBinding {
 }
 
 impl Activity {
-    /// Reads a spec: invalid first (validation errors win over `suspend`), then suspended.
-    pub fn of(spec: &BinAuthzBindingSpec) -> Self {
+    /// Reads a spec and what the grants say of it: invalid first (validation errors win
+    /// over everything), then not permitted (a refused binding says so even when
+    /// suspended), then suspended.
+    pub fn of(spec: &BinAuthzBindingSpec, permission: &Permission) -> Self {
         if let Err(errors) = spec.validate() {
             return Self::Invalid(errors);
+        }
+        if let Permission::NotPermitted(refusal) = permission {
+            return Self::NotPermitted(refusal.clone());
         }
         if spec.suspend {
             return Self::Suspended;

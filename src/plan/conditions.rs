@@ -57,6 +57,8 @@ pub enum ReadyReason {
     Conflict,
     /// The spec breaks a rule.
     InvalidSpec,
+    /// No tenancy grant (`BinAuthzTenancy`) allows the binding: nothing is done for it.
+    NotPermitted,
     /// `spec.suspend` is true (no Ready condition: see the module's documentation).
     Suspended,
 }
@@ -77,6 +79,7 @@ impl ReadyReason {
             Self::CloudRunUnavailable => "CloudRunUnavailable",
             Self::Conflict => "Conflict",
             Self::InvalidSpec => "InvalidSpec",
+            Self::NotPermitted => "NotPermitted",
             Self::Suspended => "Suspended",
         }
     }
@@ -109,6 +112,7 @@ impl ReadyReason {
                 | Self::OrgPolicyConflict
                 | Self::Conflict
                 | Self::InvalidSpec
+                | Self::NotPermitted
         )
     }
 

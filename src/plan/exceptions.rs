@@ -71,12 +71,12 @@ pub enum Standing {
         at: Timestamp,
     },
     /// Never honoured.
-    Refused(Refusal),
+    Refused(ExceptionRefusal),
 }
 
 /// Why an exception is refused.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Refusal {
+pub enum ExceptionRefusal {
     /// The spec breaks a CRD rule.
     Invalid(ValidationErrors),
     /// `expiresAt` lies further after the creation than the operator allows.
@@ -107,10 +107,10 @@ impl Standing {
             Self::Expired { at } => format!(
                 "expired at {at}: the bindings of this namespace enforce their policy on the named resources; delete this exception"
             ),
-            Self::Refused(Refusal::Invalid(errors)) => {
+            Self::Refused(ExceptionRefusal::Invalid(errors)) => {
                 format!("refused, never honoured: {errors}; fix the spec")
             }
-            Self::Refused(Refusal::TooLong { asked, max }) => format!(
+            Self::Refused(ExceptionRefusal::TooLong { asked, max }) => format!(
                 "refused, never honoured: expiresAt is {} after the exception's creation, more than the {} the operator allows (--exception-max-duration); create an exception with an earlier expiresAt",
                 human(*asked),
                 human(*max)
@@ -147,16 +147,16 @@ pub fn exception_standing(
     max: Duration,
 ) -> Standing {
     if let Err(errors) = spec.validate() {
-        return Standing::Refused(Refusal::Invalid(errors));
+        return Standing::Refused(ExceptionRefusal::Invalid(errors));
     }
     let Some(until) = spec.expiry() else {
         // `validate` refuses an unparsable expiresAt; kept total anyway.
-        return Standing::Refused(Refusal::Invalid(ValidationErrors(Vec::new())));
+        return Standing::Refused(ExceptionRefusal::Invalid(ValidationErrors(Vec::new())));
     };
     let from = created.unwrap_or(now);
     let asked = until.duration_since(from);
     if asked > SignedDuration::try_from(max).unwrap_or(SignedDuration::MAX) {
-        return Standing::Refused(Refusal::TooLong {
+        return Standing::Refused(ExceptionRefusal::TooLong {
             asked: Duration::try_from(asked).unwrap_or(Duration::MAX),
             max,
         });

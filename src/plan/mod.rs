@@ -14,7 +14,10 @@
 //!
 //! # Rules (docs/planner.md)
 //! - **Matching** is [`crate::matching`]. Deleted resources never match.
-//! - **Who takes part in ownership**: bindings whose spec is valid and not suspended.
+//! - **Who takes part in ownership**: bindings whose spec is valid, that the tenancy
+//!   grants permit ([`tenancy`]; a refused binding is [`Activity::NotPermitted`]: it
+//!   neither owns, supersedes nor conflicts, and makes no Cloud Run call), and that are not
+//!   suspended.
 //!   A suspended binding steps aside completely (it neither owns, supersedes nor
 //!   conflicts), so suspending a binding never blocks enforcement by others; an invalid
 //!   spec has no trustworthy policy and steps aside too. Both get no targets.
@@ -54,6 +57,7 @@ mod messages;
 mod outcome;
 mod ownership;
 mod status;
+pub mod tenancy;
 
 pub use crate::api::FailureReason;
 pub use binding::{ActiveBinding, Activity, BindingInput, BindingKey, PlanError};
@@ -64,13 +68,14 @@ pub use conditions::{
 pub use decide::{Decision, PlannedTarget};
 pub(crate) use exceptions::human as human_duration;
 pub use exceptions::{
-    exception_standing, Excepting, ExceptionInput, ExceptionKey, Exceptions, Refusal, Standing,
-    DEFAULT_EXCEPTION_MAX,
+    exception_standing, Excepting, ExceptionInput, ExceptionKey, ExceptionRefusal, Exceptions,
+    Standing, DEFAULT_EXCEPTION_MAX,
 };
 pub use history::{TargetHistory, TargetKey, TargetRecord};
 pub use outcome::{PassFailure, PassFindings, WriteFailure, WriteOutcome};
 pub use ownership::{affected_bindings, plan, plan_with_exceptions, BindingPlan, Plan, Write};
 pub use status::{StatusInput, StatusReport, TargetTransition};
+pub use tenancy::{Grant, Grants, Namespace, Permission, Refusal};
 
 #[cfg(test)]
 mod tests;

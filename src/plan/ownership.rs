@@ -89,7 +89,7 @@ where
         });
     }
     let inventory = Inventory::new(resources);
-    let activities: Vec<Activity> = sorted.iter().map(|b| Activity::of(b.spec)).collect();
+    let activities: Vec<Activity> = sorted.iter().map(|b| b.activity()).collect();
     let claimants = Claimants {
         sorted: &sorted,
         active: activities
@@ -313,8 +313,8 @@ impl<'r> BindingPlan<'r> {
     }
 }
 
-/// Which other bindings must be re-checked when `changed` changes: the valid, unsuspended
-/// bindings that match a resource `changed` matches under its old spec (`old`, `None` if
+/// Which other bindings must be re-checked when `changed` changes: the valid, permitted,
+/// unsuspended bindings that match a resource `changed` matches under its old spec (`old`, `None` if
 /// it is new) or its new one (its entry in `bindings`, absent if it was deleted) —
 /// whether `changed` itself is suspended or valid does not matter, since that too moves
 /// ownership. Never contains `changed`.
@@ -338,7 +338,7 @@ where
     bindings
         .iter()
         .filter(|b| &b.key != changed)
-        .filter(|b| matches!(Activity::of(b.spec), Activity::Active(_)))
+        .filter(|b| matches!(b.activity(), Activity::Active(_)))
         .filter(|b| {
             inventory
                 .matching(&BindingMatcher::new(b.spec))

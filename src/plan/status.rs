@@ -104,18 +104,18 @@ impl<'r> BindingPlan<'r> {
     /// - `Ready` is True only when the pass succeeded and no owned target drifts, failed or
     ///   conflicts; Breakglass, Excepted, Superseded and deploy-blocked targets do not spoil
     ///   it.
-    ///   Precedence of reasons: Suspended, InvalidSpec, PermissionDenied (pass or write),
+    ///   Precedence of reasons: InvalidSpec, NotPermitted, Suspended, PermissionDenied (pass or write),
     ///   PolicyNotFound (pass or write), CloudRunUnavailable (pass), Conflict,
     ///   RemediationFailed, Drifted.
     /// - `Reconciling` is True while remediations are pending; `Stalled` is True when
     ///   nothing changes without a person: the access and policy failures
     ///   (PermissionDenied, ProjectNotFoundOrForbidden, ApiDisabled, VpcServiceControls,
-    ///   PolicyNotFound, OrgPolicyConflict), Conflict, InvalidSpec, and Drifted in Audit
+    ///   PolicyNotFound, OrgPolicyConflict), Conflict, InvalidSpec, NotPermitted, and Drifted in Audit
     ///   mode. A suspended binding has no `Ready` condition (so kstatus reads it as
     ///   settled); its `Reconciling` condition carries the reason and message.
     /// - A condition keeps its `lastTransitionTime` while its status stays the same; a
     ///   target keeps its own while its state stays the same.
-    /// - Suspended and invalid bindings keep the previous summary, targets, policy and
+    /// - Suspended, invalid and not permitted bindings keep the previous summary, targets, policy and
     ///   `lastSyncTime` (they describe the last pass) and get no transitions.
     pub fn status(&self, input: &StatusInput<'_>) -> StatusReport<'r> {
         self.status_listing(input, MAX_STATUS_TARGETS)
@@ -142,7 +142,7 @@ impl<'r> BindingPlan<'r> {
         };
         let me = match &self.activity {
             Activity::Active(me) => me,
-            Activity::Suspended | Activity::Invalid(_) => {
+            Activity::Suspended | Activity::Invalid(_) | Activity::NotPermitted(_) => {
                 return self.inactive_status(input, &now, history);
             }
         };
@@ -206,8 +206,8 @@ impl<'r> BindingPlan<'r> {
         }
     }
 
-    /// A suspended or invalid binding keeps its last summary, targets and policy; only the
-    /// conditions say why.
+    /// A suspended, invalid or not permitted binding keeps its last summary, targets and
+    /// policy; only the conditions say why.
     fn inactive_status(
         &self,
         input: &StatusInput<'_>,
@@ -218,6 +218,10 @@ impl<'r> BindingPlan<'r> {
             Activity::Invalid(errors) => (
                 ReadyReason::InvalidSpec,
                 format!("the spec is invalid: {errors}; fix the binding"),
+            ),
+            Activity::NotPermitted(refusal) => (
+                ReadyReason::NotPermitted,
+                format!("not permitted, nothing is done for this binding: {refusal}"),
             ),
             _ => (
                 ReadyReason::Suspended,

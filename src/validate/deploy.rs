@@ -224,12 +224,14 @@ pub fn check_deployments(
                 b.binding.metadata.name.clone().unwrap_or_default(),
             ),
             spec: &b.binding.spec,
+            // `validate` reads no grants: deploys are checked against every binding given.
+            permission: plan::Permission::Open,
         })
         .filter(|input| seen.insert(input.key.clone()))
         .collect();
     let active: Vec<(&BindingKey, plan::ActiveBinding)> = inputs
         .iter()
-        .filter_map(|input| match Activity::of(input.spec) {
+        .filter_map(|input| match input.activity() {
             Activity::Active(active) => Some((&input.key, active)),
             _ => None,
         })

@@ -944,3 +944,59 @@ fn an_invalid_exception_manifest_stops_check_before_any_cloud_run_call() {
     );
     assert_eq!(api_calls(&emulator), 0);
 }
+
+#[test]
+fn grants_given_with_f_refuse_the_bindings_outside_them_and_nothing_is_written_for_those() {
+    let emulator = Emulator::start(SEED);
+    let dir = tempfile::tempdir().expect("temporary directory");
+    std::fs::write(
+        dir.path().join("grants.yaml"),
+        "apiVersion: binauthz.dev/v1alpha1\nkind: BinAuthzTenancy\nmetadata: {name: data}\n\
+         spec: {namespaces: [data], projects: [acme-data], maxPriority: 1000}\n",
+    )
+    .expect("writing the grant");
+    let out = check(&[
+        "-f",
+        path(&bindings()),
+        "-f",
+        path(dir.path()),
+        "--fix",
+        "-o",
+        "json",
+        "--cloud-run-endpoint",
+        emulator.url(),
+    ]);
+    // A refused binding needs a person: exit 1, as for any binding that cannot be checked.
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let report = json_report(&out);
+    let bindings = report["bindings"].as_array().expect("bindings");
+    for b in bindings {
+        let (namespace, reason) = (b["namespace"].as_str(), b["reason"].as_str());
+        match namespace {
+            Some("data") => assert_eq!(reason, Some("Compliant"), "{b}"),
+            _ => {
+                assert_eq!(reason, Some("NotPermitted"), "{b}");
+                let message = b["message"].as_str().unwrap_or_default();
+                assert!(
+                    message.contains("no BinAuthzTenancy grant selects namespace platform"),
+                    "{message}"
+                );
+            }
+        }
+    }
+    assert!(
+        bindings.iter().any(|b| b["reason"] == "NotPermitted"),
+        "{report}"
+    );
+    // Only the permitted binding's project was written.
+    let changes = emulator.admin_blocking("audit");
+    let changes = changes["changes"].as_array().expect("changes list");
+    assert!(!changes.is_empty(), "the data binding's drift was fixed");
+    for change in changes {
+        let resource = change["resource"].as_str().unwrap_or_default();
+        assert!(
+            resource.starts_with("projects/acme-data/"),
+            "a refused binding wrote: {change}"
+        );
+    }
+}

@@ -8,17 +8,24 @@ use binauthz_operator::api;
 use crate::support::kube::corpus;
 use crate::support::repo;
 
-const CRD_PATH: &str = "crds/binauthzbindings.binauthz.dev.yaml";
-
 #[test]
-fn committed_crd_matches_the_code() {
-    let generated = api::crd_yaml().expect("CRD serializes");
-    let committed = std::fs::read_to_string(repo().join(CRD_PATH)).unwrap_or_default();
-    assert!(
-        generated == committed,
-        "{CRD_PATH} differs from the CRD the code derives; regenerate it with `make crds` \
-         (or `cargo run -q -- crd > {CRD_PATH}`) and commit the result"
+fn committed_crds_match_the_code() {
+    let files = api::crd_files().expect("CRDs serialize");
+    assert_eq!(
+        files.len(),
+        4,
+        "bindings, exceptions, tenancy grants and their index"
     );
+    assert_eq!(files[0].1, api::crd_yaml().expect("CRD serializes"));
+    for (file, generated) in files {
+        let path = format!("crds/{file}");
+        let committed = std::fs::read_to_string(repo().join(&path)).unwrap_or_default();
+        assert!(
+            generated == committed,
+            "{path} differs from the CRD the code derives; regenerate crds/ with `make crds` \
+             (`cargo run -q -- crd --dir crds`) and commit the result"
+        );
+    }
 }
 
 #[test]
@@ -40,14 +47,17 @@ fn committed_exception_crd_matches_the_code() {
 }
 
 #[test]
-fn deploy_base_carries_the_same_crd() {
-    // kustomize refuses files outside deploy/, so the base holds a copy.
-    let copy = std::fs::read_to_string(repo().join("deploy").join(CRD_PATH)).unwrap_or_default();
-    let committed = std::fs::read_to_string(repo().join(CRD_PATH)).unwrap_or_default();
-    assert!(
-        copy == committed,
-        "deploy/{CRD_PATH} differs from {CRD_PATH}; run `make crds` and commit the result"
-    );
+fn deploy_base_carries_the_same_crds() {
+    // kustomize refuses files outside deploy/, so the base holds a copy of each.
+    for (file, _) in api::crd_files().expect("CRDs serialize") {
+        let path = format!("crds/{file}");
+        let copy = std::fs::read_to_string(repo().join("deploy").join(&path)).unwrap_or_default();
+        let committed = std::fs::read_to_string(repo().join(&path)).unwrap_or_default();
+        assert!(
+            copy == committed,
+            "deploy/{path} differs from {path}; run `make crds` and commit the result"
+        );
+    }
 }
 
 #[test]

@@ -149,6 +149,9 @@ impl Environment for TestEnv {
     fn bindings(&self) -> Vec<Arc<BinAuthzBinding>> {
         self.bindings.clone()
     }
+    fn tenancy(&self) -> binauthz_operator::fleet::Tenancy {
+        binauthz_operator::fleet::Tenancy::open()
+    }
     fn is_leader(&self) -> bool {
         self.leader.load(Ordering::SeqCst)
     }

@@ -724,6 +724,7 @@ fn desired_changes(
                 b.metadata.name.clone().unwrap_or_default(),
             ),
             spec: &b.spec,
+            permission: plan::Permission::Open,
         })
         .collect();
     // Observed with no policy: every owned, unconflicted resource shows its desired write.

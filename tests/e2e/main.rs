@@ -26,3 +26,4 @@ mod monitoring;
 mod policy_reports;
 mod smoke;
 mod startup;
+mod tenancy;

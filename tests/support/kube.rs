@@ -29,6 +29,15 @@ pub async fn operator_cluster() -> Option<(&'static ControlPlane, &'static Path)
     Some((cp, kubeconfig))
 }
 
+/// `cp` as the operator sees it: deploy/ applied (with every CRD of crds/), and a
+/// kubeconfig acting as its service account; for tests with a control plane of their own.
+pub fn prepare_operator_cluster(cp: &ControlPlane) -> tempfile::TempPath {
+    let deploy = repo().join("deploy");
+    cp.kubectl_ok(["apply".as_ref(), "-k".as_ref(), deploy.as_os_str()]);
+    cp.install_crds(repo().join("crds"));
+    impersonating_kubeconfig(cp)
+}
+
 /// A copy of the admin kubeconfig whose user impersonates the operator's service account
 /// (`as:`), so the controller gets exactly deploy/'s RBAC.
 pub fn impersonating_kubeconfig(cp: &ControlPlane) -> tempfile::TempPath {

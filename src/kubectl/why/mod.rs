@@ -15,7 +15,7 @@ use serde::Serialize;
 
 use crate::api::{BinAuthzBinding, BinAuthzException, ResourceKind, TargetState, TargetStatus};
 use crate::cloudrun::{CloudRunArgs, CloudRunClient};
-use crate::fleet::{key_of, project_inputs};
+use crate::fleet::{key_of, project_inputs, Tenancy};
 use crate::matching::{label_selector_matches, Glob, LocationFilter};
 use crate::plan::{self, Activity, BindingKey, Decision};
 use crate::policy::ObservedPolicy;
@@ -165,6 +165,11 @@ pub enum Participation {
     Invalid {
         /// The first problem.
         problem: String,
+    },
+    /// No `BinAuthzTenancy` grant allows it: steps aside until one does.
+    NotPermitted {
+        /// What no grant gives it.
+        reason: String,
     },
 }
 
@@ -371,6 +376,7 @@ pub(super) async fn why(
         .map(Arc::new)
         .collect();
     let exceptions = cluster.list_exceptions().await?;
+    let tenancy = cluster.tenancy().await;
     let resource = if *live {
         read_live(&id, cloud_run).await?
     } else {
@@ -390,6 +396,7 @@ pub(super) async fn why(
     };
     explain_with_exceptions(
         &bindings,
+        &tenancy,
         &exceptions,
         &resource,
         if *live {
@@ -442,11 +449,12 @@ async fn read_live(
 #[cfg(test)]
 pub fn explain(
     bindings: &[Arc<BinAuthzBinding>],
+    tenancy: &Tenancy,
     resource: &ObservedResource,
     source: Source,
     scope: String,
 ) -> Result<Explanation, KubectlError> {
-    explain_with_exceptions(bindings, &[], resource, source, scope)
+    explain_with_exceptions(bindings, tenancy, &[], resource, source, scope)
 }
 
 /// Like [`explain`], honouring the `BinAuthzException`s as they stand now (the controller's
@@ -457,13 +465,14 @@ pub fn explain(
 /// As [`explain`].
 pub fn explain_with_exceptions(
     bindings: &[Arc<BinAuthzBinding>],
+    tenancy: &Tenancy,
     exceptions: &[BinAuthzException],
     resource: &ObservedResource,
     source: Source,
     scope: String,
 ) -> Result<Explanation, KubectlError> {
     let id = &resource.id;
-    let inputs = project_inputs(bindings, &id.project);
+    let inputs = project_inputs(bindings, &id.project, tenancy);
     let exception_inputs: Vec<plan::ExceptionInput<'_>> = exceptions
         .iter()
         .map(|e| plan::ExceptionInput {
@@ -506,6 +515,9 @@ pub fn explain_with_exceptions(
                     .first()
                     .map(|e| format!("{}: {}", e.field, e.message))
                     .unwrap_or_default(),
+            },
+            Some(Activity::NotPermitted(refusal)) => Participation::NotPermitted {
+                reason: refusal.to_string(),
             },
             None => Participation::Invalid {
                 problem: "not planned".to_owned(),

@@ -85,6 +85,7 @@ fn the_highest_priority_owns_and_the_others_say_why_not() {
     ];
     let e = explain(
         &bindings,
+        &Tenancy::open(),
         &service("checkout", &[("env", "dev")]),
         Source::Offline,
         "all namespaces".into(),
@@ -168,6 +169,7 @@ fn the_highest_priority_owns_and_the_others_say_why_not() {
     // The label given makes the label selector match: an equal-priority co-owner.
     let e = explain(
         &bindings,
+        &Tenancy::open(),
         &service("checkout", &[("env", "prod")]),
         Source::Offline,
         "all namespaces".into(),
@@ -193,6 +195,7 @@ fn a_conflict_leaves_the_resource_untouched() {
     ];
     let e = explain(
         &bindings,
+        &Tenancy::open(),
         &service("web", &[]),
         Source::Offline,
         "all namespaces".into(),
@@ -223,11 +226,25 @@ fn live_state_decides_exactly() {
     let bindings = [binding("a", "audit", json!({"mode": "Audit"}))];
     let mut live = service("web", &[]);
     live.policy = ObservedPolicy::ProjectDefault;
-    let e = explain(&bindings, &live, Source::CloudRun, "all namespaces".into()).unwrap();
+    let e = explain(
+        &bindings,
+        &Tenancy::open(),
+        &live,
+        Source::CloudRun,
+        "all namespaces".into(),
+    )
+    .unwrap();
     assert_eq!(e.action, OperatorAction::Nothing);
     assert_eq!(e.live.as_ref().map(|l| l.policy.as_str()), Some("default"));
     live.policy = ObservedPolicy::None;
-    let e = explain(&bindings, &live, Source::CloudRun, "all namespaces".into()).unwrap();
+    let e = explain(
+        &bindings,
+        &Tenancy::open(),
+        &live,
+        Source::CloudRun,
+        "all namespaces".into(),
+    )
+    .unwrap();
     assert_eq!(
         e.action,
         OperatorAction::ReportDrift {
@@ -235,7 +252,14 @@ fn live_state_decides_exactly() {
             only_if_drifted: false
         }
     );
-    let e = explain(&[], &live, Source::CloudRun, "namespace x".into()).unwrap();
+    let e = explain(
+        &[],
+        &Tenancy::open(),
+        &live,
+        Source::CloudRun,
+        "namespace x".into(),
+    )
+    .unwrap();
     assert_eq!(e.ownership, Ownership::Unowned);
     assert_eq!(e.action, OperatorAction::NotCovered);
 }
@@ -255,6 +279,7 @@ fn an_excepted_resource_says_which_exception_holds_the_fix_and_until_when() {
     .unwrap();
     let e = explain_with_exceptions(
         &bindings,
+        &Tenancy::open(),
         std::slice::from_ref(&exception),
         &service("checkout", &[]),
         Source::Offline,
@@ -282,6 +307,7 @@ fn an_excepted_resource_says_which_exception_holds_the_fix_and_until_when() {
     elsewhere.metadata.namespace = Some("b".into());
     let e = explain_with_exceptions(
         &bindings,
+        &Tenancy::open(),
         &[elsewhere],
         &service("checkout", &[]),
         Source::Offline,
@@ -293,4 +319,42 @@ fn an_excepted_resource_says_which_exception_holds_the_fix_and_until_when() {
         "{:?}",
         e.action
     );
+}
+
+#[test]
+fn a_binding_no_grant_allows_steps_aside_and_the_next_one_owns() {
+    let bindings = [
+        binding("platform", "baseline", json!({"priority": 0})),
+        binding("team", "takeover", json!({"priority": 500})),
+    ];
+    let grants = crate::plan::Grants::new([crate::plan::Grant {
+        name: "platform".into(),
+        spec: crate::api::BinAuthzTenancySpec {
+            namespaces: vec!["platform".into()],
+            namespace_selector: None,
+            projects: vec!["acme-*".into()],
+            max_priority: 0,
+            policies: None,
+        },
+    }]);
+    let e = explain(
+        &bindings,
+        &Tenancy::offline(grants),
+        &service("checkout", &[]),
+        Source::Offline,
+        "all namespaces".into(),
+    )
+    .unwrap();
+    let by_name: BTreeMap<&str, &BindingVerdict> =
+        e.bindings.iter().map(|v| (v.name.as_str(), v)).collect();
+    let Participation::NotPermitted { reason } = &by_name["takeover"].participation else {
+        panic!("{:?}", by_name["takeover"].participation);
+    };
+    assert!(
+        reason.contains("no BinAuthzTenancy grant selects namespace team"),
+        "{reason}"
+    );
+    assert_eq!(by_name["takeover"].role, None);
+    assert!(matches!(by_name["baseline"].role, Some(Role::Owner { .. })));
+    assert!(matches!(e.ownership, Ownership::Owned { priority: 0, .. }));
 }

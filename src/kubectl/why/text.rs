@@ -34,6 +34,9 @@ fn role_cell(v: &BindingVerdict) -> String {
         (Participation::Invalid { .. }, _, MatchResult::Matches { .. }) => {
             "steps aside (invalid spec)".to_owned()
         }
+        (Participation::NotPermitted { .. }, _, MatchResult::Matches { .. }) => {
+            "steps aside (not permitted)".to_owned()
+        }
         (_, Some(Role::Owner { .. }), _) => "owner".to_owned(),
         (_, Some(Role::Superseded { by, priority }), _) => {
             format!("superseded by {} (priority {priority})", by.join(", "))
@@ -48,6 +51,7 @@ fn mode_cell(v: &BindingVerdict) -> String {
         Participation::Active => format!("{:?}", v.mode),
         Participation::Suspended => "Suspended".to_owned(),
         Participation::Invalid { .. } => "Invalid".to_owned(),
+        Participation::NotPermitted { .. } => "NotPermitted".to_owned(),
     }
 }
 

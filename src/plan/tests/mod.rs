@@ -21,6 +21,7 @@ pub(super) const PROJECT: &str = "acme-prod";
 pub(super) struct TestBinding {
     pub key: BindingKey,
     pub spec: BinAuthzBindingSpec,
+    pub permission: Permission,
 }
 
 /// Covers every service in us-central1 of acme-prod with the project default policy.
@@ -47,6 +48,7 @@ pub(super) fn binding(name: &str) -> TestBinding {
             priority: 0,
             suspend: false,
         },
+        permission: Permission::Open,
     }
 }
 
@@ -131,10 +133,18 @@ impl TestBinding {
         self.spec.locations.clear();
         self
     }
+    /// No tenancy grant allows it.
+    pub fn not_permitted(mut self) -> Self {
+        self.permission = Permission::NotPermitted(Refusal::Namespace {
+            namespace: self.key.namespace.clone(),
+        });
+        self
+    }
     pub fn input(&self) -> BindingInput<'_> {
         BindingInput {
             key: self.key.clone(),
             spec: &self.spec,
+            permission: self.permission.clone(),
         }
     }
 }
@@ -260,3 +270,4 @@ mod decisions;
 mod exceptions;
 mod properties;
 mod status;
+mod tenancy;
