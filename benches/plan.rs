@@ -75,6 +75,7 @@ fn estate(projects: &[&str], per_location: usize) -> Vec<ObservedResource> {
                     policy,
                     breakglass: (i % 40 == 3).then(|| "incident 4711".to_owned()),
                     deploy_blocked: (i % 97 == 0).then(|| "image not authorized".to_owned()),
+                    running: Default::default(),
                 });
             }
         }
@@ -258,6 +259,7 @@ fn bench_case(
         outcomes: &outcomes,
         previous,
         history,
+        revisions: None,
     };
     group.bench_function("plan+status-first-pass", |b| {
         b.iter(|| {

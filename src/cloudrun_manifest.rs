@@ -95,6 +95,7 @@ impl CloudRunManifest {
             policy: self.policy.clone(),
             breakglass: self.breakglass.clone(),
             deploy_blocked: None,
+            running: Default::default(),
         }
     }
 }

@@ -325,6 +325,7 @@ pub fn observed(seed: &Seed, project: &str) -> Vec<ObservedResource> {
                     policy: policy_of(item.fields.get("binaryAuthorization")),
                     breakglass: None,
                     deploy_blocked: None,
+                    running: Default::default(),
                 });
             }
         }

@@ -21,8 +21,9 @@ pub use spec::{
     LabelSelectorRequirement, Mode, PolicyRef, ResourceKind, TargetSelector, Targets,
 };
 pub use status::{
-    BinAuthzBindingStatus, Condition, FailureReason, OrgPolicyState, OrgPolicyStatus, PolicyCheck,
-    PolicyCheckResult, Summary, TargetState, TargetStatus, UnreadLocation, RECONCILE_REQUESTED_AT,
+    BinAuthzBindingStatus, Condition, EffectBasis, EffectState, FailureReason, OrgPolicyState,
+    OrgPolicyStatus, PolicyCheck, PolicyCheckResult, Summary, TargetEffect, TargetState,
+    TargetStatus, UnreadLocation, RECONCILE_REQUESTED_AT,
 };
 pub use validate::{binding_from_value, FieldError, ValidationErrors};
 

@@ -464,6 +464,7 @@ mod tests {
             policy: ObservedPolicy::None,
             breakglass: None,
             deploy_blocked: None,
+            running: Default::default(),
         }
     }
 

@@ -37,7 +37,7 @@ use tracing::{debug, info, warn};
 use super::events::{pass_events, PassSummary};
 use super::{status, BindingMemory, Context, Error, RetryCause};
 use crate::api::{
-    BinAuthzBinding, BinAuthzBindingStatus, FailureReason, Mode, TargetStatus,
+    BinAuthzBinding, BinAuthzBindingStatus, FailureReason, Mode, ResourceKind, TargetStatus,
     RECONCILE_REQUESTED_AT,
 };
 use crate::cloudrun::LiveResource;
@@ -50,7 +50,7 @@ use crate::fleet::{
 };
 use crate::plan::{
     self, Activity, BindingInput, BindingKey, BindingPlan, ConditionStatus, Decision, ReadyReason,
-    StatusInput, StatusReport, TargetHistory, WriteOutcome,
+    RevisionTimes, StatusInput, StatusReport, TargetHistory, WriteOutcome,
 };
 use crate::policy::DesiredPolicy;
 use crate::policyreport::{self, BindingRef, NotEvaluated};
@@ -101,6 +101,7 @@ pub(crate) async fn pass(binding: &BinAuthzBinding, ctx: &Context) -> Result<Pas
                 outcomes: &BTreeMap::new(),
                 previous: binding.status.as_ref(),
                 history: None,
+                revisions: None,
             };
             let mut report = bp.status(&input);
             echo_reconcile_request(binding, &mut report.status);
@@ -219,6 +220,11 @@ async fn active_pass(
     });
     let fixed = fix_drift(binding, key, ctx, &bp, &read, &history, &mut memory).await?;
     observe_drift_correction(&bp, &fixed.outcomes, &mut memory, ctx);
+    let revisions = if read.listed {
+        fleet::effect::read_revisions(ctx.inventory.client(), [&bp]).await
+    } else {
+        RevisionTimes::default()
+    };
     let (report, every_target) = final_report(
         binding,
         &bp,
@@ -226,6 +232,7 @@ async fn active_pass(
         &fixed,
         &history,
         ctx.policy_reports.is_some(),
+        &revisions,
     );
 
     if fixed.lost_lease || !ctx.leader.is_leader() {
@@ -249,6 +256,7 @@ async fn active_pass(
     if let Some(targets) = every_target {
         sync_reports(binding, ctx, |b| policyreport::pages(b, &targets)).await;
     }
+    record_coverage(ctx, &spec.project);
     end_pass(key, ctx, spec.interval(), read, &fixed.outcomes)
 }
 
@@ -343,6 +351,7 @@ async fn fix_drift(
         outcomes: &fixed.outcomes,
         previous: fixed.current.as_ref(),
         history: Some(history),
+        revisions: None,
     });
     echo_reconcile_request(binding, &mut interim.status);
     if write_status(binding, key, ctx, fixed.current.as_ref(), &interim.status).await? {
@@ -386,6 +395,7 @@ fn final_report<'r>(
     fixed: &Fixed,
     history: &TargetHistory,
     every_target: bool,
+    revisions: &RevisionTimes,
 ) -> (StatusReport<'r>, Option<Vec<TargetStatus>>) {
     let input = StatusInput {
         generation: binding.meta().generation,
@@ -395,6 +405,7 @@ fn final_report<'r>(
         outcomes: &fixed.outcomes,
         previous: fixed.current.as_ref(),
         history: Some(history),
+        revisions: Some(revisions),
     };
     let mut report = bp.status(&input);
     let all = (every_target && read.listed).then(|| bp.full_report(&input).status.targets);
@@ -497,6 +508,23 @@ fn record_binding(key: &BindingKey, ctx: &Context, mode: Mode, ready: ReadyReaso
     ctx.telemetry
         .metrics
         .set_binding(&key.to_string(), mode, ready);
+}
+
+/// The project's coverage gauges: the resources no binding of the project (suspended
+/// ones included: they still declare what they name) matches, among those the last lists
+/// of the project hold — no read of its own.
+fn record_coverage(ctx: &Context, project: &str) {
+    let all = ctx.bindings.state();
+    let inputs = fleet::project_inputs(&all, project);
+    let listed = ctx.inventory.last_known(project);
+    let coverage = plan::coverage(project, &inputs, listed.iter().map(|l| &l.observed));
+    for kind in ResourceKind::ALL {
+        if coverage.kinds.contains(&kind) {
+            ctx.telemetry
+                .metrics
+                .set_uncovered(project, kind, coverage.of(kind).count);
+        }
+    }
 }
 
 /// How the pass ends: a retry with backoff when Cloud Run failed in a way worth retrying

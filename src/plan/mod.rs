@@ -11,6 +11,9 @@
 //! 3. [`BindingPlan::status`] turns decisions + outcomes (+ a pass-level failure, if any)
 //!    into the binding's status: summary, bounded target list, Ready/Reconciling/Stalled.
 //! 4. [`affected_bindings`] says which other bindings to re-check when one changes.
+//! 5. [`effect`] says whether a complying target's policy is in effect for what it runs
+//!    (the caller reads the revision times [`revisions_to_read`] names; see `effect.rs`).
+//! 6. [`coverage`] lists the resources of a project no binding matches.
 //!
 //! # Rules (docs/planner.md)
 //! - **Matching** is [`crate::matching`]. Deleted resources never match.
@@ -43,7 +46,9 @@
 
 mod binding;
 mod conditions;
+mod coverage;
 mod decide;
+mod effect;
 mod history;
 mod messages;
 mod outcome;
@@ -55,7 +60,11 @@ pub use binding::{ActiveBinding, Activity, BindingInput, BindingKey, PlanError};
 pub use conditions::{
     condition, standing, ConditionStatus, ConditionType, ReadyReason, REMEDIATION_IN_PROGRESS,
 };
+pub use coverage::{coverage, ProjectCoverage, Uncovered, UNCOVERED_NAMES};
 pub use decide::{Decision, PlannedTarget};
+pub use effect::{
+    effect, revision_name, revisions_to_read, PolicySet, RevisionTime, RevisionTimes,
+};
 pub use history::{TargetHistory, TargetKey, TargetRecord};
 pub use outcome::{PassFailure, PassFindings, WriteFailure, WriteOutcome};
 pub use ownership::{affected_bindings, plan, BindingPlan, Plan, Write};

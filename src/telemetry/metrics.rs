@@ -43,6 +43,12 @@ struct BindingInfoLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CoverageLabels {
+    project: String,
+    kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct TargetLabels {
     binding: String,
     state: &'static str,
@@ -153,6 +159,8 @@ pub struct Metrics {
     binding_info: Family<BindingInfoLabels, Gauge>,
     deploy_blocked: Family<BindingLabels, Gauge>,
     breakglass: Family<BindingLabels, Gauge>,
+    not_effective: Family<BindingLabels, Gauge>,
+    uncovered: Family<CoverageLabels, Gauge>,
     remediations: Family<RemediationLabels, Counter>,
     drift_correction: Histogram,
     cloud_run_calls: Family<CallLabels, Counter>,
@@ -230,6 +238,18 @@ impl Metrics {
             "binauthz_breakglass",
             "Matched resources per binding carrying a breakglass justification",
             breakglass.clone(),
+        );
+        let not_effective = Family::<BindingLabels, Gauge>::default();
+        registry.register(
+            "binauthz_not_effective",
+            "Matched resources per binding carrying the desired policy while something they run (a revision receiving traffic, a job's latest execution) predates it: effective at the next deploy or run",
+            not_effective.clone(),
+        );
+        let uncovered = Family::<CoverageLabels, Gauge>::default();
+        registry.register(
+            "binauthz_uncovered",
+            "Cloud Run resources no binding matches, per project a binding names and kind, among those the bindings' reads listed",
+            uncovered.clone(),
         );
         let remediations = Family::<RemediationLabels, Counter>::default();
         registry.register(
@@ -350,6 +370,8 @@ impl Metrics {
             binding_info,
             deploy_blocked,
             breakglass,
+            not_effective,
+            uncovered,
             remediations,
             drift_correction,
             cloud_run_calls,
@@ -423,6 +445,29 @@ impl Metrics {
         self.breakglass
             .get_or_create(&labels)
             .set(i64::from(summary.breakglass));
+        self.not_effective
+            .get_or_create(&labels)
+            .set(i64::from(summary.not_effective));
+    }
+
+    /// Sets the number of resources of `kind` no binding matches in `project`.
+    pub fn set_uncovered(&self, project: &str, kind: ResourceKind, count: usize) {
+        self.uncovered
+            .get_or_create(&CoverageLabels {
+                project: project.to_owned(),
+                kind: kind_label(kind),
+            })
+            .set(i64::try_from(count).unwrap_or(i64::MAX));
+    }
+
+    /// Drops the coverage series of a project no binding names any more.
+    pub fn forget_project(&self, project: &str) {
+        for kind in ResourceKind::ALL {
+            self.uncovered.remove(&CoverageLabels {
+                project: project.to_owned(),
+                kind: kind_label(kind),
+            });
+        }
     }
 
     /// Sets a binding's mode and readiness: `ready` is `None` while it has no Ready
@@ -474,6 +519,7 @@ impl Metrics {
         self.deploy_blocked.remove(&labels);
         self.breakglass.remove(&labels);
         self.binding_ready.remove(&labels);
+        self.not_effective.remove(&labels);
     }
 
     /// Records one remediation outcome.
@@ -621,6 +667,7 @@ pub(super) mod tests {
         let m = Metrics::new();
         m.pass_finished(PassResult::Completed, Duration::from_millis(5));
         m.set_targets("ns/b", &Summary::default(), 0);
+        m.set_uncovered("acme-prod", ResourceKind::Service, 2);
         m.remediation(ResourceKind::Service, RemediationResult::Succeeded);
         m.drift_corrected(Duration::from_secs(3));
         m.call(

@@ -752,6 +752,7 @@ fn desired_changes(
                 policy: ObservedPolicy::None,
                 breakglass: None,
                 deploy_blocked: None,
+                running: Default::default(),
             }
         })
         .collect();

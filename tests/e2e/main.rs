@@ -17,6 +17,7 @@ mod controller;
 mod crd;
 mod deploy;
 mod drift_events;
+mod effective;
 mod flux_health;
 mod helm;
 mod kubectl_plugin;

@@ -363,6 +363,7 @@ pub(super) async fn why(
             policy: ObservedPolicy::None,
             breakglass: None,
             deploy_blocked: None,
+            running: Default::default(),
         }
     };
     let scope = match &cluster.namespace {

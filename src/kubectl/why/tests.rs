@@ -21,6 +21,7 @@ fn service(name: &str, labels: &[(&str, &str)]) -> ObservedResource {
         policy: ObservedPolicy::None,
         breakglass: None,
         deploy_blocked: None,
+        running: Default::default(),
     }
 }
 

@@ -152,6 +152,7 @@ fn resource(kind: ResourceKind, location: &str, name: &str) -> ObservedResource 
         policy: ObservedPolicy::None,
         breakglass: None,
         deploy_blocked: None,
+        running: Default::default(),
     }
 }
 
@@ -255,5 +256,6 @@ fn keys(names: &[&str]) -> Arc<[BindingKey]> {
 }
 
 mod decisions;
+mod effect;
 mod properties;
 mod status;

@@ -67,6 +67,7 @@ fn resource() -> impl Strategy<Value = ObservedResource> {
                     policy,
                     breakglass,
                     deploy_blocked: blocked,
+                    running: Default::default(),
                 }
             },
         )
@@ -369,6 +370,7 @@ proptest! {
             outcomes: &BTreeMap::new(),
             previous: None,
             history: None,
+            revisions: None,
         };
         for (a, b) in one.bindings().zip(two.bindings()) {
             prop_assert_eq!(a.status(&input), b.status(&input));
@@ -410,6 +412,7 @@ proptest! {
                 outcomes: &outcomes,
                 previous: None,
                 history: None,
+                revisions: None,
             });
             let Some(s) = report.status.summary else {
                 prop_assert!(!matches!(b.activity(), Activity::Active(_)));

@@ -23,6 +23,7 @@ fn status_of<'r>(
         outcomes,
         previous,
         history: None,
+        revisions: None,
     })
 }
 
@@ -252,6 +253,7 @@ fn pass_failures_come_first() {
             outcomes: &BTreeMap::new(),
             previous: None,
             history: None,
+            revisions: None,
         });
         assert_eq!(report.ready, want);
         let ready = condition(&report.status, "Ready");
@@ -292,6 +294,7 @@ fn access_problems_outrank_an_outage() {
         outcomes: &outcomes,
         previous: None,
         history: None,
+        revisions: None,
     });
     assert_eq!(report.ready, ReadyReason::PermissionDenied);
     assert_eq!(
@@ -327,6 +330,7 @@ fn unread_regions_fail_ready_but_the_others_are_reported() {
         outcomes: &BTreeMap::new(),
         previous: None,
         history: None,
+        revisions: None,
     });
     // The most actionable unread region names the reason; both are listed.
     assert_eq!(report.ready, ReadyReason::VpcServiceControls);
@@ -539,6 +543,7 @@ fn transition_times_move_only_when_status_or_state_changes() {
         outcomes: &BTreeMap::new(),
         previous: Some(&second.status),
         history: Some(&second.history),
+        revisions: None,
     });
     assert_eq!(again, third);
 }
@@ -591,6 +596,7 @@ fn the_target_list_is_bounded_and_puts_what_needs_attention_first() {
         outcomes: &BTreeMap::new(),
         previous: None,
         history: None,
+        revisions: None,
     });
     assert_eq!(full.status.targets.len(), 154);
     assert!(!full.status.targets_truncated);
