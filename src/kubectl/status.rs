@@ -131,7 +131,7 @@ fn row(binding: &BinAuthzBinding) -> StatusRow {
     }
 }
 
-const HEADER: [&str; 16] = [
+const HEADER: [&str; 17] = [
     "NAMESPACE",
     "NAME",
     "PROJECT",
@@ -147,10 +147,11 @@ const HEADER: [&str; 16] = [
     "CONFLICTED",
     "FAILED",
     "BLOCKED",
+    "NOT EFFECTIVE",
     "LAST PASS",
 ];
 
-fn counts(s: &Summary) -> [String; 9] {
+fn counts(s: &Summary) -> [String; 10] {
     [
         s.matched,
         s.compliant,
@@ -161,6 +162,7 @@ fn counts(s: &Summary) -> [String; 9] {
         s.conflicted,
         s.failed,
         s.deploy_blocked,
+        s.not_effective,
     ]
     .map(|n| n.to_string())
 }

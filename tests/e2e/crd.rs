@@ -465,6 +465,7 @@ async fn kubectl_get_shows_the_printer_columns() {
             message: String::new(),
             deploy_blocked: false,
             last_transition_time: Some("2026-01-05T10:00:00Z".to_owned()),
+            effect: None,
         }],
         targets_truncated: false,
         unread_locations: vec![UnreadLocation {

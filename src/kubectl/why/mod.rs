@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::api::{BinAuthzBinding, ResourceKind, TargetState, TargetStatus};
+use crate::api::{BinAuthzBinding, ResourceKind, TargetEffect, TargetState, TargetStatus};
 use crate::cloudrun::{CloudRunArgs, CloudRunClient};
 use crate::fleet::{key_of, project_inputs};
 use crate::matching::{label_selector_matches, Glob, LocationFilter};
@@ -267,6 +267,9 @@ pub struct Reported {
     /// The status message.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub message: String,
+    /// Whether its policy was in effect for what it ran (targets carrying it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub effect: Option<TargetEffect>,
 }
 
 /// Who owns the resource.
@@ -649,6 +652,7 @@ fn reported(targets: &[TargetStatus], id: &ResourceId) -> Option<Reported> {
             state: t.state,
             observed: t.observed.clone(),
             message: t.message.clone(),
+            effect: t.effect.clone(),
         })
 }
 
