@@ -313,12 +313,13 @@ mod tests {
                 "0",
                 "0",
                 "0",
+                "0",
                 "5m"
             ]
         );
         assert_eq!(
             cells(lines[5]),
-            ["TOTAL", "4", "bindings", "1/4", "6", "5", "0", "1", "0", "0", "0", "0", "0"]
+            ["TOTAL", "4", "bindings", "1/4", "6", "5", "0", "1", "0", "0", "0", "0", "0", "0"]
         );
         let json = serde_json::to_value(&fleet).unwrap();
         assert_eq!(json["bindings"][1]["mode"], "Audit");
