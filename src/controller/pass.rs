@@ -257,6 +257,11 @@ async fn active_pass(
         sync_reports(binding, ctx, |b| policyreport::pages(b, &targets)).await;
     }
     record_coverage(ctx, &spec.project);
+    if let Some(org) = &read.findings.org_policy {
+        ctx.telemetry
+            .metrics
+            .set_org_policy(&spec.project, org.state);
+    }
     end_pass(key, ctx, spec.interval(), read, &fixed.outcomes)
 }
 
@@ -512,10 +517,22 @@ fn record_binding(key: &BindingKey, ctx: &Context, mode: Mode, ready: ReadyReaso
 
 /// The project's coverage gauges: the resources no binding of the project (suspended
 /// ones included: they still declare what they name) matches, among those the last lists
-/// of the project hold — no read of its own.
+/// of the project hold — no read of its own. At most once per 30 s per project.
 fn record_coverage(ctx: &Context, project: &str) {
+    use std::hash::{Hash, Hasher};
     let all = ctx.bindings.state();
     let inputs = fleet::project_inputs(&all, project);
+    let mut versions: Vec<(Option<&str>, Option<i64>)> = all
+        .iter()
+        .filter(|b| b.spec.project == project)
+        .map(|b| (b.metadata.uid.as_deref(), b.metadata.generation))
+        .collect();
+    versions.sort_unstable();
+    let mut fingerprint = std::collections::hash_map::DefaultHasher::new();
+    versions.hash(&mut fingerprint);
+    if !ctx.coverage_due(project, fingerprint.finish()) {
+        return;
+    }
     let listed = ctx.inventory.last_known(project);
     let coverage = plan::coverage(project, &inputs, listed.iter().map(|l| &l.observed));
     for kind in ResourceKind::ALL {

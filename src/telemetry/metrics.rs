@@ -13,7 +13,7 @@ use prometheus_client::registry::Registry;
 use super::outcomes::{
     DriftHandled, DriftIgnored, PassResult, PolicyReportWrite, RemediationResult, SubscriptionCall,
 };
-use crate::api::{Mode, ResourceKind, Summary, TargetState};
+use crate::api::{Mode, OrgPolicyState, ResourceKind, Summary, TargetState};
 use crate::cloudrun::{ApiMethod, Budget, CallObserver, CallStatus, Throttle};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -46,6 +46,12 @@ struct BindingInfoLabels {
 struct CoverageLabels {
     project: String,
     kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OrgPolicyLabels {
+    project: String,
+    state: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -137,6 +143,21 @@ fn kind_label(kind: ResourceKind) -> &'static str {
     }
 }
 
+/// Every organization policy state, for the per-project gauge.
+const ORG_POLICY_STATES: [OrgPolicyState; 3] = [
+    OrgPolicyState::Enforced,
+    OrgPolicyState::NotSet,
+    OrgPolicyState::Unreadable,
+];
+
+fn org_policy_label(state: OrgPolicyState) -> &'static str {
+    match state {
+        OrgPolicyState::Enforced => "Enforced",
+        OrgPolicyState::NotSet => "NotSet",
+        OrgPolicyState::Unreadable => "Unreadable",
+    }
+}
+
 /// Every target state, for the per-binding gauges.
 const TARGET_STATES: [TargetState; 7] = [
     TargetState::Compliant,
@@ -161,6 +182,7 @@ pub struct Metrics {
     breakglass: Family<BindingLabels, Gauge>,
     not_effective: Family<BindingLabels, Gauge>,
     uncovered: Family<CoverageLabels, Gauge>,
+    org_policy: Family<OrgPolicyLabels, Gauge>,
     remediations: Family<RemediationLabels, Counter>,
     drift_correction: Histogram,
     cloud_run_calls: Family<CallLabels, Counter>,
@@ -250,6 +272,12 @@ impl Metrics {
             "binauthz_uncovered",
             "Cloud Run resources no binding matches, per project a binding names and kind, among those the bindings' reads listed",
             uncovered.clone(),
+        );
+        let org_policy = Family::<OrgPolicyLabels, Gauge>::default();
+        registry.register(
+            "binauthz_org_policy",
+            "1 for the state (Enforced, NotSet, Unreadable) of the organization policy constraint run.allowedBinaryAuthorizationPolicies of each project a binding names, as last read; 0 for the others",
+            org_policy.clone(),
         );
         let remediations = Family::<RemediationLabels, Counter>::default();
         registry.register(
@@ -372,6 +400,7 @@ impl Metrics {
             breakglass,
             not_effective,
             uncovered,
+            org_policy,
             remediations,
             drift_correction,
             cloud_run_calls,
@@ -460,12 +489,32 @@ impl Metrics {
             .set(i64::try_from(count).unwrap_or(i64::MAX));
     }
 
-    /// Drops the coverage series of a project no binding names any more.
+    /// Sets the state of a project's organization policy constraint (1 for `state`, 0
+    /// for the others).
+    pub fn set_org_policy(&self, project: &str, state: OrgPolicyState) {
+        for s in ORG_POLICY_STATES {
+            self.org_policy
+                .get_or_create(&OrgPolicyLabels {
+                    project: project.to_owned(),
+                    state: org_policy_label(s),
+                })
+                .set(i64::from(s == state));
+        }
+    }
+
+    /// Drops the coverage and organization policy series of a project no binding names
+    /// any more.
     pub fn forget_project(&self, project: &str) {
         for kind in ResourceKind::ALL {
             self.uncovered.remove(&CoverageLabels {
                 project: project.to_owned(),
                 kind: kind_label(kind),
+            });
+        }
+        for state in ORG_POLICY_STATES {
+            self.org_policy.remove(&OrgPolicyLabels {
+                project: project.to_owned(),
+                state: org_policy_label(state),
             });
         }
     }
@@ -668,6 +717,7 @@ pub(super) mod tests {
         m.pass_finished(PassResult::Completed, Duration::from_millis(5));
         m.set_targets("ns/b", &Summary::default(), 0);
         m.set_uncovered("acme-prod", ResourceKind::Service, 2);
+        m.set_org_policy("acme-prod", OrgPolicyState::NotSet);
         m.remediation(ResourceKind::Service, RemediationResult::Succeeded);
         m.drift_corrected(Duration::from_secs(3));
         m.call(

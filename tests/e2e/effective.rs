@@ -116,6 +116,32 @@ async fn a_policy_set_by_the_operator_takes_effect_at_the_next_deploy_and_run() 
         (n == 2.0).then_some(()).ok_or_else(|| format!("gauge {n}"))
     })
     .await;
+    // Coverage of acme-prod among what the pass listed (services and jobs of
+    // us-central1): 5 services and 1 job no binding matches; the project's org policy is
+    // not set. No read of its own.
+    for (kind, n) in [("Service", 5.0), ("Job", 1.0)] {
+        eventually(&format!("{n} uncovered {kind}"), PATIENCE, || async {
+            let got = operator
+                .metric(
+                    "binauthz_uncovered",
+                    &[("project", "acme-prod"), ("kind", kind)],
+                )
+                .await;
+            (got == n)
+                .then_some(())
+                .ok_or_else(|| format!("gauge {got}"))
+        })
+        .await;
+    }
+    assert_eq!(
+        operator
+            .metric(
+                "binauthz_org_policy",
+                &[("project", "acme-prod"), ("state", "NotSet")]
+            )
+            .await,
+        1.0
+    );
     // Report only: the operator never redeploys.
     let writes: Vec<_> = emulator
         .audit()
