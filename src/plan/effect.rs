@@ -108,7 +108,8 @@ pub fn effect(
         state,
         basis,
         policy_set_time: set_at.map(time),
-        message,
+        // Within the CRD's maxLength, however many revisions share the traffic.
+        message: super::messages::bounded(message),
     };
     let next = match resource.id.kind {
         ResourceKind::Job => "the job's next run (execution) is checked and makes it effective",

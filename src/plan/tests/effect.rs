@@ -289,3 +289,17 @@ fn coverage_names_at_most_the_first_few() {
     assert_eq!(u.first.len(), UNCOVERED_NAMES);
     assert_eq!(u.first[0], "us-central1/svc-000");
 }
+
+#[test]
+fn a_message_naming_many_revisions_stays_within_the_crds_limit() {
+    let names: Vec<String> = (0..200).map(|i| format!("pay-{i:05}-abcdefgh")).collect();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let r = serving(service("us-central1", "pay").policy_default(), 100, &refs);
+    let e = effect(
+        &r,
+        PolicySet::JustWritten(at(100)),
+        &RevisionTimes::default(),
+    );
+    assert_eq!(e.state, EffectState::NotEffective);
+    assert!(e.message.chars().count() <= 1024, "{}", e.message.len());
+}
