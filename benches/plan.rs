@@ -76,6 +76,7 @@ fn estate(projects: &[&str], per_location: usize) -> Vec<ObservedResource> {
                     breakglass: (i % 40 == 3).then(|| "incident 4711".to_owned()),
                     deploy_blocked: (i % 97 == 0).then(|| "image not authorized".to_owned()),
                     last_change: None,
+                    running: Default::default(),
                 });
             }
         }
@@ -261,6 +262,7 @@ fn bench_case(
         previous,
         history,
         breakglass: None,
+        revisions: None,
     };
     group.bench_function("plan+status-first-pass", |b| {
         b.iter(|| {

@@ -96,6 +96,7 @@ impl CloudRunManifest {
             breakglass: self.breakglass.clone(),
             deploy_blocked: None,
             last_change: None,
+            running: Default::default(),
         }
     }
 }

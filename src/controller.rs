@@ -220,7 +220,14 @@ pub struct Context {
     policy_reports: Option<PolicyReports>,
     /// The grants and namespace labels tenancy is decided from.
     tenancy: tenancy::TenancyWatch,
+    /// When each project's coverage gauges were last computed (at most once per
+    /// [`COVERAGE_EVERY`]: every binding's pass of a project would otherwise recompute
+    /// the same numbers over the whole project).
+    coverage_at: Mutex<HashMap<String, (std::time::Instant, u64)>>,
 }
+
+/// Least time between two computations of one project's coverage gauges.
+const COVERAGE_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
 
 impl std::fmt::Debug for Context {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -255,6 +262,7 @@ impl Context {
             refresh: Mutex::new(HashSet::new()),
             policy_reports: None,
             tenancy: tenancy::TenancyWatch::off(),
+            coverage_at: Mutex::new(HashMap::new()),
         }
     }
 
@@ -351,6 +359,28 @@ impl Context {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .insert(key.clone(), memory);
+    }
+
+    /// Whether this project's coverage is due: its bindings changed (`bindings` is a
+    /// fingerprint of their keys and generations), or it was not computed in the last
+    /// [`COVERAGE_EVERY`]. A due computation counts as made now.
+    fn coverage_due(&self, project: &str, bindings: u64) -> bool {
+        let now = std::time::Instant::now();
+        let mut at = self
+            .coverage_at
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        match at.get(project) {
+            Some((last, seen))
+                if *seen == bindings && now.duration_since(*last) < COVERAGE_EVERY =>
+            {
+                false
+            }
+            _ => {
+                at.insert(project.to_owned(), (now, bindings));
+                true
+            }
+        }
     }
 
     /// Forgets everything about a deleted binding.

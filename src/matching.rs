@@ -578,6 +578,7 @@ mod tests {
             breakglass: None,
             deploy_blocked: None,
             last_change: None,
+            running: Default::default(),
         }
     }
 

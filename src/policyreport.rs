@@ -384,6 +384,7 @@ mod tests {
             desired: "default".to_owned(),
             message: String::new(),
             deploy_blocked: false,
+            effect: None,
             last_transition_time: Some("2026-12-01T10:00:00.5Z".to_owned()),
             breakglass_by: (state == TargetState::Breakglass).then(|| "dev@example.com".to_owned()),
             breakglass_since: (state == TargetState::Breakglass)

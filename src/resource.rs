@@ -119,6 +119,8 @@ pub struct ObservedResource {
     /// Cloud Run's `lastModifier` and `updateTime`, kept only for a resource carrying a
     /// breakglass justification (who set it, and when, the first time it is seen).
     pub last_change: Option<Box<LastChange>>,
+    /// What runs, and when the resource last changed: whether its policy is in effect.
+    pub running: Running,
 }
 
 /// Who last changed a resource and when, as Cloud Run reports it.
@@ -128,6 +130,32 @@ pub struct LastChange {
     pub by: Option<String>,
     /// `updateTime`, when Cloud Run says.
     pub at: Option<jiff::Timestamp>,
+}
+
+/// What a resource runs, as its own fields say (no extra read): the input of
+/// [`crate::plan::effect`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Running {
+    /// `updateTime`: the resource's last change, the latest moment its policy can have
+    /// been set.
+    pub changed: Option<jiff::Timestamp>,
+    /// What runs.
+    pub workload: Workload,
+}
+
+/// What runs of a resource.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Workload {
+    /// Services and worker pools: the revisions receiving traffic (instances), by short
+    /// name, sorted (`trafficStatuses` / `instanceSplitStatuses` with a percent above 0;
+    /// an entry that follows the latest revision names `latestReadyRevision`).
+    Revisions(Box<[Box<str>]>),
+    /// Jobs: the creation time of the latest execution (`latestCreatedExecution`);
+    /// `None` when the job never ran.
+    Execution(Option<jiff::Timestamp>),
+    /// Cloud Run did not say (no traffic statuses, or an unreadable time).
+    #[default]
+    Unknown,
 }
 
 /// What to do with a breakglass justification when writing the policy.

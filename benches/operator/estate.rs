@@ -326,6 +326,7 @@ pub fn observed(seed: &Seed, project: &str) -> Vec<ObservedResource> {
                     breakglass: None,
                     deploy_blocked: None,
                     last_change: None,
+                    running: Default::default(),
                 });
             }
         }

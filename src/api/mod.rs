@@ -31,8 +31,9 @@ pub use spec::{
     LabelSelectorRequirement, Mode, PolicyRef, ResourceKind, TargetSelector, Targets,
 };
 pub use status::{
-    BinAuthzBindingStatus, Condition, FailureReason, OrgPolicyState, OrgPolicyStatus, PolicyCheck,
-    PolicyCheckResult, Summary, TargetState, TargetStatus, UnreadLocation, RECONCILE_REQUESTED_AT,
+    BinAuthzBindingStatus, Condition, EffectBasis, EffectState, FailureReason, OrgPolicyState,
+    OrgPolicyStatus, PolicyCheck, PolicyCheckResult, Summary, TargetEffect, TargetState,
+    TargetStatus, UnreadLocation, RECONCILE_REQUESTED_AT,
 };
 pub use tenancy::{
     glob_regex, BinAuthzTenancy, BinAuthzTenancyIndex, BinAuthzTenancyIndexSpec,

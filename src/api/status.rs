@@ -254,6 +254,11 @@ pub struct Summary {
     /// BinAuthzException names them (absent when none).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub excepted: u32,
+    /// Resources carrying the desired policy whose running revisions (a job's latest
+    /// execution) are not known to have been checked by it: the policy takes effect at
+    /// the next deploy (a job's next run). See `targets[].effect`.
+    #[serde(default)]
+    pub not_effective: u32,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -274,6 +279,7 @@ impl<'a> std::iter::Sum<&'a Summary> for Summary {
             failed: total.failed + s.failed,
             deploy_blocked: total.deploy_blocked + s.deploy_blocked,
             excepted: total.excepted + s.excepted,
+            not_effective: total.not_effective + s.not_effective,
         })
     }
 }
@@ -319,6 +325,70 @@ pub struct TargetStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 64))]
     pub breakglass_since: Option<String>,
+    /// Whether the policy is in effect for what runs (set for targets of this binding
+    /// that carry the desired policy): Binary Authorization checks a deploy (a job's
+    /// execution), not what already runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub effect: Option<TargetEffect>,
+}
+
+/// Whether a target's policy is in effect for what runs, and how the operator knows.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct TargetEffect {
+    /// Effective, NotEffective or Unknown.
+    pub state: EffectState,
+    /// Where the time the policy was set comes from.
+    pub basis: EffectBasis,
+    /// The time the policy was set (`Remediation`), or the latest time it can have been
+    /// set (`UpdateTime`: the resource's last change), RFC 3339.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
+    pub policy_set_time: Option<String>,
+    /// What runs, and what makes the policy effective (the next deploy; a job's next run).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[schemars(length(max = 1024))]
+    pub message: String,
+}
+
+/// Whether the policy is in effect for what runs.
+#[derive(
+    JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash,
+)]
+pub enum EffectState {
+    /// Every revision receiving traffic (a job's latest execution) was created after the
+    /// policy was set, or nothing has run yet.
+    Effective,
+    /// Something runs that was created before the policy was set (or before the latest
+    /// time it can have been set): the next deploy (a job's next run) makes it effective.
+    NotEffective,
+    /// Cloud Run did not say what runs, or a revision could not be read.
+    Unknown,
+}
+
+impl fmt::Display for EffectState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self, f)
+    }
+}
+
+/// Where the time the policy was set comes from.
+#[derive(
+    JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash,
+)]
+pub enum EffectBasis {
+    /// The operator set the policy (its remediation write): the time is exact.
+    Remediation,
+    /// Cloud Run keeps no record of when a field changed: the resource's `updateTime`
+    /// (its last change) is the latest moment the policy can have been set, and what was
+    /// created before it is not known to have been checked.
+    UpdateTime,
+}
+
+impl fmt::Display for EffectBasis {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self, f)
+    }
 }
 
 /// The state of one matched resource for one binding.

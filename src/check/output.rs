@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 
 use super::report::Report;
 use super::Verdict;
-use crate::api::TargetState;
+use crate::api::{EffectState, TargetState};
 use crate::manifests::{ManifestError, Source};
 
 /// What a finding says is wrong (or worth a look). The id is stable: code scanning tracks
@@ -45,6 +45,10 @@ pub enum Rule {
     DeployUnplaced,
     /// A Cloud Run manifest is placed in a project given by number that no binding names.
     DeployProjectNumber,
+    /// A target carries its policy, but something it runs predates it (a note).
+    TargetNotEffective,
+    /// A project a binding names holds Cloud Run resources no binding matches (a note).
+    ProjectUncovered,
 }
 
 /// How serious a finding is.
@@ -54,6 +58,8 @@ pub enum Level {
     Error,
     /// Reported; does not fail the run by itself.
     Warning,
+    /// For information: nothing is wrong with the binding.
+    Note,
 }
 
 /// How a finding shows in a JUnit report.
@@ -69,7 +75,7 @@ enum JunitKind {
 
 impl Rule {
     /// Every rule, in the order SARIF lists them (`ruleIndex`).
-    pub const ALL: [Rule; 12] = [
+    pub const ALL: [Rule; 14] = [
         Self::InvalidManifest,
         Self::BindingError,
         Self::TargetDrifted,
@@ -82,6 +88,8 @@ impl Rule {
         Self::DeployConflicted,
         Self::DeployUnplaced,
         Self::DeployProjectNumber,
+        Self::TargetNotEffective,
+        Self::ProjectUncovered,
     ];
 
     /// Stable id: `invalid-manifest`, `target-drifted`, ...
@@ -99,6 +107,8 @@ impl Rule {
             Self::DeployConflicted => "cloud-run-manifest-conflicted",
             Self::DeployUnplaced => "cloud-run-manifest-unplaced",
             Self::DeployProjectNumber => "cloud-run-manifest-project-number",
+            Self::TargetNotEffective => "target-not-effective",
+            Self::ProjectUncovered => "project-uncovered",
         }
     }
 
@@ -117,6 +127,8 @@ impl Rule {
             Self::DeployConflicted => "Cloud Run manifest covered by conflicting bindings",
             Self::DeployUnplaced => "Cloud Run manifest does not say its project or region",
             Self::DeployProjectNumber => "Cloud Run manifest placed by project number",
+            Self::TargetNotEffective => "Cloud Run resource's policy not yet in effect",
+            Self::ProjectUncovered => "Cloud Run resources no binding covers",
         }
     }
 
@@ -134,6 +146,8 @@ impl Rule {
             Self::DeployNoncompliant => "A binding covers this Cloud Run resource, and the manifest sets another Binary Authorization policy than the binding requires (or a breakglass justification the binding clears): the operator would change it back after every deploy. Set the binding's policy in the manifest.",
             Self::DeployConflicted => "Bindings of equal priority cover this Cloud Run resource and want different policies; no manifest can satisfy both. Give one binding a higher spec.priority or make their policies agree.",
             Self::DeployUnplaced => "The manifest does not say its project (metadata.namespace) or region (label cloud.googleapis.com/location), so the bindings that cover it are unknown. Add them (gcloud run services describe --format export writes both) or pass --project / --region to validate.",
+            Self::TargetNotEffective => "The resource carries its binding's policy, but a revision receiving traffic (a job's latest execution) was created before the policy was set, so Binary Authorization never checked it. The next deploy (a job's next run) puts the policy in effect; the operator never redeploys.",
+            Self::ProjectUncovered => "A project some binding names holds Cloud Run resources that no binding matches (among the regions and kinds the bindings list). Not an error: review them, and extend a binding or write one if they should be enforced.",
             Self::DeployProjectNumber => "The manifest names its project by number (as gcloud's export does), and no binding names that number; bindings compare projects as written. Write the project id in metadata.namespace (gcloud accepts either) so the bindings of that project are checked.",
         }
     }
@@ -144,6 +158,7 @@ impl Rule {
             Self::TargetBreakglass | Self::TargetExcepted | Self::DeployProjectNumber => {
                 Level::Warning
             }
+            Self::TargetNotEffective | Self::ProjectUncovered => Level::Note,
             _ => Level::Error,
         }
     }
@@ -151,9 +166,11 @@ impl Rule {
     fn junit(self) -> JunitKind {
         match self {
             Self::InvalidManifest | Self::BindingError | Self::DeployUnplaced => JunitKind::Error,
-            Self::TargetBreakglass | Self::TargetExcepted | Self::DeployProjectNumber => {
-                JunitKind::Passed
-            }
+            Self::TargetBreakglass
+            | Self::TargetExcepted
+            | Self::DeployProjectNumber
+            | Self::TargetNotEffective
+            | Self::ProjectUncovered => JunitKind::Passed,
             _ => JunitKind::Failure,
         }
     }
@@ -329,6 +346,7 @@ fn sarif_level(level: Level) -> &'static str {
     match level {
         Level::Error => "error",
         Level::Warning => "warning",
+        Level::Note => "note",
     }
 }
 
@@ -380,6 +398,7 @@ pub fn write_github(out: &mut impl Write, entries: &[Entry]) -> io::Result<()> {
         let command = match rule.level() {
             Level::Error => "error",
             Level::Warning => "warning",
+            Level::Note => "notice",
         };
         let mut properties = Vec::new();
         if let Some(location) = &entry.location {
@@ -556,7 +575,14 @@ pub(super) fn report_entries(report: &Report) -> Vec<Entry> {
         }
         for t in &b.targets {
             let name = format!("{} {}/{}", t.kind, t.location, t.name);
+            let not_effective = t
+                .effect
+                .as_ref()
+                .filter(|e| e.state == EffectState::NotEffective);
             let rule = match t.state {
+                TargetState::Compliant | TargetState::Remediated if not_effective.is_some() => {
+                    Some(Rule::TargetNotEffective)
+                }
                 TargetState::Compliant | TargetState::Remediated => None,
                 TargetState::Superseded => {
                     entries.push(Entry {
@@ -584,6 +610,12 @@ pub(super) fn report_entries(report: &Report) -> Vec<Entry> {
                         message.push_str(": ");
                         message.push_str(&t.message);
                     }
+                    if let Some(e) = not_effective {
+                        message = format!(
+                            "{name} (project {}): carries {} under binding {suite}, not yet in effect: {}",
+                            b.project, t.observed, e.message
+                        );
+                    }
                     Outcome::Finding { rule, message }
                 }
             };
@@ -594,6 +626,35 @@ pub(super) fn report_entries(report: &Report) -> Vec<Entry> {
                 outcome,
             });
         }
+    }
+    // Coverage: a note per project holding resources no binding matches, at the first
+    // binding that names the project.
+    for c in report.coverage.iter().filter(|c| c.uncovered > 0) {
+        let kinds: Vec<String> = c
+            .by_kind
+            .iter()
+            .filter(|k| k.uncovered > 0)
+            .map(|k| format!("{} {} ({})", k.uncovered, k.kind, k.first.join(", ")))
+            .collect();
+        entries.push(Entry {
+            suite: "coverage".to_owned(),
+            name: format!("project {}", c.project),
+            location: report
+                .bindings
+                .iter()
+                .find(|b| b.project == c.project)
+                .and_then(|b| b.declared_at.clone()),
+            outcome: Outcome::Finding {
+                rule: Rule::ProjectUncovered,
+                message: format!(
+                    "project {}: {} of {} listed Cloud Run resource(s) no binding matches: {}",
+                    c.project,
+                    c.uncovered,
+                    c.listed,
+                    kinds.join("; ")
+                ),
+            },
+        });
     }
     entries
 }

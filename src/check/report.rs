@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::api::{
-    Mode, OrgPolicyStatus, PolicyCheck, ResourceKind, Summary, TargetState, UnreadLocation,
+    Mode, OrgPolicyStatus, PolicyCheck, ResourceKind, Summary, TargetEffect, TargetState,
+    UnreadLocation,
 };
 use crate::cloudrun::LiveResource;
 use crate::fleet::remediate::Written;
@@ -110,6 +111,8 @@ pub struct Report {
     pub bindings: Vec<BindingReport>,
     /// Totals over every binding's targets.
     pub summary: Summary,
+    /// Per project a binding names: the resources no binding matches.
+    pub coverage: Vec<CoverageReport>,
     /// The fixes made (only with `--fix`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub changes: Option<Vec<Change>>,
@@ -187,6 +190,45 @@ pub struct TargetRow {
     /// Its latest deploy was refused by Binary Authorization.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub deploy_blocked: bool,
+    /// Whether the policy is in effect for what it runs (targets carrying it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub effect: Option<TargetEffect>,
+}
+
+/// The Cloud Run resources of one project that no binding matches (not an error: the
+/// list a security team works through).
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CoverageReport {
+    /// GCP project, as the bindings name it.
+    pub project: String,
+    /// The kinds listed (those some binding of the project selects).
+    pub kinds: Vec<ResourceKind>,
+    /// The regions whose resources were listed.
+    pub locations: Vec<String>,
+    /// Resources listed, every kind together.
+    pub listed: usize,
+    /// Resources no binding matches, every kind together.
+    pub uncovered: usize,
+    /// Per kind listed: how many no binding matches, and the first names.
+    pub by_kind: Vec<UncoveredKind>,
+    /// The project's organization policy constraint on Binary Authorization policies.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub org_policy: Option<OrgPolicyStatus>,
+}
+
+/// The uncovered resources of one kind.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UncoveredKind {
+    /// Service, Job or WorkerPool.
+    pub kind: ResourceKind,
+    /// Resources of this kind listed.
+    pub listed: usize,
+    /// How many no binding matches.
+    pub uncovered: usize,
+    /// The first of them (at most 20), `location/name`, sorted.
+    pub first: Vec<String>,
 }
 
 impl Report {
@@ -228,6 +270,7 @@ impl Report {
                     previous: None,
                     history: None,
                     breakglass: None,
+                    revisions: Some(&pass.revisions),
                 });
                 let ready = status.ready;
                 let mut message = plan::standing(&status.status.conditions)
@@ -267,6 +310,7 @@ impl Report {
                             t.message.clone()
                         },
                         deploy_blocked: t.deploy_blocked,
+                        effect: t.effect.clone(),
                     })
                     .collect();
                 bindings.push(BindingReport {
@@ -300,17 +344,59 @@ impl Report {
         }
         bindings.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
         let summary = bindings.iter().map(|b| &b.summary).sum();
+        let coverage = coverage_of(&inputs, pass, &bindings);
         Self {
             api_version: "binauthz.dev/check-report/v1",
             fix,
             bindings,
             summary,
+            coverage,
             changes: None,
             before: None,
             exit_code: verdict.exit_code(),
             verdict,
         }
     }
+}
+
+/// Coverage of every project the bindings name, from the resources the pass listed (no
+/// read of its own), with the organization policy state a binding's read found.
+fn coverage_of(
+    inputs: &[BindingInput<'_>],
+    pass: &Pass,
+    bindings: &[BindingReport],
+) -> Vec<CoverageReport> {
+    let projects: std::collections::BTreeSet<&str> =
+        inputs.iter().map(|i| i.spec.project.as_str()).collect();
+    projects
+        .into_iter()
+        .map(|project| {
+            let c = plan::coverage(project, inputs, pass.live.values().map(|l| &l.observed));
+            let by_kind: Vec<UncoveredKind> = ResourceKind::ALL
+                .into_iter()
+                .zip(c.listed)
+                .filter(|(kind, _)| c.kinds.contains(kind))
+                .map(|(kind, listed)| UncoveredKind {
+                    kind,
+                    listed,
+                    uncovered: c.of(kind).count,
+                    first: c.of(kind).first.clone(),
+                })
+                .collect();
+            CoverageReport {
+                project: project.to_owned(),
+                kinds: c.kinds.clone(),
+                locations: c.locations.iter().cloned().collect(),
+                listed: c.listed.iter().sum(),
+                uncovered: c.total_uncovered(),
+                by_kind,
+                org_policy: bindings
+                    .iter()
+                    .filter(|b| b.project == project)
+                    .find_map(|b| b.org_policy.clone()),
+            }
+        })
+        .collect()
 }
 
 impl Report {

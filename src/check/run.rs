@@ -5,12 +5,14 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::cloudrun::LiveResource;
+use crate::fleet::effect::read_revisions;
 use crate::fleet::inventory::SharedInventory;
 use crate::fleet::read::{read_binding, BindingRead};
 use crate::fleet::remediate::{remediate_all, WriteRequest, Written};
 use crate::manifests::{LoadedBinding, LoadedException};
 use crate::plan::{
     self, BindingInput, BindingKey, ExceptionInput, ExceptionKey, Exceptions, PassFailure,
+    RevisionTimes,
 };
 use crate::policy::DesiredPolicy;
 use crate::resource::{ObservedResource, Remediation, ResourceId};
@@ -38,6 +40,8 @@ pub(super) struct Pass {
     pub(super) live: BTreeMap<ResourceId, Arc<LiveResource>>,
     /// What each active binding's reads produced.
     pub(super) reads: BTreeMap<BindingKey, BindingRead>,
+    /// Creation times of the revisions receiving traffic of complying targets.
+    pub(super) revisions: RevisionTimes,
 }
 
 impl Pass {
@@ -77,9 +81,23 @@ impl Checker {
                 }
             }
         }
+        // Whether each complying target's policy is in effect: its serving revisions'
+        // creation times, read as the controller reads them.
+        let inputs = self.inputs();
+        let revisions = match plan::plan(&inputs, live.values().map(|l| &l.observed)) {
+            Ok(planned) => {
+                read_revisions(
+                    self.inventory.client(),
+                    inputs.iter().filter_map(|i| planned.binding(&i.key)),
+                )
+                .await
+            }
+            Err(_) => RevisionTimes::default(),
+        };
         Pass {
             live,
             reads: reads.into_iter().collect(),
+            revisions,
         }
     }
 

@@ -1,6 +1,8 @@
 //! The report as tables on a terminal: targets needing attention, fixes, organization policy lines.
 
-use crate::api::{Mode, OrgPolicyState, OrgPolicyStatus, PolicyCheckResult, TargetState};
+use crate::api::{
+    EffectState, Mode, OrgPolicyState, OrgPolicyStatus, PolicyCheckResult, TargetState,
+};
 use crate::cloudrun::{self};
 use std::io::{IsTerminal, Write as _};
 
@@ -154,6 +156,7 @@ pub(super) fn table(
         // targets, nor those another binding owns.
         let listed = |t: &TargetRow| {
             wide || t.deploy_blocked
+                || not_effective(t)
                 || !matches!(t.state, TargetState::Compliant | TargetState::Superseded)
         };
         let rows: Vec<&TargetRow> = b.targets.iter().filter(|t| listed(t)).collect();
@@ -167,10 +170,17 @@ pub(super) fn table(
                         t.name.clone(),
                         t.state.to_string(),
                         format!("{} -> {}", t.observed, t.desired),
-                        if t.deploy_blocked && t.message.is_empty() {
-                            "deploy blocked".into()
-                        } else {
-                            t.message.clone()
+                        match (&t.effect, t.deploy_blocked && t.message.is_empty()) {
+                            (Some(e), _) if e.state != EffectState::Effective => {
+                                let said = if t.message.is_empty() {
+                                    String::new()
+                                } else {
+                                    format!("{}; ", t.message)
+                                };
+                                format!("{said}{}: {}", effect_words(e.state), e.message)
+                            }
+                            (_, true) => "deploy blocked".into(),
+                            _ => t.message.clone(),
                         },
                     ]
                 })
@@ -221,6 +231,7 @@ pub(super) fn table(
             writeln!(out, "  ({what} target(s) not listed; --wide lists them)")?;
         }
     }
+    coverage(out, report, style)?;
     let s = &report.summary;
     let verdict = match report.verdict {
         Verdict::Compliant => style.paint("32", "all targets comply"),
@@ -229,10 +240,11 @@ pub(super) fn table(
     };
     writeln!(
         out,
-        "{} binding(s), {} target(s): {} compliant, {} remediated, {} drifted, {} breakglass, {} superseded, {} conflicted, {} failed, {} deploy(s) blocked — {verdict} (exit {})",
+        "{} binding(s), {} target(s): {} compliant ({} not yet in effect), {} remediated, {} drifted, {} breakglass, {} superseded, {} conflicted, {} failed, {} deploy(s) blocked — {verdict} (exit {})",
         report.bindings.len(),
         s.matched,
         s.compliant,
+        s.not_effective,
         s.remediated,
         s.drifted,
         s.breakglass,
@@ -242,6 +254,59 @@ pub(super) fn table(
         s.deploy_blocked,
         report.exit_code
     )
+}
+
+/// Whether a target's policy is set but not known to be in effect.
+fn not_effective(t: &TargetRow) -> bool {
+    t.effect
+        .as_ref()
+        .is_some_and(|e| e.state == EffectState::NotEffective)
+}
+
+fn effect_words(state: EffectState) -> &'static str {
+    match state {
+        EffectState::Effective => "in effect",
+        EffectState::NotEffective => "not yet in effect",
+        EffectState::Unknown => "in effect or not: unknown",
+    }
+}
+
+/// Per project the bindings name: the resources no binding matches (not an error).
+fn coverage(out: &mut impl std::io::Write, report: &Report, style: Style) -> std::io::Result<()> {
+    for c in &report.coverage {
+        let kinds: Vec<String> = c.kinds.iter().map(ToString::to_string).collect();
+        writeln!(
+            out,
+            "{} project {}: {} of {} listed resource(s) no binding matches ({} in {})",
+            style.paint("1", "coverage"),
+            c.project,
+            c.uncovered,
+            c.listed,
+            kinds.join(", "),
+            if c.locations.is_empty() {
+                "no region with resources".to_owned()
+            } else {
+                c.locations.join(", ")
+            }
+        )?;
+        for k in c.by_kind.iter().filter(|k| k.uncovered > 0) {
+            let more = k.uncovered.saturating_sub(k.first.len());
+            writeln!(
+                out,
+                "  {} {} of {}: {}{}",
+                k.kind,
+                k.uncovered,
+                k.listed,
+                k.first.join(", "),
+                if more > 0 {
+                    format!(" (and {more} more)")
+                } else {
+                    String::new()
+                }
+            )?;
+        }
+    }
+    Ok(())
 }
 
 /// One line on a project's organization policy constraint: a security team wants to see

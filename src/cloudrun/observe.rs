@@ -42,11 +42,13 @@ pub enum ApiMethod {
     GetPlatformPolicy,
     /// Organization Policy `GET v2/projects/{p}/policies/{constraint}:getEffectivePolicy`.
     GetEffectiveOrgPolicy,
+    /// `GET v2/{service|workerPool}/revisions/{r}` (a revision's creation time).
+    GetRevision,
 }
 
 impl ApiMethod {
     /// Every method, for pre-registering metric series.
-    pub const ALL: [ApiMethod; 14] = [
+    pub const ALL: [ApiMethod; 15] = [
         Self::ListServices,
         Self::ListJobs,
         Self::ListWorkerPools,
@@ -61,6 +63,7 @@ impl ApiMethod {
         Self::ListLocations,
         Self::GetPlatformPolicy,
         Self::GetEffectiveOrgPolicy,
+        Self::GetRevision,
     ];
 
     /// Stable label: `ListServices`, `UpdateJob`, ...
@@ -80,6 +83,7 @@ impl ApiMethod {
             Self::ListLocations => "ListLocations",
             Self::GetPlatformPolicy => "GetPlatformPolicy",
             Self::GetEffectiveOrgPolicy => "GetEffectiveOrgPolicy",
+            Self::GetRevision => "GetRevision",
         }
     }
 

@@ -38,7 +38,7 @@ use tracing::{debug, info, warn};
 use super::events::{breakglass_overdue_event, pass_events, PassEvent, PassSummary};
 use super::{exceptions, status, BindingMemory, Context, Error, RetryCause};
 use crate::api::{
-    BinAuthzBinding, BinAuthzBindingStatus, FailureReason, Mode, TargetStatus,
+    BinAuthzBinding, BinAuthzBindingStatus, FailureReason, Mode, ResourceKind, TargetStatus,
     RECONCILE_REQUESTED_AT,
 };
 use crate::cloudrun::LiveResource;
@@ -51,7 +51,8 @@ use crate::fleet::{
 };
 use crate::plan::{
     self, Activity, BindingInput, BindingKey, BindingPlan, BreakglassLedger, BreakglassUpdate,
-    ConditionStatus, Decision, ReadyReason, StatusInput, StatusReport, TargetHistory, WriteOutcome,
+    ConditionStatus, Decision, ReadyReason, RevisionTimes, StatusInput, StatusReport,
+    TargetHistory, WriteOutcome,
 };
 use crate::policy::DesiredPolicy;
 use crate::policyreport::{self, BindingRef, NotEvaluated};
@@ -100,6 +101,7 @@ pub(crate) async fn pass(binding: &BinAuthzBinding, ctx: &Context) -> Result<Pas
                 previous: binding.status.as_ref(),
                 history: None,
                 breakglass: None,
+                revisions: None,
             };
             let mut report = bp.status(&input);
             echo_reconcile_request(binding, &mut report.status);
@@ -224,14 +226,22 @@ async fn active_pass(
     let fixed = fix_drift(binding, key, ctx, &bp, &read, &history, &mut memory).await?;
     observe_drift_correction(&bp, &fixed.outcomes, &mut memory, ctx);
     let breakglass = breakglass_ledger(binding, &bp, &memory, ctx);
+    let revisions = if read.listed {
+        fleet::effect::read_revisions(ctx.inventory.client(), [&bp]).await
+    } else {
+        RevisionTimes::default()
+    };
     let (report, every_target) = final_report(
         binding,
         &bp,
         &read,
         &fixed,
         &history,
-        &breakglass.ledger,
-        ctx.policy_reports.is_some(),
+        &Reporting {
+            breakglass: &breakglass.ledger,
+            revisions: &revisions,
+            every_target: ctx.policy_reports.is_some(),
+        },
     );
 
     if fixed.lost_lease || !ctx.leader.is_leader() {
@@ -267,6 +277,12 @@ async fn active_pass(
     record_binding(key, ctx, spec.mode, report.ready);
     if let Some(targets) = every_target {
         sync_reports(binding, ctx, |b| policyreport::pages(b, &targets)).await;
+    }
+    record_coverage(ctx, &spec.project);
+    if let Some(org) = &read.findings.org_policy {
+        ctx.telemetry
+            .metrics
+            .set_org_policy(&spec.project, org.state);
     }
     let expiry = exceptions::until_next_expiry(
         &exceptions::assess(ctx, Timestamp::now()),
@@ -367,6 +383,7 @@ async fn fix_drift(
         previous: fixed.current.as_ref(),
         history: Some(history),
         breakglass: None,
+        revisions: None,
     });
     echo_reconcile_request(binding, &mut interim.status);
     if write_status(binding, key, ctx, fixed.current.as_ref(), &interim.status).await? {
@@ -400,6 +417,16 @@ fn listed_state<'l>(
         .collect()
 }
 
+/// What the final report says beyond the pass's reads and writes.
+struct Reporting<'a> {
+    /// Who set each breakglass justification and since when.
+    breakglass: &'a BreakglassLedger,
+    /// Creation times of the revisions complying targets serve (effect).
+    revisions: &'a RevisionTimes,
+    /// Also every target's entry, for the PolicyReports.
+    every_target: bool,
+}
+
 /// The status after the pass. A pass whose lists failed keeps what the last good pass
 /// found and updates only the conditions. With `every_target`, also every target's entry
 /// (the status lists at most 100), for the PolicyReports; `None` when the lists failed.
@@ -409,9 +436,13 @@ fn final_report<'r>(
     read: &BindingRead,
     fixed: &Fixed,
     history: &TargetHistory,
-    breakglass: &BreakglassLedger,
-    every_target: bool,
+    reporting: &Reporting<'_>,
 ) -> (StatusReport<'r>, Option<Vec<TargetStatus>>) {
+    let Reporting {
+        breakglass,
+        revisions,
+        every_target,
+    } = *reporting;
     let input = StatusInput {
         generation: binding.meta().generation,
         now: Timestamp::now(),
@@ -421,6 +452,7 @@ fn final_report<'r>(
         previous: fixed.current.as_ref(),
         history: Some(history),
         breakglass: Some(breakglass),
+        revisions: Some(revisions),
     };
     let mut report = bp.status(&input);
     let all = (every_target && read.listed).then(|| bp.full_report(&input).status.targets);
@@ -523,6 +555,35 @@ fn record_binding(key: &BindingKey, ctx: &Context, mode: Mode, ready: ReadyReaso
     ctx.telemetry
         .metrics
         .set_binding(&key.to_string(), mode, ready);
+}
+
+/// The project's coverage gauges: the resources no binding of the project (suspended
+/// ones included: they still declare what they name) matches, among those the last lists
+/// of the project hold — no read of its own. At most once per 30 s per project.
+fn record_coverage(ctx: &Context, project: &str) {
+    use std::hash::{Hash, Hasher};
+    let all = ctx.bindings.state();
+    let inputs = fleet::project_inputs(&all, project, &ctx.tenancy());
+    let mut versions: Vec<(Option<&str>, Option<i64>)> = all
+        .iter()
+        .filter(|b| b.spec.project == project)
+        .map(|b| (b.metadata.uid.as_deref(), b.metadata.generation))
+        .collect();
+    versions.sort_unstable();
+    let mut fingerprint = std::collections::hash_map::DefaultHasher::new();
+    versions.hash(&mut fingerprint);
+    if !ctx.coverage_due(project, fingerprint.finish()) {
+        return;
+    }
+    let listed = ctx.inventory.last_known(project);
+    let coverage = plan::coverage(project, &inputs, listed.iter().map(|l| &l.observed));
+    for kind in ResourceKind::ALL {
+        if coverage.kinds.contains(&kind) {
+            ctx.telemetry
+                .metrics
+                .set_uncovered(project, kind, coverage.of(kind).count);
+        }
+    }
 }
 
 /// How the pass ends: a retry with backoff when Cloud Run failed in a way worth retrying

@@ -113,6 +113,11 @@ impl Tap {
                     let ctx = Arc::clone(&self.ctx);
                     tokio::spawn(async move { ctx.forget_reports(&namespace, &uid).await });
                 }
+                let project = &binding.spec.project;
+                if !self.seen.values().any(|(_, spec)| &spec.project == project) {
+                    // No binding names the project any more: its coverage is nobody's.
+                    self.ctx.telemetry.metrics.forget_project(project);
+                }
             }
         }
     }

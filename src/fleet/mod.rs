@@ -7,6 +7,7 @@
 //! message, the same outcome.
 
 pub mod classify;
+pub mod effect;
 pub mod inventory;
 pub mod read;
 pub mod remediate;

@@ -131,7 +131,7 @@ fn row(binding: &BinAuthzBinding) -> StatusRow {
     }
 }
 
-const HEADER: [&str; 16] = [
+const HEADER: [&str; 17] = [
     "NAMESPACE",
     "NAME",
     "PROJECT",
@@ -147,10 +147,11 @@ const HEADER: [&str; 16] = [
     "CONFLICTED",
     "FAILED",
     "BLOCKED",
+    "NOT EFFECTIVE",
     "LAST PASS",
 ];
 
-fn counts(s: &Summary) -> [String; 9] {
+fn counts(s: &Summary) -> [String; 10] {
     [
         s.matched,
         s.compliant,
@@ -161,6 +162,7 @@ fn counts(s: &Summary) -> [String; 9] {
         s.conflicted,
         s.failed,
         s.deploy_blocked,
+        s.not_effective,
     ]
     .map(|n| n.to_string())
 }
@@ -311,12 +313,13 @@ mod tests {
                 "0",
                 "0",
                 "0",
+                "0",
                 "5m"
             ]
         );
         assert_eq!(
             cells(lines[5]),
-            ["TOTAL", "4", "bindings", "1/4", "6", "5", "0", "1", "0", "0", "0", "0", "0"]
+            ["TOTAL", "4", "bindings", "1/4", "6", "5", "0", "1", "0", "0", "0", "0", "0", "0"]
         );
         let json = serde_json::to_value(&fleet).unwrap();
         assert_eq!(json["bindings"][1]["mode"], "Audit");

@@ -3,7 +3,7 @@
 
 use jiff::Timestamp;
 
-use crate::api::{BinAuthzBindingStatus, ResourceKind, TargetState};
+use crate::api::{BinAuthzBindingStatus, EffectBasis, ResourceKind, TargetState};
 use crate::resource::ResourceId;
 
 /// Identifies a target within one binding (whose project is fixed).
@@ -36,6 +36,8 @@ pub struct TargetRecord {
     pub deploy_blocked: bool,
     /// Since when it has been in `state`.
     pub since: Timestamp,
+    /// When the operator's remediation set its policy (kept while it complies).
+    pub policy_set: Option<Timestamp>,
 }
 
 /// The previous state of a binding's targets, for `lastTransitionTime` and for telling
@@ -63,10 +65,16 @@ impl TargetHistory {
                     location: t.location.clone(),
                     name: t.name.clone(),
                 };
+                let policy_set = t
+                    .effect
+                    .as_ref()
+                    .filter(|e| e.basis == EffectBasis::Remediation)
+                    .and_then(|e| e.policy_set_time.as_deref()?.parse().ok());
                 let record = TargetRecord {
                     state: t.state,
                     deploy_blocked: t.deploy_blocked,
                     since,
+                    policy_set,
                 };
                 Some((key, record))
             })

@@ -11,6 +11,9 @@
 //! 3. [`BindingPlan::status`] turns decisions + outcomes (+ a pass-level failure, if any)
 //!    into the binding's status: summary, bounded target list, Ready/Reconciling/Stalled.
 //! 4. [`affected_bindings`] says which other bindings to re-check when one changes.
+//! 5. [`effect`] says whether a complying target's policy is in effect for what it runs
+//!    (the caller reads the revision times [`revisions_to_read`] names; see `effect.rs`).
+//! 6. [`coverage`] lists the resources of a project no binding matches.
 //!
 //! # Rules (docs/planner.md)
 //! - **Matching** is [`crate::matching`]. Deleted resources never match.
@@ -50,7 +53,9 @@
 mod binding;
 mod breakglass;
 mod conditions;
+mod coverage;
 mod decide;
+mod effect;
 mod exceptions;
 mod history;
 mod messages;
@@ -65,7 +70,11 @@ pub use breakglass::{BreakglassLedger, BreakglassOwner, BreakglassUpdate};
 pub use conditions::{
     condition, standing, ConditionStatus, ConditionType, ReadyReason, REMEDIATION_IN_PROGRESS,
 };
+pub use coverage::{coverage, ProjectCoverage, Uncovered, UNCOVERED_NAMES};
 pub use decide::{Decision, PlannedTarget};
+pub use effect::{
+    effect, revision_name, revisions_to_read, PolicySet, RevisionTime, RevisionTimes,
+};
 pub(crate) use exceptions::human as human_duration;
 pub use exceptions::{
     exception_standing, Excepting, ExceptionInput, ExceptionKey, ExceptionRefusal, Exceptions,

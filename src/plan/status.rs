@@ -6,13 +6,17 @@ use std::collections::BTreeMap;
 use jiff::Timestamp;
 
 use super::conditions::{conditions, Verdict};
+use super::effect::{effect, PolicySet, RevisionTimes};
 use super::history::HistoryWalk;
 use super::messages::{ready, target_message};
 use super::{
     ActiveBinding, Activity, BindingPlan, BreakglassLedger, Decision, PassFailure, PassFindings,
     PlannedTarget, ReadyReason, TargetHistory, TargetKey, TargetRecord, WriteFailure, WriteOutcome,
 };
-use crate::api::{BinAuthzBindingStatus, Summary, TargetState, TargetStatus, MAX_STATUS_TARGETS};
+use crate::api::{
+    BinAuthzBindingStatus, EffectState, Summary, TargetEffect, TargetState, TargetStatus,
+    MAX_STATUS_TARGETS,
+};
 use crate::resource::{BreakglassChange, ObservedResource, ResourceId};
 
 /// Most unread regions a status lists (the CRD's `maxItems`).
@@ -40,6 +44,10 @@ pub struct StatusInput<'a> {
     pub history: Option<&'a TargetHistory>,
     /// Who set each breakglass justification and since when (`None`: not reported).
     pub breakglass: Option<&'a BreakglassLedger>,
+    /// Creation times of the revisions receiving traffic ([`super::revisions_to_read`]):
+    /// `Some` says, for each target carrying the desired policy, whether the policy is in
+    /// effect (`targets[].effect`, `summary.notEffective`); `None` says nothing of it.
+    pub revisions: Option<&'a RevisionTimes>,
 }
 
 /// A binding's status after a pass, and what changed.
@@ -152,16 +160,25 @@ impl<'r> BindingPlan<'r> {
             .iter()
             .filter_map(|t| resolve(t, input.outcomes))
             .collect();
-        let summary = summarize(&resolved);
+        let mut summary = summarize(&resolved);
         let (reason, message) = ready(me, &summary, &resolved, input.pass_failure, input.findings);
         let pending = resolved.iter().filter(|r| r.pending).count();
         let Walked {
             since,
             transitions,
             records,
-        } = walk_history(me, &resolved, history, input.now);
+            effects,
+        } = walk_history(me, &resolved, history, input.now, input.revisions);
+        summary.not_effective = u32::try_from(
+            effects
+                .iter()
+                .flatten()
+                .filter(|e| e.state == EffectState::NotEffective)
+                .count(),
+        )
+        .unwrap_or(u32::MAX);
         let desired = me.desired.to_string();
-        let mut targets = listed_targets(me, &resolved, &since, &desired, limit);
+        let mut targets = listed_targets(me, &resolved, &since, &effects, &desired, limit);
         if let Some(ledger) = input.breakglass {
             attribute_breakglass(&mut targets, ledger, &self.key_project());
         }
@@ -256,6 +273,8 @@ struct Walked<'r> {
     since: Vec<Timestamp>,
     transitions: Vec<TargetTransition<'r>>,
     records: Vec<(TargetKey, TargetRecord)>,
+    /// By target: whether its policy is in effect (targets carrying it, when asked).
+    effects: Vec<Option<TargetEffect>>,
 }
 
 /// One pass over every target for history and transitions.
@@ -264,8 +283,10 @@ fn walk_history<'r>(
     resolved: &[Resolved<'_, 'r>],
     history: &TargetHistory,
     now: Timestamp,
+    revisions: Option<&RevisionTimes>,
 ) -> Walked<'r> {
     let mut since = Vec::with_capacity(resolved.len());
+    let mut effects = Vec::with_capacity(resolved.len());
     let mut transitions = Vec::new();
     let mut records = Vec::with_capacity(resolved.len());
     // Targets are sorted by id and share the binding's project: ascending by key.
@@ -284,6 +305,13 @@ fn walk_history<'r>(
                 message: target_message(me, r),
             });
         }
+        // When the operator set the policy: in this pass, or in an earlier one while it
+        // has complied since.
+        let policy_set = match (r.state, before) {
+            (TargetState::Remediated, _) => Some(now),
+            (state, Some(b)) if state.complies() && b.state.complies() => b.policy_set,
+            _ => None,
+        };
         let record = TargetRecord {
             state: r.state,
             deploy_blocked: r.deploy_blocked,
@@ -291,7 +319,23 @@ fn walk_history<'r>(
                 Some(b) if !changed => b.since,
                 _ => now,
             },
+            policy_set,
         };
+        effects.push(match revisions {
+            Some(revisions) if r.state.complies() => {
+                let resource = r.target.resource;
+                let set = match policy_set {
+                    Some(at) if r.state == TargetState::Remediated => PolicySet::JustWritten(at),
+                    Some(at) => PolicySet::ByOperator(at),
+                    None => resource
+                        .running
+                        .changed
+                        .map_or(PolicySet::Unknown, PolicySet::NoLaterThan),
+                };
+                Some(effect(resource, set, revisions))
+            }
+            _ => None,
+        });
         since.push(record.since);
         records.push((TargetKey::from(id), record));
     }
@@ -305,6 +349,7 @@ fn walk_history<'r>(
         since,
         transitions,
         records,
+        effects,
     }
 }
 
@@ -314,11 +359,12 @@ fn listed_targets(
     me: &ActiveBinding,
     resolved: &[Resolved<'_, '_>],
     since: &[Timestamp],
+    effects: &[Option<TargetEffect>],
     desired: &str,
     limit: usize,
 ) -> Vec<TargetStatus> {
     let mut order: Vec<usize> = (0..resolved.len()).collect();
-    order.sort_by_key(|&i| attention_rank(&resolved[i]));
+    order.sort_by_key(|&i| attention_rank(&resolved[i], effects[i].as_ref()));
     order
         .iter()
         .take(limit)
@@ -343,6 +389,7 @@ fn listed_targets(
                 last_transition_time: Some(format_time(since[i])),
                 breakglass_by: None,
                 breakglass_since: None,
+                effect: effects[i].clone(),
             }
         })
         .collect()
@@ -440,11 +487,12 @@ fn cleared(r: &Resolved<'_, '_>) -> bool {
 }
 
 /// Order of attention in the status target list (lower first).
-fn attention_rank(r: &Resolved<'_, '_>) -> u8 {
+fn attention_rank(r: &Resolved<'_, '_>, effect: Option<&TargetEffect>) -> u8 {
     match r.state {
         TargetState::Failed | TargetState::Conflicted | TargetState::Drifted => 0,
         TargetState::Remediated | TargetState::Breakglass | TargetState::Excepted => 1,
         _ if r.deploy_blocked => 1,
+        _ if effect.is_some_and(|e| e.state == EffectState::NotEffective) => 1,
         TargetState::Superseded => 2,
         TargetState::Compliant => 3,
     }

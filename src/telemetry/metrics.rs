@@ -13,7 +13,7 @@ use prometheus_client::registry::Registry;
 use super::outcomes::{
     DriftHandled, DriftIgnored, PassResult, PolicyReportWrite, RemediationResult, SubscriptionCall,
 };
-use crate::api::{Mode, ResourceKind, Summary, TargetState};
+use crate::api::{Mode, OrgPolicyState, ResourceKind, Summary, TargetState};
 use crate::cloudrun::{ApiMethod, Budget, CallObserver, CallStatus, Throttle};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -40,6 +40,18 @@ struct BindingLabels {
 struct BindingInfoLabels {
     binding: String,
     mode: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CoverageLabels {
+    project: String,
+    kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OrgPolicyLabels {
+    project: String,
+    state: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -132,6 +144,21 @@ fn kind_label(kind: ResourceKind) -> &'static str {
     }
 }
 
+/// Every organization policy state, for the per-project gauge.
+const ORG_POLICY_STATES: [OrgPolicyState; 3] = [
+    OrgPolicyState::Enforced,
+    OrgPolicyState::NotSet,
+    OrgPolicyState::Unreadable,
+];
+
+fn org_policy_label(state: OrgPolicyState) -> &'static str {
+    match state {
+        OrgPolicyState::Enforced => "Enforced",
+        OrgPolicyState::NotSet => "NotSet",
+        OrgPolicyState::Unreadable => "Unreadable",
+    }
+}
+
 /// Every target state, for the per-binding gauges.
 const TARGET_STATES: [TargetState; 8] = [
     TargetState::Compliant,
@@ -156,6 +183,9 @@ pub struct Metrics {
     deploy_blocked: Family<BindingLabels, Gauge>,
     breakglass: Family<BindingLabels, Gauge>,
     breakglass_age: Family<BindingLabels, Gauge>,
+    not_effective: Family<BindingLabels, Gauge>,
+    uncovered: Family<CoverageLabels, Gauge>,
+    org_policy: Family<OrgPolicyLabels, Gauge>,
     remediations: Family<RemediationLabels, Counter>,
     drift_correction: Histogram,
     cloud_run_calls: Family<CallLabels, Counter>,
@@ -239,6 +269,24 @@ impl Metrics {
             "binauthz_breakglass_age_seconds",
             "Age of the oldest breakglass justification per binding (0 when none), since it was set or first seen",
             breakglass_age.clone(),
+        );
+        let not_effective = Family::<BindingLabels, Gauge>::default();
+        registry.register(
+            "binauthz_not_effective",
+            "Matched resources per binding carrying the desired policy while something they run (a revision receiving traffic, a job's latest execution) predates it: effective at the next deploy or run",
+            not_effective.clone(),
+        );
+        let uncovered = Family::<CoverageLabels, Gauge>::default();
+        registry.register(
+            "binauthz_uncovered",
+            "Cloud Run resources no binding matches, per project a binding names and kind, among those the bindings' reads listed",
+            uncovered.clone(),
+        );
+        let org_policy = Family::<OrgPolicyLabels, Gauge>::default();
+        registry.register(
+            "binauthz_org_policy",
+            "1 for the state (Enforced, NotSet, Unreadable) of the organization policy constraint run.allowedBinaryAuthorizationPolicies of each project a binding names, as last read; 0 for the others",
+            org_policy.clone(),
         );
         let remediations = Family::<RemediationLabels, Counter>::default();
         registry.register(
@@ -360,6 +408,9 @@ impl Metrics {
             deploy_blocked,
             breakglass,
             breakglass_age,
+            not_effective,
+            uncovered,
+            org_policy,
             remediations,
             drift_correction,
             cloud_run_calls,
@@ -434,6 +485,49 @@ impl Metrics {
         self.breakglass
             .get_or_create(&labels)
             .set(i64::from(summary.breakglass));
+        self.not_effective
+            .get_or_create(&labels)
+            .set(i64::from(summary.not_effective));
+    }
+
+    /// Sets the number of resources of `kind` no binding matches in `project`.
+    pub fn set_uncovered(&self, project: &str, kind: ResourceKind, count: usize) {
+        self.uncovered
+            .get_or_create(&CoverageLabels {
+                project: project.to_owned(),
+                kind: kind_label(kind),
+            })
+            .set(i64::try_from(count).unwrap_or(i64::MAX));
+    }
+
+    /// Sets the state of a project's organization policy constraint (1 for `state`, 0
+    /// for the others).
+    pub fn set_org_policy(&self, project: &str, state: OrgPolicyState) {
+        for s in ORG_POLICY_STATES {
+            self.org_policy
+                .get_or_create(&OrgPolicyLabels {
+                    project: project.to_owned(),
+                    state: org_policy_label(s),
+                })
+                .set(i64::from(s == state));
+        }
+    }
+
+    /// Drops the coverage and organization policy series of a project no binding names
+    /// any more.
+    pub fn forget_project(&self, project: &str) {
+        for kind in ResourceKind::ALL {
+            self.uncovered.remove(&CoverageLabels {
+                project: project.to_owned(),
+                kind: kind_label(kind),
+            });
+        }
+        for state in ORG_POLICY_STATES {
+            self.org_policy.remove(&OrgPolicyLabels {
+                project: project.to_owned(),
+                state: org_policy_label(state),
+            });
+        }
     }
 
     /// Sets a binding's mode and readiness: `ready` is `None` while it has no Ready
@@ -495,6 +589,7 @@ impl Metrics {
         self.breakglass.remove(&labels);
         self.binding_ready.remove(&labels);
         self.breakglass_age.remove(&labels);
+        self.not_effective.remove(&labels);
     }
 
     /// Records one remediation outcome.
@@ -643,6 +738,8 @@ pub(super) mod tests {
         m.pass_finished(PassResult::Completed, Duration::from_millis(5));
         m.set_targets("ns/b", &Summary::default(), 0);
         m.set_breakglass_age("ns/b", Duration::from_secs(3600));
+        m.set_uncovered("acme-prod", ResourceKind::Service, 2);
+        m.set_org_policy("acme-prod", OrgPolicyState::NotSet);
         m.remediation(ResourceKind::Service, RemediationResult::Succeeded);
         m.drift_corrected(Duration::from_secs(3));
         m.call(

@@ -1000,3 +1000,141 @@ fn grants_given_with_f_refuse_the_bindings_outside_them_and_nothing_is_written_f
         );
     }
 }
+
+/// `POST /_emulator/{path}` from a synchronous test.
+fn emulator_post(emulator: &Emulator, path: &str, body: Value) {
+    let url = format!("{}/_emulator/{path}", emulator.url());
+    reqwest::blocking::Client::new()
+        .post(&url)
+        .json(&body)
+        .send()
+        .and_then(|r| r.error_for_status())
+        .unwrap_or_else(|e| panic!("POST {url}: {e}"));
+}
+
+fn target<'r>(report: &'r Value, name: &str) -> &'r Value {
+    report["bindings"][0]["targets"]
+        .as_array()
+        .expect("targets")
+        .iter()
+        .find(|t| t["name"] == name)
+        .unwrap_or_else(|| panic!("{name} in {report:#}"))
+}
+
+#[test]
+fn the_report_says_whether_policies_are_in_effect_and_what_no_binding_covers() {
+    const CART: &str = "projects/acme-prod/locations/us-central1/services/cart";
+    const BILLING: &str = "projects/acme-prod/locations/us-central1/jobs/nightly-billing";
+    const LEGACY: &str = "projects/acme-prod/platforms/cloudRun/policies/legacy";
+    let emulator = Emulator::start(SEED);
+    // The job ran; then someone switched both resources to another policy and back: the
+    // policy they carry was (at the latest) set after what they run.
+    emulator_post(&emulator, "execute", serde_json::json!({"name": BILLING}));
+    for name in [CART, BILLING] {
+        for value in [
+            serde_json::json!({"policy": LEGACY}),
+            serde_json::json!({"useDefault": true}),
+        ] {
+            emulator_post(
+                &emulator,
+                "drift",
+                serde_json::json!({"name": name, "binaryAuthorization": value, "by": "someone@example.com"}),
+            );
+        }
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("effect.yaml");
+    std::fs::write(
+        &file,
+        "apiVersion: binauthz.dev/v1alpha1\nkind: BinAuthzBinding\nmetadata: {name: effect, namespace: platform}\nspec:\n  project: acme-prod\n  locations: [us-central1]\n  targets:\n    services: {names: [cart]}\n    jobs: {names: [nightly-billing]}\n  policy: {useDefault: true}\n  mode: Audit\n",
+    )
+    .expect("writing the binding");
+    let endpoint = ["--cloud-run-endpoint", emulator.url()];
+    let run =
+        |format: &str| check(&[&["-f", path(&file), "-o", format][..], &endpoint[..]].concat());
+
+    let out = run("json");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let report = json_report(&out);
+    let cart = &target(&report, "cart")["effect"];
+    assert_eq!(cart["state"], "NotEffective", "{report:#}");
+    assert_eq!(cart["basis"], "UpdateTime", "{report:#}");
+    assert!(cart["message"].as_str().unwrap().contains("next deploy"));
+    let billing = &target(&report, "nightly-billing")["effect"];
+    assert_eq!(billing["state"], "NotEffective", "{report:#}");
+    assert!(billing["message"].as_str().unwrap().contains("next run"));
+    assert_eq!(report["summary"]["notEffective"], 2);
+    // Coverage of acme-prod over what was listed (services and jobs of us-central1).
+    let coverage = &report["coverage"][0];
+    assert_eq!(coverage["project"], "acme-prod");
+    assert_eq!(coverage["kinds"], serde_json::json!(["Service", "Job"]));
+    assert_eq!(coverage["locations"], serde_json::json!(["us-central1"]));
+    let services = &coverage["byKind"][0];
+    assert_eq!(services["kind"], "Service");
+    assert_eq!(services["listed"], 6, "{coverage:#}");
+    assert_eq!(services["uncovered"], 5, "{coverage:#}");
+    assert_eq!(
+        services["first"][0], "us-central1/checkout",
+        "sorted, with the region: {coverage:#}"
+    );
+    let jobs = &coverage["byKind"][1];
+    assert_eq!(jobs["first"], serde_json::json!(["us-central1/db-migrate"]));
+    assert_eq!(coverage["uncovered"], 6);
+    assert_eq!(coverage["orgPolicy"]["state"], "NotSet", "{coverage:#}");
+    // What the check read: one list per kind, the organization policy, and one revision
+    // (the one cart serves; the job needs none). Coverage read nothing of its own.
+    let mut methods: Vec<String> = emulator.admin_blocking("requests")["requests"]
+        .as_array()
+        .expect("requests")
+        .iter()
+        .filter(|r| {
+            r["client"] != "admin" && !r["path"].as_str().unwrap_or("").starts_with("/_emulator")
+        })
+        .map(|r| r["method"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    methods.sort();
+    assert_eq!(
+        methods,
+        [
+            "jobs.list",
+            "policies.getEffectivePolicy",
+            "revisions.get",
+            "services.list"
+        ]
+    );
+
+    let table = run("table");
+    let stdout = text(&table.stdout);
+    assert!(
+        stdout.contains("not yet in effect: revision cart-"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("coverage project acme-prod: 6 of 8 listed resource(s) no binding matches"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("Job 1 of 2: us-central1/db-migrate"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("2 compliant (2 not yet in effect)"),
+        "{stdout}"
+    );
+
+    // A deploy and a run put the policy in effect.
+    emulator_post(&emulator, "deploy", serde_json::json!({"name": CART}));
+    emulator_post(&emulator, "execute", serde_json::json!({"name": BILLING}));
+    let after = json_report(&run("json"));
+    assert_eq!(
+        target(&after, "cart")["effect"]["state"],
+        "Effective",
+        "{after:#}"
+    );
+    assert_eq!(
+        target(&after, "nightly-billing")["effect"]["state"],
+        "Effective",
+        "{after:#}"
+    );
+    assert_eq!(after["summary"]["notEffective"], 0);
+}

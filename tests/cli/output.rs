@@ -173,6 +173,8 @@ struct Expected {
     targets: Vec<(String, String, String)>,
     /// Bindings whose Ready reason needs a person.
     failed_bindings: Vec<String>,
+    /// Projects holding resources no binding matches (a note each).
+    uncovered_projects: Vec<String>,
 }
 
 fn expected() -> &'static Expected {
@@ -202,7 +204,14 @@ fn expected() -> &'static Expected {
                         t["location"].as_str().unwrap(),
                         t["name"].as_str().unwrap()
                     ),
-                    t["state"].as_str().unwrap().to_owned(),
+                    // A complying target whose policy is not yet in effect is a note.
+                    if t["effect"]["state"] == "NotEffective"
+                        && ["Compliant", "Remediated"].contains(&t["state"].as_str().unwrap())
+                    {
+                        "NotEffective".to_owned()
+                    } else {
+                        t["state"].as_str().unwrap().to_owned()
+                    },
                 ));
             }
         }
@@ -214,7 +223,15 @@ fn expected() -> &'static Expected {
         assert!(
             targets.iter().any(|t| t.2 == "Drifted") && targets.iter().any(|t| t.2 == "Breakglass")
         );
+        let uncovered_projects = report["coverage"]
+            .as_array()
+            .expect("coverage")
+            .iter()
+            .filter(|c| c["uncovered"].as_u64().unwrap() > 0)
+            .map(|c| c["project"].as_str().unwrap().to_owned())
+            .collect();
         Expected {
+            uncovered_projects,
             exit: out.status.code(),
             targets,
             failed_bindings,
@@ -238,6 +255,7 @@ fn rule_of(state: &str) -> Option<&'static str> {
         "Conflicted" => Some("target-conflicted"),
         "Failed" => Some("target-failed"),
         "Breakglass" => Some("target-breakglass"),
+        "NotEffective" => Some("target-not-effective"),
         _ => None,
     }
 }
@@ -270,6 +288,16 @@ fn check_sarif_is_valid_sarif_with_a_result_per_target_needing_attention_at_its_
             .iter()
             .map(|_| "binding-error".to_owned()),
     );
+    want.extend(
+        expected
+            .uncovered_projects
+            .iter()
+            .map(|_| "project-uncovered".to_owned()),
+    );
+    assert!(
+        !expected.uncovered_projects.is_empty(),
+        "the demo estate holds resources no binding names"
+    );
     want.sort();
     let mut got: Vec<String> = results(&log)
         .iter()
@@ -293,13 +321,15 @@ fn check_sarif_is_valid_sarif_with_a_result_per_target_needing_attention_at_its_
             "%SRCROOT%"
         );
         let level = result["level"].as_str().unwrap();
+        let rule = result["ruleId"].as_str().unwrap();
         assert_eq!(
             level,
-            if result["ruleId"] == "target-breakglass" {
-                "warning"
-            } else {
-                "error"
-            }
+            match rule {
+                "target-breakglass" => "warning",
+                "target-not-effective" | "project-uncovered" => "note",
+                _ => "error",
+            },
+            "{result}"
         );
     }
     let legacy = results(&log)
@@ -347,6 +377,14 @@ fn check_junit_has_a_test_case_per_target_and_failures_for_non_compliant_ones() 
             "error:binding-error".to_owned(),
         )
     }));
+    // Coverage notes pass: uncovered resources are not an error.
+    want.extend(expected.uncovered_projects.iter().map(|p| {
+        (
+            "coverage".to_owned(),
+            format!("project {p}"),
+            "passed".to_owned(),
+        )
+    }));
     let mut got = cases;
     got.sort();
     want.sort();
@@ -379,11 +417,20 @@ fn check_github_annotates_each_finding_then_prints_the_table() {
         count(&["Drifted", "Conflicted", "Failed"]) + expected.failed_bindings.len()
     );
     assert_eq!(warnings, count(&["Breakglass"]));
-    assert_eq!(commands.len(), errors + warnings);
+    let notices = commands
+        .iter()
+        .filter(|c| c.starts_with("::notice "))
+        .count();
+    assert_eq!(
+        notices,
+        count(&["NotEffective"]) + expected.uncovered_projects.len()
+    );
+    assert_eq!(commands.len(), errors + warnings + notices);
     for command in &commands {
         let (properties, message) = command
             .strip_prefix("::error ")
             .or_else(|| command.strip_prefix("::warning "))
+            .or_else(|| command.strip_prefix("::notice "))
             .and_then(|rest| rest.split_once("::"))
             .unwrap_or_else(|| panic!("{command}"));
         let file = properties

@@ -754,6 +754,7 @@ fn desired_changes(
                 breakglass: None,
                 deploy_blocked: None,
                 last_change: None,
+                running: Default::default(),
             }
         })
         .collect();

@@ -467,6 +467,7 @@ async fn kubectl_get_shows_the_printer_columns() {
             last_transition_time: Some("2026-01-05T10:00:00Z".to_owned()),
             breakglass_by: None,
             breakglass_since: None,
+            effect: None,
         }],
         targets_truncated: false,
         unread_locations: vec![UnreadLocation {

@@ -201,7 +201,11 @@ fn as_sample(mut object: Value, ns: &str) -> Value {
                 for (key, inner) in map.iter_mut() {
                     if matches!(
                         key.as_str(),
-                        "lastTransitionTime" | "lastSyncTime" | "creationTimestamp"
+                        "lastTransitionTime"
+                            | "lastSyncTime"
+                            | "creationTimestamp"
+                            | "policySetTime"
+                            | "breakglassSince"
                     ) {
                         *inner = json!(SAMPLE_TIME);
                     } else {
@@ -211,7 +215,7 @@ fn as_sample(mut object: Value, ns: &str) -> Value {
             }
             Value::Array(items) => items.iter_mut().for_each(|v| walk(v, ns)),
             Value::String(text) => {
-                *text = without_uuids(&text.replace(ns, SAMPLE_NAMESPACE));
+                *text = without_times(&without_uuids(&text.replace(ns, SAMPLE_NAMESPACE)));
             }
             _ => {}
         }
@@ -223,6 +227,33 @@ fn as_sample(mut object: Value, ns: &str) -> Value {
     }
     walk(&mut object, ns);
     object
+}
+
+/// `text` with every RFC 3339 UTC time to the second (`2026-12-02T21:16:54Z`, e.g. when the
+/// operator set a policy, in an effect message) replaced by the sample time.
+fn without_times(text: &str) -> String {
+    const SHAPE: &[u8; 20] = b"dddd-dd-ddTdd:dd:ddZ";
+    let fits = |candidate: &[u8]| {
+        candidate.len() == SHAPE.len()
+            && candidate.iter().zip(SHAPE).all(|(b, s)| match s {
+                b'd' => b.is_ascii_digit(),
+                _ => b == s,
+            })
+    };
+    let bytes = text.as_bytes();
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if i + SHAPE.len() <= bytes.len() && fits(&bytes[i..i + SHAPE.len()]) {
+            out.push_str(SAMPLE_TIME);
+            i += SHAPE.len();
+        } else {
+            let c = text[i..].chars().next().unwrap_or_default();
+            out.push(c);
+            i += c.len_utf8();
+        }
+    }
+    out
 }
 
 /// `text` with every UUID (e.g. a Cloud Run operation id) replaced by a fixed one.

@@ -248,7 +248,7 @@ async fn status_summarises_every_binding_with_a_total() {
     );
     let ns = s.ns.as_str();
     // NAMESPACE NAME PROJECT MODE READY REASON, then matched compliant remediated drifted
-    // breakglass superseded conflicted failed blocked, then the last pass.
+    // breakglass superseded conflicted failed blocked, not effective, then the last pass.
     assert_eq!(
         &lines[1][..15],
         [
@@ -313,12 +313,12 @@ async fn status_summarises_every_binding_with_a_total() {
         "{table}"
     );
     assert!(
-        lines[3][15].ends_with('s') || lines[3][15].ends_with('m'),
+        lines[3][16].ends_with('s') || lines[3][16].ends_with('m'),
         "{table}"
     );
     assert_eq!(
         lines[4],
-        ["TOTAL", "3", "bindings", "1/3", "3", "2", "0", "1", "0", "0", "0", "0", "0"],
+        ["TOTAL", "3", "bindings", "1/3", "3", "2", "0", "1", "0", "0", "0", "0", "0", "0"],
         "{table}"
     );
 

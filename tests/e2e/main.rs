@@ -18,6 +18,7 @@ mod controller;
 mod crd;
 mod deploy;
 mod drift_events;
+mod effective;
 mod exceptions;
 mod flux_health;
 mod helm;

@@ -15,5 +15,6 @@ mod support;
 mod admin;
 mod api;
 mod auditlog;
+mod effect;
 mod faults;
 mod real_service;

@@ -197,6 +197,21 @@ impl Emulator {
         self.admin(reqwest::Method::POST, "drift", Some(body)).await;
     }
 
+    /// `POST /_emulator/deploy`: someone deploys `name` again (a new tag of its image, a
+    /// new revision taking the traffic); answers the emulator's reply.
+    pub async fn deploy(&self, name: &str) -> Value {
+        let body = serde_json::json!({ "name": name, "by": "someone@example.com" });
+        self.admin(reqwest::Method::POST, "deploy", Some(body))
+            .await
+    }
+
+    /// `POST /_emulator/execute`: the job `name` runs once (a new execution, dated now).
+    pub async fn execute(&self, name: &str) -> Value {
+        let body = serde_json::json!({ "name": name });
+        self.admin(reqwest::Method::POST, "execute", Some(body))
+            .await
+    }
+
     /// The `binaryAuthorization` of the resource `projects/{p}/locations/{l}/{kind}/{id}`
     /// in the current state (`Value::Null` when it has none).
     pub async fn binary_authorization(&self, name: &str) -> Value {

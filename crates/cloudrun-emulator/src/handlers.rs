@@ -46,6 +46,21 @@ pub async fn handle(
                 store.resource(*kind, project, location, id)?.render(now),
             ))
         }
+        Route::GetRevision {
+            kind,
+            project,
+            location,
+            id,
+            revision,
+        } => {
+            let store = lock(&shared.store);
+            let parent = store.resource(*kind, project, location, id)?;
+            parent.render_revision(revision).ok_or_else(|| {
+                ApiError::not_found(format!(
+                    "Resource '{revision}' of kind 'REVISION' in region '{location}' in project '{project}' does not exist."
+                ))
+            })
+        }
         Route::Patch {
             kind,
             project,

@@ -59,6 +59,19 @@ pub enum Route {
         /// Resource id.
         id: String,
     },
+    /// `GET v2/projects/{p}/locations/{l}/{services|workerPools}/{id}/revisions/{revision}`.
+    GetRevision {
+        /// Service or WorkerPool (the revision's parent).
+        kind: Kind,
+        /// Project id or number.
+        project: String,
+        /// Region.
+        location: String,
+        /// The parent's id.
+        id: String,
+        /// Revision id.
+        revision: String,
+    },
     /// `GET v2/projects/{p}/locations/{l}/operations/{id}`.
     GetOperation {
         /// Project id or number.
@@ -118,6 +131,7 @@ impl Route {
             Route::Patch {
                 kind: WorkerPool, ..
             } => "workerPools.patch",
+            Route::GetRevision { .. } => "revisions.get",
             Route::GetOperation { .. } => "operations.get",
             Route::WaitOperation { .. } => "operations.wait",
             Route::ListLocations { .. } => "locations.list",
@@ -145,6 +159,7 @@ impl Route {
             Route::Patch {
                 kind: WorkerPool, ..
             } => "google.cloud.run.v2.WorkerPools.UpdateWorkerPool",
+            Route::GetRevision { .. } => "google.cloud.run.v2.Revisions.GetRevision",
             Route::GetOperation { .. } => "google.longrunning.Operations.GetOperation",
             Route::WaitOperation { .. } => "google.longrunning.Operations.WaitOperation",
             Route::ListLocations { .. } => "google.cloud.location.Locations.ListLocations",
@@ -171,6 +186,7 @@ impl Route {
             Route::List { project, .. }
             | Route::Get { project, .. }
             | Route::Patch { project, .. }
+            | Route::GetRevision { project, .. }
             | Route::GetOperation { project, .. }
             | Route::WaitOperation { project, .. }
             | Route::ListLocations { project }
@@ -185,6 +201,7 @@ impl Route {
             Route::List { location, .. }
             | Route::Get { location, .. }
             | Route::Patch { location, .. }
+            | Route::GetRevision { location, .. }
             | Route::GetOperation { location, .. }
             | Route::WaitOperation { location, .. } => Some(location),
             Route::ListLocations { .. }
@@ -229,6 +246,16 @@ impl Route {
                 "projects/{project}/locations/{location}/{}/{id}",
                 kind.collection()
             ),
+            Route::GetRevision {
+                kind,
+                project,
+                location,
+                id,
+                revision,
+            } => format!(
+                "projects/{project}/locations/{location}/{}/{id}/revisions/{revision}",
+                kind.collection()
+            ),
             Route::GetOperation {
                 project,
                 location,
@@ -266,6 +293,7 @@ impl Route {
             Route::List { kind, .. } => format!("run.{}.list", kind.permission_noun()),
             Route::Get { kind, .. } => format!("run.{}.get", kind.permission_noun()),
             Route::Patch { kind, .. } => format!("run.{}.update", kind.permission_noun()),
+            Route::GetRevision { .. } => "run.revisions.get".into(),
             Route::GetOperation { .. } | Route::WaitOperation { .. } => "run.operations.get".into(),
             Route::ListLocations { .. } => "run.locations.list".into(),
             Route::GetPolicy { .. } => "binaryauthorization.platformPolicies.get".into(),
@@ -300,6 +328,7 @@ impl Route {
                 Param::ExtraLocationTypes,
             ],
             Route::Get { .. }
+            | Route::GetRevision { .. }
             | Route::GetOperation { .. }
             | Route::WaitOperation { .. }
             | Route::GetPolicy { .. }
@@ -381,6 +410,21 @@ pub fn parse_route(method: &Method, path: &str) -> Result<Route, ApiError> {
                 }),
                 _ => None,
             }
+        }
+        ["v2", "projects", p, "locations", l, collection, id, "revisions", revision]
+            if matches!(
+                Kind::from_collection(collection),
+                Some(Kind::Service | Kind::WorkerPool)
+            ) =>
+        {
+            let kind = Kind::from_collection(collection).unwrap_or(Kind::Service);
+            (method == Method::GET).then(|| Route::GetRevision {
+                kind,
+                project: owned(p),
+                location: owned(l),
+                id: owned(id),
+                revision: owned(revision),
+            })
         }
         ["v1", "projects", p, "locations"] => {
             (method == Method::GET).then(|| Route::ListLocations { project: owned(p) })

@@ -178,7 +178,7 @@ pub enum RemediationOutcome {
     /// resource as the operation reported it, when it did.
     Applied {
         /// The resource after the change.
-        resource: Option<ObservedResource>,
+        resource: Option<Box<ObservedResource>>,
     },
     /// The resource already complied (possibly thanks to a concurrent writer): no write.
     AlreadySatisfied,
@@ -211,6 +211,8 @@ struct Inner {
     regions: Mutex<HashMap<String, (Instant, Vec<String>)>>,
     policies: Mutex<HashMap<String, (Instant, PolicyCheck)>>,
     org_policies: Mutex<HashMap<String, (Instant, OrgPolicyConstraint)>>,
+    /// Creation times of revisions read, by full name (a revision never changes).
+    revisions: Mutex<HashMap<String, jiff::Timestamp>>,
 }
 
 impl fmt::Debug for CloudRunClient {
@@ -288,6 +290,7 @@ impl CloudRunClient {
                 regions: Mutex::new(HashMap::new()),
                 policies: Mutex::new(HashMap::new()),
                 org_policies: Mutex::new(HashMap::new()),
+                revisions: Mutex::new(HashMap::new()),
             }),
         })
     }

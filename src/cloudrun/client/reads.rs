@@ -171,6 +171,55 @@ impl CloudRunClient {
         })
     }
 
+    /// When revision `revision` (short name) of the service or worker pool `id` was created
+    /// (`GET v2/{id}/revisions/{revision}`, its `createTime`). Revisions never change, so
+    /// each is read once per process (at most [`MAX_CACHED_REVISIONS`] are remembered).
+    pub async fn revision_created(
+        &self,
+        id: &ResourceId,
+        revision: &str,
+    ) -> Result<jiff::Timestamp> {
+        let name = format!("{}/revisions/{revision}", id.resource_name());
+        if let Some(created) = lock(&self.inner.revisions).get(&name) {
+            return Ok(*created);
+        }
+        check_id(ApiMethod::GetRevision, id)?;
+        check_segments(
+            || format!("{} {name}", ApiMethod::GetRevision),
+            &[("revision", revision)],
+        )?;
+        let read: RevisionRead = self
+            .execute(Call {
+                method: ApiMethod::GetRevision,
+                verb: reqwest::Method::GET,
+                url: format!("{}/v2/{name}", self.inner.config.cloud_run_base_url),
+                query: Vec::new(),
+                body: None,
+                budget: Some(Budget::Read),
+                prepaid: None,
+                project: &id.project,
+                location: &id.location,
+                resource: name.clone(),
+                timeout: self.inner.config.request_timeout,
+                deadline: None,
+            })
+            .await?;
+        let created = read
+            .create_time
+            .as_deref()
+            .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+            .ok_or_else(|| Error::Decode {
+                target: format!("{} {name}", ApiMethod::GetRevision),
+                detail: "the revision carries no valid createTime".to_owned(),
+            })?;
+        let mut cache = lock(&self.inner.revisions);
+        if cache.len() >= MAX_CACHED_REVISIONS {
+            cache.clear();
+        }
+        cache.insert(name, created);
+        Ok(created)
+    }
+
     /// The Cloud Run regions of `project` (v1 locations list), sorted; cached for
     /// `regions_ttl`.
     pub async fn regions(&self, project: &str) -> Result<Vec<String>> {
@@ -276,4 +325,15 @@ impl PageTokens {
         }
         Ok(Some(next))
     }
+}
+
+/// Most revision creation times remembered (then forgotten all at once).
+pub const MAX_CACHED_REVISIONS: usize = 200_000;
+
+/// The one field of a revision the operator reads.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RevisionRead {
+    #[serde(default)]
+    create_time: Option<String>,
 }

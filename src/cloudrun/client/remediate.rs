@@ -264,7 +264,7 @@ impl CloudRunClient {
         let resource = operation
             .response
             .and_then(|response| serde_json::from_value::<Resource>(response).ok())
-            .map(|resource| resource.observe(id.clone()));
+            .map(|resource| Box::new(resource.observe(id.clone())));
         info!("remediated");
         Ok(RemediationOutcome::Applied { resource })
     }

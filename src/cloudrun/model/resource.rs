@@ -8,7 +8,8 @@ use serde_json::{Map, Value};
 use super::{Condition, Int64, NameParts};
 use crate::policy::{DesiredPolicy, ObservedPolicy};
 use crate::resource::{
-    BreakglassChange, LastChange, ObservedResource, Remediation, ResourceId, ResourceKind,
+    BreakglassChange, LastChange, ObservedResource, Remediation, ResourceId, ResourceKind, Running,
+    Workload,
 };
 
 /// `GoogleCloudRunV2BinaryAuthorization`. `useDefault` and `policy` are a oneof.
@@ -155,6 +156,7 @@ impl Resource {
     /// The plain-data view the planner works on, for the resource `id` (built from the
     /// request, so the project is spelled as the binding spells it).
     pub fn observe(&self, id: ResourceId) -> ObservedResource {
+        let id_kind = id.kind;
         ObservedResource {
             id,
             labels: self
@@ -171,6 +173,7 @@ impl Resource {
                 .and_then(BinaryAuthorization::breakglass)
                 .map(str::to_owned),
             deploy_blocked: self.deploy_blocked(),
+            running: self.running(id_kind),
             last_change: self
                 .binary_authorization
                 .as_ref()
@@ -188,6 +191,65 @@ impl Resource {
                 .map(str::to_owned),
             at: text("updateTime").and_then(|t| t.parse().ok()),
         }
+    }
+
+    /// What it runs, from its own fields: `updateTime`; for services `trafficStatuses`,
+    /// for worker pools `instanceSplitStatuses` (entries with a percent above 0; one that
+    /// follows the latest revision, or names none, means `latestReadyRevision`); for jobs
+    /// `latestCreatedExecution.createTime`.
+    pub fn running(&self, kind: ResourceKind) -> Running {
+        let time = |v: Option<&Value>| v.and_then(Value::as_str).and_then(|t| t.parse().ok());
+        let changed = time(self.other.get("updateTime"));
+        let workload = match kind {
+            ResourceKind::Job => match self.other.get("latestCreatedExecution") {
+                None | Some(Value::Null) => Workload::Execution(None),
+                Some(execution) => match time(execution.get("createTime")) {
+                    Some(created) => Workload::Execution(Some(created)),
+                    None => Workload::Unknown,
+                },
+            },
+            ResourceKind::Service => self.serving("trafficStatuses"),
+            ResourceKind::WorkerPool => self.serving("instanceSplitStatuses"),
+        };
+        Running { changed, workload }
+    }
+
+    /// The revisions a status list (`trafficStatuses`, `instanceSplitStatuses`) sends
+    /// traffic or instances to, by short name.
+    fn serving(&self, field: &str) -> Workload {
+        let Some(entries) = self.other.get(field).and_then(Value::as_array) else {
+            return Workload::Unknown;
+        };
+        let short = |name: &str| name.rsplit('/').next().unwrap_or(name).to_owned();
+        let latest = self
+            .other
+            .get("latestReadyRevision")
+            .and_then(Value::as_str)
+            .filter(|n| !n.is_empty())
+            .map(short);
+        let mut revisions: Vec<String> = Vec::new();
+        for entry in entries {
+            let percent = match entry.get("percent") {
+                Some(Value::Number(n)) => n.as_f64().unwrap_or(0.0),
+                Some(Value::String(s)) => s.parse().unwrap_or(0.0),
+                _ => 0.0,
+            };
+            if percent <= 0.0 {
+                continue;
+            }
+            let named = entry
+                .get("revision")
+                .and_then(Value::as_str)
+                .filter(|n| !n.is_empty())
+                .map(short);
+            match named.or_else(|| latest.clone()) {
+                Some(revision) => revisions.push(revision),
+                None => return Workload::Unknown,
+            }
+        }
+        revisions.sort();
+        revisions.dedup();
+        Workload::Revisions(revisions.into_iter().map(String::into_boxed_str).collect())
     }
 
     /// The body of the one write a remediation makes to this resource (as read), for a

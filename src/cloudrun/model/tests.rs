@@ -477,3 +477,57 @@ mod never_weakens {
         }
     }
 }
+
+#[test]
+fn what_runs_comes_from_the_resources_own_fields() {
+    use crate::resource::Workload;
+    let parse = |v: Value| serde_json::from_value::<Resource>(v).unwrap();
+    let t = |s: &str| s.parse::<jiff::Timestamp>().unwrap();
+    // A split between a named revision (full name) and the latest one; 0 % is no traffic.
+    let service = parse(json!({
+        "name": "projects/acme-prod/locations/us-central1/services/checkout",
+        "updateTime": "2026-11-01T10:00:00Z",
+        "latestReadyRevision": "projects/acme-prod/locations/us-central1/services/checkout/revisions/checkout-00007-xyz",
+        "trafficStatuses": [
+            {"type": "TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION", "revision": "checkout-00005-abc", "percent": 10},
+            {"type": "TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST", "percent": 90},
+            {"type": "TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION", "revision": "checkout-00001-old", "tag": "canary"},
+        ],
+    }));
+    let running = service.running(ResourceKind::Service);
+    assert_eq!(running.changed, Some(t("2026-11-01T10:00:00Z")));
+    assert_eq!(
+        running.workload,
+        Workload::Revisions(["checkout-00005-abc".into(), "checkout-00007-xyz".into()].into())
+    );
+    // Worker pools: instance split statuses.
+    let pool = parse(json!({
+        "name": "projects/acme-prod/locations/us-central1/workerPools/events",
+        "latestReadyRevision": "events-00002-k2p",
+        "instanceSplitStatuses": [{"type": "INSTANCE_SPLIT_ALLOCATION_TYPE_LATEST", "percent": 100}],
+    }));
+    assert_eq!(
+        pool.running(ResourceKind::WorkerPool).workload,
+        Workload::Revisions(["events-00002-k2p".into()].into())
+    );
+    // No statuses at all: Cloud Run does not say.
+    let silent = parse(json!({"name": "projects/p/locations/l/services/s"}));
+    assert_eq!(
+        silent.running(ResourceKind::Service).workload,
+        Workload::Unknown
+    );
+    // Jobs: the latest execution, or none.
+    let job = parse(json!({
+        "name": "projects/acme-prod/locations/us-central1/jobs/nightly",
+        "latestCreatedExecution": {"name": "nightly-x7k2p", "createTime": "2026-11-02T01:00:00Z"},
+    }));
+    assert_eq!(
+        job.running(ResourceKind::Job).workload,
+        Workload::Execution(Some(t("2026-11-02T01:00:00Z")))
+    );
+    let never = parse(json!({"name": "projects/acme-prod/locations/us-central1/jobs/new"}));
+    assert_eq!(
+        never.running(ResourceKind::Job).workload,
+        Workload::Execution(None)
+    );
+}

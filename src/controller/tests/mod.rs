@@ -301,6 +301,14 @@ fn normalize(value: &mut Value) {
                     let text = v.as_str().unwrap_or_default();
                     assert!(text.parse::<jiff::Timestamp>().is_ok(), "{k}: {text:?}");
                     *v = json!("<now>");
+                } else if k == "effect" {
+                    // `state/basis`: times and messages are the planner's tests' business.
+                    assert!(v["message"].is_string(), "{v}");
+                    *v = json!(format!(
+                        "{}/{}",
+                        v["state"].as_str().unwrap_or_default(),
+                        v["basis"].as_str().unwrap_or_default()
+                    ));
                 } else {
                     normalize(v);
                 }
@@ -318,7 +326,8 @@ fn condition(type_: &str, status: &str, reason: &str, message: &str) -> Value {
 
 fn summary(fields: Value) -> Value {
     let mut s = json!({"matched": 0, "compliant": 0, "remediated": 0, "drifted": 0, "breakglass": 0,
-                       "superseded": 0, "conflicted": 0, "failed": 0, "deployBlocked": 0});
+                       "superseded": 0, "conflicted": 0, "failed": 0, "deployBlocked": 0,
+                       "notEffective": 0});
     for (k, v) in fields.as_object().unwrap() {
         s[k] = v.clone();
     }
@@ -331,7 +340,22 @@ fn target(name: &str, state: &str, observed: &str, desired: &str, message: &str)
     if !message.is_empty() {
         t["message"] = json!(message);
     }
+    // Whether the policy is in effect: the seeded revisions were created with the
+    // resources' last change (effective); the operator's own write predates nothing new.
+    match state {
+        "Compliant" | "Breakglass" => t["effect"] = json!("Effective/UpdateTime"),
+        "Remediated" => t["effect"] = json!("NotEffective/Remediation"),
+        _ => {}
+    }
     t
+}
+
+/// A target entry as a status written before any revision is read (the interim one).
+fn without_effect(mut target: Value) -> Value {
+    if let Some(t) = target.as_object_mut() {
+        t.remove("effect");
+    }
+    target
 }
 
 fn event(type_: &str, reason: &str, action: &str, note: &str) -> Call {

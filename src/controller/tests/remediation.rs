@@ -70,9 +70,11 @@ async fn drift_is_fixed_with_one_patch_and_reported_once() {
                 condition("Stalled", "False", "Drifted", "nothing needs a human to make progress"),
             ],
             "summary": summary(json!({"matched": 2, "compliant": 1, "drifted": 1})),
+            // The interim status says nothing of effect (no revision is read before the
+            // writes); the final one does.
             "targets": [
                 target("search", "Drifted", "none", "default", "fix in progress: setting policy default (was none)"),
-                target("checkout", "Compliant", "default", "default", ""),
+                without_effect(target("checkout", "Compliant", "default", "default", "")),
             ],
             "targetsTruncated": false,
             "orgPolicy": org_policy_not_set("acme-prod"),
@@ -90,7 +92,7 @@ async fn drift_is_fixed_with_one_patch_and_reported_once() {
                 condition("Reconciling", "False", "Compliant", "no remediation in flight"),
                 condition("Stalled", "False", "Compliant", "nothing needs a human to make progress"),
             ],
-            "summary": summary(json!({"matched": 2, "compliant": 2, "remediated": 1})),
+            "summary": summary(json!({"matched": 2, "compliant": 2, "remediated": 1, "notEffective": 1})),
             "targets": [
                 target("search", "Remediated", "default", "default", "set policy default (was none)"),
                 target("checkout", "Compliant", "default", "default", ""),
@@ -293,7 +295,7 @@ projects:
     assert_eq!(
         status["summary"],
         summary(
-            json!({"matched": 3, "compliant": 3, "remediated": 2, "breakglass": 1, "deployBlocked": 1})
+            json!({"matched": 3, "compliant": 3, "remediated": 2, "breakglass": 1, "deployBlocked": 1, "notEffective": 2})
         )
     );
     assert!(

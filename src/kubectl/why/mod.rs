@@ -13,7 +13,9 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::api::{BinAuthzBinding, BinAuthzException, ResourceKind, TargetState, TargetStatus};
+use crate::api::{
+    BinAuthzBinding, BinAuthzException, ResourceKind, TargetEffect, TargetState, TargetStatus,
+};
 use crate::cloudrun::{CloudRunArgs, CloudRunClient};
 use crate::fleet::{key_of, project_inputs, Tenancy};
 use crate::matching::{label_selector_matches, Glob, LocationFilter};
@@ -279,6 +281,9 @@ pub struct Reported {
     /// The status message.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub message: String,
+    /// Whether its policy was in effect for what it ran (targets carrying it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub effect: Option<TargetEffect>,
 }
 
 /// Who owns the resource.
@@ -388,6 +393,7 @@ pub(super) async fn why(
             breakglass: None,
             deploy_blocked: None,
             last_change: None,
+            running: Default::default(),
         }
     };
     let scope = match &cluster.namespace {
@@ -730,6 +736,7 @@ fn reported(targets: &[TargetStatus], id: &ResourceId) -> Option<Reported> {
             state: t.state,
             observed: t.observed.clone(),
             message: t.message.clone(),
+            effect: t.effect.clone(),
         })
 }
 

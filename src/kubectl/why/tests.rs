@@ -22,6 +22,7 @@ fn service(name: &str, labels: &[(&str, &str)]) -> ObservedResource {
         breakglass: None,
         deploy_blocked: None,
         last_change: None,
+        running: Default::default(),
     }
 }
 

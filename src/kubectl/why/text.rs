@@ -2,6 +2,7 @@
 //! who owns it and what the operator will do.
 
 use super::*;
+use crate::api::EffectState;
 
 fn match_cell(m: &MatchResult) -> String {
     match m {
@@ -58,7 +59,12 @@ fn mode_cell(v: &BindingVerdict) -> String {
 fn reported_cell(r: Option<&Reported>) -> String {
     r.map_or_else(
         || "-".to_owned(),
-        |r| format!("{} ({})", r.state, r.observed),
+        |r| match &r.effect {
+            Some(e) if e.state != EffectState::Effective => {
+                format!("{} ({}), {}", r.state, r.observed, e.state)
+            }
+            _ => format!("{} ({})", r.state, r.observed),
+        },
     )
 }
 

@@ -123,6 +123,7 @@ fn the_status_shows_who_and_since_when_for_breakglass_targets() {
         previous: None,
         history: None,
         breakglass: Some(&ledger),
+        revisions: None,
     });
     let entry = &report.status.targets[0];
     assert_eq!(entry.state, TargetState::Breakglass);

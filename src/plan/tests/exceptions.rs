@@ -278,6 +278,7 @@ fn the_status_counts_excepted_targets_and_stays_ready() {
         previous: None,
         history: None,
         breakglass: None,
+        revisions: None,
     });
     let summary = report.status.summary.unwrap();
     assert_eq!(

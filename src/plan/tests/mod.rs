@@ -163,6 +163,7 @@ fn resource(kind: ResourceKind, location: &str, name: &str) -> ObservedResource 
         breakglass: None,
         deploy_blocked: None,
         last_change: None,
+        running: Default::default(),
     }
 }
 
@@ -267,6 +268,7 @@ fn keys(names: &[&str]) -> Arc<[BindingKey]> {
 
 mod breakglass;
 mod decisions;
+mod effect;
 mod exceptions;
 mod properties;
 mod status;

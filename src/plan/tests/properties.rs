@@ -68,6 +68,7 @@ fn resource() -> impl Strategy<Value = ObservedResource> {
                     breakglass,
                     deploy_blocked: blocked,
                     last_change: None,
+                    running: Default::default(),
                 }
             },
         )
@@ -380,6 +381,7 @@ proptest! {
             previous: None,
             history: None,
             breakglass: None,
+            revisions: None,
         };
         for (a, b) in one.bindings().zip(two.bindings()) {
             prop_assert_eq!(a.status(&input), b.status(&input));
@@ -422,6 +424,7 @@ proptest! {
                 previous: None,
                 history: None,
                 breakglass: None,
+                revisions: None,
             });
             let Some(s) = report.status.summary else {
                 prop_assert!(!matches!(b.activity(), Activity::Active(_)));

@@ -24,6 +24,7 @@ fn status_of<'r>(
         previous,
         history: None,
         breakglass: None,
+        revisions: None,
     })
 }
 
@@ -254,6 +255,7 @@ fn pass_failures_come_first() {
             previous: None,
             history: None,
             breakglass: None,
+            revisions: None,
         });
         assert_eq!(report.ready, want);
         let ready = condition(&report.status, "Ready");
@@ -295,6 +297,7 @@ fn access_problems_outrank_an_outage() {
         previous: None,
         history: None,
         breakglass: None,
+        revisions: None,
     });
     assert_eq!(report.ready, ReadyReason::PermissionDenied);
     assert_eq!(
@@ -331,6 +334,7 @@ fn unread_regions_fail_ready_but_the_others_are_reported() {
         previous: None,
         history: None,
         breakglass: None,
+        revisions: None,
     });
     // The most actionable unread region names the reason; both are listed.
     assert_eq!(report.ready, ReadyReason::VpcServiceControls);
@@ -544,6 +548,7 @@ fn transition_times_move_only_when_status_or_state_changes() {
         previous: Some(&second.status),
         history: Some(&second.history),
         breakglass: None,
+        revisions: None,
     });
     assert_eq!(again, third);
 }
@@ -597,6 +602,7 @@ fn the_target_list_is_bounded_and_puts_what_needs_attention_first() {
         previous: None,
         history: None,
         breakglass: None,
+        revisions: None,
     });
     assert_eq!(full.status.targets.len(), 154);
     assert!(!full.status.targets_truncated);

@@ -208,6 +208,7 @@ fn a_refused_binding_reports_not_permitted_and_stalls() {
         previous: None,
         history: None,
         breakglass: None,
+        revisions: None,
     });
     assert_eq!(report.ready, ReadyReason::NotPermitted);
     let ready = condition(&report.status.conditions, ConditionType::Ready).unwrap();

@@ -73,6 +73,9 @@ pub(super) fn build_body(
     if kind == Kind::Service {
         fill_service_routing(&mut body, id, number, region);
     }
+    if kind == Kind::WorkerPool {
+        fill_instance_splits(&mut body);
+    }
     fill_conditions(&mut body, kind, blocked_image, &time);
     Ok((name_first(body), times.created))
 }
@@ -251,6 +254,14 @@ pub(super) fn fill_blocked_execution(
         );
         body.entry("executionCount").or_insert(json!(1));
     }
+}
+
+/// A worker pool's instances all on the latest revision (`instanceSplits` and
+/// `instanceSplitStatuses`), each when absent.
+pub(super) fn fill_instance_splits(body: &mut Map<String, Value>) {
+    let latest = json!([{"type": "INSTANCE_SPLIT_ALLOCATION_TYPE_LATEST", "percent": 100}]);
+    body.entry("instanceSplits").or_insert(latest.clone());
+    body.entry("instanceSplitStatuses").or_insert(latest);
 }
 
 /// A service's `uri`, `urls` and all traffic to the latest revision, each when absent.

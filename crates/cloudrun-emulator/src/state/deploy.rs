@@ -112,7 +112,7 @@ impl Store {
                     resource
                         .revisions
                         .iter()
-                        .map(|(n, _)| n.as_str())
+                        .map(|r| r.name.as_str())
                         .collect::<Vec<_>>()
                         .join(", ")
                 ))

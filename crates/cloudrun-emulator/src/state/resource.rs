@@ -23,9 +23,20 @@ pub struct Resource {
     /// The version encoded in the etag: `updateTime` in microseconds since the epoch.
     pub(super) version: i64,
     pub(super) settling: Option<Settling>,
-    /// Revisions (services, worker pools) known to the emulator, oldest first: name and
-    /// image. Not part of the served JSON nor of a dump.
-    pub(super) revisions: Vec<(String, String)>,
+    /// Revisions (services, worker pools) known to the emulator, oldest first. Served by
+    /// `revisions.get`; not part of the resource's JSON nor of a dump.
+    pub(super) revisions: Vec<KnownRevision>,
+}
+
+/// A revision of a service or worker pool, as the emulator remembers it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KnownRevision {
+    /// Short name (`checkout-00003-kqz`).
+    pub name: String,
+    /// Its container image.
+    pub image: String,
+    /// `createTime` (RFC 3339).
+    pub created: String,
 }
 
 impl Resource {
@@ -63,9 +74,17 @@ impl Resource {
                 .and_then(Value::as_str),
             kind.image(&resource.body),
         ) {
-            resource
-                .revisions
-                .push((revision.to_string(), image.to_string()));
+            // The latest revision came with the resource's last change (a seed's deploy).
+            let created = resource
+                .body
+                .get("updateTime")
+                .and_then(Value::as_str)
+                .map_or_else(|| created.to_string(), str::to_string);
+            resource.revisions.push(KnownRevision {
+                name: short_name(revision).to_string(),
+                image: image.to_string(),
+                created,
+            });
         }
         let etag = resource.etag_for(version);
         resource.body.insert("etag".into(), Value::String(etag));
@@ -93,20 +112,55 @@ impl Resource {
         &self.body
     }
 
-    /// Records that revision `name` runs `image` (a seed's earlier revision).
+    /// Records that revision `name` runs `image` (a seed's earlier revision, created with
+    /// the resource).
     pub fn remember_revision(&mut self, name: &str, image: &str) {
-        if !self.revisions.iter().any(|(n, _)| n == name) {
-            self.revisions
-                .insert(0, (name.to_string(), image.to_string()));
+        let name = short_name(name);
+        if !self.revisions.iter().any(|r| r.name == name) {
+            self.revisions.insert(
+                0,
+                KnownRevision {
+                    name: name.to_string(),
+                    image: image.to_string(),
+                    created: self.created.to_string(),
+                },
+            );
         }
     }
 
     /// The image of a known revision.
     pub fn revision_image(&self, name: &str) -> Option<&str> {
-        self.revisions
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, image)| image.as_str())
+        self.revision(name).map(|r| r.image.as_str())
+    }
+
+    /// A known revision, by short or full name.
+    pub fn revision(&self, name: &str) -> Option<&KnownRevision> {
+        let name = short_name(name);
+        self.revisions.iter().find(|r| r.name == name)
+    }
+
+    /// The `Revision` JSON `revisions.get` serves: name, uid, generation, createTime,
+    /// updateTime, the parent (`service` or `workerPool`) and the containers.
+    pub fn render_revision(&self, name: &str) -> Option<Value> {
+        let revision = self.revision(name)?;
+        let parent = match self.kind {
+            Kind::WorkerPool => "workerPool",
+            _ => "service",
+        };
+        let mut hasher = DefaultHasher::new();
+        (self.name(), &revision.name).hash(&mut hasher);
+        let mut body = json!({
+            "name": format!("{}/revisions/{}", self.name(), revision.name),
+            "uid": format!("{:016x}", hasher.finish()),
+            "generation": "1",
+            "createTime": revision.created,
+            "updateTime": revision.created,
+            "containers": [{"image": revision.image}],
+        });
+        if let Some(object) = body.as_object_mut() {
+            object.insert(parent.into(), Value::String(self.id.clone()));
+        }
+        Some(body)
     }
 
     /// The current etag version (microseconds of `updateTime`).
@@ -235,7 +289,11 @@ impl Resource {
                     "latestCreatedRevision".into(),
                     Value::String(revision.clone()),
                 );
-                self.revisions.push((revision.clone(), image.clone()));
+                self.revisions.push(KnownRevision {
+                    name: revision.clone(),
+                    image: image.clone(),
+                    created: time.to_string(),
+                });
                 if refused {
                     set_conditions(next, self.kind, Some((&revision, &image)), time);
                 } else {
@@ -330,6 +388,11 @@ pub fn set_conditions(
     } else {
         body.insert("conditions".into(), Value::Array(conditions));
     }
+}
+
+/// The last segment of a revision name (`projects/.../revisions/r` or `r`).
+pub fn short_name(name: &str) -> &str {
+    name.rsplit('/').next().unwrap_or(name)
 }
 
 /// `checkout-00003-kqz`: a revision name derived from the service and generation.
