@@ -16,19 +16,18 @@ use super::{BinAuthzBinding, BinAuthzException, BinAuthzTenancy, BinAuthzTenancy
 /// - the `matchLabels` value constraints (schemars has no attribute for map values);
 /// - the status's default, `{observedGeneration: -1}` ([`UNOBSERVED_GENERATION`]).
 pub fn crd() -> CustomResourceDefinition {
-    let mut crd = BinAuthzBinding::crd();
+    let mut crd = finished(BinAuthzBinding::crd());
     for version in &mut crd.spec.versions {
-        if let Some(schema) = version
+        let status = version
             .schema
             .as_mut()
             .and_then(|s| s.open_api_v3_schema.as_mut())
-        {
-            finish_schema(schema);
-            if let Some(status) = schema.properties.as_mut().and_then(|p| p.get_mut("status")) {
-                status.default = Some(JSON(serde_json::json!({
-                    "observedGeneration": UNOBSERVED_GENERATION
-                })));
-            }
+            .and_then(|schema| schema.properties.as_mut())
+            .and_then(|p| p.get_mut("status"));
+        if let Some(status) = status {
+            status.default = Some(JSON(serde_json::json!({
+                "observedGeneration": UNOBSERVED_GENERATION
+            })));
         }
     }
     crd

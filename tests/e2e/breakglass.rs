@@ -7,26 +7,17 @@ use std::time::Duration;
 
 use binauthz_operator::api::{BinAuthzBinding, TargetState};
 use k8s_openapi::api::events::v1::Event;
-use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use kube::api::{ListParams, PostParams};
 use kube::Api;
 use serde_json::json;
 
-use crate::support::kube::{binding, operator_cluster};
+use crate::support::kube::{binding, operator_cluster, request_pass};
 use crate::support::process::{Emulator, Operator, OperatorConfig};
 use crate::support::wait::eventually;
 
 const SEED: &str = "examples/cloudrun-seed.yaml";
 const CART: &str = "projects/acme-prod/locations/us-central1/services/cart";
 const PATIENCE: Duration = Duration::from_secs(90);
-
-/// Asks for a pass now (the reconcile-now annotation, a new value each time).
-async fn reconcile_now(api: &Api<BinAuthzBinding>, name: &str, value: &str) {
-    let patch =
-        json!({"metadata": {"annotations": {"binauthz.dev/reconcile-requested-at": value}}});
-    api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-        .expect("annotating the binding");
-}
 
 #[tokio::test]
 async fn a_breakglass_target_says_who_set_it_since_when_and_is_flagged_when_too_old() {
@@ -72,7 +63,7 @@ async fn a_breakglass_target_says_who_set_it_since_when_and_is_flagged_when_too_
         .rfind(|c| c["resource"] == CART)
         .expect("the emulator recorded the change");
     let set_at: jiff::Timestamp = set["time"].as_str().unwrap().parse().unwrap();
-    reconcile_now(&api, "cart", "breakglass-1").await;
+    request_pass(&api, "cart", "breakglass-1").await;
 
     let target = eventually(
         "the target reports its breakglass owner",
@@ -114,7 +105,7 @@ async fn a_breakglass_target_says_who_set_it_since_when_and_is_flagged_when_too_
     // Let the justification grow older than the limit, then ask for one pass (a request
     // per poll would keep re-arming the controller's debounce).
     tokio::time::sleep(Duration::from_secs(4)).await;
-    reconcile_now(&api, "cart", "breakglass-2").await;
+    request_pass(&api, "cart", "breakglass-2").await;
     let overdue = eventually("a BreakglassOverdue event", PATIENCE, || async {
         let list = events
             .list(&ListParams::default())

@@ -3,7 +3,7 @@
 //! in effect for what already runs; the next deploy (a job's next run) does, and the
 //! binding's status, its summary and the `binauthz_not_effective` gauge say so.
 
-use crate::support::kube::{binding, operator_cluster};
+use crate::support::kube::{binding, operator_cluster, request_pass};
 use crate::support::process::{Emulator, Operator, OperatorConfig};
 use crate::support::wait::eventually;
 
@@ -12,7 +12,7 @@ use std::time::Duration;
 use binauthz_operator::api::{
     BinAuthzBinding, EffectBasis, EffectState, TargetEffect, TargetStatus,
 };
-use kube::api::{Patch, PatchParams, PostParams};
+use kube::api::PostParams;
 use kube::Api;
 use serde_json::json;
 
@@ -157,15 +157,7 @@ async fn a_policy_set_by_the_operator_takes_effect_at_the_next_deploy_and_run() 
     // Someone deploys the service and the job runs: both are checked by the policy.
     emulator.deploy(SERVICE).await;
     emulator.execute(JOB).await;
-    api.patch(
-        "effective",
-        &PatchParams::default(),
-        &Patch::Merge(json!({
-            "metadata": {"annotations": {"binauthz.dev/reconcile-requested-at": "after-deploy"}}
-        })),
-    )
-    .await
-    .expect("requesting a pass");
+    request_pass(&api, "effective", "after-deploy").await;
     let b = wait_effects(&api, EffectState::Effective).await;
     let service = effect(&b, "search-frontend").unwrap();
     assert_eq!(service.basis, EffectBasis::Remediation, "{}", picture(&b));

@@ -9,12 +9,12 @@ use std::process::Command;
 use std::time::Duration;
 
 use binauthz_operator::api::BinAuthzBinding;
-use kube::api::{Patch, PatchParams, PostParams};
+use kube::api::PostParams;
 use kube::Api;
 use serde_json::{json, Value};
 
 use crate::support::gotool::gotool;
-use crate::support::kube::{binding, operator_cluster};
+use crate::support::kube::{binding, operator_cluster, reconcile_now};
 use crate::support::metrics::sum;
 use crate::support::process::{Emulator, Operator, OperatorConfig};
 use crate::support::repo;
@@ -65,28 +65,6 @@ fn scraped_series(text: &str) -> BTreeSet<String> {
         .filter_map(|l| l.split([' ', '{']).next())
         .map(str::to_owned)
         .collect()
-}
-
-async fn reconcile_now(api: &Api<BinAuthzBinding>, name: &str, at: &str) {
-    api.patch(
-        name,
-        &PatchParams::default(),
-        &Patch::Merge(
-            json!({"metadata": {"annotations": {"binauthz.dev/reconcile-requested-at": at}}}),
-        ),
-    )
-    .await
-    .expect("requesting a pass");
-    eventually(&format!("{name} handled {at}"), PATIENCE, || async {
-        let b = api.get(name).await.map_err(|e| e.to_string())?;
-        let echoed = b.status.and_then(|s| s.last_handled_reconcile_at);
-        if echoed.as_deref() == Some(at) {
-            Ok(())
-        } else {
-            Err(format!("{echoed:?}"))
-        }
-    })
-    .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -11,7 +11,7 @@ use kube::api::{
 use kube::Api;
 use serde_json::{json, Value};
 
-use crate::support::kube::{binding, operator_cluster};
+use crate::support::kube::{binding, operator_cluster, reconcile_now};
 use crate::support::process::{Emulator, Operator, OperatorConfig};
 use crate::support::repo;
 use crate::support::wait::eventually;
@@ -56,30 +56,6 @@ fn large_seed(dir: &std::path::Path) -> std::path::PathBuf {
     )
     .expect("writing the seed");
     path
-}
-
-/// Asks for a pass (the reconcile-now annotation) and waits until it has run.
-async fn reconcile_now(bindings: &Api<BinAuthzBinding>, at: &str) {
-    bindings
-        .patch(
-            "fleet",
-            &PatchParams::default(),
-            &Patch::Merge(
-                json!({"metadata": {"annotations": {"binauthz.dev/reconcile-requested-at": at}}}),
-            ),
-        )
-        .await
-        .expect("requesting a pass");
-    eventually("the requested pass has run", PATIENCE, || async {
-        let b = bindings.get("fleet").await.map_err(|e| e.to_string())?;
-        let echoed = b.status.and_then(|s| s.last_handled_reconcile_at);
-        if echoed.as_deref() == Some(at) {
-            Ok(())
-        } else {
-            Err(format!("{echoed:?}"))
-        }
-    })
-    .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -270,7 +246,7 @@ async fn every_target_is_reported_in_pages_only_rewritten_on_change_and_removed_
         .expect("name")
         .to_owned();
     emulator.drift(&name, Value::Null).await;
-    reconcile_now(&bindings, "after-drift").await;
+    reconcile_now(&bindings, "fleet", "after-drift").await;
     eventually(
         "the drifted resource fails in the report",
         PATIENCE,

@@ -173,3 +173,35 @@ pub fn expires_in(after: std::time::Duration) -> (jiff::Timestamp, String) {
     let at = jiff::Timestamp::from_millisecond(now + millis).expect("a valid time");
     (at, at.to_string())
 }
+
+/// Asks the operator for a pass of binding `name` now (the reconcile-now annotation; give
+/// a new `at` each time), without waiting for it.
+pub async fn request_pass(api: &kube::Api<BinAuthzBinding>, name: &str, at: &str) {
+    let patch = json!({"metadata": {"annotations": {"binauthz.dev/reconcile-requested-at": at}}});
+    api.patch(
+        name,
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(&patch),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("requesting a pass of {name}: {e}"));
+}
+
+/// Asks for a pass of binding `name` and waits until it has run (the status echoes `at`).
+pub async fn reconcile_now(api: &kube::Api<BinAuthzBinding>, name: &str, at: &str) {
+    request_pass(api, name, at).await;
+    super::wait::eventually(
+        &format!("the pass {name} was asked for ({at}) has run"),
+        std::time::Duration::from_secs(120),
+        || async {
+            let b = api.get(name).await.map_err(|e| e.to_string())?;
+            let echoed = b.status.and_then(|s| s.last_handled_reconcile_at);
+            if echoed.as_deref() == Some(at) {
+                Ok(())
+            } else {
+                Err(format!("last handled: {echoed:?}"))
+            }
+        },
+    )
+    .await;
+}
