@@ -301,6 +301,24 @@ async fn every_target_is_reported_in_pages_only_rewritten_on_change_and_removed_
     );
 }
 
+/// `binauthz_binding_ready` and the Enforce and Audit series of `binauthz_binding_info` of
+/// `binding` in a scrape.
+fn binding_gauges(metrics: &str, binding: &str) -> (f64, f64, f64) {
+    let sum = crate::support::metrics::sum;
+    let info = |mode| {
+        sum(
+            metrics,
+            "binauthz_binding_info",
+            &[("binding", binding), ("mode", mode)],
+        )
+    };
+    (
+        sum(metrics, "binauthz_binding_ready", &[("binding", binding)]),
+        info("Enforce"),
+        info("Audit"),
+    )
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn readiness_and_mode_gauges_follow_the_binding() {
     let Some((cp, kubeconfig)) = operator_cluster().await else {
@@ -338,14 +356,11 @@ async fn readiness_and_mode_gauges_follow_the_binding() {
         PATIENCE,
         || async {
             let m = operator.metrics().await;
-            let ready =
-                crate::support::metrics::sum(&m, "binauthz_binding_ready", &[("binding", &key)]);
-            let audit = crate::support::metrics::sum(
-                &m,
-                "binauthz_binding_info",
-                &[("binding", &key), ("mode", "Audit")],
-            );
-            if m.contains("binauthz_binding_ready{") && ready == 0.0 && audit == 1.0 {
+            let (ready, enforce, audit) = binding_gauges(&m, &key);
+            if m.contains("binauthz_binding_ready{")
+                && ready == 0.0
+                && (enforce, audit) == (0.0, 1.0)
+            {
                 Ok(())
             } else {
                 Err(m)
@@ -367,19 +382,8 @@ async fn readiness_and_mode_gauges_follow_the_binding() {
         PATIENCE,
         || async {
             let m = operator.metrics().await;
-            let ready =
-                crate::support::metrics::sum(&m, "binauthz_binding_ready", &[("binding", &key)]);
-            let enforce = crate::support::metrics::sum(
-                &m,
-                "binauthz_binding_info",
-                &[("binding", &key), ("mode", "Enforce")],
-            );
-            let audit = crate::support::metrics::sum(
-                &m,
-                "binauthz_binding_info",
-                &[("binding", &key), ("mode", "Audit")],
-            );
-            if ready == 1.0 && enforce == 1.0 && audit == 0.0 {
+            let (ready, enforce, audit) = binding_gauges(&m, &key);
+            if ready == 1.0 && (enforce, audit) == (1.0, 0.0) {
                 Ok(())
             } else {
                 Err(m)
