@@ -454,8 +454,12 @@ fn final_report<'r>(
         breakglass: Some(breakglass),
         revisions: Some(revisions),
     };
-    let mut report = bp.status(&input);
-    let all = (every_target && read.listed).then(|| bp.full_report(&input).status.targets);
+    let (mut report, all) = if every_target && read.listed {
+        let (report, all) = bp.status_and_every_target(&input);
+        (report, Some(all))
+    } else {
+        (bp.status(&input), None)
+    };
     if !read.listed {
         // No data: keep what the last good pass found, update only the conditions.
         let mut kept = binding.status.clone().unwrap_or_default();

@@ -135,6 +135,22 @@ impl<'r> BindingPlan<'r> {
         self.status_listing(input, usize::MAX)
     }
 
+    /// [`BindingPlan::status`] and every target's entry (for reports that list them all,
+    /// such as PolicyReports), computed once: the status keeps the first
+    /// [`MAX_STATUS_TARGETS`] of them, in the same order.
+    pub fn status_and_every_target(
+        &self,
+        input: &StatusInput<'_>,
+    ) -> (StatusReport<'r>, Vec<TargetStatus>) {
+        let mut report = self.full_report(input);
+        let all = report.status.targets.clone();
+        if all.len() > MAX_STATUS_TARGETS {
+            report.status.targets.truncate(MAX_STATUS_TARGETS);
+            report.status.targets_truncated = true;
+        }
+        (report, all)
+    }
+
     fn status_listing(&self, input: &StatusInput<'_>, limit: usize) -> StatusReport<'r> {
         let now = format_time(input.now);
         let derived;

@@ -607,6 +607,22 @@ fn the_target_list_is_bounded_and_puts_what_needs_attention_first() {
     assert_eq!(full.status.targets.len(), 154);
     assert!(!full.status.targets_truncated);
     assert_eq!(full.status.targets[..MAX_STATUS_TARGETS], s.targets[..]);
+    // Both at once: the same status, and every target beside it.
+    let input = StatusInput {
+        generation: Some(3),
+        now: at(0),
+        pass_failure: None,
+        findings: None,
+        outcomes: &BTreeMap::new(),
+        previous: None,
+        history: None,
+        breakglass: None,
+        revisions: None,
+    };
+    let bp = plan.binding(&key("x")).unwrap();
+    let (both, every) = bp.status_and_every_target(&input);
+    assert_eq!(both.status, bp.status(&input).status);
+    assert_eq!(every, full.status.targets);
 }
 
 #[test]
