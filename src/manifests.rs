@@ -323,47 +323,68 @@ fn load_text(file: &str, text: &str, loaded: &mut Loaded) {
         } else {
             vec![value]
         };
+        let at = At {
+            file,
+            number,
+            start_line,
+            doc: &doc,
+        };
         for item in items {
-            load_document(file, number, start_line, &doc, item, loaded);
+            load_document(&at, item, loaded);
         }
     }
 }
 
-fn load_document(
-    file: &str,
+/// One YAML document of a file: where what it holds is reported.
+struct At<'a> {
+    file: &'a str,
+    /// The document's number in the file.
     number: usize,
+    /// The file line it starts on.
     start_line: usize,
-    doc: &str,
-    value: serde_json::Value,
-    loaded: &mut Loaded,
-) {
+    /// Its text.
+    doc: &'a str,
+}
+
+impl At<'_> {
+    fn source(&self, line: Option<usize>) -> Source {
+        Source {
+            file: self.file.to_owned(),
+            document: self.number,
+            line,
+            column: None,
+        }
+    }
+
+    /// The file line of `field` (`spec.policy`) in the document, when found.
+    fn line_of(&self, field: &str) -> Option<usize> {
+        field_line(self.doc, field).map(|l| self.start_line + l - 1)
+    }
+}
+
+fn load_document(at: &At<'_>, value: serde_json::Value, loaded: &mut Loaded) {
     let ours = value
         .get("apiVersion")
         .and_then(|v| v.as_str())
         .is_some_and(|v| v.starts_with("binauthz.dev/"));
     let kind = value.get("kind").and_then(|k| k.as_str());
     if ours && kind == Some(api::EXCEPTION_KIND) {
-        load_exception(file, number, start_line, doc, value, loaded);
+        load_exception(at, value, loaded);
         return;
     }
     if ours && kind == Some(api::TENANCY_KIND) {
-        load_grant(file, number, start_line, doc, value, loaded);
+        load_grant(at, value, loaded);
         return;
     }
     let is_binding = ours && kind == Some(api::KIND);
     if !is_binding {
         match cloudrun_manifest::recognize(&value) {
             Some(manifest) => {
-                let line = setting_line(doc, manifest.as_ref().ok())
-                    .map_or(start_line, |l| start_line + l - 1);
+                let line = setting_line(at.doc, manifest.as_ref().ok())
+                    .map_or(at.start_line, |l| at.start_line + l - 1);
                 loaded.cloud_run.push(LoadedCloudRun {
                     manifest,
-                    source: Source {
-                        file: file.to_owned(),
-                        document: number,
-                        line: Some(line),
-                        column: None,
-                    },
+                    source: at.source(Some(line)),
                 });
             }
             None => loaded.skipped += 1,
@@ -371,12 +392,7 @@ fn load_document(
         return;
     }
     let key = binding_key(&value);
-    let source = Source {
-        file: file.to_owned(),
-        document: number,
-        line: Some(start_line),
-        column: None,
-    };
+    let source = at.source(Some(at.start_line));
     if let Some(key) = &key {
         loaded.declared.push((key.clone(), source.clone()));
     }
@@ -384,19 +400,14 @@ fn load_document(
         Ok(binding) => loaded.bindings.push(LoadedBinding {
             binding,
             key: key.unwrap_or_default(),
-            policy_line: field_line(doc, "spec.policy").map(|l| start_line + l - 1),
+            policy_line: at.line_of("spec.policy"),
             source,
         }),
         Err(errors) => {
             for error in errors.0 {
-                let line = field_line(doc, &error.field).map(|l| start_line + l - 1);
+                let line = at.line_of(&error.field);
                 loaded.errors.push(ManifestError {
-                    source: Source {
-                        file: file.to_owned(),
-                        document: number,
-                        line,
-                        column: None,
-                    },
+                    source: at.source(line),
                     binding: key.clone(),
                     problem: Problem::Field(error),
                 });
@@ -405,31 +416,18 @@ fn load_document(
     }
 }
 
-fn load_exception(
-    file: &str,
-    number: usize,
-    start_line: usize,
-    doc: &str,
-    value: serde_json::Value,
-    loaded: &mut Loaded,
-) {
+fn load_exception(at: &At<'_>, value: serde_json::Value, loaded: &mut Loaded) {
     let key = binding_key(&value);
-    let source = |line: Option<usize>| Source {
-        file: file.to_owned(),
-        document: number,
-        line,
-        column: None,
-    };
     match api::exception_from_value(value) {
         Ok(exception) => loaded.exceptions.push(LoadedException {
             exception,
-            source: source(Some(start_line)),
+            source: at.source(Some(at.start_line)),
         }),
         Err(errors) => {
             for error in errors.0 {
-                let line = field_line(doc, &error.field).map(|l| start_line + l - 1);
+                let line = at.line_of(&error.field);
                 loaded.errors.push(ManifestError {
-                    source: source(line),
+                    source: at.source(line),
                     binding: None,
                     problem: Problem::ExceptionField(key.clone(), error),
                 });
@@ -439,14 +437,7 @@ fn load_exception(
 }
 
 /// One `BinAuthzTenancy` grant document: kept when valid, else each problem reported.
-fn load_grant(
-    file: &str,
-    number: usize,
-    start_line: usize,
-    doc: &str,
-    value: serde_json::Value,
-    loaded: &mut Loaded,
-) {
+fn load_grant(at: &At<'_>, value: serde_json::Value, loaded: &mut Loaded) {
     let name = value
         .pointer("/metadata/name")
         .and_then(|n| n.as_str())
@@ -455,14 +446,9 @@ fn load_grant(
         Ok(grant) => loaded.grants.push(grant),
         Err(errors) => {
             for error in errors.0 {
-                let line = field_line(doc, &error.field).map(|l| start_line + l - 1);
+                let line = at.line_of(&error.field);
                 loaded.errors.push(ManifestError {
-                    source: Source {
-                        file: file.to_owned(),
-                        document: number,
-                        line,
-                        column: None,
-                    },
+                    source: at.source(line),
                     binding: name.clone(),
                     problem: Problem::Field(error),
                 });
