@@ -28,6 +28,7 @@ mod exceptions;
 pub mod leader;
 mod pass;
 pub mod policyreport;
+pub mod shards;
 mod startup;
 pub mod status;
 mod tenancy;
@@ -64,6 +65,7 @@ use crate::error_line::kube_error_line;
 pub use error::{Error, RetryCause};
 use leader::{LeaderConfig, LeaderElection, LeaderGate};
 use policyreport::PolicyReports;
+use shards::{ShardConfig, ShardElection, WriteGates};
 use startup::{check_cluster, crd_served, identity, shutdown_signal};
 use triggers::{pass_trigger, watch_backoff, DriftEnv, Tap};
 
@@ -119,6 +121,13 @@ pub struct ControllerArgs {
     /// after the leader stops renewing. At least 3s.
     #[arg(long, env = "LEASE_DURATION", value_name = "DURATION", default_value = "15s", value_parser = crate::duration::parse)]
     pub lease_duration: Duration,
+
+    /// With --leader-election: split the GCP projects over N shards, each held through a
+    /// Lease of its own (`<lease-name>-shard-<i>`); every replica is active and writes for
+    /// the projects of the shards it holds, the replicas share the shards evenly, and a
+    /// dead replica's shards move within --lease-duration. See docs/sharding.md.
+    #[arg(long, env = "SHARDS", value_name = "N", requires = "leader_election")]
+    pub shards: Option<NonZeroU16>,
 
     /// Log format: `text` for people, `json` for log pipelines. The level comes from
     /// RUST_LOG (default `info`).
@@ -209,7 +218,7 @@ pub struct Context {
     principals: Mutex<HashMap<ResourceId, String>>,
     inventory: SharedInventory,
     telemetry: Telemetry,
-    leader: LeaderGate,
+    gates: WriteGates,
     reporter: Reporter,
     memory: Mutex<HashMap<BindingKey, BindingMemory>>,
     failures: Mutex<HashMap<BindingKey, u32>>,
@@ -243,7 +252,7 @@ impl Context {
         bindings: Store<BinAuthzBinding>,
         inventory: SharedInventory,
         telemetry: Telemetry,
-        leader: LeaderGate,
+        gates: impl Into<WriteGates>,
         reporter: Reporter,
     ) -> Self {
         Self {
@@ -255,7 +264,7 @@ impl Context {
             principals: Mutex::new(HashMap::new()),
             inventory,
             telemetry,
-            leader,
+            gates: gates.into(),
             reporter,
             memory: Mutex::new(HashMap::new()),
             failures: Mutex::new(HashMap::new()),
@@ -330,7 +339,7 @@ impl Context {
     /// Deletes a deleted binding's PolicyReports (with `--policy-reports`, on the leader).
     pub(crate) async fn forget_reports(&self, namespace: &str, uid: &str) {
         if let Some(reports) = &self.policy_reports {
-            if self.leader.is_leader() {
+            if self.gates.may_write_cluster() {
                 reports
                     .forget(&self.kube, &self.telemetry.metrics, namespace, uid)
                     .await;
@@ -485,6 +494,7 @@ pub async fn run(args: ControllerArgs) -> Result<(), Error> {
         lease_name,
         lease_namespace,
         lease_duration,
+        shards,
         log_format: _,
         shutdown_grace,
         inventory_ttl,
@@ -512,6 +522,7 @@ pub async fn run(args: ControllerArgs) -> Result<(), Error> {
         cloud_run = %cloud_run.config().cloud_run_base_url,
         namespace = namespace.as_deref().unwrap_or("(all)"),
         leader_election,
+        shards = shards.map(NonZeroU16::get),
         "starting the controller"
     );
     let server = MetricsServer::start(listener, &telemetry);
@@ -526,7 +537,7 @@ pub async fn run(args: ControllerArgs) -> Result<(), Error> {
         identity: identity.clone(),
         duration: lease_duration,
     });
-    let (gate, election) = elect(&kube, lease, &telemetry).await?;
+    let (gates, election) = elect(&kube, lease, shards, &telemetry).await?;
     let api_check = tokio::spawn(check_api_server(kube.clone(), telemetry.health.clone()));
 
     let (tenancy_watch, tenancy_changes) = tenancy::watch_tenancy(&kube).await?;
@@ -537,7 +548,7 @@ pub async fn run(args: ControllerArgs) -> Result<(), Error> {
         reader.clone(),
         SharedInventory::new(cloud_run, inventory_ttl),
         telemetry.clone(),
-        gate.clone(),
+        gates,
         Reporter {
             controller: CONTROLLER_NAME.into(),
             instance: Some(identity),
@@ -603,9 +614,7 @@ pub async fn run(args: ControllerArgs) -> Result<(), Error> {
     telemetry.health.set_controller_running(true);
     run_until_shutdown(controller, signal, shutdown_grace).await;
     telemetry.health.set_controller_running(false);
-    if let Some(election) = election {
-        election.release(Duration::from_secs(5)).await;
-    }
+    election.release(Duration::from_secs(5)).await;
     api_check.abort();
     follow.abort();
     if let Some(drift) = drift {
@@ -660,24 +669,53 @@ impl MetricsServer {
     }
 }
 
-/// Starts leader election on `lease`, or, without one, opens the gate for good.
+/// The elections this replica takes part in, released on shutdown.
+enum Elected {
+    /// Leader election off: the gate is always open.
+    Nothing,
+    /// One Lease.
+    Leader(LeaderElection),
+    /// A Lease per shard (and one for membership).
+    Shards(Box<ShardElection>),
+}
+
+impl Elected {
+    async fn release(self, timeout: Duration) {
+        match self {
+            Self::Nothing => {}
+            Self::Leader(election) => election.release(timeout).await,
+            Self::Shards(election) => election.release(timeout).await,
+        }
+    }
+}
+
+/// Starts leader election on `lease` (split into `shards` when given), or, without one,
+/// opens the gate for good.
 async fn elect(
     kube: &Client,
     lease: Option<LeaderConfig>,
+    shards: Option<NonZeroU16>,
     telemetry: &Telemetry,
-) -> Result<(LeaderGate, Option<LeaderElection>), Error> {
+) -> Result<(WriteGates, Elected), Error> {
     let Some(config) = lease else {
         telemetry.metrics.set_leader(true);
-        return Ok((LeaderGate::always(), None));
+        return Ok((LeaderGate::always().into(), Elected::Nothing));
     };
-    let (gate, election) = leader::start(
-        kube.clone(),
-        config,
-        telemetry.health.clone(),
-        Arc::clone(&telemetry.metrics),
-    )
-    .await?;
-    Ok((gate, Some(election)))
+    let health = telemetry.health.clone();
+    let metrics = Arc::clone(&telemetry.metrics);
+    if let Some(shards) = shards {
+        let config = ShardConfig {
+            lease: config,
+            shards,
+        };
+        let (gates, election) = shards::start(kube.clone(), config, health, metrics).await?;
+        return Ok((
+            WriteGates::Shards(gates),
+            Elected::Shards(Box::new(election)),
+        ));
+    }
+    let (gate, election) = leader::start(kube.clone(), config, health, metrics).await?;
+    Ok((gate.into(), Elected::Leader(election)))
 }
 
 /// Checks every [`API_CHECK_EVERY`] that the API server answers and serves the CRD, for
@@ -744,7 +782,7 @@ fn passes(
                 .debounce(DEBOUNCE),
         )
         .reconcile_on(triggers)
-        .reconcile_all_on(ctx.leader.acquired())
+        .reconcile_all_on(ctx.gates.acquired())
         .graceful_shutdown_on(signal)
         .run(reconcile, error_policy, Arc::clone(ctx))
         .for_each(|result| async move { log_controller_result(result) })
@@ -759,7 +797,7 @@ fn exception_statuses(
     signal: Shutdown,
 ) -> impl Future<Output = ()> {
     Controller::for_stream(exceptions, reader)
-        .reconcile_all_on(ctx.leader.acquired())
+        .reconcile_all_on(ctx.gates.acquired())
         .graceful_shutdown_on(signal)
         .run(
             exceptions::reconcile_exception,

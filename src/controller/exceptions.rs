@@ -228,7 +228,7 @@ pub(super) async fn reconcile_exception(
         }
         _ => Action::await_change(),
     };
-    if !ctx.leader.is_leader() {
+    if !ctx.gates.may_write_cluster() {
         return Ok(requeue);
     }
     let status = BinAuthzExceptionStatus {

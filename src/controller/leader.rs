@@ -119,6 +119,8 @@ impl LeaderGate {
 pub struct LeaderElection {
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
+    /// Keeps a single leader's always-true `want` channel alive.
+    want: Option<watch::Sender<bool>>,
 }
 
 /// Errors starting the election.
@@ -150,6 +152,50 @@ pub async fn start(
     health: Health,
     metrics: Arc<Metrics>,
 ) -> Result<(LeaderGate, LeaderElection), LeaderError> {
+    let (want, wanted) = watch::channel(true);
+    let (gate, mut election) = start_wanting(
+        client,
+        config,
+        wanted,
+        Arc::new(SingleLeader { health, metrics }),
+    )
+    .await?;
+    election.want = Some(want);
+    Ok((gate, election))
+}
+
+/// What an election reports as its lease changes: this replica's view of the Lease
+/// (for `/readyz`) and whether its gate is open.
+pub trait LeaseObserver: Send + Sync + 'static {
+    /// The lease's state now, and whether the gate is open.
+    fn lease_changed(&self, state: LeaseState, open: bool);
+}
+
+/// The single leader's observer: `/readyz` and the `binauthz_leader` gauge.
+struct SingleLeader {
+    health: Health,
+    metrics: Arc<Metrics>,
+}
+
+impl LeaseObserver for SingleLeader {
+    fn lease_changed(&self, state: LeaseState, open: bool) {
+        self.health.set_lease(state);
+        self.metrics.set_leader(open);
+    }
+}
+
+/// Starts an election that contends for the lease only while `want` is true: when it
+/// turns false, the gate closes and a held lease is released (a shard handed to another
+/// replica, see [`super::shards`]).
+///
+/// # Errors
+/// [`LeaderError`] when the Lease cannot be created or read, or the duration is too short.
+pub async fn start_wanting(
+    client: Client,
+    config: LeaderConfig,
+    want: watch::Receiver<bool>,
+    observer: Arc<dyn LeaseObserver>,
+) -> Result<(LeaderGate, LeaderElection), LeaderError> {
     if config.duration < Duration::from_secs(3) {
         return Err(LeaderError::Duration(config.duration));
     }
@@ -163,17 +209,16 @@ pub async fn start(
     let (gate_tx, gate_rx) = watch::channel(false);
     let valid_until = Arc::new(Mutex::new(None));
     let (stop, stop_rx) = watch::channel(false);
-    health.set_lease(LeaseState::Standby);
-    metrics.set_leader(false);
+    observer.lease_changed(LeaseState::Standby, false);
     let task = tokio::spawn(combine(Election {
         client,
         config,
         manager,
         stop_rx,
+        want,
         gate: gate_tx,
         valid_until: Arc::clone(&valid_until),
-        health,
-        metrics,
+        observer,
     }));
     Ok((
         LeaderGate {
@@ -181,7 +226,11 @@ pub async fn start(
             valid_until: Some(valid_until),
             _always: None,
         },
-        LeaderElection { stop, task },
+        LeaderElection {
+            stop,
+            task,
+            want: None,
+        },
     ))
 }
 
@@ -241,14 +290,14 @@ struct Election {
     manager: LeaseManager,
     /// Becomes true when the controller shuts down.
     stop_rx: watch::Receiver<bool>,
+    /// Whether this replica should hold the lease (always, for the single leader).
+    want: watch::Receiver<bool>,
     /// The gate passes check before every write.
     gate: watch::Sender<bool>,
     /// Until when the last renewal seen in our name keeps the gate open.
     valid_until: Arc<Mutex<Option<Instant>>>,
-    /// `/readyz`'s view of the lease.
-    health: Health,
-    /// The leader gauge.
-    metrics: Arc<Metrics>,
+    /// Told the lease's state and the gate's.
+    observer: Arc<dyn LeaseObserver>,
 }
 
 /// Drives the lease manager and opens or closes the gate.
@@ -264,17 +313,33 @@ async fn combine(election: Election) {
         config,
         mut manager,
         mut stop_rx,
+        mut want,
         gate,
         valid_until,
-        health,
-        metrics,
+        observer,
     } = election;
     let mut lease_events = std::pin::pin!(watch_lease(client.clone(), &config));
     let set_deadline = |deadline: Option<Instant>| {
         *valid_until.lock().unwrap_or_else(PoisonError::into_inner) = deadline;
     };
     let mut state = ElectionState::default();
+    let mut want_open = true;
     loop {
+        let wanted = *want.borrow_and_update();
+        if !wanted && state.holder {
+            set_gate(&gate, &config, false);
+            observer.lease_changed(LeaseState::Standby, false);
+            match manager.release().await {
+                Ok(()) => {
+                    info!(lease = %config.lease_name, "handed the lease over to another replica")
+                }
+                Err(err) => {
+                    warn!(error = %err, lease = %config.lease_name, "releasing the lease failed; another replica takes it when it expires")
+                }
+            }
+            state.holder = false;
+            state.released = true;
+        }
         if std::mem::take(&mut state.released) && !state.holder {
             match build_manager(client.clone(), &config).await {
                 Ok(fresh) => manager = fresh,
@@ -285,8 +350,8 @@ async fn combine(election: Election) {
         }
         let deadline = *valid_until.lock().unwrap_or_else(PoisonError::into_inner);
         let open = state.holder && deadline.is_some_and(|t| Instant::now() < t);
-        set_gate(&gate, &metrics, &config, open);
-        health.set_lease(state.lease_state(open));
+        set_gate(&gate, &config, open);
+        observer.lease_changed(state.lease_state(open), open);
         let expiry = async {
             match deadline {
                 Some(t) if open => tokio::time::sleep_until(t.into()).await,
@@ -300,7 +365,8 @@ async fn combine(election: Election) {
             }
         };
         tokio::select! {
-            result = manager.changed(), if state.paused_until.is_none() => state.manager_changed(result),
+            result = manager.changed(), if state.paused_until.is_none() && wanted => state.manager_changed(result),
+            changed = want.changed(), if want_open => want_open = changed.is_ok(),
             () = pause => state.paused_until = None,
             event = lease_events.next() => match event {
                 Some(Ok(lease)) => {
@@ -327,7 +393,7 @@ async fn combine(election: Election) {
         }
     }
     let _ = gate.send(false);
-    metrics.set_leader(false);
+    observer.lease_changed(LeaseState::Standby, false);
     set_deadline(None);
     match manager.release().await {
         Ok(()) => info!(lease = %config.lease_name, "released the lease"),
@@ -408,7 +474,7 @@ fn watch_lease(
 }
 
 /// Opens or closes the gate (and says so) when it changes.
-fn set_gate(gate: &watch::Sender<bool>, metrics: &Metrics, config: &LeaderConfig, open: bool) {
+fn set_gate(gate: &watch::Sender<bool>, config: &LeaderConfig, open: bool) {
     if *gate.borrow() == open {
         return;
     }
@@ -418,7 +484,6 @@ fn set_gate(gate: &watch::Sender<bool>, metrics: &Metrics, config: &LeaderConfig
         info!(identity = %config.identity, lease = %config.lease_name, "not holding the lease: this replica stops writing and stands by");
     }
     let _ = gate.send(open);
-    metrics.set_leader(open);
 }
 
 #[cfg(test)]

@@ -74,8 +74,13 @@ pub(crate) struct PassEnd {
 /// [`Error::StatusWrite`] when the status cannot be written, [`Error::CloudRunRetry`]
 /// when Cloud Run failed in a way worth retrying soon (the status says so already).
 pub(crate) async fn pass(binding: &BinAuthzBinding, ctx: &Context) -> Result<PassEnd, Error> {
-    if !ctx.leader.is_leader() {
-        debug!("standby: not holding the lease, nothing to do");
+    if !ctx.gates.may_write(&binding.spec.project) {
+        debug!("standby: not holding the lease or the project's shard, nothing to do");
+        // Its gauges are another replica's to export now (or nobody's while on standby),
+        // and what this replica remembers of it may be stale when it writes again: it
+        // starts from the status then, like a new leader.
+        ctx.forget(&fleet::key_of(binding));
+        ctx.telemetry.metrics.forget_project(&binding.spec.project);
         return Ok(PassEnd {
             result: PassResult::Standby,
             action: Action::await_change(),
@@ -244,7 +249,7 @@ async fn active_pass(
         },
     );
 
-    if fixed.lost_lease || !ctx.leader.is_leader() {
+    if fixed.lost_lease || !ctx.gates.may_write(&binding.spec.project) {
         ctx.put_memory(key, memory);
         info!("lost the lease during the pass: leaving status and events to the new leader");
         return Ok(PassEnd {
@@ -390,7 +395,7 @@ async fn fix_drift(
         fixed.current = Some(interim.status);
     }
     let live = listed_state(bp, read);
-    for (id, outcome) in remediate(key, &writes, &live, ctx).await {
+    for (id, outcome) in remediate(key, &binding.spec.project, &writes, &live, ctx).await {
         match outcome {
             Some(outcome) => {
                 fixed.outcomes.insert(id, outcome);
@@ -528,7 +533,7 @@ async fn sync_reports(
     let Some(reports) = &ctx.policy_reports else {
         return;
     };
-    if !ctx.leader.is_leader() {
+    if !ctx.gates.may_write(&binding.spec.project) {
         return;
     }
     let (Some(namespace), Some(uid)) = (
@@ -663,6 +668,7 @@ fn end_pass(
 /// because the lease was lost.
 async fn remediate(
     key: &BindingKey,
+    project: &str,
     writes: &[(&ObservedResource, Remediation)],
     live: &HashMap<&ResourceId, &LiveResource>,
     ctx: &Context,
@@ -689,7 +695,7 @@ async fn remediate(
             remediation,
         )
     };
-    let may_write = || ctx.leader.is_leader();
+    let may_write = || ctx.gates.may_write(project);
     let done = |id: &ResourceId, written: &Written| {
         ctx.telemetry.health.progress();
         ctx.telemetry.metrics.remediation(id.kind, written.metric());
@@ -742,7 +748,9 @@ async fn write_status(
     current: Option<&BinAuthzBindingStatus>,
     new: &BinAuthzBindingStatus,
 ) -> Result<bool, Error> {
-    if !status::needs_write(current, new, Timestamp::now()) || !ctx.leader.is_leader() {
+    if !status::needs_write(current, new, Timestamp::now())
+        || !ctx.gates.may_write(&binding.spec.project)
+    {
         return Ok(false);
     }
     let api: Api<BinAuthzBinding> = Api::namespaced(ctx.kube.clone(), &key.namespace);
@@ -796,7 +804,7 @@ async fn publish(binding: &BinAuthzBinding, ctx: &Context, summary: &PassSummary
 
 /// Publishes `events` on the binding (only while holding the lease).
 async fn publish_events(binding: &BinAuthzBinding, ctx: &Context, events: Vec<PassEvent>) {
-    if events.is_empty() || !ctx.leader.is_leader() {
+    if events.is_empty() || !ctx.gates.may_write(&binding.spec.project) {
         return;
     }
     // A recorder per pass: each event here is a distinct transition with its own note,

@@ -236,7 +236,7 @@ pub(super) async fn follow_tenancy(
     let mut said: Option<bool> = None;
     let mut old_grants = Grants::default();
     let mut written: Option<BinAuthzTenancyIndexSpec> = None;
-    let leading = ctx.leader.acquired().map(|()| TenancyChange::Leading);
+    let leading = ctx.gates.acquired().map(|()| TenancyChange::Leading);
     let retries = futures::stream::unfold((), |()| async {
         tokio::time::sleep(INDEX_RETRY).await;
         Some((TenancyChange::Leading, ()))
@@ -291,7 +291,7 @@ pub(super) async fn follow_tenancy(
             TenancyChange::Leading => Vec::new(),
         };
         recheck(&ctx, &tenancy, &all, &moved, &triggers);
-        if ctx.leader.is_leader() && ctx.tenancy.is_on() {
+        if ctx.gates.may_write_cluster() && ctx.tenancy.is_on() {
             let index = BinAuthzTenancyIndexSpec::of(
                 tenancy.grants.iter().map(|g| (g.name.as_str(), &g.spec)),
             );

@@ -198,8 +198,12 @@ impl Environment for DriftEnv {
         self.ctx.tenancy()
     }
 
-    fn is_leader(&self) -> bool {
-        self.ctx.leader.is_leader()
+    fn is_active(&self) -> bool {
+        self.ctx.gates.may_write_any()
+    }
+
+    fn may_write(&self, project: &str) -> bool {
+        self.ctx.gates.may_write(project)
     }
 
     fn metrics(&self) -> &Metrics {

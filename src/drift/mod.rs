@@ -81,8 +81,14 @@ pub trait Environment: Send + Sync + 'static {
     fn bindings(&self) -> Vec<Arc<BinAuthzBinding>>;
     /// The tenancy grants and namespace labels as they are now.
     fn tenancy(&self) -> crate::fleet::Tenancy;
-    /// Whether this replica may read and write Cloud Run now.
-    fn is_leader(&self) -> bool;
+    /// Whether this replica may act on drift events now (it pulls them only then): the
+    /// leader, or with `--shards` the holder of at least one shard.
+    fn is_active(&self) -> bool;
+    /// Whether this replica may re-check and write `project`'s resources now (with
+    /// `--shards`: it holds the project's shard).
+    fn may_write(&self, _project: &str) -> bool {
+        self.is_active()
+    }
     /// The metrics.
     fn metrics(&self) -> &Metrics;
     /// A re-check of a resource these bindings cover ended: queue their passes so status
@@ -297,7 +303,7 @@ impl<E: Environment> Handler<E> {
         let mut delay = RETRY_MIN;
         info!(subscription = %self.subscriber.subscription(), "consuming drift events");
         loop {
-            if !self.env.is_leader() {
+            if !self.env.is_active() {
                 tokio::select! {
                     () = &mut stop => return,
                     () = tokio::time::sleep(STANDBY_POLL) => continue,
@@ -343,10 +349,18 @@ impl<E: Environment> Handler<E> {
         let metrics = self.env.metrics();
         let bindings = self.env.bindings();
         let mut acks = Vec::new();
+        let mut nacks = Vec::new();
         for message in messages {
             metrics.drift_received();
             let verdict = self.verdict(&message, &bindings);
             match verdict {
+                Ok((id, _, keys)) if !self.env.may_write(&id.project) => {
+                    // Another replica's shard: back to Pub/Sub for its holder. Forgotten
+                    // here, so that it counts if it comes back once this one holds it.
+                    self.forget_keys(&keys);
+                    metrics.drift_ignored(DriftIgnored::OtherShard);
+                    nacks.push(message.ack_id);
+                }
                 Ok((id, since, keys)) => self.submit(id, message.ack_id, keys, since),
                 Err(reason) => {
                     metrics.drift_ignored(reason);
@@ -355,6 +369,14 @@ impl<E: Environment> Handler<E> {
             }
         }
         self.ack(&acks).await;
+        self.nack(&nacks).await;
+    }
+
+    fn forget_keys<'k>(&self, keys: impl IntoIterator<Item = &'k String>) {
+        let mut dedupe = lock(&self.dedupe);
+        for key in keys {
+            dedupe.forget(key);
+        }
     }
 
     fn verdict(
@@ -435,14 +457,14 @@ impl<E: Environment> Handler<E> {
                 let handled = recheck(&*handler.env, &id).await;
                 drop(permit);
                 let Some(handled) = handled else {
-                    // The lease was lost: leave every message of the resource to the next
-                    // leader (unacknowledged, Pub/Sub delivers them again), and forget
-                    // their ids so that a redelivery here counts too.
+                    // The lease (or the project's shard) was lost: hand every message of
+                    // the resource back to Pub/Sub for the new holder, and forget their
+                    // ids so that a redelivery here counts too.
                     let queued = lock(&handler.slots).remove(&id).and_then(|s| s.queued);
-                    let mut dedupe = lock(&handler.dedupe);
-                    for key in round.keys.iter().chain(queued.iter().flat_map(|r| &r.keys)) {
-                        dedupe.forget(key);
-                    }
+                    let rounds = std::iter::once(&round).chain(queued.iter());
+                    handler.forget_keys(rounds.clone().flat_map(|r| &r.keys));
+                    let nacks: Vec<String> = rounds.flat_map(|r| r.acks.clone()).collect();
+                    handler.nack(&nacks).await;
                     return;
                 };
                 let latency = (handled == DriftHandled::Fixed).then(|| {
@@ -467,6 +489,17 @@ impl<E: Environment> Handler<E> {
         });
     }
 
+    async fn nack(&self, nacks: &[String]) {
+        if let Err(err) = self.subscriber.nack(nacks).await {
+            self.env
+                .metrics()
+                .drift_subscription_error(SubscriptionCall::Nack);
+            if let Some(suppressed) = lock(&self.error_log).allow() {
+                warn!(error = %err, suppressed, "cannot hand drift events back; Pub/Sub delivers them again after their acknowledgement deadline");
+            }
+        }
+    }
+
     async fn ack(&self, acks: &[String]) {
         if let Err(err) = self.subscriber.acknowledge(acks).await {
             self.env
@@ -488,7 +521,7 @@ impl<E: Environment> Handler<E> {
 /// it could finish.
 #[tracing::instrument(skip(env), fields(resource = %id))]
 pub async fn recheck<E: Environment + ?Sized>(env: &E, id: &ResourceId) -> Option<DriftHandled> {
-    if !env.is_leader() {
+    if !env.may_write(&id.project) {
         return None;
     }
     let inventory = env.inventory();
@@ -585,7 +618,7 @@ async fn write_one<E: Environment + ?Sized>(
             remediation,
         )
     };
-    let may_write = || env.is_leader();
+    let may_write = || env.may_write(&resource.id.project);
     let done = |id: &ResourceId, written: &Written| {
         env.metrics().remediation(id.kind, written.metric());
     };

@@ -149,6 +149,13 @@ struct AckRequest<'a> {
     ack_ids: &'a [String],
 }
 
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ModifyAckDeadlineRequest<'a> {
+    ack_ids: &'a [String],
+    ack_deadline_seconds: u32,
+}
+
 /// A pull subscriber of one subscription.
 #[derive(Clone, Debug)]
 pub struct Subscriber {
@@ -243,6 +250,24 @@ impl Subscriber {
             return Ok(());
         }
         let _: serde_json::Value = self.post("acknowledge", &AckRequest { ack_ids }).await?;
+        Ok(())
+    }
+
+    /// Hands deliveries back unacknowledged (`modifyAckDeadline` to 0): Pub/Sub delivers
+    /// them again at once, to whichever subscriber pulls next.
+    ///
+    /// # Errors
+    /// [`PubSubError`] when Pub/Sub cannot be reached or refuses.
+    #[tracing::instrument(skip_all, fields(subscription = %self.subscription, n = ack_ids.len()))]
+    pub async fn nack(&self, ack_ids: &[String]) -> Result<(), PubSubError> {
+        if ack_ids.is_empty() {
+            return Ok(());
+        }
+        let body = ModifyAckDeadlineRequest {
+            ack_ids,
+            ack_deadline_seconds: 0,
+        };
+        let _: serde_json::Value = self.post("modifyAckDeadline", &body).await?;
         Ok(())
     }
 

@@ -32,6 +32,11 @@ struct ResultLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ShardLabels {
+    shard: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BindingLabels {
     binding: String,
 }
@@ -197,6 +202,7 @@ pub struct Metrics {
     events: Family<ResultLabels, Counter>,
     status_writes: Counter,
     leader: Gauge,
+    shard_held: Family<ShardLabels, Gauge>,
     drift_received: Counter,
     drift_handled: Family<ResultLabels, Counter>,
     drift_ignored: Family<ReasonLabels, Counter>,
@@ -356,6 +362,12 @@ impl Metrics {
             "1 when this replica may write (leader, or leader election off), 0 on a standby",
             leader.clone(),
         );
+        let shard_held = Family::<ShardLabels, Gauge>::default();
+        registry.register(
+            "binauthz_shard_held",
+            "With --shards: 1 for each shard whose Lease this replica holds (it writes for the shard's projects), 0 for the others",
+            shard_held.clone(),
+        );
         let drift_received = Counter::default();
         registry.register(
             "binauthz_drift_events_received",
@@ -422,6 +434,7 @@ impl Metrics {
             events,
             status_writes,
             leader,
+            shard_held,
             drift_received,
             drift_handled,
             drift_ignored,
@@ -621,6 +634,15 @@ impl Metrics {
     /// Sets the leader gauge.
     pub fn set_leader(&self, leader: bool) {
         self.leader.set(i64::from(leader));
+    }
+
+    /// Sets whether this replica holds `shard`'s Lease.
+    pub fn set_shard_held(&self, shard: usize, held: bool) {
+        self.shard_held
+            .get_or_create(&ShardLabels {
+                shard: shard.to_string(),
+            })
+            .set(i64::from(held));
     }
 
     /// Counts one message pulled from the drift events subscription.

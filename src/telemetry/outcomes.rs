@@ -70,11 +70,15 @@ pub enum DriftIgnored {
     /// Arrived while a re-check of the resource was in flight and another was already
     /// queued: that one covers it.
     Coalesced,
+    /// With `--shards`: another replica holds the shard of the resource's project; the
+    /// message goes back to Pub/Sub unacknowledged, which delivers it again (to the
+    /// holder, in the end).
+    OtherShard,
 }
 
 impl DriftIgnored {
     /// Every reason, for docs and tests.
-    pub const ALL: [Self; 7] = [
+    pub const ALL: [Self; 8] = [
         Self::Unparsable,
         Self::NotAWrite,
         Self::FailedCall,
@@ -82,6 +86,7 @@ impl DriftIgnored {
         Self::Uncovered,
         Self::Duplicate,
         Self::Coalesced,
+        Self::OtherShard,
     ];
 
     /// The label value.
@@ -94,6 +99,7 @@ impl DriftIgnored {
             Self::Uncovered => "uncovered",
             Self::Duplicate => "duplicate",
             Self::Coalesced => "coalesced",
+            Self::OtherShard => "other_shard",
         }
     }
 }
@@ -134,6 +140,8 @@ pub enum SubscriptionCall {
     Pull,
     /// `:acknowledge`.
     Acknowledge,
+    /// `:modifyAckDeadline` to 0 (handing a message back for redelivery).
+    Nack,
 }
 
 impl SubscriptionCall {
@@ -141,6 +149,7 @@ impl SubscriptionCall {
         match self {
             Self::Pull => "pull",
             Self::Acknowledge => "acknowledge",
+            Self::Nack => "nack",
         }
     }
 }

@@ -140,6 +140,8 @@ struct TestEnv {
     leader: AtomicBool,
     metrics: Metrics,
     rechecked: Mutex<Vec<BindingKey>>,
+    /// With shards: the projects whose shard this replica holds (`None`: every project).
+    holds: Option<Vec<String>>,
 }
 
 impl Environment for TestEnv {
@@ -152,8 +154,15 @@ impl Environment for TestEnv {
     fn tenancy(&self) -> binauthz_operator::fleet::Tenancy {
         binauthz_operator::fleet::Tenancy::open()
     }
-    fn is_leader(&self) -> bool {
+    fn is_active(&self) -> bool {
         self.leader.load(Ordering::SeqCst)
+    }
+    fn may_write(&self, project: &str) -> bool {
+        self.is_active()
+            && self
+                .holds
+                .as_ref()
+                .is_none_or(|projects| projects.iter().any(|p| p == project))
     }
     fn metrics(&self) -> &Metrics {
         &self.metrics
@@ -287,6 +296,7 @@ const DUPLICATE: &str = "binauthz_drift_events_ignored_total{reason=\"duplicate\
 const OWN: &str = "binauthz_drift_events_ignored_total{reason=\"own_write\"}";
 const UNPARSABLE: &str = "binauthz_drift_events_ignored_total{reason=\"unparsable\"}";
 const RECEIVED: &str = "binauthz_drift_events_received_total";
+const OTHER_SHARD: &str = "binauthz_drift_events_ignored_total{reason=\"other_shard\"}";
 
 #[tokio::test]
 async fn a_published_drift_is_fixed_with_one_read_and_one_write() {
@@ -306,6 +316,7 @@ async fn a_published_drift_is_fixed_with_one_read_and_one_write() {
         leader: AtomicBool::new(true),
         metrics: Metrics::new(),
         rechecked: Mutex::new(Vec::new()),
+        holds: None,
     });
     let subscription = topic(&pubsub, "audit").await;
     let handler = Handler::new(
@@ -489,6 +500,7 @@ async fn the_cloud_run_emulators_own_audit_log_closes_the_loop() {
         leader: AtomicBool::new(true),
         metrics: Metrics::new(),
         rechecked: Mutex::new(Vec::new()),
+        holds: None,
     });
     let handler = Handler::new(
         Arc::clone(&env),
@@ -559,6 +571,7 @@ async fn the_subscriber_reconnects_when_pubsub_comes_back() {
         leader: AtomicBool::new(true),
         metrics: Metrics::new(),
         rechecked: Mutex::new(Vec::new()),
+        holds: None,
     });
     let handler = Handler::new(
         Arc::clone(&env),
@@ -736,6 +749,7 @@ async fn a_burst_of_a_thousand_entries_fixes_every_drift_once_within_the_write_b
         leader: AtomicBool::new(true),
         metrics: Metrics::new(),
         rechecked: Mutex::new(Vec::new()),
+        holds: None,
     });
     let handler = Handler::new(
         Arc::clone(&env),
@@ -954,5 +968,150 @@ async fn a_burst_of_a_thousand_entries_fixes_every_drift_once_within_the_write_b
     .send()
     .await
     .unwrap();
+    emu.shutdown().await;
+}
+
+/// Two replicas with shards consume one subscription: each event reaches the holder of
+/// its project's shard (the other hands it back to Pub/Sub), none is lost, and no
+/// resource is re-checked or written by the replica that does not hold it.
+#[tokio::test]
+async fn with_shards_each_drift_event_reaches_the_holder_of_its_projects_shard() {
+    use std::collections::{BTreeMap, BTreeSet};
+    use std::fmt::Write as _;
+
+    const PROJECTS: [&str; 4] = ["shard-p0", "shard-p1", "shard-p2", "shard-p3"];
+    let mut seed = String::from("projects:\n");
+    let mut names = Vec::new();
+    for (n, project) in PROJECTS.iter().enumerate() {
+        writeln!(
+            seed,
+            "  {project}:\n    projectNumber: {}\n    regions:\n      us-central1:\n        services:",
+            910_000_000_000u64 + n as u64
+        )
+        .unwrap();
+        for i in 0..5 {
+            // Drifted: no Binary Authorization.
+            writeln!(
+                seed,
+                "          - name: svc-{i}\n            image: us-docker.pkg.dev/{project}/app/svc:1.0.0"
+            )
+            .unwrap();
+            names.push((project.to_string(), format!("svc-{i}")));
+        }
+    }
+    let pubsub = PubSub::start();
+    let subscription = topic(&pubsub, "sharded").await;
+    let emu = cloudrun_emulator::start(EmulatorConfig {
+        seed: Seed::from_yaml_str(&seed).unwrap(),
+        ..EmulatorConfig::default()
+    })
+    .await
+    .unwrap();
+    // Replica A holds the shards of p0 and p1, B those of p2 and p3.
+    let mut envs = Vec::new();
+    let mut proxies = Vec::new();
+    for (tag, holds) in [("replica-a", &PROJECTS[..2]), ("replica-b", &PROJECTS[2..])] {
+        let proxy = crate::support::proxy::TagProxy::start(&emu.url(), tag).await;
+        let client = CloudRunClient::new(CloudRunConfig::emulator(&proxy.url()))
+            .await
+            .unwrap();
+        proxies.push(proxy);
+        envs.push(Arc::new(TestEnv {
+            inventory: SharedInventory::new(client, Duration::from_secs(20)),
+            bindings: PROJECTS.iter().map(|p| binding_for(p)).collect(),
+            leader: AtomicBool::new(true),
+            metrics: Metrics::new(),
+            rechecked: Mutex::new(Vec::new()),
+            holds: Some(holds.iter().map(|p| p.to_string()).collect()),
+        }));
+    }
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let mut running = Vec::new();
+    for env in &envs {
+        let handler = Handler::new(
+            Arc::clone(env),
+            Subscriber::emulator(&pubsub.host(), subscription.clone()),
+            DriftConfig::default(),
+        );
+        let mut stopped = stopped.clone();
+        running.push(tokio::spawn(handler.run(async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        })));
+    }
+    let entries: Vec<Vec<u8>> = names
+        .iter()
+        .enumerate()
+        .map(|(i, (project, name))| {
+            service_entry(project, "us-central1", name, &format!("op-{i}"), true)
+        })
+        .collect();
+    publish(&pubsub, "sharded", &entries).await;
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let mut fixed = 0;
+        for (project, name) in &names {
+            let full = format!("projects/{project}/locations/us-central1/services/{name}");
+            if binary_authorization_of(&emu, &full).await["useDefault"] == json!(true) {
+                fixed += 1;
+            }
+        }
+        if fixed == names.len() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {fixed} of {} drifts fixed",
+            names.len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = stop.send(true);
+    for task in running {
+        task.await.unwrap();
+    }
+    // Each project written by its holder only, once per resource.
+    let mut writers: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let mut writes = 0;
+    for change in emu.changes() {
+        if change.source == cloudrun_emulator::ChangeSource::Api {
+            writes += 1;
+            let project = change.resource.split('/').nth(1).unwrap().to_owned();
+            writers.entry(project).or_default().insert(change.client);
+        }
+    }
+    assert_eq!(writes, names.len(), "one write per drift: {writers:?}");
+    for (i, project) in PROJECTS.iter().enumerate() {
+        let holder = if i < 2 { "replica-a" } else { "replica-b" };
+        assert_eq!(
+            writers[*project].iter().collect::<Vec<_>>(),
+            [holder],
+            "{project}"
+        );
+    }
+    // Nobody read a resource of a project it does not hold (the test's own reads carry
+    // no tag).
+    for request in emu.requests() {
+        let Some(resource) = request.resource.as_deref() else {
+            continue;
+        };
+        if request.client.is_empty() {
+            continue;
+        }
+        let project = resource.split('/').nth(1).unwrap_or_default();
+        let holder = if PROJECTS[..2].contains(&project) {
+            "replica-a"
+        } else {
+            "replica-b"
+        };
+        assert_eq!(request.client, holder, "{} {resource}", request.method);
+    }
+    let fixed: u64 = envs.iter().map(|e| metric(e, FIXED)).sum();
+    assert_eq!(fixed, names.len() as u64);
+    let handed_back: Vec<u64> = envs.iter().map(|e| metric(e, OTHER_SHARD)).collect();
+    eprintln!(
+        "sharded drift events: {} entries, handed back to Pub/Sub {handed_back:?} times",
+        names.len()
+    );
     emu.shutdown().await;
 }

@@ -16,3 +16,4 @@ mod drift_events;
 mod fault_soak;
 mod no_credential_leak;
 mod resilience;
+mod shards;
