@@ -80,6 +80,26 @@ for dir in deploy deploy/monitoring deploy/tenancy deploy/policyreports; do
   kustomize_build "$dir" >"$out" || die "$dir/ does not render (see above)"
   printf '%-20s %s objects\n' "$dir/" "$(grep -c '^kind:' "$out")"
 done
+# deploy/shards/ is a component: render it the way an overlay uses it (kustomize wants
+# relative paths, so the overlay lives in the tree, under target/).
+mkdir -p target
+overlay="$(mktemp -d -p target lint-shards.XXXXXX)"
+trap 'rm -rf "$work" "$overlay"' EXIT
+printf 'resources:\n- ../../deploy\ncomponents:\n- ../../deploy/shards\n' >"$overlay/kustomization.yaml"
+kustomize_build "$overlay" >"$work/deploy-shards.yaml" || die "deploy/ with the deploy/shards component does not render (see above)"
+"$tools/python" - "$work/deploy-shards.yaml" <<'EOF'
+import sys, yaml
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
+deployment = next(d for d in docs if d["kind"] == "Deployment")
+args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+if "--leader-election" not in args or not any(a.startswith("--shards=") for a in args):
+    sys.exit("deploy/shards: the Deployment needs --leader-election and --shards=N")
+roles = [d for d in docs if d["kind"] == "Role" and d["metadata"]["name"] == "binauthz-operator-shards"]
+if not roles or roles[0]["metadata"].get("namespace") != "binauthz-system":
+    sys.exit("deploy/shards: the shards Role must be in binauthz-system")
+shards = [a for a in args if a.startswith("--shards=")][0]
+print(f"deploy/shards (component) {len(docs)} objects, {deployment['spec']['replicas']} replicas, {shards}")
+EOF
 
 # --- 7a. render the chart (checked in 4 and 7) ---------------------------------------------
 step "render the Helm chart"
@@ -89,7 +109,7 @@ CHART=charts/binauthz-operator
 # Every option on: the objects only they add get scanned too.
 ALL_ON=(--set metrics.serviceMonitor.enabled=true --set metrics.prometheusRule.enabled=true
   --set metrics.dashboard.enabled=true --set policyReports.enabled=true
-  --set tenancy.admissionPolicy.enabled=true
+  --set tenancy.admissionPolicy.enabled=true --set shards=6 --set replicas=3
   --set driftEvents.subscription=projects/p/subscriptions/s
   --set image.digest=sha256:0000000000000000000000000000000000000000000000000000000000000000)
 "$helm" lint --strict "$CHART" || die "helm lint $CHART failed"
@@ -100,7 +120,7 @@ ALL_ON=(--set metrics.serviceMonitor.enabled=true --set metrics.prometheusRule.e
   >"$work/chart-all-on.yaml" || die "helm template $CHART with every option on failed"
 # Values that would deploy something broken are refused, each with its reason.
 for bad in "leaderElection.enabled=false" "logFormat=xml" "shutdownGrace=1m" "image.digest=latest" \
-  "driftEvents.subscription=my-subscription"; do
+  "driftEvents.subscription=my-subscription" "leaderElection.enabled=false,replicas=1,shards=4" "shards=-1"; do
   if "$helm" template binauthz-operator "$CHART" --set "$bad" >/dev/null 2>"$work/refused.txt"; then
     die "the chart accepted --set $bad"
   fi

@@ -2,7 +2,9 @@
 //! kube-apiserver of the test's own, then the operator run exactly as the chart's
 //! Deployment runs it — its arguments, its environment's namespace, acting as the chart's
 //! service account with the chart's RBAC — reconciles a binding, with leader election on
-//! the chart's Lease. (No kubelet runs here: the binary stands in for the pod.)
+//! the chart's Lease; then `helm upgrade --set shards=4,replicas=2` and two replicas, as
+//! the same service account, share the shards through the chart's RBAC. (No kubelet runs
+//! here: the binary stands in for the pod.)
 
 use std::process::Command;
 use std::time::Duration;
@@ -136,7 +138,7 @@ async fn the_chart_installs_and_its_operator_reconciles_a_binding() {
         },
     )
     .await;
-    let lease = Api::<Lease>::namespaced(client, NAMESPACE)
+    let lease = Api::<Lease>::namespaced(client.clone(), NAMESPACE)
         .get(RELEASE)
         .await
         .expect("the chart's Lease");
@@ -146,4 +148,126 @@ async fn the_chart_installs_and_its_operator_reconciles_a_binding() {
         "the replica leads through the Lease the chart's RBAC allows"
     );
     assert_eq!(operator.metric("binauthz_leader", &[]).await, 1.0);
+
+    // Sharded: the upgraded chart's flags and RBAC let two replicas share four shards.
+    let mut operator = operator;
+    operator.terminate();
+    let out = Command::new(gotool("helm"))
+        .args(["upgrade", RELEASE])
+        .arg(&chart)
+        .args(["--namespace", NAMESPACE, "--reuse-values", "--kubeconfig"])
+        .arg(admin)
+        .args(["--set", "shards=4", "--set", "replicas=2"])
+        .output()
+        .expect("running helm");
+    assert!(
+        out.status.success(),
+        "helm upgrade failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let deployment = Api::<Deployment>::namespaced(client.clone(), NAMESPACE)
+        .get(RELEASE)
+        .await
+        .expect("the chart's Deployment");
+    let args = deployment
+        .spec
+        .and_then(|s| s.template.spec)
+        .map(|p| p.containers[0].args.clone().unwrap_or_default())
+        .unwrap_or_default();
+    assert!(args.contains(&"--shards=4".to_owned()), "{args:?}");
+    let chart_flags: Vec<String> = args
+        .iter()
+        .skip(1)
+        .filter(|a| !HARNESS_FLAGS.iter().any(|f| a.starts_with(f)))
+        .cloned()
+        .collect();
+    let mut replicas = Vec::new();
+    for id in ["chart-replica-1", "chart-replica-2"] {
+        replicas.push(
+            Operator::start(
+                &OperatorConfig::new(&kubeconfig, emulator.url())
+                    .identity(id)
+                    .env("POD_NAMESPACE", NAMESPACE)
+                    .args(chart_flags.clone()),
+            )
+            .await,
+        );
+    }
+    let leases = Api::<Lease>::namespaced(client.clone(), NAMESPACE);
+    let held = || async {
+        let mut by: std::collections::BTreeMap<String, usize> = Default::default();
+        for i in 0..4 {
+            let lease = leases
+                .get(&format!("{RELEASE}-shard-{i}"))
+                .await
+                .map_err(|e| e.to_string())?;
+            let holder = lease
+                .spec
+                .and_then(|s| s.holder_identity)
+                .unwrap_or_default();
+            *by.entry(holder).or_default() += 1;
+        }
+        Ok::<_, String>(by)
+    };
+    eventually("two replicas hold two shards each", PATIENCE, || async {
+        let by = held().await?;
+        if by.get("chart-replica-1") == Some(&2) && by.get("chart-replica-2") == Some(&2) {
+            Ok(())
+        } else {
+            Err(format!("{by:?}\n{}", replicas[0].log_tail()))
+        }
+    })
+    .await;
+    bindings
+        .delete("prod", &Default::default())
+        .await
+        .expect("deleting the binding");
+    bindings
+        .create(
+            &PostParams::default(),
+            &binding(
+                "prod-again",
+                json!({
+                    "project": "acme-prod",
+                    "locations": ["us-central1"],
+                    "targets": {"services": {"names": ["*"]}},
+                    "policy": {"useDefault": true},
+                }),
+            ),
+        )
+        .await
+        .expect("creating a binding");
+    eventually(
+        "a sharded replica makes the binding Ready",
+        PATIENCE,
+        || async {
+            let b = bindings
+                .get("prod-again")
+                .await
+                .map_err(|e| e.to_string())?;
+            match condition(&b, "Ready") {
+                Some(c) if c.status == "True" => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    )
+    .await;
+    // A replica shutting down deletes its membership Lease (the RBAC allows it) and hands
+    // its shards to the other at once.
+    replicas[1].terminate();
+    assert!(
+        leases
+            .get_opt(&format!("{RELEASE}-member-chart-replica-2"))
+            .await
+            .unwrap()
+            .is_none(),
+        "the membership Lease is deleted on shutdown"
+    );
+    eventually("the other replica holds every shard", PATIENCE, || async {
+        let by = held().await?;
+        (by.get("chart-replica-1") == Some(&4))
+            .then_some(())
+            .ok_or_else(|| format!("{by:?}"))
+    })
+    .await;
 }
