@@ -70,13 +70,15 @@ chart: ## Copy crds/, the alert rules and the dashboard into charts/binauthz-ope
 # bounded sizes; this scales them up. Under 30 minutes on 2 cores; figures are written to
 # target/reliability/*.json and printed.
 SOAK_ENV := BINAUTHZ_FUZZ_CASES=20000 BINAUTHZ_SOAK_RESOURCES=1000 BINAUTHZ_SOAK_JITTER_MS=150 \
-	BINAUTHZ_SOAK_INTERVAL_SECS=60 BINAUTHZ_FLOOD_BINDINGS=500
+	BINAUTHZ_SOAK_INTERVAL_SECS=60 BINAUTHZ_FLOOD_BINDINGS=500 \
+	BINAUTHZ_SHARD_KILLS=6 BINAUTHZ_SHARD_RESOURCES=1200
 
-soak: ## Long reliability runs: 20,000 hostile answers, 1,000-resource fault soaks, a 500-binding flood (< 30 min)
+soak: ## Long reliability runs: 20,000 hostile answers, 1,000-resource fault soaks, a 500-binding flood, 6 replica kills over 3 shard-sharing replicas (< 30 min)
 	$(CARGO) build --locked --tests
 	$(SOAK_ENV) $(CARGO) test --locked --test cloudrun hostile::
 	$(SOAK_ENV) $(CARGO) test --locked --test controller fault_soak:: -- --nocapture
 	$(SOAK_ENV) $(CARGO) test --locked --test controller resilience:: -- --nocapture --test-threads 1
 	$(SOAK_ENV) $(CARGO) test --locked --test apiserver_restart -- --nocapture
+	$(SOAK_ENV) $(CARGO) test --locked --test controller shards:: -- --nocapture
 	$(SOAK_ENV) $(CARGO) test --locked --test controller no_credential_leak:: -- --nocapture
 	@echo "figures: target/reliability/"

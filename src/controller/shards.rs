@@ -19,6 +19,12 @@
 //!   membership expires; balance follows once it has.
 //! - Cluster-wide writes that belong to no project (the tenancy index, exception
 //!   statuses, deleting a deleted binding's PolicyReports) are made by shard 0's holder.
+//! - Rollouts that change the mapping of projects to writers are fenced: a replica writes
+//!   for no shard while a live member announces another shard count (the
+//!   `binauthz.dev/shards` annotation of its membership Lease) or while the single
+//!   leader's Lease (`<lease-name>`, a replica without `--shards`) is held. Going back
+//!   from shards to one leader needs the sharded replicas gone first (the single leader
+//!   cannot see them): scale to 0, or use the `Recreate` strategy.
 //! - On shutdown a replica deletes its membership Lease first (so the others count it
 //!   out at once), then releases its shards: they move without waiting for expiry.
 
@@ -46,6 +52,9 @@ const BALANCE_EVERY: Duration = Duration::from_secs(1);
 const MEMBER_GC_EVERY: Duration = Duration::from_secs(60);
 /// A membership Lease not renewed for this many lease durations is deleted.
 const MEMBER_GC_AFTER: u32 = 20;
+/// The shard count a replica runs with, on its membership Lease: replicas that map
+/// projects to shards differently (a rollout changing `--shards`) never write together.
+const SHARDS_ANNOTATION: &str = "binauthz.dev/shards";
 
 /// The shard of `project` among `shards`: FNV-1a (64-bit) of the project as bindings
 /// name it, modulo the shard count. Stable across replicas, versions and architectures.
@@ -293,6 +302,22 @@ pub async fn start(
             error,
         })?;
     let (member_held, member) = member.watch().await;
+    let leases: Api<Lease> = Api::namespaced(client.clone(), &lease.lease_namespace);
+    let annotation = serde_json::json!({
+        "metadata": {"annotations": {SHARDS_ANNOTATION: config.shards.get().to_string()}}
+    });
+    leases
+        .patch(
+            &member_name,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&annotation),
+        )
+        .await
+        .map_err(|error| LeaderError::Lease {
+            namespace: lease.lease_namespace.clone(),
+            name: member_name.clone(),
+            error: kube_lease_manager::LeaseManagerError::KubeError(error),
+        })?;
 
     let count = usize::from(config.shards.get());
     let board = Arc::new(Board {
@@ -319,7 +344,6 @@ pub async fn start(
         elections.push(election);
         wants.push(want);
     }
-    let leases: Api<Lease> = Api::namespaced(client, &lease.lease_namespace);
     let (store, writer) = reflector::store();
     let stream = watcher(leases.clone(), watcher::Config::default())
         .default_backoff()
@@ -373,6 +397,7 @@ async fn balance(
     let mut gc = tokio::time::interval(MEMBER_GC_EVERY);
     gc.tick().await;
     let mut above_since: Option<std::time::Instant> = None;
+    let mut blocked: Option<String> = None;
     loop {
         tokio::select! {
             event = stream.next() => match event {
@@ -395,6 +420,15 @@ async fn balance(
         // Above the share for a whole lease duration: not a dead replica's shard taken
         // over (its membership would have expired by then), so the excess goes.
         let release = above_since.is_some_and(|t| t.elapsed() >= b.config.lease.duration);
+        if view.blocked != blocked {
+            match &view.blocked {
+                Some(why) => warn!("not writing for any shard: {why}"),
+                None => {
+                    info!("no replica with another mapping of projects is left; sharing the shards")
+                }
+            }
+            blocked.clone_from(&view.blocked);
+        }
         let decided = wants(&view, &b.config.lease.identity, b.wants.len(), release);
         if decided.above_share {
             above_since.get_or_insert_with(std::time::Instant::now);
@@ -446,6 +480,9 @@ async fn collect_members(b: &Balancer) {
 struct View {
     /// Identities with an unexpired membership Lease.
     members: Vec<String>,
+    /// Why no replica may write for any shard now: another replica writes with another
+    /// mapping of projects (a rollout changing the mode or the shard count).
+    blocked: Option<String>,
     /// Per shard: its Lease's state.
     shards: Vec<Holder>,
 }
@@ -465,13 +502,33 @@ impl View {
     fn read(config: &ShardConfig, leases: &[Arc<Lease>], now: jiff::Timestamp) -> Self {
         let prefix = config.member_prefix();
         let mut members: Vec<String> = Vec::new();
+        let mut blocked = None;
         let mut shards = vec![Holder::Free; usize::from(config.shards.get())];
+        let count = config.shards.get().to_string();
         for lease in leases {
             let name = lease.metadata.name.as_deref().unwrap_or_default();
             let holder = holder(lease, now);
             if name.starts_with(&prefix) {
                 if let Holder::Live(who) = holder {
+                    let theirs = lease
+                        .metadata
+                        .annotations
+                        .as_ref()
+                        .and_then(|a| a.get(SHARDS_ANNOTATION));
+                    // Missing for the moment between a member's create and its annotation.
+                    if theirs.is_some_and(|n| *n != count) {
+                        blocked = Some(format!(
+                            "replica {who} runs with --shards {} (this one: {count}); waiting for the rollout to finish",
+                            theirs.map_or("?", String::as_str)
+                        ));
+                    }
                     members.push(who);
+                }
+            } else if name == config.lease.lease_name {
+                if let Holder::Live(who) = holder {
+                    blocked = Some(format!(
+                        "replica {who} holds the single leader's Lease {name} (it runs without --shards); waiting for it to stop"
+                    ));
                 }
             } else if let Some(shard) = (0..shards.len()).find(|i| config.shard_lease(*i) == name) {
                 shards[shard] = holder;
@@ -479,7 +536,11 @@ impl View {
         }
         members.sort();
         members.dedup();
-        Self { members, shards }
+        Self {
+            members,
+            blocked,
+            shards,
+        }
     }
 }
 
@@ -521,6 +582,12 @@ struct Decision {
 /// replica's shard is above its share until that replica's membership expires, and
 /// must keep the shard meanwhile rather than hand it to nobody.
 fn wants(view: &View, me: &str, count: usize, release: bool) -> Decision {
+    if view.blocked.is_some() {
+        return Decision {
+            want: vec![false; count],
+            above_share: false,
+        };
+    }
     let mut members = view.members.clone();
     if !members.iter().any(|m| m == me) {
         members.push(me.to_owned());
@@ -695,6 +762,7 @@ mod tests {
                 let members: Vec<String> = (0..m).map(|i| format!("pod-{i}")).collect();
                 let v = View {
                     members: members.clone(),
+                    blocked: None,
                     shards: vec![Holder::Free; count],
                 };
                 let taken: Vec<usize> = members
@@ -740,6 +808,7 @@ mod tests {
         // only releases after a whole lease duration above the share).
         let taken = View {
             members: v.members.clone(),
+            blocked: None,
             shards: vec![
                 Holder::Live("pod-a".into()),
                 Holder::Live("pod-b".into()),
@@ -768,6 +837,52 @@ mod tests {
                 above_share: false
             }
         );
+    }
+
+    #[test]
+    fn nobody_writes_while_a_replica_maps_projects_differently() {
+        let annotated = |name: &str, who: &str, shards: &str| {
+            let mut l = Arc::unwrap_or_clone(lease(name, Some(who), 1));
+            l.metadata.annotations =
+                Some([(SHARDS_ANNOTATION.to_owned(), shards.to_owned())].into());
+            Arc::new(l)
+        };
+        let free = [lease("binauthz-operator-shard-0", None, 1)];
+        // A member of this shard count, and one whose annotation is not written yet.
+        let mut same = vec![
+            annotated("binauthz-operator-member-pod-b", "pod-b", "4"),
+            lease("binauthz-operator-member-pod-c", Some("pod-c"), 1),
+        ];
+        same.extend(free.clone());
+        let v = view(&same);
+        assert_eq!(v.blocked, None);
+        assert!(wants(&v, "pod-a", 4, true).want.iter().any(|w| *w));
+        // A rollout from --shards 6: the old replica is still live.
+        let mut other = vec![annotated(
+            "binauthz-operator-member-pod-old",
+            "pod-old",
+            "6",
+        )];
+        other.extend(free.clone());
+        let v = view(&other);
+        assert!(
+            v.blocked.as_deref().unwrap().contains("--shards 6"),
+            "{v:?}"
+        );
+        assert_eq!(wants(&v, "pod-a", 4, true).want, [false; 4]);
+        // A rollout from the single leader: its Lease is live.
+        let mut single = vec![lease("binauthz-operator", Some("pod-leader"), 1)];
+        single.extend(free.clone());
+        let v = view(&single);
+        assert!(
+            v.blocked.as_deref().unwrap().contains("single leader"),
+            "{v:?}"
+        );
+        assert_eq!(wants(&v, "pod-a", 4, true).want, [false; 4]);
+        // Once it expired (the old pod is gone), the shards are taken.
+        let mut gone = vec![lease("binauthz-operator", Some("pod-leader"), 60)];
+        gone.extend(free);
+        assert_eq!(view(&gone).blocked, None);
     }
 
     #[test]

@@ -760,6 +760,7 @@ pub(super) mod tests {
         m.pass_finished(PassResult::Completed, Duration::from_millis(5));
         m.set_targets("ns/b", &Summary::default(), 0);
         m.set_breakglass_age("ns/b", Duration::from_secs(3600));
+        m.set_shard_held(0, true);
         m.set_uncovered("acme-prod", ResourceKind::Service, 2);
         m.set_org_policy("acme-prod", OrgPolicyState::NotSet);
         m.remediation(ResourceKind::Service, RemediationResult::Succeeded);

@@ -315,6 +315,11 @@ async fn shards_spread_move_on_kill_and_fence_a_partitioned_replica() {
         let mut dead = replicas.remove(&victim).expect("the victim");
         dead.operator.kill();
         let killed = Instant::now();
+        // Its Leases keep their last renewal until taken over.
+        let last_renewals: Vec<jiff::Timestamp> = lost
+            .iter()
+            .filter_map(|s| renew_time(cp, &ns, *s).map(|(_, t)| t))
+            .collect();
         let survivors: Vec<String> = replicas.keys().cloned().collect();
         eventually(
             &format!("{victim}'s shards {lost:?} taken over"),
@@ -327,6 +332,25 @@ async fn shards_spread_move_on_kill_and_fence_a_partitioned_replica() {
         )
         .await;
         let moved = killed.elapsed();
+        // From the victim's last renewal of each shard to its new holder's acquisition.
+        let after_renewal: Vec<f64> = lost
+            .iter()
+            .zip(&last_renewals)
+            .filter_map(|(s, renewed)| {
+                let out = cp.kubectl([
+                    "get",
+                    "lease",
+                    &format!("{LEASE}-shard-{s}"),
+                    "-n",
+                    &ns,
+                    "-o",
+                    "jsonpath={.spec.acquireTime}",
+                ]);
+                let acquired: jiff::Timestamp =
+                    String::from_utf8_lossy(&out.stdout).trim().parse().ok()?;
+                Some(acquired.duration_since(*renewed).as_secs_f64())
+            })
+            .collect();
         let refs: Vec<&str> = survivors.iter().map(String::as_str).collect();
         balanced(cp, &ns, &refs).await;
         eventually(
@@ -349,7 +373,12 @@ async fn shards_spread_move_on_kill_and_fence_a_partitioned_replica() {
         .await;
         assert_eq!(holders(cp, &ns), held, "no shard moved meanwhile");
         assert_single_writers(&handle, since, &held, &format!("after killing {victim}"));
-        moves.push(json!({"victim": victim, "shards": lost, "takenOverSecondsAfterKill": moved.as_secs_f64()}));
+        moves.push(json!({
+            "victim": victim,
+            "shards": lost,
+            "takenOverSecondsAfterKill": moved.as_secs_f64(),
+            "takenOverSecondsAfterLastRenewal": after_renewal,
+        }));
         // A replacement joins (a new pod name, as a Deployment would give it).
         let fresh = format!("{victim}-{round}");
         let r = fleet.replica(&fresh).await;
