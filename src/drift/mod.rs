@@ -490,23 +490,26 @@ impl<E: Environment> Handler<E> {
     }
 
     async fn nack(&self, nacks: &[String]) {
-        if let Err(err) = self.subscriber.nack(nacks).await {
-            self.env
-                .metrics()
-                .drift_subscription_error(SubscriptionCall::Nack);
-            if let Some(suppressed) = lock(&self.error_log).allow() {
-                warn!(error = %err, suppressed, "cannot hand drift events back; Pub/Sub delivers them again after their acknowledgement deadline");
-            }
-        }
+        let result = self.subscriber.nack(nacks).await;
+        self.settled(result, SubscriptionCall::Nack, "cannot hand drift events back; Pub/Sub delivers them again after their acknowledgement deadline");
     }
 
     async fn ack(&self, acks: &[String]) {
-        if let Err(err) = self.subscriber.acknowledge(acks).await {
-            self.env
-                .metrics()
-                .drift_subscription_error(SubscriptionCall::Acknowledge);
+        let result = self.subscriber.acknowledge(acks).await;
+        self.settled(result, SubscriptionCall::Acknowledge, "cannot acknowledge drift events; Pub/Sub delivers them again and they are de-duplicated");
+    }
+
+    /// Counts and logs (at most once a minute) a failed acknowledgement or hand-back.
+    fn settled(
+        &self,
+        result: Result<(), pubsub::PubSubError>,
+        call: SubscriptionCall,
+        consequence: &str,
+    ) {
+        if let Err(err) = result {
+            self.env.metrics().drift_subscription_error(call);
             if let Some(suppressed) = lock(&self.error_log).allow() {
-                warn!(error = %err, suppressed, "cannot acknowledge drift events; Pub/Sub delivers them again and they are de-duplicated");
+                warn!(error = %err, suppressed, "{consequence}");
             }
         }
     }

@@ -111,33 +111,7 @@ async fn the_chart_installs_and_its_operator_reconciles_a_binding() {
 
     let ns = cp.fresh_namespace().await;
     let bindings: Api<BinAuthzBinding> = Api::namespaced(client.clone(), &ns);
-    bindings
-        .create(
-            &PostParams::default(),
-            &binding(
-                "prod",
-                json!({
-                    "project": "acme-prod",
-                    "locations": ["us-central1"],
-                    "targets": {"services": {"names": ["*"]}},
-                    "policy": {"useDefault": true},
-                }),
-            ),
-        )
-        .await
-        .expect("creating a binding");
-    eventually(
-        "the chart's operator makes the binding Ready",
-        PATIENCE,
-        || async {
-            let b = bindings.get("prod").await.map_err(|e| e.to_string())?;
-            match condition(&b, "Ready") {
-                Some(c) if c.status == "True" => Ok(()),
-                other => Err(format!("{other:?}\n{}", operator.log_tail())),
-            }
-        },
-    )
-    .await;
+    bind_until_ready(&bindings, "prod", &operator).await;
     let lease = Api::<Lease>::namespaced(client.clone(), NAMESPACE)
         .get(RELEASE)
         .await
@@ -222,36 +196,7 @@ async fn the_chart_installs_and_its_operator_reconciles_a_binding() {
         .delete("prod", &Default::default())
         .await
         .expect("deleting the binding");
-    bindings
-        .create(
-            &PostParams::default(),
-            &binding(
-                "prod-again",
-                json!({
-                    "project": "acme-prod",
-                    "locations": ["us-central1"],
-                    "targets": {"services": {"names": ["*"]}},
-                    "policy": {"useDefault": true},
-                }),
-            ),
-        )
-        .await
-        .expect("creating a binding");
-    eventually(
-        "a sharded replica makes the binding Ready",
-        PATIENCE,
-        || async {
-            let b = bindings
-                .get("prod-again")
-                .await
-                .map_err(|e| e.to_string())?;
-            match condition(&b, "Ready") {
-                Some(c) if c.status == "True" => Ok(()),
-                other => Err(format!("{other:?}")),
-            }
-        },
-    )
-    .await;
+    bind_until_ready(&bindings, "prod-again", &replicas[0]).await;
     // A replica shutting down deletes its membership Lease (the RBAC allows it) and hands
     // its shards to the other at once.
     replicas[1].terminate();
@@ -269,5 +214,37 @@ async fn the_chart_installs_and_its_operator_reconciles_a_binding() {
             .then_some(())
             .ok_or_else(|| format!("{by:?}"))
     })
+    .await;
+}
+
+/// Creates binding `name` over acme-prod's services in us-central1 and waits until
+/// `operator` (or its peer) makes it Ready.
+async fn bind_until_ready(bindings: &Api<BinAuthzBinding>, name: &str, operator: &Operator) {
+    bindings
+        .create(
+            &PostParams::default(),
+            &binding(
+                name,
+                json!({
+                    "project": "acme-prod",
+                    "locations": ["us-central1"],
+                    "targets": {"services": {"names": ["*"]}},
+                    "policy": {"useDefault": true},
+                }),
+            ),
+        )
+        .await
+        .expect("creating a binding");
+    eventually(
+        &format!("the chart's operator makes {name} Ready"),
+        PATIENCE,
+        || async {
+            let b = bindings.get(name).await.map_err(|e| e.to_string())?;
+            match condition(&b, "Ready") {
+                Some(c) if c.status == "True" => Ok(()),
+                other => Err(format!("{other:?}\n{}", operator.log_tail())),
+            }
+        },
+    )
     .await;
 }
