@@ -596,7 +596,9 @@ fn wants(view: &View, me: &str, count: usize, release: bool) -> Decision {
     let k = members.iter().position(|m| m == me).unwrap_or_default();
     let m = members.len().max(1);
     let share = count / m + usize::from(k < count % m);
-    let mine = |h: &Holder| matches!(h, Holder::Live(who) if who == me);
+    // A Lease of ours that looks expired is still ours: the watch may lag behind its
+    // renewal, and the gate (not this count) decides whether we may write.
+    let mine = |h: &Holder| matches!(h, Holder::Live(who) | Holder::Expired(who) if who == me);
     let held: Vec<usize> = (0..count)
         .filter(|i| view.shards.get(*i).is_some_and(mine))
         .collect();
@@ -612,8 +614,8 @@ fn wants(view: &View, me: &str, count: usize, release: bool) -> Decision {
             // A dead holder's shard: taken even at the share (balance follows once its
             // membership has expired), never above it.
             Holder::Expired(who) if who != me => holding <= share,
-            Holder::Expired(_) => holding < share,
-            Holder::Live(_) => false,
+            // Held by a live replica, or ours (counted above).
+            Holder::Expired(_) | Holder::Live(_) => false,
         };
         if take {
             want[shard] = true;
@@ -883,6 +885,27 @@ mod tests {
         let mut gone = vec![lease("binauthz-operator", Some("pod-leader"), 60)];
         gone.extend(free);
         assert_eq!(view(&gone).blocked, None);
+    }
+
+    #[test]
+    fn a_lease_of_ours_that_looks_expired_is_kept_not_released() {
+        // Our renewal is late in the watch: still ours, still counted in our share.
+        let v = View {
+            members: vec!["pod-a".into(), "pod-b".into()],
+            blocked: None,
+            shards: vec![
+                Holder::Expired("pod-a".into()),
+                Holder::Live("pod-b".into()),
+            ],
+        };
+        let a = wants(&v, "pod-a", 2, true);
+        assert_eq!(
+            a,
+            Decision {
+                want: vec![true, false],
+                above_share: false
+            }
+        );
     }
 
     #[test]
