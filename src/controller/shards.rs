@@ -398,8 +398,16 @@ async fn balance(
     gc.tick().await;
     let mut above_since: Option<std::time::Instant> = None;
     let mut blocked: Option<String> = None;
+    let mut wake: Option<tokio::time::Instant> = None;
     loop {
+        let expired = async {
+            match wake {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
+            () = expired => wake = None,
             event = stream.next() => match event {
                 Some(Ok(_)) => {}
                 Some(Err(err)) => debug!(error = %err, "watching the shard leases failed; retrying"),
@@ -416,7 +424,12 @@ async fn balance(
         if b.store.wait_until_ready().now_or_never().is_none() {
             continue;
         }
-        let view = View::read(&b.config, &b.store.state(), jiff::Timestamp::now());
+        let now = jiff::Timestamp::now();
+        let view = View::read(&b.config, &b.store.state(), now);
+        wake = view.next_expiry.and_then(|at| {
+            let left = Duration::try_from(at.duration_since(now)).ok()?;
+            Some(tokio::time::Instant::now() + left + Duration::from_millis(10))
+        });
         // Above the share for a whole lease duration: not a dead replica's shard taken
         // over (its membership would have expired by then), so the excess goes.
         let release = above_since.is_some_and(|t| t.elapsed() >= b.config.lease.duration);
@@ -485,6 +498,9 @@ struct View {
     blocked: Option<String>,
     /// Per shard: its Lease's state.
     shards: Vec<Holder>,
+    /// The next moment a live Lease of the view expires unless renewed: the balancer
+    /// looks again right then, so a dead replica's shard is taken at once.
+    next_expiry: Option<jiff::Timestamp>,
 }
 
 /// A shard Lease's state.
@@ -505,9 +521,13 @@ impl View {
         let mut blocked = None;
         let mut shards = vec![Holder::Free; usize::from(config.shards.get())];
         let count = config.shards.get().to_string();
+        let mut next_expiry: Option<jiff::Timestamp> = None;
         for lease in leases {
             let name = lease.metadata.name.as_deref().unwrap_or_default();
             let holder = holder(lease, now);
+            if let (Holder::Live(_), Some(at)) = (&holder, expiry(lease)) {
+                next_expiry = Some(next_expiry.map_or(at, |t| t.min(at)));
+            }
             if name.starts_with(&prefix) {
                 if let Holder::Live(who) = holder {
                     let theirs = lease
@@ -540,26 +560,33 @@ impl View {
             members,
             blocked,
             shards,
+            next_expiry,
         }
     }
 }
 
-fn holder(lease: &Lease, now: jiff::Timestamp) -> Holder {
-    let Some(spec) = &lease.spec else {
-        return Holder::Free;
-    };
-    let Some(who) = spec.holder_identity.as_deref().filter(|h| !h.is_empty()) else {
-        return Holder::Free;
-    };
+/// When a held Lease expires unless renewed again (`None`: not held).
+fn expiry(lease: &Lease) -> Option<jiff::Timestamp> {
+    let spec = lease.spec.as_ref()?;
+    spec.holder_identity.as_deref().filter(|h| !h.is_empty())?;
     let duration =
         jiff::SignedDuration::from_secs(i64::from(spec.lease_duration_seconds.unwrap_or_default()));
-    let live = spec
-        .renew_time
+    spec.renew_time
         .as_ref()
         .or(spec.acquire_time.as_ref())
         .and_then(|t| t.0.checked_add(duration).ok())
-        .is_some_and(|until| until > now);
-    if live {
+}
+
+fn holder(lease: &Lease, now: jiff::Timestamp) -> Holder {
+    let Some(who) = lease
+        .spec
+        .as_ref()
+        .and_then(|s| s.holder_identity.as_deref())
+        .filter(|h| !h.is_empty())
+    else {
+        return Holder::Free;
+    };
+    if expiry(lease).is_some_and(|until| until > now) {
         Holder::Live(who.to_owned())
     } else {
         Holder::Expired(who.to_owned())
@@ -696,6 +723,9 @@ mod tests {
             lease("unrelated", Some("pod-z"), 1),
         ]);
         assert_eq!(v.members, ["pod-a", "pod-b"]);
+        // The live Leases were renewed 1 s ago: the first expires in about 14 s.
+        let left = v.next_expiry.unwrap().duration_since(jiff::Timestamp::now());
+        assert!(left.as_secs() >= 13 && left.as_secs() <= 14, "{left:?}");
         assert_eq!(
             v.shards,
             [
@@ -764,8 +794,8 @@ mod tests {
                 let members: Vec<String> = (0..m).map(|i| format!("pod-{i}")).collect();
                 let v = View {
                     members: members.clone(),
-                    blocked: None,
                     shards: vec![Holder::Free; count],
+                    ..View::default()
                 };
                 let taken: Vec<usize> = members
                     .iter()
@@ -811,6 +841,7 @@ mod tests {
         let taken = View {
             members: v.members.clone(),
             blocked: None,
+            next_expiry: None,
             shards: vec![
                 Holder::Live("pod-a".into()),
                 Holder::Live("pod-b".into()),
@@ -893,6 +924,7 @@ mod tests {
         let v = View {
             members: vec!["pod-a".into(), "pod-b".into()],
             blocked: None,
+            next_expiry: None,
             shards: vec![
                 Holder::Expired("pod-a".into()),
                 Holder::Live("pod-b".into()),
