@@ -143,6 +143,24 @@ impl ControlPlane {
             .count())
     }
 
+    /// Waits until `count` bindings of `namespace` report Ready=True for their current
+    /// generation, polling every second; an error after `limit`.
+    pub async fn wait_ready(&self, namespace: &str, count: usize, limit: Duration) -> Result<()> {
+        let started = Instant::now();
+        loop {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            if self.ready_count(namespace).await? >= count {
+                return Ok(());
+            }
+            if started.elapsed() > limit {
+                bail!(
+                    "not every binding of {namespace} was Ready within {} s",
+                    limit.as_secs()
+                );
+            }
+        }
+    }
+
     /// Stops etcd and kube-apiserver.
     pub async fn stop(self) -> Result<()> {
         let status = Command::new(&self.script)

@@ -602,7 +602,7 @@ fn window_of(requests: &[RequestRecord], size: &Size, drifted: usize) -> Window 
 
 /// How many full re-checks `requests` hold: the most times one collection's first page
 /// (a list without `pageToken`) was asked for; at least 1.
-fn rechecks(requests: &[&RequestRecord]) -> u64 {
+pub fn rechecks(requests: &[&RequestRecord]) -> u64 {
     let mut first_pages: BTreeMap<&str, u64> = BTreeMap::new();
     for r in requests {
         if CallClass::of(&r.method) == CallClass::List && !r.path.contains("pageToken=") {

@@ -379,6 +379,21 @@ pub fn list_bound(seed: &Seed, project: &str) -> u64 {
         .sum()
 }
 
+/// The bindings as the planner takes them (no tenancy grants).
+pub fn inputs(bindings: &[BinAuthzBinding]) -> Vec<BindingInput<'_>> {
+    bindings
+        .iter()
+        .map(|b| BindingInput {
+            key: BindingKey::new(
+                b.metadata.namespace.clone().unwrap_or_default(),
+                b.metadata.name.clone().unwrap_or_default(),
+            ),
+            spec: &b.spec,
+            permission: Permission::Open,
+        })
+        .collect()
+}
+
 /// What the bindings ask of an estate.
 pub struct Intent {
     /// Every matched resource with the write its owner would make if it drifted (what a
@@ -390,17 +405,7 @@ pub struct Intent {
 
 /// Plans `bindings` over `resources` with the operator's planner.
 pub fn intent(bindings: &[BinAuthzBinding], resources: &[ObservedResource]) -> Result<Intent> {
-    let inputs: Vec<BindingInput<'_>> = bindings
-        .iter()
-        .map(|b| BindingInput {
-            key: BindingKey::new(
-                b.metadata.namespace.clone().unwrap_or_default(),
-                b.metadata.name.clone().unwrap_or_default(),
-            ),
-            spec: &b.spec,
-            permission: Permission::Open,
-        })
-        .collect();
+    let inputs = inputs(bindings);
     let specs: BTreeMap<BindingKey, &BinAuthzBindingSpec> =
         inputs.iter().map(|i| (i.key.clone(), i.spec)).collect();
     let planned = plan::plan(&inputs, resources).context("planning the bench bindings")?;

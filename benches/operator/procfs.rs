@@ -1,8 +1,13 @@
-//! CPU time and memory of a running process, read from /proc (Linux).
+//! CPU time and memory of a running process, read from /proc (Linux), once or sampled.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
+
+use crate::emulator::now_seconds;
 
 /// One reading of a process.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -71,4 +76,61 @@ fn status_kib(status: &str, key: &str) -> Result<u64> {
         }
     }
     bail!("no {key} in /proc/PID/status")
+}
+
+/// Readings of one process every 250 ms, in the background, until [`Sampler::stop`].
+pub struct Sampler {
+    samples: Arc<Mutex<Vec<(f64, Reading)>>>,
+    stop: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Sampler {
+    /// Starts sampling `pid`.
+    pub fn start(pid: u32, ticks_per_second: f64) -> Self {
+        let samples: Arc<Mutex<Vec<(f64, Reading)>>> = Arc::default();
+        let stop = Arc::new(AtomicBool::new(false));
+        let task = {
+            let (samples, stop) = (Arc::clone(&samples), Arc::clone(&stop));
+            tokio::spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    if let Ok(r) = read(pid, ticks_per_second) {
+                        samples
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .push((now_seconds(), r));
+                    }
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+            })
+        };
+        Self {
+            samples,
+            stop,
+            task,
+        }
+    }
+
+    /// Stops sampling; every (seconds since the epoch, reading) taken, in time order.
+    pub async fn stop(self) -> Result<Vec<(f64, Reading)>> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.task.await.context("the /proc sampler")?;
+        let samples = self
+            .samples
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        Ok(samples)
+    }
+}
+
+/// CPU seconds at time `t`, interpolated between samples.
+pub fn cpu_at(samples: &[(f64, Reading)], t: f64) -> Option<f64> {
+    let i = samples.partition_point(|s| s.0 < t);
+    if i == 0 || i == samples.len() {
+        return None;
+    }
+    let (a, b) = (&samples[i - 1], &samples[i]);
+    let f = (t - a.0) / (b.0 - a.0);
+    Some(a.1.cpu_seconds + f * (b.1.cpu_seconds - a.1.cpu_seconds))
 }

@@ -4,8 +4,6 @@
 //! reaction times (injection → correction) from the emulator's audit log.
 
 use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
@@ -25,7 +23,7 @@ use crate::{say, Ctx};
 const NAMESPACE: &str = "react";
 const PROJECTS: [&str; 2] = ["react-a", "react-b"];
 /// Silence between two pass windows (no Cloud Run call) of at least this long.
-const WINDOW_GAP: f64 = 5.0;
+pub const WINDOW_GAP: f64 = 5.0;
 /// The bindings' interval while the idle CPU is measured (the CRD's default).
 const IDLE_INTERVAL: &str = "10m";
 
@@ -187,34 +185,11 @@ pub async fn run(ctx: &Ctx, plan: &Plan) -> Result<ReactionResult> {
     )
     .await?;
     let pid = controller.pid();
-    let samples: Arc<Mutex<Vec<(f64, Reading)>>> = Arc::default();
-    let stop = Arc::new(AtomicBool::new(false));
-    let sampler = {
-        let (samples, stop, ticks) = (Arc::clone(&samples), Arc::clone(&stop), ctx.ticks);
-        tokio::spawn(async move {
-            while !stop.load(Ordering::Relaxed) {
-                if let Ok(r) = procfs::read(pid, ticks) {
-                    samples
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .push((now_seconds(), r));
-                }
-                tokio::time::sleep(Duration::from_millis(250)).await;
-            }
-        })
-    };
+    let sampler = procfs::Sampler::start(pid, ctx.ticks);
 
     let limit = plan.interval * 4 + Duration::from_secs(120);
     let started = now_seconds();
-    loop {
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        if plane.ready_count(NAMESPACE).await? == bindings.len() {
-            break;
-        }
-        if now_seconds() - started > limit.as_secs_f64() {
-            bail!("not every binding was Ready within {} s", limit.as_secs());
-        }
-    }
+    plane.wait_ready(NAMESPACE, bindings.len(), limit).await?;
     const PASSES: &str = "binauthz_passes_total{result=\"completed\"}";
     let passes0 = controller.metric(PASSES).await?;
     let cpu0 = procfs::read(pid, ctx.ticks)?.cpu_seconds;
@@ -327,21 +302,16 @@ pub async fn run(ctx: &Ctx, plan: &Plan) -> Result<ReactionResult> {
     let idle_cpu = (procfs::read(pid, ctx.ticks)?.cpu_seconds - idle_cpu0)
         / (now_seconds() - idle_from)
         * 100.0;
-    stop.store(true, Ordering::Relaxed);
-    sampler.await.context("the /proc sampler")?;
+    let samples = sampler.stop().await?;
     let idle_peak = procfs::read(pid, ctx.ticks)?.peak_rss_kib;
     controller.stop().await?;
     emulator.stop().await?;
 
-    let samples = samples
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .clone();
     let windows = windows(&requests)?;
     let durations: Vec<f64> = windows.iter().map(|(a, b)| b - a).collect();
     let periods: Vec<f64> = windows.windows(2).map(|w| w[1].0 - w[0].0).collect();
     let window_seconds = Spread::of(&durations).context("no pass window seen")?;
-    let cpu = |t: f64| cpu_at(&samples, t);
+    let cpu = |t: f64| procfs::cpu_at(&samples, t);
     let per_window: Vec<f64> = windows
         .iter()
         .filter_map(|(a, b)| Some(cpu(b + 1.0)? - cpu(a - 0.5)?))
@@ -416,7 +386,7 @@ pub async fn run(ctx: &Ctx, plan: &Plan) -> Result<ReactionResult> {
 }
 
 /// Bursts of Cloud Run calls separated by at least [`WINDOW_GAP`] of silence: (start, end).
-fn windows(requests: &[RequestRecord]) -> Result<Vec<(f64, f64)>> {
+pub fn windows(requests: &[RequestRecord]) -> Result<Vec<(f64, f64)>> {
     let mut out: Vec<(f64, f64)> = Vec::new();
     for r in requests {
         let t = epoch_seconds(&r.time)?;
@@ -434,15 +404,4 @@ fn windows(requests: &[RequestRecord]) -> Result<Vec<(f64, f64)>> {
 /// The first sample time at or after `t`.
 fn samples_from(samples: &[(f64, Reading)], t: f64) -> f64 {
     samples.iter().map(|s| s.0).find(|s| *s >= t).unwrap_or(t)
-}
-
-/// CPU seconds at time `t`, interpolated between samples.
-fn cpu_at(samples: &[(f64, Reading)], t: f64) -> Option<f64> {
-    let i = samples.partition_point(|s| s.0 < t);
-    if i == 0 || i == samples.len() {
-        return None;
-    }
-    let (a, b) = (&samples[i - 1], &samples[i]);
-    let f = (t - a.0) / (b.0 - a.0);
-    Some(a.1.cpu_seconds + f * (b.1.cpu_seconds - a.1.cpu_seconds))
 }
