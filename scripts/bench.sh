@@ -1,20 +1,20 @@
 #!/usr/bin/env bash
 # Runs the benchmarks of BENCHMARKS.md (the method is written there).
 #
-#   scripts/bench.sh                 every figure (about 30 min on 2 cores): release build,
+#   scripts/bench.sh                 every figure (about 40 min on 2 cores): release build,
 #                                    criterion's planner benchmark, then the operator
 #                                    benchmark driver (benches/operator/); refreshes the
 #                                    generated part of BENCHMARKS.md and docs/bench/
-#   scripts/bench.sh --quick         a short smoke run (< 2 min) that keeps the harness
+#   scripts/bench.sh --quick         a short smoke run (< 3 min) that keeps the harness
 #                                    working (CI); publishes nothing
 #   scripts/bench.sh --only cost,convergence
 #                                    a subset: cost, convergence, reaction, planner,
-#                                    drift-events
+#                                    drift-events, scale
 #   scripts/bench.sh --no-publish    measure without touching BENCHMARKS.md
 #
 # Other arguments go to the driver (`cargo bench --bench operator -- --help`).
 # Raw results go to target/bench/results.json, the tables to target/bench/results.md,
-# the plot to target/bench/convergence.svg, logs and inputs to target/bench/work/.
+# the plots to target/bench/convergence.svg and scale.svg, logs and inputs to target/bench/work/.
 # The controller scenarios need the envtest binaries (scripts/envtest.sh builds them
 # once, or set KUBEBUILDER_ASSETS).
 set -euo pipefail

@@ -4,7 +4,7 @@
 //! with the emulator, and writes raw results, markdown tables and an SVG plot.
 //!
 //! Run through `make bench` / `scripts/bench.sh` (`cargo bench --bench operator -- [--quick]
-//! [--only cost,convergence,reaction,planner,drift-events] [--publish]`). Under `cargo test` (no
+//! [--only cost,convergence,reaction,planner,drift-events,scale] [--publish]`). Under `cargo test` (no
 //! `--bench` argument) it does nothing: benchmarks are not tests.
 #![forbid(unsafe_code)]
 
@@ -28,6 +28,7 @@ mod procfs;
 mod pubsub;
 mod reaction;
 mod report;
+mod scale;
 mod stats;
 mod svg;
 
@@ -75,6 +76,8 @@ enum Scenario {
     Planner,
     /// 6: drift events against the periodic re-check (two controllers side by side).
     DriftEvents,
+    /// 7: fleet scale, a growth curve from 1,000 to 100,000 resources.
+    Scale,
 }
 
 /// Who remediates in the convergence scenario.
@@ -121,7 +124,7 @@ struct Cli {
     /// Copy the tables and the plot into BENCHMARKS.md and docs/bench/ (full runs only).
     #[arg(long)]
     publish: bool,
-    /// An extra flag for every controller started in scenarios 1, 3 and 4 (repeatable),
+    /// An extra flag for every controller started in scenarios 1, 3, 4 and 7 (repeatable),
     /// e.g. `--controller-arg=--write-rate=6000` to see what the write budget costs.
     #[arg(long, allow_hyphen_values = true)]
     controller_arg: Vec<String>,
@@ -140,7 +143,7 @@ pub struct Ctx {
     pub plane: Option<ControlPlane>,
     /// /proc clock ticks per second.
     pub ticks: f64,
-    /// Extra controller flags (scenarios 1, 3 and 4).
+    /// Extra controller flags (scenarios 1, 3, 4 and 7).
     pub controller_args: Vec<String>,
 }
 
@@ -169,6 +172,7 @@ pub struct Results {
     reaction: Option<reaction::ReactionResult>,
     planner: Option<planner::PlannerResult>,
     drift_events: Option<events::DriftEventsResult>,
+    scale: Option<scale::ScaleResult>,
 }
 
 fn main() -> ExitCode {
@@ -253,13 +257,13 @@ async fn run(cli: Cli) -> Result<()> {
     let mut notes = Vec::new();
     if !cli.controller_arg.is_empty() {
         notes.push(format!(
-            "Controllers of scenarios 1, 3 and 4 ran with the extra flags `{}`.",
+            "Controllers of scenarios 1, 3, 4 and 7 ran with the extra flags `{}`.",
             cli.controller_arg.join(" ")
         ));
     }
     if !controller_available {
         notes.push(format!(
-            "This binary has no `controller` subcommand: scenario 1 measures `check --fix` only, scenario 2 uses `check --fix`, scenarios 3 and 4 were not run ({}).",
+            "This binary has no `controller` subcommand: scenario 1 measures `check --fix` only, scenario 2 uses `check --fix`, scenarios 3, 4 and 7 were not run ({}).",
             bin.display()
         ));
     }
@@ -278,6 +282,7 @@ async fn run(cli: Cli) -> Result<()> {
         && (wants(Scenario::Cost)
             || wants(Scenario::Reaction)
             || wants(Scenario::DriftEvents)
+            || wants(Scenario::Scale)
             || (wants(Scenario::Convergence) && subject == Subject::Controller));
     let plane = if needs_plane {
         say!("starting a control plane (scripts/envtest.sh)");
@@ -296,7 +301,7 @@ async fn run(cli: Cli) -> Result<()> {
     if let Some(plane) = ctx.plane {
         plane.stop().await?;
     }
-    let (cost, convergence, reaction, planner, drift_events) = result?;
+    let (cost, convergence, reaction, planner, drift_events, scale) = result?;
 
     let results = Results {
         schema: "binauthz.dev/bench-results/v1",
@@ -316,6 +321,7 @@ async fn run(cli: Cli) -> Result<()> {
         reaction,
         planner,
         drift_events,
+        scale,
     };
     std::fs::write(
         out.join("results.json"),
@@ -328,23 +334,55 @@ async fn run(cli: Cli) -> Result<()> {
     if let Some(svg) = &svg {
         std::fs::write(out.join("convergence.svg"), svg)?;
     }
+    let scale_svg = results.scale.as_ref().map(report::scale_svg);
+    if let Some(svg) = &scale_svg {
+        std::fs::write(out.join("scale.svg"), svg)?;
+    }
     println!("{markdown}");
     say!("raw results in {}", out.join("results.json").display());
     if cli.publish {
         if quick {
             say!("--publish ignored for a quick run (its figures are smoke figures)");
         } else {
-            let core = report::scenarios(&results, "docs/bench/convergence.svg");
+            // Scenarios 1–5 share one block: a run of some of them would drop the
+            // others' figures, so the block is refreshed only when all five ran.
+            let core = if [
+                Scenario::Cost,
+                Scenario::Convergence,
+                Scenario::Reaction,
+                Scenario::Planner,
+            ]
+            .into_iter()
+            .all(wants)
+                && controller_available
+            {
+                report::scenarios(&results, "docs/bench/convergence.svg")
+            } else {
+                if report::scenarios(&results, "").is_some() {
+                    say!("scenarios 1–5 did not all run: their published block is left as it is");
+                }
+                None
+            };
             let events = results
                 .drift_events
                 .as_ref()
                 .map(|x| report::drift_events_section(&results, x));
+            let scale = results
+                .scale
+                .as_ref()
+                .map(|x| report::scale_section(&results, x, "docs/bench/scale.svg"));
             publish(
                 &repo,
                 &markdown,
-                core.as_deref(),
-                events.as_deref(),
-                svg.as_deref(),
+                [
+                    (BEGIN, END, core.as_deref()),
+                    (BEGIN_EVENTS, END_EVENTS, events.as_deref()),
+                    (BEGIN_SCALE, END_SCALE, scale.as_deref()),
+                ],
+                [
+                    ("convergence.svg", svg.as_deref()),
+                    ("scale.svg", scale_svg.as_deref()),
+                ],
             )?;
         }
     }
@@ -357,6 +395,7 @@ type Measured = (
     Option<reaction::ReactionResult>,
     Option<planner::PlannerResult>,
     Option<events::DriftEventsResult>,
+    Option<scale::ScaleResult>,
 );
 
 async fn scenarios(
@@ -519,37 +558,66 @@ async fn scenarios(
     } else {
         None
     };
-    Ok((cost, convergence, reaction, planner, drift_events))
+    let scale = if wants(Scenario::Scale) && controller_available {
+        // 10 bindings per 1,000 resources; up to 1,000 resources per project.
+        let size = |resources: usize, interval: u64| scale::Size {
+            resources,
+            projects: resources.div_ceil(1000),
+            bindings: resources / 100,
+            interval: Duration::from_secs(interval),
+        };
+        let plan = if quick {
+            scale::Plan {
+                sizes: vec![size(1000, 30)],
+                windows: 1,
+                planner_runs: 3,
+            }
+        } else {
+            scale::Plan {
+                sizes: vec![size(1000, 30), size(10_000, 30), size(100_000, 60)],
+                windows: 3,
+                planner_runs: 5,
+            }
+        };
+        Some(scale::run(ctx, &plan).await?)
+    } else {
+        None
+    };
+    Ok((cost, convergence, reaction, planner, drift_events, scale))
 }
 
 const BEGIN: &str = "<!-- BEGIN GENERATED BY make bench -->";
 const END: &str = "<!-- END GENERATED BY make bench -->";
 const BEGIN_EVENTS: &str = "<!-- BEGIN GENERATED BY make bench: drift events -->";
 const END_EVENTS: &str = "<!-- END GENERATED BY make bench: drift events -->";
+const BEGIN_SCALE: &str = "<!-- BEGIN GENERATED BY make bench: fleet scale -->";
+const END_SCALE: &str = "<!-- END GENERATED BY make bench: fleet scale -->";
 
-/// Refreshes docs/bench/ (`markdown` and the plot, when scenarios 1–5 ran) and, in BENCHMARKS.md, the generated part
-/// of each scenario group that ran: scenarios 1–5 (`core`) and scenario 6 (`events`), each
-/// with its own provenance, so a run of one group leaves the other's figures in place.
+/// Refreshes, in BENCHMARKS.md, the generated block of each scenario group that ran
+/// (`blocks`: begin marker, end marker, the block's text when its group ran) — each with
+/// its own provenance, so a run of one group leaves the others' figures in place — and in
+/// docs/bench/ the plots that were drawn and, with scenarios 1–5, `markdown`.
 fn publish(
     repo: &Path,
     markdown: &str,
-    core: Option<&str>,
-    events: Option<&str>,
-    svg: Option<&str>,
+    blocks: [(&str, &str, Option<&str>); 3],
+    plots: [(&str, Option<&str>); 2],
 ) -> Result<()> {
     let docs = repo.join("docs/bench");
     std::fs::create_dir_all(&docs)?;
     // docs/bench/results.md is the last run of scenarios 1–5 and whatever ran with them.
-    if core.is_some() {
+    if blocks[0].2.is_some() {
         std::fs::write(docs.join("results.md"), markdown)?;
     }
-    if let Some(svg) = svg {
-        std::fs::write(docs.join("convergence.svg"), svg)?;
+    for (file, svg) in plots {
+        if let Some(svg) = svg {
+            std::fs::write(docs.join(file), svg)?;
+        }
     }
     let path = repo.join("BENCHMARKS.md");
     let mut text =
         std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    for (begin, end, part) in [(BEGIN, END, core), (BEGIN_EVENTS, END_EVENTS, events)] {
+    for (begin, end, part) in blocks {
         let Some(part) = part else { continue };
         let (Some(a), Some(b)) = (text.find(begin), text.find(end)) else {
             anyhow::bail!("{} has no {begin} … {end} section", path.display());

@@ -8,7 +8,8 @@ use crate::events::{DriftEventsResult, TARGET_P99_SECONDS};
 use crate::planner::{PlannerResult, TARGET_MS};
 use crate::reaction::ReactionResult;
 use crate::stats::Spread;
-use crate::svg::{Chart, Series};
+use crate::scale::{ScaleResult, SizeResult, TARGET_PLAN_MS, TARGET_RESOURCES, TARGET_RSS_MIB};
+use crate::svg::{trim, Chart, Series};
 use crate::Results;
 
 fn verdict(ok: bool) -> &'static str {
@@ -38,6 +39,9 @@ pub fn markdown(r: &Results, figure: &str) -> String {
     let mut s = scenarios(r, figure).unwrap_or_default();
     if let Some(x) = &r.drift_events {
         s.push_str(&drift_events_section(r, x));
+    }
+    if let Some(x) = &r.scale {
+        s.push_str(&scale_section(r, x, "scale.svg"));
     }
     s
 }
@@ -483,7 +487,9 @@ pub fn convergence_svg(c: &ConvergenceResult) -> String {
         ),
         x_label: "seconds since the binding was created".into(),
         y_label: "compliant (% of D)".into(),
+        x_min: 0.0,
         x_max: x_max.max(1.0),
+        x_format: trim,
         y_max: 100.0,
         y_format: |v| format!("{v:.0}%"),
         series,
@@ -502,4 +508,222 @@ fn thin(points: &[(f64, f64)], n: usize) -> Vec<(f64, f64)> {
         out.push(*last);
     }
     out
+}
+
+/// Per 10,000 resources of a size.
+fn per_10k(value: f64, x: &SizeResult) -> f64 {
+    value * 10_000.0 / x.resources as f64
+}
+
+/// Scenario 7 with the run's provenance, its growth-curve table, the targets judged at
+/// 100,000 resources, and the single-replica limits derived from the largest sizes;
+/// `figure` is where the plot lies relative to the document.
+pub fn scale_section(r: &Results, x: &ScaleResult, figure: &str) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "### 7. Fleet scale\n");
+    s.push_str(&provenance(r));
+    let _ = writeln!(
+        s,
+        "One controller run per size over generated resources in projects × {} regions × 3 kinds, 10 bindings per 1,000 resources (a tenth of the projects hold half of them), interval per size as shown, controller flags `{}`. \
+         CPU and reads per full re-check: median (min–max) over the steady re-checks that follow the first re-check after every binding was Ready; \
+         that first one (in brackets) also reads, once, the revisions of the resources the first pass fixed (`src/fleet/effect.rs`). Planner: median (min–max) over in-process runs of `plan` with every binding over every resource at once. \
+         \"per 10k\" columns divide by the resources in tens of thousands: a flat or falling column is a straight or better growth curve.\n",
+        x.regions,
+        x.flags.join(" ")
+    );
+    let _ = writeln!(
+        s,
+        "| Resources | Projects | Bindings (most in one project) | Interval | Peak RSS, MiB | per 10k | CPU per re-check, s | per 10k | Re-check wall time, s | Planner, ms | per 10k | Reads per re-check ÷ bound Σ⌈n/100⌉ (first re-check) | First Ready, s | per 10k | Load average at start |"
+    );
+    let _ = writeln!(
+        s,
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+    );
+    for z in &x.sizes {
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} ({}) | {:.0} s | {:.1} | {:.1} | {} | {:.3} | {} | {} | {:.2} | {} of {} ({:.2}) | {:.1} | {:.2} | {} |",
+            thousands(z.resources),
+            z.projects,
+            thousands(z.bindings),
+            z.bindings_per_project.iter().max().copied().unwrap_or_default(),
+            z.interval_seconds,
+            z.peak_rss_mib,
+            per_10k(z.peak_rss_mib, z),
+            z.recheck_cpu_seconds.show(2),
+            per_10k(z.recheck_cpu_seconds.median, z),
+            z.recheck_seconds.show(1),
+            z.planner_ms.show(1),
+            per_10k(z.planner_ms.median, z),
+            z.read_ratio.show(2),
+            thousands(z.list_bound as usize),
+            z.first_read_ratio,
+            z.first_ready_seconds,
+            per_10k(z.first_ready_seconds, z),
+            z.load_average
+        );
+    }
+    let _ = writeln!(s);
+    match x.sizes.iter().find(|z| z.resources == TARGET_RESOURCES) {
+        Some(z) => {
+            let _ = writeln!(
+                s,
+                "Targets at {} resources and {} bindings:\n",
+                thousands(z.resources),
+                thousands(z.bindings)
+            );
+            let _ = writeln!(s, "| Figure | Measured | Target |");
+            let _ = writeln!(s, "|---|---|---|");
+            let _ = writeln!(
+                s,
+                "| Peak RSS (VmHWM) | {:.1} MiB | ≤ {TARGET_RSS_MIB:.0} MiB — {} |",
+                z.peak_rss_mib,
+                verdict(z.peak_rss_mib <= TARGET_RSS_MIB)
+            );
+            let _ = writeln!(
+                s,
+                "| Planning (every binding over every resource) | {} ms | ≤ {TARGET_PLAN_MS:.0} ms — {} |",
+                z.planner_ms.show(1),
+                verdict(z.planner_ms.max <= TARGET_PLAN_MS)
+            );
+            let _ = writeln!(
+                s,
+                "| Reads per full re-check ÷ bound (steady re-checks) | {} | 1.00 — {} |\n",
+                z.read_ratio.show(2),
+                verdict(z.read_ratio.max < 1.005)
+            );
+        }
+        None => {
+            let _ = writeln!(
+                s,
+                "The targets are judged at {} resources, which this run did not measure.\n",
+                thousands(TARGET_RESOURCES)
+            );
+        }
+    }
+    let _ = writeln!(
+        s,
+        "![Cost per resource as the fleet grows]({figure})\n"
+    );
+    limits(&mut s, x);
+    s
+}
+
+/// "Single-replica limits": the largest size measured, and the growth between the two
+/// largest sizes per 10,000 resources, to size one replica by.
+fn limits(s: &mut String, x: &ScaleResult) {
+    let Some(top) = x.sizes.last() else { return };
+    let _ = writeln!(s, "### Single-replica limits\n");
+    let _ = writeln!(
+        s,
+        "The largest fleet measured on one replica: {} resources in {} projects under {} bindings — peak RSS {:.1} MiB, {} s of CPU per full re-check ({} s wall), every binding Ready {:.1} s after the controller started, planning {} ms, reads per re-check {}× the list bound.\n",
+        thousands(top.resources),
+        top.projects,
+        thousands(top.bindings),
+        top.peak_rss_mib,
+        top.recheck_cpu_seconds.show(2),
+        top.recheck_seconds.show(1),
+        top.first_ready_seconds,
+        top.planner_ms.show(1),
+        top.read_ratio.show(2)
+    );
+    let n = x.sizes.len();
+    if n < 2 {
+        return;
+    }
+    let low = &x.sizes[n - 2];
+    let step = (top.resources - low.resources) as f64 / 10_000.0;
+    let slope = |f: fn(&SizeResult) -> f64| (f(top) - f(low)) / step;
+    let rss = slope(|z| z.peak_rss_mib);
+    let cpu = slope(|z| z.recheck_cpu_seconds.median);
+    let ready = slope(|z| z.first_ready_seconds);
+    let base = top.peak_rss_mib - rss * top.resources as f64 / 10_000.0;
+    let _ = writeln!(
+        s,
+        "Growth from {} to {} resources (bindings grow with them, 10 per 1,000), per 10,000 resources more:\n",
+        thousands(low.resources),
+        thousands(top.resources)
+    );
+    let _ = writeln!(s, "| What | Grows by | Sizing |");
+    let _ = writeln!(s, "|---|---|---|");
+    let _ = writeln!(
+        s,
+        "| Peak RSS | {rss:.1} MiB | memory limit ≈ {base:.0} MiB + {rss:.1} MiB × resources ÷ 10,000, plus headroom |"
+    );
+    let _ = writeln!(
+        s,
+        "| CPU per full re-check | {cpu:.2} s | at the default 10m interval: {:.2} % of a core per 10,000 resources |",
+        cpu / 600.0 * 100.0
+    );
+    let _ = writeln!(
+        s,
+        "| Time to first Ready after a start | {ready:.1} s | how long a restarted or newly elected replica needs before every binding reports again |"
+    );
+    let _ = writeln!(
+        s,
+        "| Reads per full re-check | Σ⌈n/100⌉ list pages | one page per 100 resources of each project, region and kind: against Cloud Run's read quota per project and region, not per replica |\n"
+    );
+}
+
+/// The growth curve: each figure per resource, relative to the smallest size (1 = as
+/// cheap per resource as there; below 1, cheaper), over the resources on a log scale.
+pub fn scale_svg(x: &ScaleResult) -> String {
+    const COLORS: [&str; 4] = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd"];
+    let figures: [(&str, fn(&SizeResult) -> f64); 4] = [
+        ("peak RSS", |z| z.peak_rss_mib),
+        ("CPU per full re-check", |z| z.recheck_cpu_seconds.median),
+        ("planner", |z| z.planner_ms.median),
+        ("time to first Ready", |z| z.first_ready_seconds),
+    ];
+    let log = |z: &SizeResult| (z.resources as f64).log10();
+    let (x_min, x_max) = match (x.sizes.first(), x.sizes.last()) {
+        (Some(a), Some(b)) => (log(a), log(b).max(log(a) + 1.0)),
+        _ => (3.0, 5.0),
+    };
+    let mut series = Vec::new();
+    let mut y_max: f64 = 1.0;
+    for ((label, f), color) in figures.into_iter().zip(COLORS) {
+        let Some(first) = x.sizes.first() else { break };
+        let base = f(first) / first.resources as f64;
+        let points: Vec<(f64, f64)> = x
+            .sizes
+            .iter()
+            .map(|z| (log(z), f(z) / z.resources as f64 / base.max(f64::MIN_POSITIVE)))
+            .collect();
+        y_max = points.iter().map(|p| p.1).fold(y_max, f64::max);
+        series.push(Series {
+            label: format!("{label} per resource"),
+            color,
+            dashed: false,
+            width: 2.0,
+            legend: true,
+            points,
+        });
+    }
+    series.push(Series {
+        label: "flat: linear growth".into(),
+        color: "#7f7f7f",
+        dashed: true,
+        width: 1.0,
+        legend: true,
+        points: vec![(x_min, 1.0), (x_max, 1.0)],
+    });
+    Chart {
+        title: "Fleet scale: cost per resource, relative to the smallest fleet".into(),
+        x_label: "resources (log scale; 10 bindings per 1,000)".into(),
+        y_label: "per resource ÷ per resource at the smallest size".into(),
+        x_min,
+        x_max,
+        x_format: |v| {
+            if (v - v.round()).abs() > 1e-9 {
+                String::new()
+            } else {
+                thousands(10f64.powf(v.round()) as usize)
+            }
+        },
+        y_max: y_max * 1.15,
+        y_format: |v| format!("{v:.2}"),
+        series,
+    }
+    .render()
 }

@@ -1,4 +1,4 @@
-//! A small SVG line chart (polylines on linear axes), enough for the convergence plot.
+//! A small SVG line chart (polylines on linear axes), enough for the convergence and scale plots.
 
 use std::fmt::Write as _;
 
@@ -18,7 +18,7 @@ pub struct Series {
     pub points: Vec<(f64, f64)>,
 }
 
-/// A chart with linear axes from 0 to `x_max` / `y_max`.
+/// A chart with linear axes from `x_min` to `x_max` and from 0 to `y_max`.
 pub struct Chart {
     /// Title above the plot.
     pub title: String,
@@ -26,8 +26,12 @@ pub struct Chart {
     pub x_label: String,
     /// Y axis label.
     pub y_label: String,
+    /// Smallest x shown.
+    pub x_min: f64,
     /// Largest x shown.
     pub x_max: f64,
+    /// Formats an x tick.
+    pub x_format: fn(f64) -> String,
     /// Largest y shown.
     pub y_max: f64,
     /// Formats a y tick.
@@ -65,7 +69,8 @@ impl Chart {
     pub fn render(&self) -> String {
         let pw = W - LEFT - RIGHT;
         let ph = H - TOP - BOTTOM;
-        let x = |v: f64| LEFT + (v / self.x_max).clamp(0.0, 1.05) * pw;
+        let span = (self.x_max - self.x_min).max(f64::MIN_POSITIVE);
+        let x = |v: f64| LEFT + ((v - self.x_min) / span).clamp(0.0, 1.05) * pw;
         let y = |v: f64| TOP + ph - (v / self.y_max).clamp(0.0, 1.05) * ph;
         let mut s = String::new();
         let _ = writeln!(
@@ -79,8 +84,8 @@ impl Chart {
             W / 2.0,
             escape(&self.title)
         );
-        let step = tick_step(self.x_max, 8.0);
-        let mut v = 0.0;
+        let step = tick_step(span, 8.0);
+        let mut v = self.x_min;
         while v <= self.x_max + step * 1e-9 {
             let _ = writeln!(
                 s,
@@ -89,7 +94,7 @@ impl Chart {
                 TOP,
                 TOP + ph,
                 TOP + ph + 16.0,
-                trim(v)
+                escape(&(self.x_format)(v))
             );
             v += step;
         }
@@ -169,7 +174,8 @@ impl Chart {
     }
 }
 
-fn trim(v: f64) -> String {
+/// A tick value without trailing zeros.
+pub fn trim(v: f64) -> String {
     let text = format!("{v:.2}");
     text.trim_end_matches('0').trim_end_matches('.').to_string()
 }
