@@ -60,7 +60,13 @@ impl CloudRunClient {
     ) -> Result<Vec<LiveResource>> {
         let pages: Vec<Vec<LiveResource>> =
             self.list(project, location, kind).try_collect().await?;
-        Ok(pages.into_iter().flatten().collect())
+        // Sized once: a flattening collect doubles its buffer as it goes, and a controller
+        // lists every collection of its fleet.
+        let mut all = Vec::with_capacity(pages.iter().map(Vec::len).sum());
+        for page in pages {
+            all.extend(page);
+        }
+        Ok(all)
     }
 
     pub(super) async fn list_page(
@@ -180,7 +186,7 @@ impl CloudRunClient {
         revision: &str,
     ) -> Result<jiff::Timestamp> {
         let name = format!("{}/revisions/{revision}", id.resource_name());
-        if let Some(created) = lock(&self.inner.revisions).get(&name) {
+        if let Some(created) = lock(&self.inner.revisions).get(name.as_str()) {
             return Ok(*created);
         }
         check_id(ApiMethod::GetRevision, id)?;
@@ -216,7 +222,7 @@ impl CloudRunClient {
         if cache.len() >= MAX_CACHED_REVISIONS {
             cache.clear();
         }
-        cache.insert(name, created);
+        cache.insert(name.into_boxed_str(), created);
         Ok(created)
     }
 
