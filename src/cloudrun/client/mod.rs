@@ -211,8 +211,9 @@ struct Inner {
     regions: Mutex<HashMap<String, (Instant, Vec<String>)>>,
     policies: Mutex<HashMap<String, (Instant, PolicyCheck)>>,
     org_policies: Mutex<HashMap<String, (Instant, OrgPolicyConstraint)>>,
-    /// Creation times of revisions read, by full name (a revision never changes).
-    revisions: Mutex<HashMap<String, jiff::Timestamp>>,
+    /// Creation times of revisions read, by full name (a revision never changes); names
+    /// kept at their length (a controller remembers one per revision serving traffic).
+    revisions: Mutex<HashMap<Box<str>, jiff::Timestamp>>,
 }
 
 impl fmt::Debug for CloudRunClient {
