@@ -27,6 +27,60 @@ impl From<&ResourceId> for TargetKey {
     }
 }
 
+/// A [`TargetKey`] as a history keeps it: location and name in one allocation (a
+/// controller keeps a record of every target of every binding).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct StoredKey {
+    kind: ResourceKind,
+    /// The location, then the name.
+    text: Box<str>,
+    /// Where the location ends in `text`.
+    split: usize,
+}
+
+impl StoredKey {
+    fn new(kind: ResourceKind, location: &str, name: &str) -> Self {
+        let mut text = String::with_capacity(location.len() + name.len());
+        text.push_str(location);
+        text.push_str(name);
+        Self {
+            kind,
+            text: text.into_boxed_str(),
+            split: location.len(),
+        }
+    }
+
+    fn location(&self) -> &str {
+        self.text.get(..self.split).unwrap_or_default()
+    }
+
+    fn name(&self) -> &str {
+        self.text.get(self.split..).unwrap_or_default()
+    }
+
+    fn cmp_with(&self, kind: ResourceKind, location: &str, name: &str) -> std::cmp::Ordering {
+        (self.kind, self.location(), self.name()).cmp(&(kind, location, name))
+    }
+}
+
+impl From<&ResourceId> for StoredKey {
+    fn from(id: &ResourceId) -> Self {
+        Self::new(id.kind, &id.location, &id.name)
+    }
+}
+
+impl Ord for StoredKey {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.cmp_with(other.kind, other.location(), other.name())
+    }
+}
+
+impl PartialOrd for StoredKey {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
 /// What was last reported about one target.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TargetRecord {
@@ -48,23 +102,19 @@ pub struct TargetRecord {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TargetHistory(
     /// Sorted by key, unique keys.
-    pub(super) Vec<(TargetKey, TargetRecord)>,
+    pub(super) Vec<(StoredKey, TargetRecord)>,
 );
 
 impl TargetHistory {
     /// The targets listed in a status (entries without a parsable `lastTransitionTime` are
     /// skipped).
     pub fn from_status(status: &BinAuthzBindingStatus) -> Self {
-        let mut records: Vec<(TargetKey, TargetRecord)> = status
+        let mut records: Vec<(StoredKey, TargetRecord)> = status
             .targets
             .iter()
             .filter_map(|t| {
                 let since = t.last_transition_time.as_deref()?.parse().ok()?;
-                let key = TargetKey {
-                    kind: t.kind,
-                    location: t.location.clone(),
-                    name: t.name.clone(),
-                };
+                let key = StoredKey::new(t.kind, &t.location, &t.name);
                 let policy_set = t
                     .effect
                     .as_ref()
@@ -91,7 +141,7 @@ impl TargetHistory {
 
     fn lookup(&self, kind: ResourceKind, location: &str, name: &str) -> Option<&TargetRecord> {
         self.0
-            .binary_search_by(|(k, _)| key_cmp(k, kind, location, name))
+            .binary_search_by(|(k, _)| k.cmp_with(kind, location, name))
             .ok()
             .map(|i| &self.0[i].1)
     }
@@ -107,13 +157,9 @@ impl TargetHistory {
     }
 }
 
-fn key_cmp(key: &TargetKey, kind: ResourceKind, location: &str, name: &str) -> std::cmp::Ordering {
-    (key.kind, key.location.as_str(), key.name.as_str()).cmp(&(kind, location, name))
-}
-
 /// Looks up records for keys asked in ascending order, in one linear walk.
 pub(super) struct HistoryWalk<'h> {
-    pub(super) rest: &'h [(TargetKey, TargetRecord)],
+    pub(super) rest: &'h [(StoredKey, TargetRecord)],
 }
 
 impl<'h> HistoryWalk<'h> {
@@ -125,7 +171,7 @@ impl<'h> HistoryWalk<'h> {
     ) -> Option<&'h TargetRecord> {
         use std::cmp::Ordering::{Equal, Less};
         while let Some(((key, record), tail)) = self.rest.split_first() {
-            match key_cmp(key, kind, location, name) {
+            match key.cmp_with(kind, location, name) {
                 Less => self.rest = tail,
                 Equal => return Some(record),
                 _ => return None,

@@ -7,11 +7,11 @@ use jiff::Timestamp;
 
 use super::conditions::{conditions, Verdict};
 use super::effect::{effect, PolicySet, RevisionTimes};
-use super::history::HistoryWalk;
+use super::history::{HistoryWalk, StoredKey};
 use super::messages::{ready, target_message};
 use super::{
     ActiveBinding, Activity, BindingPlan, BreakglassLedger, Decision, PassFailure, PassFindings,
-    PlannedTarget, ReadyReason, TargetHistory, TargetKey, TargetRecord, WriteFailure, WriteOutcome,
+    PlannedTarget, ReadyReason, TargetHistory, TargetRecord, WriteFailure, WriteOutcome,
 };
 use crate::api::{
     BinAuthzBindingStatus, EffectState, Summary, TargetEffect, TargetState, TargetStatus,
@@ -288,7 +288,7 @@ impl<'r> BindingPlan<'r> {
 struct Walked<'r> {
     since: Vec<Timestamp>,
     transitions: Vec<TargetTransition<'r>>,
-    records: Vec<(TargetKey, TargetRecord)>,
+    records: Vec<(StoredKey, TargetRecord)>,
     /// By target: whether its policy is in effect (targets carrying it, when asked).
     effects: Vec<Option<TargetEffect>>,
 }
@@ -353,7 +353,7 @@ fn walk_history<'r>(
             _ => None,
         });
         since.push(record.since);
-        records.push((TargetKey::from(id), record));
+        records.push((StoredKey::from(id), record));
     }
     // Targets arrive sorted by id (kind, project, location, name) and share the
     // binding's project, so they are in (kind, location, name) order already, and a
