@@ -52,10 +52,10 @@ demo: ## Check-and-fix examples/ against the embedded Cloud Run emulator (no cre
 dev: build ## Local playground: kube-apiserver, Pub/Sub emulator, Cloud Run emulator publishing audit logs, controller (drift events when it has --drift-events), examples/bindings/; injects a drift and times its fix (Ctrl-C stops it)
 	BINAUTHZ_BIN=$(BIN) scripts/dev.sh
 
-bench: ## Benchmarks of BENCHMARKS.md, every figure (about 30 min on 2 cores; scenario 6 alone 11 min); ARGS=--quick for the smoke run
+bench: ## Benchmarks of BENCHMARKS.md, every figure (about 40 min on 2 cores; scenario 6 alone 11 min, 7 (fleet scale) 9 min); ARGS=--quick for the smoke run
 	scripts/bench.sh $(ARGS)
 
-bench-quick: ## Benchmark smoke run (< 2 min, what CI can afford); publishes nothing
+bench-quick: ## Benchmark smoke run (< 3 min, what CI can afford; fleet scale at 1,000 resources only); publishes nothing
 	scripts/bench.sh --quick
 
 crds: ## Regenerate crds/ from the Rust types, one file per CRD (and their copies in deploy/ and the chart)
