@@ -249,7 +249,10 @@ mod tests {
         .into();
         assert_eq!(Labels::from(map), labels);
         assert!(Labels::default().is_empty());
-        assert_eq!(format!("{labels:?}"), r#"{"env": "prod", "tier": "critical"}"#);
+        assert_eq!(
+            format!("{labels:?}"),
+            r#"{"env": "prod", "tier": "critical"}"#
+        );
         let odd: Labels = [("a\0b", ""), ("", "x")].into_iter().collect();
         assert_eq!(odd.iter().collect::<Vec<_>>(), [("", "x"), ("a\0b", "")]);
         assert_eq!(odd.get("a\0b"), Some(""));

@@ -9,7 +9,8 @@ use binauthz_operator::api::{
     BinAuthzBinding, BinAuthzBindingSpec, BreakglassMode, LabelOperator, LabelSelector,
     LabelSelectorRequirement, Mode, PolicyRef, ResourceKind, TargetSelector, Targets,
 };
-use binauthz_operator::plan::{self, BindingInput, BindingKey, Decision, Permission};
+use binauthz_operator::fleet;
+use binauthz_operator::plan::{self, BindingInput, BindingKey, Decision};
 use binauthz_operator::policy::ObservedPolicy;
 use binauthz_operator::resource::{BreakglassChange, ObservedResource, Remediation, ResourceId};
 use cloudrun_emulator::{ProjectSeed, RegionSeed, ResourceSeed, Seed};
@@ -381,17 +382,8 @@ pub fn list_bound(seed: &Seed, project: &str) -> u64 {
 
 /// The bindings as the planner takes them (no tenancy grants).
 pub fn inputs(bindings: &[BinAuthzBinding]) -> Vec<BindingInput<'_>> {
-    bindings
-        .iter()
-        .map(|b| BindingInput {
-            key: BindingKey::new(
-                b.metadata.namespace.clone().unwrap_or_default(),
-                b.metadata.name.clone().unwrap_or_default(),
-            ),
-            spec: &b.spec,
-            permission: Permission::Open,
-        })
-        .collect()
+    let open = fleet::Tenancy::open();
+    bindings.iter().map(|b| fleet::input(b, &open)).collect()
 }
 
 /// What the bindings ask of an estate.

@@ -7,8 +7,8 @@ use crate::cost::{CostResult, SubjectCost};
 use crate::events::{DriftEventsResult, TARGET_P99_SECONDS};
 use crate::planner::{PlannerResult, TARGET_MS};
 use crate::reaction::ReactionResult;
-use crate::stats::Spread;
 use crate::scale::{ScaleResult, SizeResult, TARGET_PLAN_MS, TARGET_RESOURCES, TARGET_RSS_MIB};
+use crate::stats::Spread;
 use crate::svg::{trim, Chart, Series};
 use crate::Results;
 
@@ -601,10 +601,7 @@ pub fn scale_section(r: &Results, x: &ScaleResult, figure: &str) -> String {
             );
         }
     }
-    let _ = writeln!(
-        s,
-        "![Cost per resource as the fleet grows]({figure})\n"
-    );
+    let _ = writeln!(s, "![Cost per resource as the fleet grows]({figure})\n");
     limits(&mut s, x);
     s
 }
@@ -633,7 +630,7 @@ fn limits(s: &mut String, x: &ScaleResult) {
     }
     let low = &x.sizes[n - 2];
     let step = (top.resources - low.resources) as f64 / 10_000.0;
-    let slope = |f: fn(&SizeResult) -> f64| (f(top) - f(low)) / step;
+    let slope = |f: Figure| (f(top) - f(low)) / step;
     let rss = slope(|z| z.peak_rss_mib);
     let cpu = slope(|z| z.recheck_cpu_seconds.median);
     let ready = slope(|z| z.first_ready_seconds);
@@ -665,11 +662,14 @@ fn limits(s: &mut String, x: &ScaleResult) {
     );
 }
 
+/// One figure of a size.
+type Figure = fn(&SizeResult) -> f64;
+
 /// The growth curve: each figure per resource, relative to the smallest size (1 = as
 /// cheap per resource as there; below 1, cheaper), over the resources on a log scale.
 pub fn scale_svg(x: &ScaleResult) -> String {
     const COLORS: [&str; 4] = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd"];
-    let figures: [(&str, fn(&SizeResult) -> f64); 4] = [
+    let figures: [(&str, Figure); 4] = [
         ("peak RSS", |z| z.peak_rss_mib),
         ("CPU per full re-check", |z| z.recheck_cpu_seconds.median),
         ("planner", |z| z.planner_ms.median),
@@ -688,7 +688,12 @@ pub fn scale_svg(x: &ScaleResult) -> String {
         let points: Vec<(f64, f64)> = x
             .sizes
             .iter()
-            .map(|z| (log(z), f(z) / z.resources as f64 / base.max(f64::MIN_POSITIVE)))
+            .map(|z| {
+                (
+                    log(z),
+                    f(z) / z.resources as f64 / base.max(f64::MIN_POSITIVE),
+                )
+            })
             .collect();
         y_max = points.iter().map(|p| p.1).fold(y_max, f64::max);
         series.push(Series {

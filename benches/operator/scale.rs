@@ -17,12 +17,7 @@ use crate::stats::Spread;
 use crate::{cost, estate, procfs, say, Ctx};
 
 /// The regions of every generated project.
-pub const REGIONS: [&str; 4] = [
-    "us-central1",
-    "europe-west1",
-    "asia-northeast1",
-    "us-east1",
-];
+pub const REGIONS: [&str; 4] = ["us-central1", "europe-west1", "asia-northeast1", "us-east1"];
 /// Peak RSS target at [`TARGET_RESOURCES`], MiB.
 pub const TARGET_RSS_MIB: f64 = 128.0;
 /// Planner target at [`TARGET_RESOURCES`], milliseconds.
@@ -233,9 +228,7 @@ async fn run_size(ctx: &Ctx, plan: &Plan, size: &Size, flags: &[String]) -> Resu
     let pid = controller.pid();
     let sampler = procfs::Sampler::start(pid, ctx.ticks);
     let limit = size.interval * 6 + Duration::from_secs(300);
-    plane
-        .wait_ready(&namespace, bindings.len(), limit)
-        .await?;
+    plane.wait_ready(&namespace, bindings.len(), limit).await?;
     let first_ready_seconds = now_seconds() - started;
     say!(
         "scale: every binding Ready after {first_ready_seconds:.1} s; {} re-checks",
