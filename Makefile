@@ -55,7 +55,7 @@ dev: build ## Local playground: kube-apiserver, Pub/Sub emulator, Cloud Run emul
 bench: ## Benchmarks of BENCHMARKS.md, every figure (about 40 min on 2 cores; scenario 6 alone 11 min, 7 (fleet scale) 9 min); ARGS=--quick for the smoke run
 	scripts/bench.sh $(ARGS)
 
-bench-quick: ## Benchmark smoke run (< 3 min, what CI can afford; fleet scale at 1,000 resources only); publishes nothing
+bench-quick: ## Benchmark smoke run (about 3 min, what CI can afford; fleet scale at 1,000 resources only); publishes nothing
 	scripts/bench.sh --quick
 
 crds: ## Regenerate crds/ from the Rust types, one file per CRD (and their copies in deploy/ and the chart)

@@ -5,7 +5,7 @@
 #                                    criterion's planner benchmark, then the operator
 #                                    benchmark driver (benches/operator/); refreshes the
 #                                    generated part of BENCHMARKS.md and docs/bench/
-#   scripts/bench.sh --quick         a short smoke run (< 3 min) that keeps the harness
+#   scripts/bench.sh --quick         a short smoke run (about 3 min) that keeps the harness
 #                                    working (CI); publishes nothing
 #   scripts/bench.sh --only cost,convergence
 #                                    a subset: cost, convergence, reaction, planner,
