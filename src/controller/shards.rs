@@ -724,7 +724,10 @@ mod tests {
         ]);
         assert_eq!(v.members, ["pod-a", "pod-b"]);
         // The live Leases were renewed 1 s ago: the first expires in about 14 s.
-        let left = v.next_expiry.unwrap().duration_since(jiff::Timestamp::now());
+        let left = v
+            .next_expiry
+            .unwrap()
+            .duration_since(jiff::Timestamp::now());
         assert!(left.as_secs() >= 13 && left.as_secs() <= 14, "{left:?}");
         assert_eq!(
             v.shards,
