@@ -128,6 +128,11 @@ struct Cli {
     /// e.g. `--controller-arg=--write-rate=6000` to see what the write budget costs.
     #[arg(long, allow_hyphen_values = true)]
     controller_arg: Vec<String>,
+    /// Scenario 7 at these sizes only (resources, comma-separated; 1,000 per project, 10
+    /// bindings per 1,000), e.g. `--only scale --scale-sizes 100000` to measure one size.
+    /// Such a run is never published: the published curve is the default sizes.
+    #[arg(long, value_delimiter = ',')]
+    scale_sizes: Vec<usize>,
     /// Passed by `cargo bench`.
     #[arg(long, hide = true)]
     bench: bool,
@@ -343,6 +348,8 @@ async fn run(cli: Cli) -> Result<()> {
     if cli.publish {
         if quick {
             say!("--publish ignored for a quick run (its figures are smoke figures)");
+        } else if !cli.scale_sizes.is_empty() {
+            say!("--publish ignored with --scale-sizes (the published curve is the default sizes)");
         } else {
             // Scenarios 1–5 share one block: a run of some of them would drop the
             // others' figures, so the block is refreshed only when all five ran.
@@ -566,7 +573,17 @@ async fn scenarios(
             bindings: resources / 100,
             interval: Duration::from_secs(interval),
         };
-        let plan = if quick {
+        let plan = if !cli.scale_sizes.is_empty() {
+            scale::Plan {
+                sizes: cli
+                    .scale_sizes
+                    .iter()
+                    .map(|&n| size(n, if n > 10_000 { 60 } else { 30 }))
+                    .collect(),
+                windows: if quick { 1 } else { 3 },
+                planner_runs: if quick { 3 } else { 5 },
+            }
+        } else if quick {
             scale::Plan {
                 sizes: vec![size(1000, 30)],
                 windows: 1,
