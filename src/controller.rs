@@ -67,7 +67,7 @@ use leader::{LeaderConfig, LeaderElection, LeaderGate};
 use policyreport::PolicyReports;
 use shards::{ShardConfig, ShardElection, WriteGates};
 use startup::{check_cluster, crd_served, identity, shutdown_signal};
-use triggers::{pass_trigger, watch_backoff, DriftEnv, Tap};
+use triggers::{pass_trigger, trim_for_cache, watch_backoff, DriftEnv, Tap};
 
 /// The API group/version of bindings, for the CRD check.
 const GROUP_VERSION: &str = "binauthz.dev/v1alpha1";
@@ -758,6 +758,7 @@ fn watch_bindings(
     };
     watcher(api, watcher::Config::default())
         .backoff(watch_backoff())
+        .modify(trim_for_cache)
         .reflect(writer)
         .inspect(move |event| tap.observe(event))
         .applied_objects()

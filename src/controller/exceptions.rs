@@ -33,7 +33,7 @@ use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
 use tracing::{debug, info, warn};
 
-use super::triggers::watch_backoff;
+use super::triggers::{trim_for_cache, watch_backoff};
 use super::Context;
 use crate::api::{
     BinAuthzBinding, BinAuthzException, BinAuthzExceptionStatus, ExceptionState, API_VERSION,
@@ -190,6 +190,7 @@ pub(super) fn watch_exceptions(
     };
     watcher(api, watcher::Config::default())
         .backoff(watch_backoff())
+        .modify(trim_for_cache)
         .reflect(writer)
         .inspect(move |event| tap.observe(event))
         .applied_objects()

@@ -12,6 +12,7 @@ use std::time::Duration;
 use binauthz_operator::api::BinAuthzBinding;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::PodSpec;
 use kube::api::PostParams;
 use kube::Api;
 use serde_json::json;
@@ -72,16 +73,8 @@ async fn the_chart_installs_and_its_operator_reconciles_a_binding() {
     );
 
     let client = cp.client().await;
-    let deployment = Api::<Deployment>::namespaced(client.clone(), NAMESPACE)
-        .get(RELEASE)
-        .await
-        .expect("the chart's Deployment");
-    let pod = deployment
-        .spec
-        .and_then(|s| s.template.spec)
-        .expect("a pod template");
-    let container = &pod.containers[0];
-    let args = container.args.clone().unwrap_or_default();
+    let pod = pod_template(&client).await;
+    let args = pod.containers[0].args.clone().unwrap_or_default();
     assert_eq!(args.first().map(String::as_str), Some("controller"));
     assert!(args.contains(&"--leader-election".to_owned()), "{args:?}");
     assert!(
@@ -139,14 +132,9 @@ async fn the_chart_installs_and_its_operator_reconciles_a_binding() {
         "helm upgrade failed:\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let deployment = Api::<Deployment>::namespaced(client.clone(), NAMESPACE)
-        .get(RELEASE)
-        .await
-        .expect("the chart's Deployment");
-    let args = deployment
-        .spec
-        .and_then(|s| s.template.spec)
-        .map(|p| p.containers[0].args.clone().unwrap_or_default())
+    let args = pod_template(&client).await.containers[0]
+        .args
+        .clone()
         .unwrap_or_default();
     assert!(args.contains(&"--shards=4".to_owned()), "{args:?}");
     let chart_flags: Vec<String> = args
@@ -219,6 +207,17 @@ async fn the_chart_installs_and_its_operator_reconciles_a_binding() {
 
 /// Creates binding `name` over acme-prod's services in us-central1 and waits until
 /// `operator` (or its peer) makes it Ready.
+/// The pod template of the chart's Deployment as installed.
+async fn pod_template(client: &kube::Client) -> PodSpec {
+    Api::<Deployment>::namespaced(client.clone(), NAMESPACE)
+        .get(RELEASE)
+        .await
+        .expect("the chart's Deployment")
+        .spec
+        .and_then(|s| s.template.spec)
+        .expect("a pod template")
+}
+
 async fn bind_until_ready(bindings: &Api<BinAuthzBinding>, name: &str, operator: &Operator) {
     bindings
         .create(
