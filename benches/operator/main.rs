@@ -567,31 +567,28 @@ async fn scenarios(
     };
     let scale = if wants(Scenario::Scale) && controller_available {
         // 10 bindings per 1,000 resources; up to 1,000 resources per project.
-        let size = |resources: usize, interval: u64| scale::Size {
+        // A full re-check must fit in the interval with room to spare.
+        let size = |resources: usize| scale::Size {
             resources,
             projects: resources.div_ceil(1000),
             bindings: resources / 100,
-            interval: Duration::from_secs(interval),
+            interval: Duration::from_secs(if resources > 10_000 { 60 } else { 30 }),
         };
         let plan = if !cli.scale_sizes.is_empty() {
             scale::Plan {
-                sizes: cli
-                    .scale_sizes
-                    .iter()
-                    .map(|&n| size(n, if n > 10_000 { 60 } else { 30 }))
-                    .collect(),
+                sizes: cli.scale_sizes.iter().map(|&n| size(n)).collect(),
                 windows: if quick { 1 } else { 3 },
                 planner_runs: if quick { 3 } else { 5 },
             }
         } else if quick {
             scale::Plan {
-                sizes: vec![size(1000, 30)],
+                sizes: vec![size(1000)],
                 windows: 1,
                 planner_runs: 3,
             }
         } else {
             scale::Plan {
-                sizes: vec![size(1000, 30), size(10_000, 30), size(100_000, 60)],
+                sizes: vec![size(1000), size(10_000), size(100_000)],
                 windows: 3,
                 planner_runs: 5,
             }

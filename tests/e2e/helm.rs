@@ -205,8 +205,6 @@ async fn the_chart_installs_and_its_operator_reconciles_a_binding() {
     .await;
 }
 
-/// Creates binding `name` over acme-prod's services in us-central1 and waits until
-/// `operator` (or its peer) makes it Ready.
 /// The pod template of the chart's Deployment as installed.
 async fn pod_template(client: &kube::Client) -> PodSpec {
     Api::<Deployment>::namespaced(client.clone(), NAMESPACE)
@@ -218,6 +216,8 @@ async fn pod_template(client: &kube::Client) -> PodSpec {
         .expect("a pod template")
 }
 
+/// Creates binding `name` over acme-prod's services in us-central1 and waits until
+/// `operator` (or its peer) makes it Ready.
 async fn bind_until_ready(bindings: &Api<BinAuthzBinding>, name: &str, operator: &Operator) {
     bindings
         .create(

@@ -14,7 +14,7 @@ use kube::Api;
 use serde_json::{json, Value};
 
 use crate::support::gotool::gotool;
-use crate::support::kube::{binding, operator_cluster, reconcile_now, request_pass};
+use crate::support::kube::{binding, operator_cluster, reconcile_now};
 use crate::support::metrics::sum;
 use crate::support::process::{Emulator, Operator, OperatorConfig};
 use crate::support::repo;
@@ -103,9 +103,9 @@ async fn every_dashboard_query_returns_series_from_a_real_run_and_names_only_exp
     }
     // Both bindings have been passed over, and the fleet has seen 429s and remediations.
     // The 429s are random (a fifth of the calls): while none has come, ask for another pass
-    // (each lists again), so that a run with few calls cannot miss them. A new request only
-    // once the last one was handled: the controller waits for a second without new
-    // requests before a pass (its debounce), so a request every poll would hold it off.
+    // (each lists again), so that a run with few calls cannot miss them. Each request is
+    // waited for until handled: the controller waits for a second without new requests
+    // before a pass (its debounce), so a request every poll would hold it off.
     let asked = std::sync::atomic::AtomicUsize::new(0);
     let first = eventually(
         "both bindings reported, remediations and 429s seen",
@@ -129,23 +129,8 @@ async fn every_dashboard_query_returns_series_from_a_real_run_and_names_only_exp
                 Ok(m)
             } else {
                 if reported && !throttled {
-                    let n = asked.load(std::sync::atomic::Ordering::Relaxed);
-                    let handled = match n.checked_sub(1) {
-                        None => true,
-                        Some(last) => {
-                            let echoed = api
-                                .get("staging")
-                                .await
-                                .ok()
-                                .and_then(|b| b.status)
-                                .and_then(|s| s.last_handled_reconcile_at);
-                            echoed.as_deref() == Some(format!("until-a-429-{last}").as_str())
-                        }
-                    };
-                    if handled {
-                        asked.store(n + 1, std::sync::atomic::Ordering::Relaxed);
-                        request_pass(&api, "staging", &format!("until-a-429-{n}")).await;
-                    }
+                    let n = asked.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    reconcile_now(&api, "staging", &format!("until-a-429-{n}")).await;
                 }
                 Err(m)
             }
